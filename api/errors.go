@@ -1,0 +1,81 @@
+// Package api is Switchboard's vocabulary: records, changes, events, users,
+// names and paths, the stable error codes, and the backend contracts (Store
+// and Bus) that every backend implements. It does no I/O.
+package api
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable error code that clients switch on.
+type Code string
+
+// The stable error codes of the public contract.
+const (
+	CodeInvalidName          Code = "INVALID_NAME"
+	CodeInvalidPath          Code = "INVALID_PATH"
+	CodeInvalidJSON          Code = "INVALID_JSON"
+	CodeNotFound             Code = "NOT_FOUND"
+	CodeVersionConflict      Code = "VERSION_CONFLICT"
+	CodePatchFailed          Code = "PATCH_FAILED"
+	CodePayloadTooLarge      Code = "PAYLOAD_TOO_LARGE"
+	CodeUnsupportedMediaType Code = "UNSUPPORTED_MEDIA_TYPE"
+	CodeUnauthenticated      Code = "UNAUTHENTICATED"
+	CodeAuthUnavailable      Code = "AUTH_UNAVAILABLE"
+	CodePermissionDenied     Code = "PERMISSION_DENIED"
+	CodeNoRPCProvider        Code = "NO_RPC_PROVIDER"
+	CodeRPCTimeout           Code = "RPC_TIMEOUT"
+	CodeRPCError             Code = "RPC_ERROR"
+	CodeRateLimited          Code = "RATE_LIMITED"
+	CodeUnavailable          Code = "UNAVAILABLE"
+	CodeInternal             Code = "INTERNAL"
+)
+
+// Error is an error with a stable code and a sentence for humans. Fields
+// holds extra members of the problem body, such as "currentVersion".
+type Error struct {
+	Code   Code
+	Detail string
+	Fields map[string]any
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Detail }
+
+// Errorf returns an *Error with code and a formatted detail.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// With returns a copy of e with one more problem field.
+func (e *Error) With(key string, value any) *Error {
+	c := *e
+	c.Fields = make(map[string]any, len(e.Fields)+1)
+	for k, v := range e.Fields {
+		c.Fields[k] = v
+	}
+	c.Fields[key] = value
+	return &c
+}
+
+// ErrorCode returns the code of err, or CodeInternal if it carries none.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// IsCode reports whether err carries code.
+func IsCode(err error, code Code) bool { return err != nil && ErrorCode(err) == code }
+
+// NotFound returns a NOT_FOUND error for a record name.
+func NotFound(name string) *Error { return Errorf(CodeNotFound, "record %q does not exist", name) }
+
+// Conflict returns a VERSION_CONFLICT error that tells the current version
+// (0 when the record does not exist).
+func Conflict(name string, current int64) *Error {
+	e := Errorf(CodeVersionConflict, "record %q is at version %d", name, current)
+	return e.With("currentVersion", current)
+}

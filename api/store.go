@@ -1,0 +1,142 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Record is a JSON document and its version: 1 on creation, +1 on every
+// successful write. A record that does not exist has version 0 and nil Data.
+type Record struct {
+	Name    string          `json:"name"`
+	Version int64           `json:"version"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Kind says what a change did.
+type Kind string
+
+// The kinds of change in the change log.
+const (
+	KindSet    Kind = "set"    // a record was created or replaced
+	KindPatch  Kind = "patch"  // part of a record changed (path write, patch)
+	KindDelete Kind = "delete" // a record was deleted
+	KindEvent  Kind = "event"  // an event was published
+)
+
+// Change is one entry of the ordered change log. Seq is its position: the
+// log is totally ordered by Seq, and "every change after Seq X" is well
+// defined on every instance.
+type Change struct {
+	Seq       int64           `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Kind      Kind            `json:"kind"`
+	Name      string          `json:"name"`
+	Version   int64           `json:"version,omitempty"`   // records: the version after the change
+	Data      json.RawMessage `json:"data,omitempty"`      // records: the whole new value; events: the payload
+	Publisher string          `json:"publisher,omitempty"` // events: the publisher's user id
+}
+
+// Write is one operation of an atomic batch.
+type Write struct {
+	Kind Kind
+	Name string
+	// IfMatch, when > 0, makes the write happen only at that version.
+	IfMatch int64
+	// IfNoneMatch makes the write create-only.
+	IfNoneMatch bool
+	// Apply computes a record's new value from its current one (nil and
+	// exists false when it does not exist). It runs inside the store's
+	// transaction, so it sees the record as it is at that moment; it must
+	// not keep or modify current. Unused for deletes and events.
+	Apply func(current json.RawMessage, exists bool) (json.RawMessage, error)
+	// Data is an event's payload.
+	Data json.RawMessage
+	// Publisher is the user id of an event's publisher.
+	Publisher string
+}
+
+// ErrTrimmed says that a log position is older than the retained log.
+var ErrTrimmed = errors.New("the position is older than the retained change log")
+
+// Subscription is one subscription of a stream, in the form of the public
+// contract: exactly one of Record (with an optional Path), Event (a name or
+// "prefix/*"), Presence and Listen is set.
+type Subscription struct {
+	Record   string `json:"record,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Event    string `json:"event,omitempty"`
+	Presence string `json:"presence,omitempty"`
+	Listen   string `json:"listen,omitempty"`
+}
+
+// StreamSub is a subscription of a stored stream. Since is the log position
+// of its snapshot for a record subscription added to an open stream: a
+// resume from before it must send a fresh snapshot.
+type StreamSub struct {
+	Subscription
+	Since int64 `json:"since,omitempty"`
+}
+
+// StreamInfo is what every instance must know of a stream so that it can
+// be resumed anywhere and changed from anywhere.
+type StreamInfo struct {
+	ID      string      `json:"id"`
+	User    string      `json:"user"`
+	Subs    []StreamSub `json:"subs"`
+	Updated time.Time   `json:"updated"`
+}
+
+// Store keeps records, the change log and stream state. Implementations are
+// safe for concurrent use; every backend passes the db/dbtest suite.
+type Store interface {
+	// Get returns a record, or a NOT_FOUND error.
+	Get(ctx context.Context, name string) (Record, error)
+	// List returns up to limit records (without data) whose names start
+	// with prefix and sort after after, in name order.
+	List(ctx context.Context, prefix, after string, limit int) ([]Record, error)
+	// Write applies every write or none, in order, each one change of the
+	// log, and returns the changes. A failing write's error is an *Error
+	// with the field "index" set to its position.
+	Write(ctx context.Context, writes []Write) ([]Change, error)
+	// Snapshot reads records at one log position and returns that
+	// position; missing records come back with version 0.
+	Snapshot(ctx context.Context, names []string) (int64, []Record, error)
+	// Changes returns up to limit changes after position after, in order.
+	// It returns ErrTrimmed when changes after it were trimmed away.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// Trim removes changes and stream state older than before.
+	Trim(ctx context.Context, before time.Time) error
+	// PutStream stores a stream's state; GetStream reads it, or NOT_FOUND.
+	PutStream(ctx context.Context, s StreamInfo) error
+	GetStream(ctx context.Context, id string) (StreamInfo, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// TopicChanges is the Bus topic on which a Store announces new changes.
+const TopicChanges = "changes"
+
+// Bus carries small wake-ups between instances (payloads under 7,000
+// bytes): never data, only what tells an instance to look at the Store.
+type Bus interface {
+	// Send delivers payload to the handlers of topic on every instance,
+	// this one included.
+	Send(ctx context.Context, topic string, payload []byte) error
+	// Subscribe calls fn for every payload sent on topic, in order, from one
+	// goroutine. After a lost connection it calls fn(nil), since payloads
+	// may have been missed. The returned func stops the calls.
+	Subscribe(topic string, fn func(payload []byte)) (cancel func())
+	// Ready reports whether wake-ups from other instances can arrive.
+	Ready(ctx context.Context) error
+}
+
+// User is the caller of an operation: ID is empty for an anonymous user in
+// open mode; Data is what permission rules see as user.data.
+type User struct {
+	ID   string
+	Data map[string]any
+}
