@@ -1,0 +1,492 @@
+// Package embedded is the single-file store: records, the change log and
+// stream state in one bbolt file, for one process. Writes are group
+// committed: every write waiting when a transaction starts joins it, so
+// under load many writes share one fsync.
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+var _ api.Store = (*Store)(nil)
+
+var (
+	bucketRecords = []byte("records")
+	bucketLog     = []byte("log")
+	bucketStreams = []byte("streams")
+	bucketMeta    = []byte("meta")
+	keyHead       = []byte("head")
+	keyTrimmed    = []byte("trimmed")
+)
+
+// maxGroup bounds how many waiting requests join one transaction.
+const maxGroup = 512
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("embedded store is closed")
+
+// Store is the embedded api.Store. It is safe for concurrent use; only one
+// process may open a file at a time.
+type Store struct {
+	db   *bolt.DB
+	bus  *Bus
+	reqs chan *request
+	quit chan struct{}
+	done chan struct{}
+	head int64 // owned by the commit loop
+}
+
+// request is one caller's atomic unit of work for the commit loop.
+type request struct {
+	writes  []api.Write
+	stream  *api.StreamInfo
+	changes []api.Change
+	err     error
+	done    chan struct{}
+}
+
+// Open opens (or creates) the store in dir, in the file switchboard.db.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	file := filepath.Join(dir, "switchboard.db")
+	db, err := bolt.Open(file, 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
+	}
+	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRecords, bucketLog, bucketStreams, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		s.head = getInt(tx.Bucket(bucketMeta), keyHead)
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", file, err)
+	}
+	go s.loop()
+	return s, nil
+}
+
+// Bus returns the in-process Bus on which the store announces changes.
+func (s *Store) Bus() *Bus { return s.bus }
+
+// Close stops the commit loop, after the transaction under way, and
+// closes the file.
+func (s *Store) Close() error {
+	select {
+	case <-s.quit:
+		return nil
+	default:
+	}
+	close(s.quit)
+	<-s.done
+	return s.db.Close()
+}
+
+// Ping reports whether the file is open.
+func (s *Store) Ping(context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return nil })
+}
+
+// Get returns a record, or NOT_FOUND.
+func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
+	var rec api.Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var ok bool
+		rec, ok = getRecord(tx, name)
+		if !ok {
+			return api.NotFound(name)
+		}
+		return nil
+	})
+	return rec, err
+}
+
+// List returns records under prefix after the cursor, in name order.
+func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
+	var out []api.Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		start := prefix
+		if after > start {
+			start = after
+		}
+		for k, v := c.Seek([]byte(start)); k != nil && len(out) < limit; k, v = c.Next() {
+			name := string(k)
+			if !strings.HasPrefix(name, prefix) {
+				break
+			}
+			if name <= after {
+				continue
+			}
+			out = append(out, api.Record{Name: name, Version: int64(binary.BigEndian.Uint64(v))})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Snapshot reads records at one log position.
+func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record, error) {
+	var pos int64
+	out := make([]api.Record, len(names))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pos = getInt(tx.Bucket(bucketMeta), keyHead)
+		for i, n := range names {
+			out[i], _ = getRecord(tx, n)
+			out[i].Name = n
+		}
+		return nil
+	})
+	return pos, out, err
+}
+
+// Changes returns up to limit changes after position after.
+func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change, error) {
+	var out []api.Change
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if after < getInt(tx.Bucket(bucketMeta), keyTrimmed) {
+			return api.ErrTrimmed
+		}
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			ch, err := decodeChange(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Trim removes changes and streams older than before, a thousand changes
+// per transaction so that writers never wait long.
+func (s *Store) Trim(ctx context.Context, before time.Time) error {
+	cut := before.UnixNano()
+	for more := true; more; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketLog).Cursor()
+			n, last := 0, int64(0)
+			for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
+				if int64(binary.BigEndian.Uint64(v)) >= cut {
+					break
+				}
+				last = int64(binary.BigEndian.Uint64(k))
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			more = n == 1000
+			if last > 0 {
+				return putInt(tx.Bucket(bucketMeta), keyTrimmed, last)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("trim log: %w", err)
+		}
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketStreams).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var info api.StreamInfo
+			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// GetStream returns a stored stream, or NOT_FOUND.
+func (s *Store) GetStream(_ context.Context, id string) (api.StreamInfo, error) {
+	var info api.StreamInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketStreams).Get([]byte(id))
+		if v == nil {
+			return api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
+		}
+		return json.Unmarshal(v, &info)
+	})
+	return info, err
+}
+
+// PutStream stores a stream's state.
+func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) error {
+	_, err := s.submit(ctx, &request{stream: &info})
+	return err
+}
+
+// Write applies the writes atomically, in order.
+func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
+	return s.submit(ctx, &request{writes: writes})
+}
+
+func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
+	r.done = make(chan struct{})
+	select {
+	case s.reqs <- r:
+	case <-s.quit:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	<-r.done // once queued it commits or fails as a whole: wait for the outcome
+	return r.changes, r.err
+}
+
+func (s *Store) loop() {
+	defer close(s.done)
+	group := make([]*request, 0, maxGroup)
+	for {
+		select {
+		case <-s.quit:
+			s.fail(ErrClosed)
+			return
+		case r := <-s.reqs:
+			group = append(group[:0], r)
+		}
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(group)
+	}
+}
+
+// fail answers every queued request with err.
+func (s *Store) fail(err error) {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.err = err
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+// commit runs a group of requests in one transaction. A request that fails
+// leaves no trace; the others commit.
+func (s *Store) commit(group []*request) {
+	seq := s.head
+	now := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, r := range group {
+			if r.stream != nil {
+				r.err = putStream(tx, *r.stream)
+				continue
+			}
+			r.changes, r.err = prepare(tx, r.writes)
+			if r.err != nil {
+				continue
+			}
+			for i := range r.changes {
+				seq++
+				r.changes[i].Seq, r.changes[i].Time = seq, now
+				if err := putChange(tx, r.changes[i]); err != nil {
+					return err
+				}
+			}
+		}
+		return putInt(tx.Bucket(bucketMeta), keyHead, seq)
+	})
+	announce := seq > s.head
+	if err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		announce = false
+	} else {
+		s.head = seq
+	}
+	for _, r := range group {
+		if err != nil {
+			r.changes, r.err = nil, err
+		}
+		close(r.done)
+	}
+	if announce {
+		s.bus.Send(context.Background(), api.TopicChanges, nil)
+	}
+}
+
+// state is a record as a batch sees it, including the batch's own writes.
+type state struct {
+	version int64
+	data    json.RawMessage
+	exists  bool
+}
+
+// prepare computes the changes of one atomic batch without writing.
+func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
+	seen := make(map[string]*state)
+	changes := make([]api.Change, 0, len(writes))
+	for i, w := range writes {
+		if w.Kind == api.KindEvent {
+			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
+			continue
+		}
+		cur, ok := seen[w.Name]
+		if !ok {
+			rec, exists := getRecord(tx, w.Name)
+			cur = &state{version: rec.Version, data: rec.Data, exists: exists}
+			seen[w.Name] = cur
+		}
+		ch, err := apply(w, cur)
+		if err != nil {
+			var e *api.Error
+			if errors.As(err, &e) {
+				return nil, e.With("index", i)
+			}
+			return nil, fmt.Errorf("write %d (%s): %w", i, w.Name, err)
+		}
+		changes = append(changes, ch)
+	}
+	return changes, nil
+}
+
+// apply checks a write's conditions against cur, and moves cur forward.
+func apply(w api.Write, cur *state) (api.Change, error) {
+	version := cur.version
+	if !cur.exists {
+		version = 0
+	}
+	switch {
+	case w.IfMatch > 0 && w.IfMatch != version:
+		return api.Change{}, api.Conflict(w.Name, version)
+	case w.IfNoneMatch && cur.exists:
+		return api.Change{}, api.Conflict(w.Name, version)
+	}
+	ch := api.Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
+	if w.Kind == api.KindDelete {
+		if !cur.exists {
+			return api.Change{}, api.NotFound(w.Name)
+		}
+		*cur = state{version: ch.Version}
+		return ch, nil
+	}
+	data, err := w.Apply(cur.data, cur.exists)
+	if err != nil {
+		return api.Change{}, err
+	}
+	ch.Data = data
+	*cur = state{version: ch.Version, data: data, exists: true}
+	return ch, nil
+}
+
+func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
+	v := tx.Bucket(bucketRecords).Get([]byte(name))
+	if v == nil {
+		return api.Record{Name: name}, false
+	}
+	return api.Record{
+		Name:    name,
+		Version: int64(binary.BigEndian.Uint64(v)),
+		Data:    bytes.Clone(v[8:]),
+	}, true
+}
+
+// putChange appends a change to the log and applies it to the records.
+func putChange(tx *bolt.Tx, ch api.Change) error {
+	switch ch.Kind {
+	case api.KindDelete:
+		if err := tx.Bucket(bucketRecords).Delete([]byte(ch.Name)); err != nil {
+			return err
+		}
+	case api.KindSet, api.KindPatch:
+		v := make([]byte, 8+len(ch.Data))
+		binary.BigEndian.PutUint64(v, uint64(ch.Version))
+		copy(v[8:], ch.Data)
+		if err := tx.Bucket(bucketRecords).Put([]byte(ch.Name), v); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketLog).Put(seqKey(ch.Seq), encodeChange(ch))
+}
+
+func putStream(tx *bolt.Tx, info api.StreamInfo) error {
+	v, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketStreams).Put([]byte(info.ID), v)
+}
+
+// A log entry is the change's time in Unix nanoseconds (so that Trim reads
+// it without decoding), then the change as JSON.
+func encodeChange(ch api.Change) []byte {
+	b, err := json.Marshal(ch)
+	if err != nil {
+		panic(fmt.Sprintf("encode change: %v", err)) // Data is always valid JSON
+	}
+	v := make([]byte, 8+len(b))
+	binary.BigEndian.PutUint64(v, uint64(ch.Time.UnixNano()))
+	copy(v[8:], b)
+	return v
+}
+
+func decodeChange(v []byte) (api.Change, error) {
+	var ch api.Change
+	if len(v) < 8 {
+		return ch, errors.New("corrupt log entry")
+	}
+	if err := json.Unmarshal(v[8:], &ch); err != nil {
+		return ch, fmt.Errorf("decode log entry: %w", err)
+	}
+	return ch, nil
+}
+
+func seqKey(seq int64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(seq))
+	return k
+}
+
+func getInt(b *bolt.Bucket, key []byte) int64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func putInt(b *bolt.Bucket, key []byte, n int64) error {
+	return b.Put(key, seqKey(n))
+}
