@@ -15,7 +15,9 @@ func Decode(raw []byte) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, Errorf(CodeInvalidJSON, "the body is not valid JSON: %v", err)
 	}
-	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
+	// Only JSON's own white space may follow: bytes.TrimSpace would also
+	// accept "\f", "\v" and Unicode spaces such as U+00A0.
+	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, Errorf(CodeInvalidJSON, "the body holds more than one JSON value")
 	}
 	return v, nil
@@ -121,7 +123,7 @@ func setAt(cur any, p Path, i int, v any) (any, error) {
 // DeleteAt returns doc without the value at p, and false if there was none.
 func DeleteAt(doc any, p Path) (any, bool) {
 	if len(p.segs) == 0 {
-		return nil, false
+		return doc, false
 	}
 	parentPath := Path{raw: p.raw, segs: p.segs[:len(p.segs)-1]}
 	parent, ok := Lookup(doc, parentPath)

@@ -194,39 +194,46 @@ func (s *Store) Trim(ctx context.Context, before time.Time) error {
 			return err
 		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketLog).Cursor()
-			n, last := 0, int64(0)
-			for k, v := c.First(); k != nil && n < 1000; k, v = c.Next() {
+			log := tx.Bucket(bucketLog)
+			var old [][]byte // deleting under a cursor can skip keys: collect first
+			c := log.Cursor()
+			for k, v := c.First(); k != nil && len(old) < 1000; k, v = c.Next() {
 				if int64(binary.BigEndian.Uint64(v)) >= cut {
 					break
 				}
-				last = int64(binary.BigEndian.Uint64(k))
-				if err := c.Delete(); err != nil {
+				old = append(old, k)
+			}
+			more = len(old) == 1000
+			if len(old) == 0 {
+				return nil
+			}
+			for _, k := range old {
+				if err := log.Delete(k); err != nil {
 					return err
 				}
-				n++
 			}
-			more = n == 1000
-			if last > 0 {
-				return putInt(tx.Bucket(bucketMeta), keyTrimmed, last)
-			}
-			return nil
+			return putInt(tx.Bucket(bucketMeta), keyTrimmed, int64(binary.BigEndian.Uint64(old[len(old)-1])))
 		})
 		if err != nil {
 			return fmt.Errorf("trim log: %w", err)
 		}
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketStreams).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		b := tx.Bucket(bucketStreams)
+		var old [][]byte
+		err := b.ForEach(func(k, v []byte) error {
 			var info api.StreamInfo
 			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
+				old = append(old, k)
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err == nil {
+				err = b.Delete(k)
 			}
 		}
-		return nil
+		return err
 	})
 }
 
