@@ -43,7 +43,8 @@ type Change struct {
 type Write struct {
 	Kind Kind
 	Name string
-	// IfMatch, when > 0, makes the write happen only at that version.
+	// IfMatch, when not 0, makes the write happen only at that version
+	// (a negative IfMatch matches none).
 	IfMatch int64
 	// IfNoneMatch makes the write create-only.
 	IfNoneMatch bool

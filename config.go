@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the server, read from the environment once at
+// start. The README's configuration table lists the same variables.
+type Config struct {
+	Host              string        `env:"HOST"`
+	Port              int           `env:"PORT" envDefault:"8080"`
+	DataDir           string        `env:"DATA_DIR" envDefault:"./data"`
+	AuthMode          string        `env:"AUTH_MODE" envDefault:"token"`
+	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
+	StreamRetention   time.Duration `env:"STREAM_RETENTION" envDefault:"1h"`
+	StreamMaxLifetime time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
+	StreamRetry       time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
+	StreamBufferBytes int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json"`
+}
+
+// loadConfig reads and validates the configuration. An error names the
+// variable at fault.
+func loadConfig(getenv func(string) string) (Config, error) {
+	var cfg Config
+	vars := make(map[string]string)
+	t := reflect.TypeOf(cfg)
+	for i := range t.NumField() {
+		key := envKey(t.Field(i))
+		if v := getenv(key); v != "" {
+			vars[key] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) && len(agg.Errors) > 0 {
+			err = agg.Errors[0]
+		}
+		var pe env.ParseError
+		if errors.As(err, &pe) {
+			f, _ := t.FieldByName(pe.Name)
+			return cfg, fmt.Errorf("invalid %s=%q: %v", envKey(f), vars[envKey(f)], pe.Err)
+		}
+		return cfg, err
+	}
+	return cfg, cfg.validate()
+}
+
+func envKey(f reflect.StructField) string {
+	key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	return key
+}
+
+func (c Config) validate() error {
+	positive := []struct {
+		name string
+		ok   bool
+	}{
+		{"PORT", c.Port >= 0 && c.Port <= 65535},
+		{"MAX_BODY_BYTES", c.MaxBodyBytes > 0},
+		{"HEARTBEAT_INTERVAL", c.HeartbeatInterval > 0},
+		{"STREAM_RETENTION", c.StreamRetention > 0},
+		{"STREAM_MAX_LIFETIME", c.StreamMaxLifetime > 0},
+		{"STREAM_RETRY", c.StreamRetry > 0},
+		{"STREAM_BUFFER_BYTES", c.StreamBufferBytes > 0},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+		{"AUTH_MODE", c.AuthMode == "open" || c.AuthMode == "token"},
+		{"LOG_FORMAT", c.LogFormat == "json" || c.LogFormat == "text"},
+	}
+	for _, p := range positive {
+		if !p.ok {
+			return fmt.Errorf("invalid %s: see the configuration table in the README", p.name)
+		}
+	}
+	return nil
+}

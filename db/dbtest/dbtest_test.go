@@ -1,0 +1,198 @@
+package dbtest_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/dbtest"
+)
+
+// TestMemory runs the suite against memStore, a plain reading of the
+// contract, so that the suite itself is known to be passable.
+func TestMemory(t *testing.T) {
+	dbtest.Run(t, func(t *testing.T) api.Store {
+		s := &memStore{records: map[string]api.Record{}, streams: map[string]api.StreamInfo{}}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// memStore is an api.Store in memory behind one mutex: the reference
+// against which the suite is checked. Seqs step by 2, to show that the
+// suite does not assume consecutive positions.
+type memStore struct {
+	mu      sync.Mutex
+	records map[string]api.Record
+	log     []api.Change
+	seq     int64 // the last Seq given
+	trimmed int64 // the Seq of the last trimmed change
+	streams map[string]api.StreamInfo
+	closed  bool
+}
+
+var _ api.Store = (*memStore)(nil)
+
+func (s *memStore) Get(ctx context.Context, name string) (api.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[name]
+	if !ok {
+		return api.Record{}, api.NotFound(name)
+	}
+	return r, nil
+}
+
+func (s *memStore) List(ctx context.Context, prefix, after string, limit int) ([]api.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []api.Record
+	for name, r := range s.records {
+		if strings.HasPrefix(name, prefix) && name > after {
+			out = append(out, api.Record{Name: name, Version: r.Version})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("closed")
+	}
+	staged := map[string]api.Record{} // a missing record: version 0
+	get := func(name string) api.Record {
+		if r, ok := staged[name]; ok {
+			return r
+		}
+		return s.records[name]
+	}
+	now := time.Now()
+	seq := s.seq
+	var out []api.Change
+	for i, w := range writes {
+		seq += 2
+		c := api.Change{Seq: seq, Time: now, Kind: w.Kind, Name: w.Name}
+		if w.Kind == api.KindEvent {
+			c.Data, c.Publisher = w.Data, w.Publisher
+			out = append(out, c)
+			continue
+		}
+		cur := get(w.Name)
+		if (w.IfMatch > 0 && w.IfMatch != cur.Version) || (w.IfNoneMatch && cur.Version > 0) {
+			return nil, api.Conflict(w.Name, cur.Version).With("index", i)
+		}
+		c.Version = cur.Version + 1
+		if w.Kind == api.KindDelete {
+			if cur.Version == 0 {
+				return nil, api.NotFound(w.Name).With("index", i)
+			}
+			staged[w.Name] = api.Record{}
+			out = append(out, c)
+			continue
+		}
+		data, err := w.Apply(slices.Clone(cur.Data), cur.Version > 0)
+		if err != nil {
+			e, ok := err.(*api.Error)
+			if !ok {
+				e = api.Errorf(api.CodeInternal, "%v", err)
+			}
+			return nil, e.With("index", i)
+		}
+		c.Data = slices.Clone(data)
+		staged[w.Name] = api.Record{Name: w.Name, Version: c.Version, Data: c.Data}
+		out = append(out, c)
+	}
+	for name, r := range staged {
+		if r.Version == 0 {
+			delete(s.records, name)
+		} else {
+			s.records[name] = r
+		}
+	}
+	s.seq = seq
+	s.log = append(s.log, out...)
+	return out, nil
+}
+
+func (s *memStore) Snapshot(ctx context.Context, names []string) (int64, []api.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.Record, len(names))
+	for i, name := range names {
+		out[i] = s.records[name]
+		out[i].Name = name
+	}
+	return s.seq, out, nil
+}
+
+func (s *memStore) Changes(ctx context.Context, after int64, limit int) ([]api.Change, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if after < s.trimmed {
+		return nil, api.ErrTrimmed
+	}
+	var out []api.Change
+	for _, c := range s.log {
+		if c.Seq > after && len(out) < limit {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Trim(ctx context.Context, before time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < len(s.log) && s.log[i].Time.Before(before) {
+		s.trimmed = s.log[i].Seq
+		i++
+	}
+	s.log = s.log[i:]
+	for id, st := range s.streams {
+		if st.Updated.Before(before) {
+			delete(s.streams, id)
+		}
+	}
+	return nil
+}
+
+func (s *memStore) PutStream(ctx context.Context, st api.StreamInfo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Subs = slices.Clone(st.Subs)
+	s.streams[st.ID] = st
+	return nil
+}
+
+func (s *memStore) GetStream(ctx context.Context, id string) (api.StreamInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.streams[id]
+	if !ok {
+		return api.StreamInfo{}, api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
+	}
+	st.Subs = slices.Clone(st.Subs)
+	return st, nil
+}
+
+func (s *memStore) Ping(ctx context.Context) error { return nil }
+
+func (s *memStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}

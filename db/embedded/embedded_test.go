@@ -1,0 +1,26 @@
+package embedded_test
+
+import (
+	"testing"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/dbtest"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+)
+
+// TestConformance runs the api.Store conformance suite against a fresh
+// store in a temporary directory for every subtest.
+func TestConformance(t *testing.T) {
+	dbtest.Run(t, func(t *testing.T) api.Store {
+		s, err := embedded.Open(t.TempDir())
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	})
+}

@@ -1,0 +1,67 @@
+// Package handlers is Switchboard's HTTP layer: the routes, middleware,
+// request decoding, problem+json errors and the SSE writer. It knows the
+// engine (realtime) and the vocabulary (api), never a database.
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// statusOf maps every stable code to its HTTP status.
+var statusOf = map[api.Code]int{
+	api.CodeInvalidName:          http.StatusBadRequest,
+	api.CodeInvalidPath:          http.StatusBadRequest,
+	api.CodeInvalidJSON:          http.StatusBadRequest,
+	api.CodeNotFound:             http.StatusNotFound,
+	api.CodeVersionConflict:      http.StatusPreconditionFailed,
+	api.CodePatchFailed:          http.StatusConflict,
+	api.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
+	api.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	api.CodeUnauthenticated:      http.StatusUnauthorized,
+	api.CodeAuthUnavailable:      http.StatusServiceUnavailable,
+	api.CodePermissionDenied:     http.StatusForbidden,
+	api.CodeNoRPCProvider:        http.StatusServiceUnavailable,
+	api.CodeRPCTimeout:           http.StatusGatewayTimeout,
+	api.CodeRPCError:             http.StatusBadGateway,
+	api.CodeRateLimited:          http.StatusTooManyRequests,
+	api.CodeUnavailable:          http.StatusServiceUnavailable,
+	api.CodeInternal:             http.StatusInternalServerError,
+}
+
+// writeError answers err as application/problem+json. An error without a
+// code is internal: logged, and never shown to the client.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
+	}
+	status := statusOf[e.Code]
+	body := map[string]any{
+		"type":   "urn:switchboard:error:" + string(e.Code),
+		"title":  http.StatusText(status),
+		"status": status,
+		"detail": e.Detail,
+		"code":   e.Code,
+	}
+	for k, v := range e.Fields {
+		body[k] = v
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
+
+// writeJSON answers v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

@@ -1,0 +1,44 @@
+package handlers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+// Metrics are the Prometheus metrics of one server.
+type Metrics struct {
+	registry *prometheus.Registry
+	requests *prometheus.HistogramVec
+}
+
+// NewMetrics registers the server's metrics, reading the hub's counters
+// when scraped.
+func NewMetrics(stats *realtime.Stats) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		registry: reg,
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "switchboard_http_request_duration_seconds",
+			Help:    "HTTP request latency by method, route and status (streams: their whole life).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"method", "route", "status"}),
+	}
+	gauge := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	counter := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	reg.MustRegister(
+		m.requests,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		gauge("switchboard_streams_open", "Open SSE streams on this instance.", stats.Streams.Load),
+		gauge("switchboard_subscriptions", "Subscriptions of the open streams.", stats.Subscriptions.Load),
+		counter("switchboard_frames_sent_total", "SSE frames written to streams.", stats.Frames.Load),
+		counter("switchboard_slow_disconnects_total", "Streams cut because they did not keep up.", stats.SlowDisconnects.Load),
+	)
+	return m
+}

@@ -1,0 +1,236 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+type recordBody struct {
+	Name    string          `json:"name"`
+	Version int64           `json:"version"`
+	Path    string          `json:"path,omitempty"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func wantsStream(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+// getRecord serves GET and HEAD /records/{name}, and the per-record stream.
+func getRecord(records *realtime.Records, stream http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && wantsStream(r) {
+			stream(w, r)
+			return
+		}
+		name, err := nameParam(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		path, err := pathQuery(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var rec api.Record
+		if path.IsRoot() {
+			rec, err = records.Get(r.Context(), userFrom(r), name)
+		} else {
+			rec, err = records.GetPath(r.Context(), userFrom(r), name, path)
+		}
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		w.Header().Set("ETag", etag(rec.Version))
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		writeJSON(w, http.StatusOK, recordBody{Name: rec.Name, Version: rec.Version, Path: path.String(), Data: rec.Data})
+	}
+}
+
+// listRecords serves GET /records?prefix=&after=&limit=.
+func listRecords(records *realtime.Records) http.HandlerFunc {
+	type item struct {
+		Name    string `json:"name"`
+		Version int64  `json:"version"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		limit, err := intQuery(r, "limit", 100, 1, realtime.MaxListLimit)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		q := r.URL.Query()
+		// One more than asked tells whether there is a next page.
+		recs, err := records.List(r.Context(), userFrom(r), q.Get("prefix"), q.Get("after"), limit+1)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var next *string
+		if len(recs) > limit {
+			recs = recs[:limit]
+			next = &recs[limit-1].Name
+		}
+		items := make([]item, len(recs))
+		for i, rec := range recs {
+			items[i] = item{rec.Name, rec.Version}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"records": items, "next": next})
+	}
+}
+
+// writeRecord serves PUT, PATCH and DELETE /records/{name}.
+func writeRecord(records *realtime.Records) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		op, err := recordOp(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		changes, err := records.Write(r.Context(), userFrom(r), []realtime.Op{op})
+		if err != nil {
+			if e, ok := err.(*api.Error); ok && e.Fields["index"] != nil {
+				delete(e.Fields, "index") // a single write is not a batch
+			}
+			writeError(w, r, err)
+			return
+		}
+		ch := changes[0]
+		w.Header().Set("ETag", etag(ch.Version))
+		switch {
+		case ch.Kind == api.KindDelete:
+			w.WriteHeader(http.StatusNoContent)
+		case ch.Version == 1 && r.Method == http.MethodPut:
+			writeJSON(w, http.StatusCreated, recordBody{Name: ch.Name, Version: ch.Version, Data: ch.Data})
+		default:
+			writeJSON(w, http.StatusOK, recordBody{Name: ch.Name, Version: ch.Version, Data: ch.Data})
+		}
+	}
+}
+
+// recordOp reads a single write from the request.
+func recordOp(r *http.Request) (realtime.Op, error) {
+	var op realtime.Op
+	var err error
+	if op.Name, err = nameParam(r); err != nil {
+		return op, err
+	}
+	if op.Path, err = pathQuery(r); err != nil {
+		return op, err
+	}
+	if s := r.Header.Get("If-Match"); s != "" {
+		v, ok := version(s)
+		if !ok {
+			v = -1 // matches no version: 412 with the current one
+		}
+		op.IfMatch = v
+	}
+	switch r.Method {
+	case http.MethodPut:
+		op.Op = "put"
+		op.IfNoneMatch = strings.TrimSpace(r.Header.Get("If-None-Match")) == "*"
+		op.Data, err = readJSON(r, nil)
+	case http.MethodPatch:
+		op.Op, op.ContentType = "patch", mediaType(r)
+		if op.ContentType != realtime.MergePatch && op.ContentType != realtime.JSONPatch {
+			return op, api.Errorf(api.CodeUnsupportedMediaType,
+				"PATCH takes %s or %s, not %q", realtime.MergePatch, realtime.JSONPatch, r.Header.Get("Content-Type"))
+		}
+		if !op.Path.IsRoot() {
+			return op, api.Errorf(api.CodeInvalidPath, "PATCH applies to the whole record; use PUT with ?path= to set a value")
+		}
+		op.Data, err = readBody(r)
+	case http.MethodDelete:
+		op.Op = "delete"
+	}
+	return op, err
+}
+
+// batch serves POST /batch.
+func batch(records *realtime.Records) http.HandlerFunc {
+	type result struct {
+		Name    string `json:"name"`
+		Version int64  `json:"version"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Ops []batchOp `json:"ops"`
+		}
+		if _, err := readJSON(r, &body); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if len(body.Ops) == 0 {
+			writeError(w, r, api.Errorf(api.CodeInvalidJSON, `a batch is {"ops":[...]} with at least one op`))
+			return
+		}
+		ops := make([]realtime.Op, len(body.Ops))
+		for i, b := range body.Ops {
+			op, err := b.op()
+			if err != nil {
+				writeError(w, r, err.(*api.Error).With("index", i))
+				return
+			}
+			ops[i] = op
+		}
+		changes, err := records.Write(r.Context(), userFrom(r), ops)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		results := make([]result, len(changes))
+		for i, ch := range changes {
+			results[i] = result{ch.Name, ch.Version}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	}
+}
+
+// batchOp is one op of a POST /batch body.
+type batchOp struct {
+	Op          string          `json:"op"`
+	Name        string          `json:"name"`
+	Path        string          `json:"path"`
+	Data        json.RawMessage `json:"data"`
+	Patch       json.RawMessage `json:"patch"`
+	ContentType string          `json:"contentType"`
+	IfMatch     int64           `json:"ifMatch"`
+}
+
+func (b batchOp) op() (realtime.Op, error) {
+	op := realtime.Op{Op: b.Op, Name: b.Name, Data: b.Data, Cond: realtime.Cond{IfMatch: b.IfMatch}}
+	if b.Path != "" {
+		p, err := api.ParsePath(b.Path)
+		if err != nil {
+			return op, err
+		}
+		op.Path = p
+	}
+	switch b.Op {
+	case "put":
+		if b.Data == nil {
+			return op, api.Errorf(api.CodeInvalidJSON, "a put op needs \"data\"")
+		}
+	case "patch":
+		op.Data, op.ContentType = b.Patch, b.ContentType
+		if b.Patch == nil {
+			return op, api.Errorf(api.CodeInvalidJSON, "a patch op needs \"patch\"")
+		}
+		if op.ContentType == "" {
+			op.ContentType = realtime.MergePatch
+			if strings.HasPrefix(strings.TrimSpace(string(b.Patch)), "[") {
+				op.ContentType = realtime.JSONPatch
+			}
+		}
+	}
+	return op, nil
+}

@@ -1,0 +1,61 @@
+package handlers
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+// Deps are what the routes need.
+type Deps struct {
+	Store    api.Store
+	Bus      api.Bus
+	Records  *realtime.Records
+	Events   *realtime.Events
+	Hub      *realtime.Hub
+	Metrics  *Metrics
+	Log      *slog.Logger
+	OpenAPI  []byte
+	OpenMode bool
+	MaxBody  int64
+}
+
+// Routes returns the server's handler: every route of openapi.yaml, in its order.
+func Routes(d Deps) http.Handler {
+	r := chi.NewRouter()
+	r.Use(logRequests(d.Log, d.Metrics))
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", readyz(d.Store, d.Bus))
+	r.Method(http.MethodGet, "/metrics", metrics(d.Metrics))
+	r.Get("/openapi.yaml", spec(d.OpenAPI))
+
+	r.Group(func(r chi.Router) {
+		r.Use(limitBody(d.MaxBody), authenticate(d.OpenMode))
+		stream := openStream(d.Hub, d.Log)
+
+		r.Get("/records", listRecords(d.Records))
+		r.Get("/records/*", getRecord(d.Records, stream))
+		r.Head("/records/*", getRecord(d.Records, stream))
+		r.Put("/records/*", writeRecord(d.Records))
+		r.Patch("/records/*", writeRecord(d.Records))
+		r.Delete("/records/*", writeRecord(d.Records))
+		r.Post("/batch", batch(d.Records))
+
+		r.Post("/events/*", publish(d.Events))
+
+		r.Get("/stream", stream)
+		r.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
+		r.Delete("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, api.Errorf(api.CodeNotFound, "%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	return r
+}

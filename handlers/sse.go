@@ -1,0 +1,121 @@
+package handlers
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+// writeTimeout bounds one flush of a stream: a client that accepts no
+// bytes for this long is gone.
+const writeTimeout = 10 * time.Second
+
+// sink is the SSE writer: frames go into net/http's buffered writer and
+// out on Flush. It implements realtime.Sink.
+type sink struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s *sink) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+func (s *sink) Flush() error {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// Abort makes a write blocked on a full socket fail now.
+func (s *sink) Abort() { s.rc.SetWriteDeadline(time.Now()) }
+
+// streamSubs reads the subscriptions of GET /stream's query.
+func streamSubs(q url.Values) []api.Subscription {
+	var subs []api.Subscription
+	for _, v := range q["record"] {
+		subs = append(subs, api.Subscription{Record: v})
+	}
+	for _, v := range q["event"] {
+		subs = append(subs, api.Subscription{Event: v})
+	}
+	for _, v := range q["presence"] {
+		subs = append(subs, api.Subscription{Presence: v})
+	}
+	for _, v := range q["listen"] {
+		subs = append(subs, api.Subscription{Listen: v})
+	}
+	return subs
+}
+
+// openStream serves GET /stream, and GET /records/{name} as a stream.
+func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var subs []api.Subscription
+		if name := recordParam(r); name != "" {
+			subs = []api.Subscription{{Record: name, Path: q.Get("path")}}
+		} else {
+			subs = streamSubs(q)
+		}
+		for _, x := range subs {
+			if err := realtime.ValidateSubscription(x); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		token := r.Header.Get("Last-Event-ID")
+		if token == "" {
+			token = q.Get("lastEventId")
+		}
+		s, err := hub.Open(r.Context(), userFrom(r), subs, token)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		err = s.Run(r.Context(), &sink{w: w, rc: http.NewResponseController(w)})
+		if err != nil && r.Context().Err() == nil {
+			log.Info("stream ended", "stream", s.ID, "err", err)
+		}
+	}
+}
+
+// recordParam returns the record name of GET /records/{name}, or "".
+func recordParam(r *http.Request) string {
+	if r.URL.Path == "/stream" {
+		return ""
+	}
+	name, err := nameParam(r)
+	if err != nil {
+		return "\x00" // invalid: ValidateSubscription says why
+	}
+	return name
+}
+
+// changeSubscription serves POST and DELETE /stream/{stream}/subscriptions.
+func changeSubscription(hub *realtime.Hub) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var x api.Subscription
+		if _, err := readJSON(r, &x); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		id := chi.URLParam(r, "stream")
+		err := hub.ChangeSubscription(r.Context(), userFrom(r), id, x, r.Method == http.MethodPost)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,324 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// TopicStreams is the Bus topic that carries subscription changes to the
+// instance holding a stream.
+const TopicStreams = "streams"
+
+// HubConfig holds the limits of streams.
+type HubConfig struct {
+	Heartbeat   time.Duration // comment line interval
+	MaxLifetime time.Duration // a stream ends itself after this, less up to 10% jitter
+	Retry       time.Duration // the SSE retry: the browser waits this long to resume
+	BufferBytes int           // frames queued for one stream before it is cut as too slow
+}
+
+// Stats counts what the hub does; every field is safe to read at any time.
+type Stats struct {
+	Streams         atomic.Int64 // open streams
+	Subscriptions   atomic.Int64 // their subscriptions
+	Frames          atomic.Int64 // frames written to streams
+	SlowDisconnects atomic.Int64 // streams cut because their queue was full
+}
+
+// Hub indexes the subscriptions of this instance's open streams and fans
+// changes out to them. One goroutine (Run) reads the change log in order and
+// hands each change, encoded once, to the queue of every stream that
+// subscribes to it; it never waits on a stream. Hub is safe for concurrent use.
+type Hub struct {
+	store  api.Store
+	bus    api.Bus
+	access Access
+	cfg    HubConfig
+	log    *slog.Logger
+	Stats  Stats
+
+	mu       sync.RWMutex
+	records  map[string]map[*Stream]int // by record name: how many subs of the stream
+	events   map[string]map[*Stream]int // by event name
+	prefixes map[string]map[*Stream]int // by event prefix, with its '/'
+	streams  map[string]*Stream         // by stream id
+	pos      atomic.Int64               // the last change handed out; moves under mu's read lock
+	gen      uint64                     // dispatch generation, owned by Run
+
+	wake     chan struct{}
+	draining chan struct{}
+	drain    sync.Once
+}
+
+// NewHub returns a hub over store and bus.
+func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slog.Logger) *Hub {
+	return &Hub{
+		store: store, bus: bus, access: access, cfg: cfg, log: log,
+		records:  make(map[string]map[*Stream]int),
+		events:   make(map[string]map[*Stream]int),
+		prefixes: make(map[string]map[*Stream]int),
+		streams:  make(map[string]*Stream),
+		wake:     make(chan struct{}, 1),
+		draining: make(chan struct{}),
+	}
+}
+
+// Run fans changes out until ctx ends. It starts at the end of the log.
+func (h *Hub) Run(ctx context.Context) error {
+	pos, _, err := h.store.Snapshot(ctx, nil)
+	if err != nil {
+		return err
+	}
+	h.pos.Store(pos)
+	stopChanges := h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
+	defer stopChanges()
+	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)
+	defer stopStreams()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.wake:
+		case <-retry.C:
+		}
+		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
+			h.log.Error("read change log", "err", err)
+			retry.Reset(250 * time.Millisecond)
+		}
+	}
+}
+
+// Wake tells Run that the log has new changes.
+func (h *Hub) Wake() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Drain ends every stream and refuses new ones, so that clients resume on
+// another instance.
+func (h *Hub) Drain() { h.drain.Do(func() { close(h.draining) }) }
+
+func (h *Hub) catchUp(ctx context.Context) error {
+	for {
+		changes, err := h.store.Changes(ctx, h.pos.Load(), 1000)
+		if errors.Is(err, api.ErrTrimmed) {
+			// Fell behind the retention window: start over at the head; every
+			// stream resumes and gets a reset.
+			h.log.Error("fan-out fell behind the retained change log; closing every stream")
+			pos, _, err := h.store.Snapshot(ctx, nil)
+			if err != nil {
+				return err
+			}
+			h.mu.Lock()
+			h.pos.Store(pos)
+			for _, s := range h.streams {
+				s.kill()
+			}
+			h.mu.Unlock()
+			continue
+		}
+		if err != nil || len(changes) == 0 {
+			return err
+		}
+		for i := range changes {
+			h.dispatch(&changes[i])
+		}
+	}
+}
+
+// dispatch hands one change to every stream that subscribes to it.
+func (h *Hub) dispatch(ch *api.Change) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.gen++
+	var d *delivery
+	push := func(set map[*Stream]int) {
+		for s := range set {
+			if s.mark == h.gen {
+				continue
+			}
+			s.mark = h.gen
+			if d == nil {
+				d = &delivery{change: ch, frame: changeFrame(ch)}
+			}
+			s.push(d)
+		}
+	}
+	if ch.Kind == api.KindEvent {
+		push(h.events[ch.Name])
+		for i := strings.IndexByte(ch.Name, '/'); i >= 0; {
+			push(h.prefixes[ch.Name[:i+1]])
+			j := strings.IndexByte(ch.Name[i+1:], '/')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+		}
+	} else {
+		push(h.records[ch.Name])
+	}
+	h.pos.Store(ch.Seq)
+}
+
+// index adds (n=1) or removes (n=-1) a subscription of s.
+func (h *Hub) index(s *Stream, x *sub, n int) {
+	var m map[string]map[*Stream]int
+	var key string
+	switch {
+	case x.Record != "":
+		m, key = h.records, x.Record
+	case x.isPrefix:
+		m, key = h.prefixes, x.pattern
+	case x.Event != "":
+		m, key = h.events, x.pattern
+	default:
+		return
+	}
+	set := m[key]
+	if set == nil {
+		set = make(map[*Stream]int)
+		m[key] = set
+	}
+	if set[s] += n; set[s] <= 0 {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+	h.Stats.Subscriptions.Add(int64(n))
+}
+
+// register indexes a stream's subscriptions and returns the log position
+// from which its queue receives every change.
+func (h *Hub) register(s *Stream) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams[s.ID] = s
+	for _, x := range s.subs {
+		h.index(s, x, 1)
+	}
+	h.Stats.Streams.Add(1)
+	return h.pos.Load()
+}
+
+func (h *Hub) unregister(s *Stream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.streams[s.ID] == s {
+		delete(h.streams, s.ID)
+	}
+	for _, x := range s.subs {
+		h.index(s, x, -1)
+	}
+	h.Stats.Streams.Add(-1)
+}
+
+func (h *Hub) indexOne(s *Stream, x *sub, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.index(s, x, n)
+}
+
+// streamChange is the Bus message that carries a subscription change.
+type streamChange struct {
+	Stream string           `json:"stream"`
+	Add    bool             `json:"add"`
+	Sub    api.Subscription `json:"sub"`
+}
+
+func (h *Hub) onStreamChange(payload []byte) {
+	var c streamChange
+	if payload == nil || json.Unmarshal(payload, &c) != nil {
+		return
+	}
+	h.mu.RLock()
+	s := h.streams[c.Stream]
+	h.mu.RUnlock()
+	if s != nil {
+		s.control(c)
+	}
+}
+
+// ChangeSubscription adds or removes a subscription of an open or resumable
+// stream, on whichever instance holds it.
+func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, x api.Subscription, add bool) error {
+	if err := ValidateSubscription(x); err != nil {
+		return err
+	}
+	info, err := h.store.GetStream(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.User != user.ID {
+		return api.Errorf(api.CodePermissionDenied, "only the user who opened stream %q may change it", id)
+	}
+	if add && x.Record != "" {
+		if err := h.access.Allow(ctx, Request{User: user, Action: ActRead, Name: x.Record}); err != nil {
+			return err
+		}
+	}
+	i := findSub(info.Subs, x)
+	switch {
+	case add && i < 0:
+		head, _, err := h.store.Snapshot(ctx, nil)
+		if err != nil {
+			return err
+		}
+		info.Subs = append(info.Subs, api.StreamSub{Subscription: x, Since: head})
+	case !add && i >= 0:
+		info.Subs = append(info.Subs[:i:i], info.Subs[i+1:]...)
+	default:
+		return nil // already so
+	}
+	info.Updated = time.Now()
+	if err := h.store.PutStream(ctx, info); err != nil {
+		return err
+	}
+	msg, _ := json.Marshal(streamChange{Stream: id, Add: add, Sub: x})
+	return h.bus.Send(ctx, TopicStreams, msg)
+}
+
+func findSub(subs []api.StreamSub, x api.Subscription) int {
+	for i, s := range subs {
+		if sameSub(s.Subscription, x) {
+			return i
+		}
+	}
+	return -1
+}
+
+func newStreamID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}
+
+// ParseToken splits a resume token "<stream id>-<position>".
+func ParseToken(tok string) (id string, pos int64, ok bool) {
+	i := strings.LastIndexByte(tok, '-')
+	if i <= 0 || i == len(tok)-1 || len(tok) > 64 {
+		return "", 0, false
+	}
+	var n int64
+	for _, c := range tok[i+1:] {
+		if c < '0' || c > '9' || n > (1<<62)/10 {
+			return "", 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return tok[:i], n, true
+}

@@ -1,0 +1,244 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// Content types of the two patch formats.
+const (
+	MergePatch = "application/merge-patch+json"
+	JSONPatch  = "application/json-patch+json"
+)
+
+// MaxBatchOps is the most operations one batch may hold.
+const MaxBatchOps = 1000
+
+// MaxListLimit is the largest page of a record listing.
+const MaxListLimit = 1000
+
+// Records is the record service: reads, and writes turned into atomic
+// batches of the Store. It is safe for concurrent use.
+type Records struct {
+	store  api.Store
+	access Access
+}
+
+// NewRecords returns the record service over store.
+func NewRecords(store api.Store, access Access) *Records {
+	return &Records{store: store, access: access}
+}
+
+// Cond holds the conditions of a write: IfMatch > 0 requires that version,
+// IfNoneMatch makes a put create-only.
+type Cond struct {
+	IfMatch     int64
+	IfNoneMatch bool
+}
+
+// Op is one write, as a batch or a single request describes it. Path is
+// the zero Path for the whole record.
+type Op struct {
+	Op          string // "put", "patch" or "delete"
+	Name        string
+	Path        api.Path
+	Data        json.RawMessage // put: the value; patch: the patch
+	ContentType string          // patch: MergePatch or JSONPatch
+	Cond
+}
+
+// Get returns a record, after the read check.
+func (r *Records) Get(ctx context.Context, user api.User, name string) (api.Record, error) {
+	if err := r.allow(ctx, user, ActRead, name); err != nil {
+		return api.Record{}, err
+	}
+	return r.store.Get(ctx, name)
+}
+
+// GetPath returns the value at path inside a record, or NOT_FOUND.
+func (r *Records) GetPath(ctx context.Context, user api.User, name string, path api.Path) (api.Record, error) {
+	rec, err := r.Get(ctx, user, name)
+	if err != nil {
+		return rec, err
+	}
+	doc, err := api.Decode(rec.Data)
+	if err != nil {
+		return rec, err
+	}
+	v, ok := api.Lookup(doc, path)
+	if !ok {
+		return rec, api.Errorf(api.CodeNotFound, "record %q has no value at %q", name, path)
+	}
+	rec.Data = api.Encode(v)
+	return rec, nil
+}
+
+// List returns a page of record names and versions under prefix. The names
+// the caller may not read are left out.
+func (r *Records) List(ctx context.Context, user api.User, prefix, after string, limit int) ([]api.Record, error) {
+	recs, err := r.store.List(ctx, prefix, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := recs[:0]
+	for _, rec := range recs {
+		if r.allow(ctx, user, ActRead, rec.Name) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// Write applies ops atomically, in order, and returns one change per op.
+func (r *Records) Write(ctx context.Context, user api.User, ops []Op) ([]api.Change, error) {
+	if len(ops) > MaxBatchOps {
+		return nil, api.Errorf(api.CodeInvalidJSON, "a batch holds at most %d ops, not %d", MaxBatchOps, len(ops))
+	}
+	writes := make([]api.Write, len(ops))
+	for i, op := range ops {
+		w, err := r.write(ctx, user, op)
+		if err != nil {
+			var e *api.Error
+			if errors.As(err, &e) {
+				return nil, e.With("index", i)
+			}
+			return nil, err
+		}
+		writes[i] = w
+	}
+	return r.store.Write(ctx, writes)
+}
+
+// write turns an op into a Store write whose Apply runs the permission
+// check with the record's value before and after.
+func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, error) {
+	if err := api.ValidateName(op.Name); err != nil {
+		return api.Write{}, err
+	}
+	w := api.Write{Name: op.Name, IfMatch: op.IfMatch, IfNoneMatch: op.IfNoneMatch}
+	var change func(cur json.RawMessage, exists bool) (json.RawMessage, error)
+	switch op.Op {
+	case "put":
+		value, err := api.Compact(op.Data)
+		if err != nil {
+			return w, err
+		}
+		w.Kind, change = api.KindSet, func(cur json.RawMessage, _ bool) (json.RawMessage, error) {
+			if op.Path.IsRoot() {
+				return value, nil
+			}
+			return setPath(cur, op.Path, value)
+		}
+		if !op.Path.IsRoot() {
+			w.Kind = api.KindPatch
+		}
+	case "patch":
+		apply, err := patcher(op.ContentType, op.Data)
+		if err != nil {
+			return w, err
+		}
+		w.Kind, change = api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+			if !exists {
+				return nil, api.NotFound(op.Name)
+			}
+			return apply(cur)
+		}
+	case "delete":
+		if op.Path.IsRoot() {
+			w.Kind = api.KindDelete
+			return w, r.allow(ctx, user, ActDelete, op.Name)
+		}
+		w.Kind, change = api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+			if !exists {
+				return nil, api.NotFound(op.Name)
+			}
+			return deletePath(op.Name, cur, op.Path)
+		}
+	default:
+		return w, api.Errorf(api.CodeInvalidJSON, "op must be \"put\", \"patch\" or \"delete\", not %q", op.Op)
+	}
+	w.Apply = func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+		next, err := change(cur, exists)
+		if err != nil {
+			return nil, err
+		}
+		act := ActWrite
+		if !exists {
+			act = ActCreate
+		}
+		if err := r.access.Allow(ctx, Request{User: user, Action: act, Name: op.Name, Data: next, OldData: cur}); err != nil {
+			return nil, err
+		}
+		return next, nil
+	}
+	return w, nil
+}
+
+func (r *Records) allow(ctx context.Context, user api.User, act Action, name string) error {
+	return r.access.Allow(ctx, Request{User: user, Action: act, Name: name})
+}
+
+func setPath(cur json.RawMessage, p api.Path, value json.RawMessage) (json.RawMessage, error) {
+	var doc any
+	if cur != nil {
+		var err error
+		if doc, err = api.Decode(cur); err != nil {
+			return nil, err
+		}
+	}
+	v, err := api.Decode(value)
+	if err != nil {
+		return nil, err
+	}
+	if doc, err = api.SetAt(doc, p, v); err != nil {
+		return nil, err
+	}
+	return api.Encode(doc), nil
+}
+
+func deletePath(name string, cur json.RawMessage, p api.Path) (json.RawMessage, error) {
+	doc, err := api.Decode(cur)
+	if err != nil {
+		return nil, err
+	}
+	doc, ok := api.DeleteAt(doc, p)
+	if !ok {
+		return nil, api.Errorf(api.CodeNotFound, "record %q has no value at %q", name, p)
+	}
+	return api.Encode(doc), nil
+}
+
+// patcher validates a patch and returns the function that applies it.
+func patcher(contentType string, patch json.RawMessage) (func(json.RawMessage) (json.RawMessage, error), error) {
+	if _, err := api.Decode(patch); err != nil {
+		return nil, err
+	}
+	switch contentType {
+	case MergePatch:
+		return func(doc json.RawMessage) (json.RawMessage, error) {
+			out, err := jsonpatch.MergePatch(doc, patch)
+			if err != nil {
+				return nil, api.Errorf(api.CodePatchFailed, "merge patch: %v", err)
+			}
+			return api.Compact(out)
+		}, nil
+	case JSONPatch:
+		p, err := jsonpatch.DecodePatch(patch)
+		if err != nil {
+			return nil, api.Errorf(api.CodeInvalidJSON, "not a JSON Patch (RFC 6902): %v", err)
+		}
+		return func(doc json.RawMessage) (json.RawMessage, error) {
+			out, err := p.Apply(doc)
+			if err != nil {
+				return nil, api.Errorf(api.CodePatchFailed, "JSON Patch: %v", err)
+			}
+			return api.Compact(out)
+		}, nil
+	}
+	return nil, api.Errorf(api.CodeUnsupportedMediaType, "a patch is %s or %s, not %q", MergePatch, JSONPatch, contentType)
+}

@@ -1,0 +1,487 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// ErrSlow ends a stream whose queue overflowed: the client was too slow.
+var ErrSlow = errors.New("stream cut: the client did not keep up")
+
+// Sink is where a stream writes its frames: the SSE writer. Write and Flush
+// are called by the stream's goroutine only; Abort may be called from any
+// goroutine and makes a blocked or later write fail soon.
+type Sink interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	Abort()
+}
+
+// delivery is one change handed to a stream's queue, with its frame for
+// whole-record and event subscribers, encoded once and shared.
+type delivery struct {
+	change *api.Change
+	frame  []byte
+}
+
+// Stream is one open SSE connection and its subscriptions. Its goroutine
+// (Run) owns the subscriptions and the sink; the hub only pushes to its
+// queue, which is bounded: a stream that falls behind is cut.
+type Stream struct {
+	ID   string
+	User api.User
+
+	hub     *Hub
+	subs    []*sub
+	denied  []api.Subscription
+	resume  bool   // after is a position this stream has seen
+	after   int64  // where to resume
+	reset   string // why a resume token could not be used
+	lastSeq int64  // the last position delivered
+	frames  int64  // written since the last flush
+	sink    Sink
+	mark    uint64 // dispatch generation, owned by the hub's Run
+
+	mu     sync.Mutex
+	queue  []*delivery
+	spare  []*delivery
+	qbytes int
+	dead   bool
+
+	signal   chan struct{}
+	ctrl     chan streamChange
+	gone     chan struct{}
+	goneOnce sync.Once
+}
+
+// Open prepares a stream for user with subs, or resumes the stream that
+// token (a Last-Event-ID) names. Invalid subscriptions are an error;
+// subscriptions that Access refuses become denied frames.
+func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
+	select {
+	case <-h.draining:
+		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	default:
+	}
+	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1),
+		ctrl: make(chan streamChange, 16), gone: make(chan struct{})}
+	stored := make([]api.StreamSub, len(subs))
+	for i, x := range subs {
+		stored[i] = api.StreamSub{Subscription: x}
+	}
+	if token != "" {
+		id, pos, ok := ParseToken(token)
+		info, err := h.store.GetStream(ctx, id)
+		switch {
+		case !ok:
+			s.reset = "the resume token is not one this server issued"
+		case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != user.ID):
+			s.reset = "the stream to resume is unknown or expired"
+		case err != nil:
+			return nil, err
+		default:
+			s.ID, s.resume, s.after, stored = id, true, pos, info.Subs
+		}
+	}
+	for _, x := range stored {
+		y, err := newSub(x)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}); err != nil {
+			s.denied = append(s.denied, x.Subscription)
+			continue
+		}
+		s.subs = append(s.subs, y)
+	}
+	if s.ID == "" {
+		s.ID = newStreamID()
+	}
+	info := api.StreamInfo{ID: s.ID, User: user.ID, Subs: stored, Updated: time.Now()}
+	if err := h.store.PutStream(ctx, info); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func subscribeAction(x api.Subscription) Action {
+	if x.Record != "" {
+		return ActRead
+	}
+	return ActSubscribe
+}
+
+// Subscriptions returns the stream's subscriptions, as its ready frame lists them.
+func (s *Stream) Subscriptions() []api.Subscription {
+	out := make([]api.Subscription, len(s.subs))
+	for i, x := range s.subs {
+		out[i] = x.Subscription
+	}
+	return out
+}
+
+// Run writes the stream to sink until the client goes, the stream's
+// lifetime ends, the hub drains, or the client falls behind (ErrSlow).
+func (s *Stream) Run(ctx context.Context, sink Sink) error {
+	h := s.hub
+	s.sink = sink // before register: the hub may Abort as soon as it pushes
+	h.register(s)
+	defer h.unregister(s)
+	defer s.touch(ctx)
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
+	lifetime := time.NewTimer(life)
+	defer lifetime.Stop()
+	for {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.draining:
+			return nil
+		case <-lifetime.C:
+			return nil
+		case <-s.gone:
+			return ErrSlow
+		case <-heartbeat.C:
+			if _, err := sink.Write([]byte(": ping\n\n")); err != nil {
+				return err
+			}
+		case c := <-s.ctrl:
+			if err := s.apply(ctx, c); err != nil {
+				return err
+			}
+		case <-s.signal:
+			if err := s.drainQueue(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// start writes the ready frame, then either the snapshots or the frames
+// missed since the resume point.
+func (s *Stream) start(ctx context.Context) error {
+	store := s.hub.store
+	if s.resume {
+		head, _, err := store.Snapshot(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := store.Changes(ctx, s.after, 1); errors.Is(err, api.ErrTrimmed) || s.after > head {
+			s.resume, s.reset = false, "the resume point is older than the retention window"
+		} else if err != nil {
+			return err
+		}
+	}
+	if !s.resume {
+		pos, err := s.snapshot(ctx, s.subs, true)
+		s.lastSeq = pos
+		return err
+	}
+	s.lastSeq = s.after
+	if err := s.writeReady(); err != nil {
+		return err
+	}
+	var late []*sub // added to the stream after the resume point: the client never had them
+	for _, x := range s.subs {
+		if x.Record != "" && x.Since > s.after {
+			late = append(late, x)
+		}
+	}
+	if len(late) > 0 {
+		if _, err := s.snapshot(ctx, late, false); err != nil {
+			return err
+		}
+	}
+	for {
+		changes, err := store.Changes(ctx, s.lastSeq, 1000)
+		if err != nil || len(changes) == 0 {
+			return err
+		}
+		for i := range changes {
+			if err := s.deliver(&changes[i], nil); err != nil {
+				return err
+			}
+		}
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// snapshot reads the records of subs at one position and writes their
+// snapshot frames, preceded by ready (and reset) when first is set.
+// Changes up to that position are then skipped for those subscriptions.
+func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, error) {
+	var names []string
+	for _, x := range subs {
+		if x.Record != "" {
+			names = append(names, x.Record)
+		}
+	}
+	pos, recs, err := s.hub.store.Snapshot(ctx, names)
+	if err != nil {
+		return 0, err
+	}
+	if first {
+		s.lastSeq = pos
+		if err := s.writeReady(); err != nil {
+			return 0, err
+		}
+	}
+	i := 0
+	for _, x := range subs {
+		if x.Record == "" {
+			continue
+		}
+		rec := recs[i]
+		i++
+		x.Since = pos
+		snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
+		if x.path != nil {
+			x.last = x.pathValue(rec.Data)
+			snap.Path, snap.Data = x.path.String(), x.last
+		}
+		if err := s.write(0, jsonFrame("snapshot", snap)); err != nil {
+			return 0, err
+		}
+	}
+	return pos, nil
+}
+
+func (s *Stream) writeReady() error {
+	var b []byte
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, s.hub.cfg.Retry.Milliseconds(), 10)
+	b = append(b, '\n')
+	if _, err := s.sink.Write(b); err != nil {
+		return err
+	}
+	// The ready frame carries the position too, so that a client that
+	// reconnects before any change resumes instead of starting over.
+	if err := s.writeID(s.lastSeq); err != nil {
+		return err
+	}
+	if err := s.write(0, jsonFrame("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()})); err != nil {
+		return err
+	}
+	if s.reset != "" {
+		if err := s.write(0, jsonFrame("reset", resetData{Reason: s.reset})); err != nil {
+			return err
+		}
+	}
+	for _, x := range s.denied {
+		frame := jsonFrame("denied", map[string]any{"subscription": x, "code": api.CodePermissionDenied})
+		if err := s.write(0, frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes a frame, with an id line when seq > 0.
+func (s *Stream) write(seq int64, frame []byte) error {
+	if seq > 0 {
+		if err := s.writeID(seq); err != nil {
+			return err
+		}
+	}
+	s.frames++
+	_, err := s.sink.Write(frame)
+	return err
+}
+
+// writeID writes the id line of the next frame: the stream's resume token
+// "<stream id>-<position>".
+func (s *Stream) writeID(seq int64) error {
+	var b [96]byte
+	id := append(b[:0], "id: "...)
+	id = append(id, s.ID...)
+	id = append(id, '-')
+	id = strconv.AppendInt(id, seq, 10)
+	id = append(id, '\n')
+	_, err := s.sink.Write(id)
+	return err
+}
+
+func (s *Stream) flush() error {
+	s.hub.Stats.Frames.Add(s.frames)
+	s.frames = 0
+	return s.sink.Flush()
+}
+
+// deliver writes what a change means to this stream's subscriptions, at
+// most once per position. frame is the shared encoding, or nil.
+func (s *Stream) deliver(ch *api.Change, frame []byte) error {
+	if ch.Seq <= s.lastSeq {
+		return nil
+	}
+	s.lastSeq = ch.Seq
+	shared := func() error {
+		if frame == nil {
+			frame = changeFrame(ch)
+		}
+		return s.write(ch.Seq, frame)
+	}
+	if ch.Kind == api.KindEvent {
+		for _, x := range s.subs {
+			if x.Event != "" && x.matchesEvent(ch.Name) {
+				return shared()
+			}
+		}
+		return nil
+	}
+	sent := false
+	for _, x := range s.subs {
+		if x.Record != ch.Name || ch.Seq <= x.Since {
+			continue
+		}
+		if x.path != nil && ch.Kind != api.KindDelete {
+			if v := x.pathValue(ch.Data); x.changed(v) {
+				if err := s.write(ch.Seq, recordFrame(ch, x.path, v)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if x.path != nil {
+			x.last = []byte("null")
+		}
+		if !sent {
+			sent = true
+			if err := shared(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// push queues a delivery; called by the hub's goroutine, it never blocks.
+func (s *Stream) push(d *delivery) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	if s.qbytes+len(d.frame) > s.hub.cfg.BufferBytes && len(s.queue) > 0 {
+		s.dead = true
+		s.mu.Unlock()
+		s.hub.Stats.SlowDisconnects.Add(1)
+		s.kill()
+		return
+	}
+	s.queue = append(s.queue, d)
+	s.qbytes += len(d.frame)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) drainQueue() error {
+	s.mu.Lock()
+	q := s.queue
+	s.queue, s.spare = s.spare[:0], nil
+	s.qbytes = 0
+	s.mu.Unlock()
+	for i, d := range q {
+		if err := s.deliver(d.change, d.frame); err != nil {
+			return err
+		}
+		q[i] = nil
+	}
+	s.mu.Lock()
+	if s.spare == nil && cap(q) <= 1024 {
+		s.spare = q[:0]
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// kill ends the stream from any goroutine.
+func (s *Stream) kill() {
+	s.goneOnce.Do(func() {
+		close(s.gone)
+		s.sink.Abort()
+	})
+}
+
+// control hands a subscription change to the stream's goroutine. A stream
+// too busy to take it is cut: on resume it reads its subscriptions anew.
+func (s *Stream) control(c streamChange) {
+	select {
+	case s.ctrl <- c:
+	default:
+		s.kill()
+	}
+}
+
+// apply adds or removes a subscription of the running stream.
+func (s *Stream) apply(ctx context.Context, c streamChange) error {
+	for i, x := range s.subs {
+		if sameSub(x.Subscription, c.Sub) {
+			if !c.Add {
+				s.hub.indexOne(s, x, -1)
+				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
+			}
+			return nil
+		}
+	}
+	if !c.Add {
+		return nil
+	}
+	x, err := newSub(api.StreamSub{Subscription: c.Sub})
+	if err != nil {
+		return nil // validated by the sender; nothing to do
+	}
+	s.hub.indexOne(s, x, 1)
+	s.subs = append(s.subs, x)
+	if x.Record == "" {
+		return nil
+	}
+	pos, err := s.snapshot(ctx, []*sub{x}, false)
+	if err != nil {
+		return err
+	}
+	// Remember where the snapshot stands, so that a resume from before it
+	// sends a fresh one instead of replaying older versions.
+	info, err := s.hub.store.GetStream(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	if i := findSub(info.Subs, c.Sub); i >= 0 {
+		info.Subs[i].Since = pos
+		return s.hub.store.PutStream(ctx, info)
+	}
+	return nil
+}
+
+// touch records when the stream was last open, for retention.
+func (s *Stream) touch(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	info, err := s.hub.store.GetStream(ctx, s.ID)
+	if err != nil {
+		return
+	}
+	info.Updated = time.Now()
+	if err := s.hub.store.PutStream(ctx, info); err != nil {
+		s.hub.log.Warn("store stream state", "stream", s.ID, "err", err)
+	}
+}
+

@@ -1,0 +1,95 @@
+package realtime
+
+import (
+	"bytes"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// sub is a stream's live subscription, owned by the stream's goroutine.
+type sub struct {
+	api.StreamSub
+	path     *api.Path // record subscriptions of one path
+	pattern  string    // events: the name, or the prefix with its '/'
+	isPrefix bool
+	last     []byte // path subscriptions: the value last sent, "null" if missing
+}
+
+// ValidateSubscription checks that exactly one kind is set and that its
+// name, pattern and path are valid.
+func ValidateSubscription(s api.Subscription) error {
+	_, err := newSub(api.StreamSub{Subscription: s})
+	return err
+}
+
+func newSub(s api.StreamSub) (*sub, error) {
+	n := 0
+	for _, v := range []string{s.Record, s.Event, s.Presence, s.Listen} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, api.Errorf(api.CodeInvalidJSON, "a subscription names exactly one of record, event, presence and listen")
+	}
+	out := &sub{StreamSub: s}
+	switch {
+	case s.Record != "":
+		if err := api.ValidateName(s.Record); err != nil {
+			return nil, err
+		}
+		if s.Path != "" {
+			p, err := api.ParsePath(s.Path)
+			if err != nil {
+				return nil, err
+			}
+			out.path = &p
+		}
+	case s.Path != "":
+		return nil, api.Errorf(api.CodeInvalidPath, "a path goes with a record subscription")
+	case s.Event != "":
+		var err error
+		if out.pattern, out.isPrefix, err = api.ValidatePattern(s.Event); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, api.Errorf(api.CodeUnavailable, "presence and listen subscriptions are not available in this version")
+	}
+	return out, nil
+}
+
+// matches reports whether an event name is covered by an event subscription.
+func (s *sub) matchesEvent(name string) bool {
+	if s.isPrefix {
+		return len(name) > len(s.pattern) && name[:len(s.pattern)] == s.pattern
+	}
+	return s.pattern == name
+}
+
+// pathValue returns the canonical JSON at the subscription's path of a
+// record value, "null" when it is missing.
+func (s *sub) pathValue(data []byte) []byte {
+	if data == nil {
+		return []byte("null")
+	}
+	doc, err := api.Decode(data)
+	if err != nil {
+		return []byte("null")
+	}
+	v, ok := api.Lookup(doc, *s.path)
+	if !ok {
+		return []byte("null")
+	}
+	return api.Encode(v)
+}
+
+// changed records v as the last value sent and reports whether it differs.
+func (s *sub) changed(v []byte) bool {
+	if s.last != nil && bytes.Equal(s.last, v) {
+		return false
+	}
+	s.last = v
+	return true
+}
+
+func sameSub(a, b api.Subscription) bool { return a == b }
