@@ -33,14 +33,29 @@ const (
 )
 
 // Error is an error with a stable code and a sentence for humans. Fields
-// holds extra members of the problem body, such as "currentVersion".
+// holds extra members of the problem body, such as "currentVersion". Err is
+// the cause of an INTERNAL error: logged, never shown to clients.
 type Error struct {
 	Code   Code
 	Detail string
 	Fields map[string]any
+	Err    error
 }
 
-func (e *Error) Error() string { return string(e.Code) + ": " + e.Detail }
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Detail + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Detail
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Internal wraps an unexpected error as an INTERNAL *Error.
+func Internal(err error, format string, args ...any) *Error {
+	return &Error{Code: CodeInternal, Detail: fmt.Sprintf(format, args...), Err: err}
+}
 
 // Errorf returns an *Error with code and a formatted detail.
 func Errorf(code Code, format string, args ...any) *Error {

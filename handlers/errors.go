@@ -37,7 +37,7 @@ var statusOf = map[api.Code]int{
 // code is internal: logged, and never shown to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *api.Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || e.Code == api.CodeInternal {
 		slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
 	}

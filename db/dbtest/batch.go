@@ -29,6 +29,7 @@ func testBatchAllOrNothing(t *testing.T, s api.Store) {
 	mustWrite(t, s, set("a", docV1))
 	head := mustWrite(t, s, set("b", docV1))[0].Seq
 	boom := errors.New("boom")
+	testFailed := api.Errorf(api.CodePatchFailed, "test failed")
 
 	cases := []struct {
 		name   string
@@ -38,32 +39,40 @@ func testBatchAllOrNothing(t *testing.T, s api.Store) {
 		// current is the currentVersion of an IfMatch conflict; -1: unchecked.
 		current int64
 	}{
-		{"ApplyError", []api.Write{set("x", `1`), set("a", docV2), failing("b", api.Errorf(api.CodePatchFailed, "test failed")), set("c", `1`)}, api.CodePatchFailed, 2, -1},
-		{"ApplyPlainError", []api.Write{set("x", `1`), failing("a", boom)}, "", 1, -1},
-		{"FirstWrite", []api.Write{failing("a", api.Errorf(api.CodePatchFailed, "test failed")), set("x", `1`)}, api.CodePatchFailed, 0, -1},
-		{"IfMatch", []api.Write{set("x", `1`), del("b"), ifMatch(set("a", docV2), 7)}, api.CodeVersionConflict, 2, 1},
-		{"IfMatchAfterEarlierWrite", []api.Write{set("a", docV2), ifMatch(set("a", docV3), 1)}, api.CodeVersionConflict, 1, 2},
-		{"IfNoneMatch", []api.Write{set("x", `1`), event("e", `1`, "u"), ifNoneMatch(set("a", docV2))}, api.CodeVersionConflict, 2, -1},
-		{"DeleteMissing", []api.Write{set("x", `1`), del("missing")}, api.CodeNotFound, 1, -1},
-		{"DeleteTwice", []api.Write{del("a"), del("a")}, api.CodeNotFound, 1, -1},
+		{"ApplyError", []api.Write{set("x", `1`), set("a", docV2), failing("b", testFailed), set("c", `1`)},
+			api.CodePatchFailed, 2, -1},
+		{"ApplyPlainError", []api.Write{set("x", `1`), failing("a", boom)},
+			"", 1, -1},
+		{"FirstWrite", []api.Write{failing("a", testFailed), set("x", `1`)},
+			api.CodePatchFailed, 0, -1},
+		{"IfMatch", []api.Write{set("x", `1`), del("b"), ifMatch(set("a", docV2), 7)},
+			api.CodeVersionConflict, 2, 1},
+		{"IfMatchAfterEarlierWrite", []api.Write{set("a", docV2), ifMatch(set("a", docV3), 1)},
+			api.CodeVersionConflict, 1, 2}, // a condition sees the batch's earlier writes
+		{"IfNoneMatch", []api.Write{set("x", `1`), event("e", `1`, "u"), ifNoneMatch(set("a", docV2))},
+			api.CodeVersionConflict, 2, -1},
+		{"DeleteMissing", []api.Write{set("x", `1`), del("missing")},
+			api.CodeNotFound, 1, -1},
+		{"DeleteTwice", []api.Write{del("a"), del("a")},
+			api.CodeNotFound, 1, -1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cs, err := s.Write(t.Context(), tc.writes)
-			if err == nil {
-				t.Fatalf("Write succeeded with %s, want an error at index %d", brief(cs), tc.index)
-			}
 			var e *api.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error = %v (%T), want an *api.Error", err, err)
-			}
-			if tc.code != "" && e.Code != tc.code {
-				t.Errorf("error code = %s (%v), want %s", e.Code, err, tc.code)
-			}
-			wantField(t, e, "index", tc.index)
-			if tc.current >= 0 {
-				// A condition sees the batch's own earlier writes.
-				wantField(t, e, "currentVersion", tc.current)
+			switch {
+			case err == nil:
+				t.Errorf("Write succeeded with %s, want an error at index %d", brief(cs), tc.index)
+			case !errors.As(err, &e):
+				t.Errorf("error = %v (%T), want an *api.Error with the field \"index\" %d", err, err, tc.index)
+			default:
+				if tc.code != "" && e.Code != tc.code {
+					t.Errorf("error code = %s (%v), want %s", e.Code, err, tc.code)
+				}
+				wantField(t, e, "index", tc.index)
+				if tc.current >= 0 {
+					wantField(t, e, "currentVersion", tc.current)
+				}
 			}
 			wantRecord(t, s, "a", 1, docV1)
 			wantRecord(t, s, "b", 1, docV1)

@@ -90,7 +90,7 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 			continue
 		}
 		cur := get(w.Name)
-		if (w.IfMatch > 0 && w.IfMatch != cur.Version) || (w.IfNoneMatch && cur.Version > 0) {
+		if (w.IfMatch != 0 && w.IfMatch != cur.Version) || (w.IfNoneMatch && cur.Version > 0) {
 			return nil, api.Conflict(w.Name, cur.Version).With("index", i)
 		}
 		c.Version = cur.Version + 1

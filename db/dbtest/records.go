@@ -195,7 +195,7 @@ func testIfMatch(t *testing.T, s api.Store) {
 	mustWrite(t, s, set("doc", docV1))
 	head := mustWrite(t, s, set("doc", docV2))[0].Seq
 
-	for _, v := range []int64{1, 3} {
+	for _, v := range []int64{1, 3, -1} { // a negative IfMatch matches no version
 		_, err := s.Write(t.Context(), []api.Write{ifMatch(set("doc", docV3), v)})
 		wantField(t, wantError(t, err, api.CodeVersionConflict), "currentVersion", 2)
 	}
@@ -207,9 +207,13 @@ func testIfMatch(t *testing.T, s api.Store) {
 	wantRecord(t, s, "doc", 3, docV3)
 }
 
+// IfMatch on a missing record conflicts at version 0, whatever the version
+// asked (a negative one matches none, not even a missing record).
 func testIfMatchMissing(t *testing.T, s api.Store) {
-	_, err := s.Write(t.Context(), []api.Write{ifMatch(set("ghost", docV1), 1)})
-	wantField(t, wantError(t, err, api.CodeVersionConflict), "currentVersion", 0)
+	for _, v := range []int64{1, -1} {
+		_, err := s.Write(t.Context(), []api.Write{ifMatch(set("ghost", docV1), v)})
+		wantField(t, wantError(t, err, api.CodeVersionConflict), "currentVersion", 0)
+	}
 	wantMissing(t, s, "ghost")
 	wantNoChanges(t, s, 0)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,7 +42,9 @@ var ErrClosed = errors.New("embedded store is closed")
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a file at a time.
 type Store struct {
-	db   *bolt.DB
+	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
+	closed bool
+	db     *bolt.DB
 	bus  *Bus
 	reqs chan *request
 	quit chan struct{}
@@ -97,11 +100,13 @@ func (s *Store) Bus() *Bus { return s.bus }
 // Close stops the commit loop, after the transaction under way, and
 // closes the file.
 func (s *Store) Close() error {
-	select {
-	case <-s.quit:
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return nil
-	default:
 	}
+	s.closed = true
+	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
 	return s.db.Close()
@@ -262,14 +267,22 @@ func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, er
 }
 
 func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	r.done = make(chan struct{})
-	select {
-	case s.reqs <- r:
-	case <-s.quit:
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
 		return nil, ErrClosed
+	}
+	select {
+	case s.reqs <- r: // the loop runs until Close, which waits for this lock
 	case <-ctx.Done():
+		s.mu.RUnlock()
 		return nil, ctx.Err()
 	}
+	s.mu.RUnlock()
 	<-r.done // once queued it commits or fails as a whole: wait for the outcome
 	return r.changes, r.err
 }
@@ -379,10 +392,10 @@ func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
 		ch, err := apply(w, cur)
 		if err != nil {
 			var e *api.Error
-			if errors.As(err, &e) {
-				return nil, e.With("index", i)
+			if !errors.As(err, &e) {
+				e = api.Internal(err, "write %d (%s)", i, w.Name)
 			}
-			return nil, fmt.Errorf("write %d (%s): %w", i, w.Name, err)
+			return nil, e.With("index", i)
 		}
 		changes = append(changes, ch)
 	}

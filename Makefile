@@ -1,0 +1,36 @@
+# Switchboard: `make run` starts a server on the embedded store, `make test`
+# installs what the tests need (PostgreSQL, headless Chromium) and runs them.
+
+GO      ?= go
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PGBIN   := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
+CHROME  := /usr/bin/chromium-headless-shell
+
+.PHONY: run test deps bench fuzz vet
+
+run:
+	AUTH_MODE=open $(GO) run .
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# deps installs Debian's PostgreSQL server and headless Chromium when missing.
+deps:
+	@missing=""; \
+	[ -n "$(PGBIN)" ] || missing="$$missing postgresql"; \
+	[ -x $(CHROME) ] || missing="$$missing chromium-headless-shell"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./realtime/ ./db/...
+
+# fuzz runs each parser fuzzer for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzValidateName -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api/
