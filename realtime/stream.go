@@ -46,6 +46,7 @@ type Stream struct {
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
 	sink    Sink
+	idBuf   []byte // scratch for id lines
 	mark    uint64 // dispatch generation, owned by the hub's Run
 
 	mu     sync.Mutex
@@ -307,13 +308,12 @@ func (s *Stream) write(seq int64, frame []byte) error {
 // writeID writes the id line of the next frame: the stream's resume token
 // "<stream id>-<position>".
 func (s *Stream) writeID(seq int64) error {
-	var b [96]byte
-	id := append(b[:0], "id: "...)
-	id = append(id, s.ID...)
-	id = append(id, '-')
-	id = strconv.AppendInt(id, seq, 10)
-	id = append(id, '\n')
-	_, err := s.sink.Write(id)
+	s.idBuf = append(s.idBuf[:0], "id: "...)
+	s.idBuf = append(s.idBuf, s.ID...)
+	s.idBuf = append(s.idBuf, '-')
+	s.idBuf = strconv.AppendInt(s.idBuf, seq, 10)
+	s.idBuf = append(s.idBuf, '\n')
+	_, err := s.sink.Write(s.idBuf)
 	return err
 }
 
@@ -484,4 +484,3 @@ func (s *Stream) touch(ctx context.Context) {
 		s.hub.log.Warn("store stream state", "stream", s.ID, "err", err)
 	}
 }
-

@@ -1,0 +1,81 @@
+package realtime
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+)
+
+// countSink counts frames (data lines) and discards the bytes.
+type countSink struct {
+	frames atomic.Int64
+	want   int64
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (s *countSink) Write(p []byte) (int, error) {
+	if len(p) > 6 && string(p[:6]) == "event:" {
+		if s.frames.Add(1) == s.want {
+			s.once.Do(func() { close(s.done) })
+		}
+	}
+	return len(p), nil
+}
+func (s *countSink) Flush() error { return nil }
+func (s *countSink) Abort()       {}
+
+// BenchmarkFanOut measures the hub alone: one change handed to 1,000
+// streams subscribed to its event name, through their queues and writers
+// into sinks that discard the bytes. frames/s counts delivered frames.
+func BenchmarkFanOut(b *testing.B) {
+	const subscribers = 1000
+	store, err := embedded.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sinks := make([]*countSink, subscribers)
+	var wg sync.WaitGroup
+	for i := range sinks {
+		s, err := hub.Open(ctx, api.User{}, []api.Subscription{{Event: "bench/topic"}}, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		// ready (1 frame) then b.N events
+		sinks[i] = &countSink{want: int64(b.N) + 1, done: make(chan struct{})}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Run(ctx, sinks[i]) }()
+	}
+	for hub.Stats.Streams.Load() != subscribers {
+		time.Sleep(time.Millisecond)
+	}
+	payload := []byte(`{"msg":"hello, subscribers"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for n := range b.N {
+		ch := &api.Change{Seq: int64(n + 1), Kind: api.KindEvent, Name: "bench/topic", Data: payload}
+		hub.dispatch(ch)
+	}
+	for _, s := range sinks {
+		<-s.done
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*subscribers)/elapsed.Seconds(), "frames/s")
+	cancel()
+	wg.Wait()
+}
