@@ -60,24 +60,24 @@ func envKey(f reflect.StructField) string {
 }
 
 func (c Config) validate() error {
-	positive := []struct {
-		name string
-		ok   bool
+	checks := []struct {
+		name, want string
+		ok         bool
 	}{
-		{"PORT", c.Port >= 0 && c.Port <= 65535},
-		{"MAX_BODY_BYTES", c.MaxBodyBytes > 0},
-		{"HEARTBEAT_INTERVAL", c.HeartbeatInterval > 0},
-		{"STREAM_RETENTION", c.StreamRetention > 0},
-		{"STREAM_MAX_LIFETIME", c.StreamMaxLifetime > 0},
-		{"STREAM_RETRY", c.StreamRetry > 0},
-		{"STREAM_BUFFER_BYTES", c.StreamBufferBytes > 0},
-		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
-		{"AUTH_MODE", c.AuthMode == "open" || c.AuthMode == "token"},
-		{"LOG_FORMAT", c.LogFormat == "json" || c.LogFormat == "text"},
+		{"PORT", "a port from 0 to 65535", c.Port >= 0 && c.Port <= 65535},
+		{"MAX_BODY_BYTES", "a positive number of bytes", c.MaxBodyBytes > 0},
+		{"HEARTBEAT_INTERVAL", "a positive duration", c.HeartbeatInterval > 0},
+		{"STREAM_RETENTION", "a positive duration", c.StreamRetention > 0},
+		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},
+		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
+		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},
+		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
+		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
+		{"LOG_FORMAT", `"json" or "text"`, c.LogFormat == "json" || c.LogFormat == "text"},
 	}
-	for _, p := range positive {
-		if !p.ok {
-			return fmt.Errorf("invalid %s: see the configuration table in the README", p.name)
+	for _, c := range checks {
+		if !c.ok {
+			return fmt.Errorf("invalid %s: must be %s", c.name, c.want)
 		}
 	}
 	return nil

@@ -43,15 +43,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	if len(args) > 1 {
+		return fmt.Errorf("unknown command %q", args[1])
+	}
 	log := newLogger(cfg, stdout)
 	store, bus, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if len(args) > 1 {
-		return fmt.Errorf("unknown command %q", args[1])
-	}
 
 	var access realtime.Access = realtime.AllowAll{}
 	hub := realtime.NewHub(store, bus, access, realtime.HubConfig{
