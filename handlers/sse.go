@@ -16,17 +16,40 @@ import (
 // bytes for this long is gone.
 const writeTimeout = 10 * time.Second
 
-// sink is the SSE writer: frames go into net/http's buffered writer and
-// out on Flush. It implements realtime.Sink.
+// sink is the SSE writer. Frames are gathered in one buffer and handed to
+// net/http in a single Write per flush: one chunk and one syscall however
+// many frames were queued. It implements realtime.Sink.
 type sink struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	buf      []byte
+	deadline time.Time // the write deadline in force
 }
 
-func (s *sink) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s *sink) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	return len(p), nil
+}
 
 func (s *sink) Flush() error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	// Moving the deadline costs a timer update: do it only when less than
+	// half of writeTimeout is left.
+	if now := time.Now(); s.deadline.Sub(now) < writeTimeout/2 {
+		s.deadline = now.Add(writeTimeout)
+		if err := s.rc.SetWriteDeadline(s.deadline); err != nil {
+			return err
+		}
+	}
+	_, err := s.w.Write(s.buf)
+	if cap(s.buf) > 16<<10 {
+		s.buf = nil // an idle stream keeps no large buffer
+	} else {
+		s.buf = s.buf[:0]
+	}
+	if err != nil {
 		return err
 	}
 	return s.rc.Flush()
