@@ -1,0 +1,183 @@
+package postgres
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+var _ api.Bus = (*Bus)(nil)
+
+// MaxPayload is the largest payload Send accepts, in bytes (NOTIFY itself
+// stops at 8000).
+const MaxPayload = 6999
+
+// channelPrefix namespaces the NOTIFY channels of topics.
+const channelPrefix = "switchboard."
+
+// Bus is the api.Bus on LISTEN/NOTIFY. Send is pg_notify on the channel of
+// the topic, through the pool; one listener goroutine (listener.go) owns a
+// dedicated connection that LISTENs on every subscribed topic. Each
+// subscription has its own goroutine and queue, so a slow handler never
+// stops the listener from reading (a listener that stops reading fills the
+// server's notification queue, and then every NOTIFY fails); a burst of
+// nil payloads (plain wake-ups) is folded into one call. Every handler is
+// called with nil once its subscription is live, and again after every
+// reconnect. Bus is safe for concurrent use.
+type Bus struct {
+	pool *pgxpool.Pool
+	l    *listener
+}
+
+// Send delivers payload to the handlers of topic on every instance, this
+// one included (through its listener). A nil payload arrives as nil: a
+// plain wake-up. Payloads larger than MaxPayload are refused.
+func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("bus payload of %d bytes on %q: over the limit of %d", len(payload), topic, MaxPayload)
+	}
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(topic), encodePayload(payload)); err != nil {
+		return fmt.Errorf("notify %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe calls fn for every payload sent on topic, in order, from one
+// goroutine, until cancel is called. fn is first called with nil once the
+// listener LISTENs on topic, and after every reconnect.
+func (b *Bus) Subscribe(topic string, fn func(payload []byte)) (cancel func()) {
+	return b.l.subscribe(topic, fn)
+}
+
+// Ready reports whether the listener is connected, so that notifications
+// from other instances can arrive.
+func (b *Bus) Ready(context.Context) error { return b.l.ready() }
+
+func (b *Bus) close() { b.l.close() }
+
+// channel returns the NOTIFY channel of a topic.
+func channel(topic string) string { return channelPrefix + topic }
+
+// checkTopic refuses topics whose channel is not a valid identifier
+// (at most 63 bytes).
+func checkTopic(topic string) error {
+	if topic == "" || len(channel(topic)) > 63 {
+		return fmt.Errorf("bus topic %q: must be 1 to %d bytes", topic, 63-len(channelPrefix))
+	}
+	return nil
+}
+
+// A NOTIFY payload is text: "" for a nil payload, "=" and the bytes when
+// they are valid UTF-8 without NUL, else "~" and their base64.
+func encodePayload(p []byte) string {
+	switch {
+	case p == nil:
+		return ""
+	case utf8.Valid(p) && !containsNUL(p):
+		return "=" + string(p)
+	default:
+		return "~" + base64.StdEncoding.EncodeToString(p)
+	}
+}
+
+func decodePayload(s string) ([]byte, error) {
+	switch {
+	case s == "":
+		return nil, nil
+	case s[0] == '=':
+		return []byte(s[1:]), nil
+	case s[0] == '~':
+		return base64.StdEncoding.DecodeString(s[1:])
+	}
+	return nil, errors.New("not a switchboard payload")
+}
+
+func containsNUL(p []byte) bool {
+	for _, c := range p {
+		if c == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkJSON refuses what the json column would: invalid JSON or invalid
+// UTF-8 (Postgres keeps text in UTF-8; Go's JSON accepts any bytes inside
+// strings). Checking here makes it the failing batch's error instead of
+// failing the whole group's transaction.
+func checkJSON(data []byte, nilOK bool) *api.Error {
+	if data == nil && nilOK {
+		return nil
+	}
+	if !json.Valid(data) || !utf8.Valid(data) {
+		return api.Errorf(api.CodeInvalidJSON, "the value is not JSON in UTF-8")
+	}
+	return nil
+}
+
+// subscription is one Subscribe call: its handler, called in order from
+// its own goroutine.
+type subscription struct {
+	topic  string
+	fn     func([]byte)
+	live   bool // the listener LISTENs on topic for it; guarded by listener.mu
+	mu     sync.Mutex
+	queue  [][]byte
+	wake   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newSubscription(topic string, fn func([]byte)) *subscription {
+	s := &subscription{topic: topic, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *subscription) push(p []byte) {
+	s.mu.Lock()
+	// Consecutive wake-ups carry no information: keep one.
+	if !(p == nil && len(s.queue) > 0 && s.queue[len(s.queue)-1] == nil) {
+		s.queue = append(s.queue, p)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscription) run() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		q := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, p := range q {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			s.fn(p)
+		}
+	}
+}
+
+func (s *subscription) stop() { s.closed.Do(func() { close(s.done) }) }

@@ -1,0 +1,265 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+const (
+	// ListenerName is the application_name of the listener's connection.
+	ListenerName = "switchboard-listener"
+	// pingInterval is how long the listener waits for a notification
+	// before it checks that the connection is still alive.
+	pingInterval = 15 * time.Second
+	// connectTimeout bounds a connection attempt and a ping.
+	connectTimeout = 10 * time.Second
+)
+
+// listener is the goroutine that owns the LISTEN connection (dedicated,
+// never from the pool, opened from the direct URL: poolers in transaction
+// mode cannot LISTEN). It LISTENs on every subscribed topic, hands
+// notifications to the subscriptions' queues, pings when idle, and after a
+// lost connection reconnects with jittered exponential backoff, LISTENs
+// again and wakes every subscription with nil, since notifications sent
+// meanwhile are lost.
+type listener struct {
+	cfg *pgx.ConnConfig
+	log *slog.Logger
+
+	mu        sync.Mutex
+	subs      map[string][]*subscription // by topic
+	pending   bool                       // subs changed since the loop last looked
+	interrupt func()                     // ends the loop's wait; nil when not waiting
+	connected bool
+	lastErr   error
+
+	ctx    context.Context // ends with close
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger) (*Bus, error) {
+	cfg, err := pgx.ParseConfig(directURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse direct database url: %w", err)
+	}
+	cfg.RuntimeParams["application_name"] = ListenerName
+	l := &listener{cfg: cfg, log: log, subs: make(map[string][]*subscription),
+		lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	go l.run()
+	return &Bus{pool: pool, l: l}, nil
+}
+
+func (l *listener) ready() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.connected {
+		return fmt.Errorf("notification listener is disconnected: %w", l.lastErr)
+	}
+	return nil
+}
+
+func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
+	if err := checkTopic(topic); err != nil {
+		l.log.Error("bus subscription refused", "err", err)
+		return func() {}
+	}
+	s := newSubscription(topic, fn)
+	l.mu.Lock()
+	l.subs[topic] = append(l.subs[topic], s)
+	l.kick()
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		list := l.subs[topic]
+		for i, x := range list {
+			if x == s {
+				l.subs[topic] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+		s.stop()
+	}
+}
+
+// kick tells the loop that the subscriptions changed; l.mu is held.
+func (l *listener) kick() {
+	l.pending = true
+	if l.interrupt != nil {
+		l.interrupt()
+	}
+}
+
+func (l *listener) close() {
+	l.cancel()
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, list := range l.subs {
+		for _, s := range list {
+			s.stop()
+		}
+	}
+	l.connected, l.lastErr = false, errors.New("closed")
+}
+
+func (l *listener) run() {
+	defer close(l.done)
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     100 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         10 * time.Second,
+	}
+	for {
+		connected, err := l.session()
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.mu.Lock()
+		l.connected, l.lastErr = false, err
+		l.mu.Unlock()
+		if connected {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		l.log.Warn("notification listener disconnected; reconnecting", "err", err, "in", wait)
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session connects, LISTENs and hands notifications out until the
+// connection fails or the listener closes. connected says whether it got
+// as far as listening.
+func (l *listener) session() (connected bool, err error) {
+	ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
+	conn, err := pgx.ConnectConfig(ctx, l.cfg)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(ctx)
+	}()
+	listening := make(map[string]bool)
+	for {
+		if err := l.listen(conn, listening); err != nil {
+			return connected, err
+		}
+		if !connected {
+			connected = true
+			l.log.Info("notification listener connected")
+		}
+		l.mu.Lock()
+		if l.pending {
+			l.mu.Unlock()
+			continue
+		}
+		wait, stop := context.WithTimeout(l.ctx, pingInterval)
+		l.interrupt = stop
+		l.mu.Unlock()
+
+		n, err := conn.WaitForNotification(wait)
+
+		l.mu.Lock()
+		l.interrupt = nil
+		l.mu.Unlock()
+		waitErr := wait.Err()
+		stop()
+		switch {
+		case err == nil:
+			l.dispatch(n.Channel, n.Payload)
+		case l.ctx.Err() != nil:
+			return connected, l.ctx.Err()
+		case conn.IsClosed() || waitErr == nil:
+			return connected, err
+		case errors.Is(waitErr, context.DeadlineExceeded):
+			ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
+			err := conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				return connected, fmt.Errorf("ping: %w", err)
+			}
+		}
+		// Interrupted by a new subscription: listen() takes it.
+	}
+}
+
+// listen LISTENs on the topics not yet in listening, then marks every
+// subscription whose topic is listened to as live; a subscription that
+// becomes live is called with nil. After a (re)connect, that is all of them.
+func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
+	l.mu.Lock()
+	l.pending = false
+	var topics []string
+	for t := range l.subs {
+		if !listening[t] {
+			topics = append(topics, t)
+		}
+	}
+	l.mu.Unlock()
+	for _, t := range topics {
+		ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
+		_, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel(t)}.Sanitize())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", t, err)
+		}
+		listening[t] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.connected {
+		// A new connection: whatever was sent before it may have been missed.
+		for _, list := range l.subs {
+			for _, s := range list {
+				s.live = false
+			}
+		}
+		l.connected, l.lastErr = true, nil
+	}
+	for t, list := range l.subs {
+		for _, s := range list {
+			if !s.live && listening[t] {
+				s.live = true
+				s.push(nil)
+			}
+		}
+	}
+	return nil
+}
+
+// dispatch queues a notification for the subscriptions of its topic.
+func (l *listener) dispatch(ch, payload string) {
+	topic, ok := strings.CutPrefix(ch, channelPrefix)
+	if !ok {
+		return
+	}
+	p, err := decodePayload(payload)
+	if err != nil {
+		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.subs[topic] {
+		s.push(p)
+	}
+}

@@ -1,0 +1,298 @@
+// Package postgres is the api.Store and api.Bus on PostgreSQL (pgx v5), for
+// any number of instances sharing one database. The schema lives in the
+// migrations package and is applied by Open and Migrate (goose, under a
+// session-level advisory lock so that instances starting together migrate
+// once).
+//
+// # Log order
+//
+// Every change gets a position (api.Change.Seq) in one log, and readers ask
+// for "everything after X". A sequence taken inside a transaction is not
+// commit order: seq 11 can commit, and be read, before seq 10, and a reader
+// that moved past 11 would never see 10. Here positions come from a
+// single-row counter instead, as the last step of the writing transaction:
+//
+//	UPDATE log_head SET seq = seq + n, time = greatest(time, clock_timestamp()) RETURNING seq, time
+//
+// The row lock this takes is held until the transaction has committed and
+// become visible (Postgres releases locks after it ends the transaction in
+// the proc array), and a second writer's UPDATE waits for it, then builds on
+// the committed value. So the writer with the higher positions always
+// becomes visible after the one with the lower positions: any snapshot sees
+// a prefix 1..H of the log, with no hole, and Changes(after) never skips an
+// entry that commits later. Positions are consecutive, and rolled-back
+// transactions give theirs back. The head's time only moves forward, so
+// log times follow positions and Trim cuts a prefix.
+//
+// The cost is that writers serialise on that row from the moment they take
+// positions until their commit is done. Two things keep that short: the
+// counter is taken after every record has been locked, read, passed through
+// Apply and written, so only the log insert, the NOTIFY and the commit run
+// under it; and writes are group committed: one goroutine per Store takes
+// every request waiting when a transaction starts (up to maxGroup) into one
+// transaction, so one commit, one fsync and one NOTIFY serve many writes.
+//
+// The alternative, a visibility horizon (bigserial positions, readers stop
+// below the oldest running writer's transaction id), lets writers run in
+// parallel but makes every reader wait for the slowest open transaction and
+// is harder to prove; with group commit the counter is not the bottleneck.
+//
+// Records touched by a group are locked with one SELECT ... FOR UPDATE in
+// name order, so two instances' groups never deadlock on existing records;
+// a record created concurrently by another instance (the insert finds the
+// name taken) or a deadlock involving rows written by other programs makes
+// the whole group start over, calling Apply again.
+//
+// # Notifications
+//
+// A transaction that appended to the log calls pg_notify on the channel of
+// api.TopicChanges with the new head as payload, inside the transaction, so
+// nothing is announced that did not commit. NOTIFY is only a wake-up: the
+// Bus's listener (listener.go) reconnects with backoff and then wakes every
+// handler with nil, and readers catch up from the log by position.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+var _ api.Store = (*Store)(nil)
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("postgres store is closed")
+
+// Store is the Postgres api.Store. It is safe for concurrent use, and any
+// number of Stores (in one process or many) may share one database.
+type Store struct {
+	pool *pgxpool.Pool
+	bus  *Bus
+	log  *slog.Logger
+
+	reqs      chan *request
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Open connects to the database at url (which may go through a pooler),
+// applies the migrations through directURL (a direct connection; "" means
+// url) and starts the Bus's listener on directURL. log may be nil.
+func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if directURL == "" {
+		directURL = url
+	}
+	if err := migrate(ctx, directURL, log); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	bus, err := newBus(pool, directURL, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, bus: bus, log: log,
+		reqs: make(chan *request, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.loop()
+	return s, nil
+}
+
+// Bus returns the Bus that carries this store's notifications, and others'.
+func (s *Store) Bus() *Bus { return s.bus }
+
+// Close stops the commit loop after the transaction under way, then the
+// listener and the pool. It may be called more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.bus.close()
+		s.pool.Close()
+	})
+	return nil
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Get returns a record, or NOT_FOUND.
+func (s *Store) Get(ctx context.Context, name string) (api.Record, error) {
+	rec := api.Record{Name: name}
+	err := s.pool.QueryRow(ctx, `SELECT version, data FROM records WHERE name = $1`, name).
+		Scan(&rec.Version, (*[]byte)(&rec.Data))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return api.Record{}, api.NotFound(name)
+	}
+	if err != nil {
+		return api.Record{}, fmt.Errorf("get record %s: %w", name, err)
+	}
+	return rec, nil
+}
+
+// List returns records under prefix after the cursor, in byte order of
+// names (the column's collation is C).
+func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]api.Record, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT name, version FROM records
+		WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
+		ORDER BY name LIMIT $4`, prefix, prefixEnd(prefix), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (api.Record, error) {
+		var rec api.Record
+		err := r.Scan(&rec.Name, &rec.Version)
+		return rec, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	return out, nil
+}
+
+// prefixEnd returns the smallest string after every string that starts
+// with prefix, or "" when there is none (or prefix is empty).
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
+}
+
+// Snapshot reads records and the log head in one statement, so one
+// snapshot: the records are as of that position.
+func (s *Store) Snapshot(ctx context.Context, names []string) (int64, []api.Record, error) {
+	if names == nil {
+		names = []string{}
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT h.seq, r.name, r.version, r.data
+		FROM log_head h LEFT JOIN records r ON r.name = ANY($1::text[])`, names)
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer rows.Close()
+	var pos int64
+	found := make(map[string]api.Record, len(names))
+	for rows.Next() {
+		var name *string
+		var rec api.Record
+		var version *int64
+		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
+			return 0, nil, fmt.Errorf("snapshot: %w", err)
+		}
+		if name != nil {
+			rec.Name, rec.Version = *name, *version
+			found[*name] = rec
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("snapshot: %w", err)
+	}
+	out := make([]api.Record, len(names))
+	for i, n := range names {
+		out[i] = found[n]
+		out[i].Name = n
+	}
+	return pos, out, nil
+}
+
+// Changes returns up to limit changes after position after. The trimmed
+// position and the changes are read by one statement, so one snapshot.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]api.Change, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT t.seq, l.seq, l.time, l.kind, l.name, l.version, l.data, l.publisher
+		FROM log_trimmed t LEFT JOIN LATERAL (
+			SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2
+		) l ON true`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	defer rows.Close()
+	var out []api.Change
+	for rows.Next() {
+		var trimmed int64
+		var seq, version *int64
+		var at *time.Time
+		var kind, name, publisher *string
+		var data []byte
+		if err := rows.Scan(&trimmed, &seq, &at, &kind, &name, &version, &data, &publisher); err != nil {
+			return nil, fmt.Errorf("read change log: %w", err)
+		}
+		if after < trimmed {
+			return nil, api.ErrTrimmed
+		}
+		if seq == nil {
+			break
+		}
+		out = append(out, api.Change{Seq: *seq, Time: *at, Kind: api.Kind(*kind), Name: *name,
+			Version: *version, Data: json.RawMessage(data), Publisher: *publisher})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	return out, nil
+}
+
+// GetStream returns a stored stream, or NOT_FOUND.
+func (s *Store) GetStream(ctx context.Context, id string) (api.StreamInfo, error) {
+	info := api.StreamInfo{ID: id}
+	var subs []byte
+	err := s.pool.QueryRow(ctx, `SELECT "user", subs, updated FROM streams WHERE id = $1`, id).
+		Scan(&info.User, &subs, &info.Updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return api.StreamInfo{}, api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
+	}
+	if err != nil {
+		return api.StreamInfo{}, fmt.Errorf("get stream %s: %w", id, err)
+	}
+	if err := json.Unmarshal(subs, &info.Subs); err != nil {
+		return api.StreamInfo{}, fmt.Errorf("get stream %s: %w", id, err)
+	}
+	return info, nil
+}
+
+// PutStream stores a stream's state, replacing what was there.
+func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) error {
+	subs, err := json.Marshal(info.Subs)
+	if err != nil {
+		return fmt.Errorf("put stream %s: %w", info.ID, err)
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO streams (id, "user", subs, updated) VALUES ($1, $2, $3::jsonb, $4)
+		ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", subs = excluded.subs, updated = excluded.updated`,
+		info.ID, info.User, string(subs), info.Updated)
+	if err != nil {
+		return fmt.Errorf("put stream %s: %w", info.ID, err)
+	}
+	return nil
+}

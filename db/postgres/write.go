@@ -1,0 +1,397 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+const (
+	// maxGroup bounds how many waiting requests join one transaction.
+	maxGroup = 512
+	// maxAttempts bounds how often a group starts over after a conflict
+	// with another instance (a record created meanwhile, a deadlock).
+	maxAttempts = 8
+	// commitTimeout bounds one group's transaction.
+	commitTimeout = 30 * time.Second
+)
+
+// request is one caller's atomic batch of writes for the commit loop.
+type request struct {
+	writes  []api.Write
+	changes []api.Change
+	err     error
+	done    chan struct{}
+}
+
+// Write applies the writes atomically, in order, each one change of the log.
+func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r := &request{writes: writes, done: make(chan struct{})}
+	select {
+	case <-s.quit:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case s.reqs <- r:
+	case <-s.quit:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued it commits or fails as a whole: wait for the outcome. A
+	// request queued while Close ran may be left in the queue by the loop,
+	// which answers every request it took before it ends.
+	select {
+	case <-r.done:
+	case <-s.done:
+		select {
+		case <-r.done:
+		default:
+			return nil, ErrClosed
+		}
+	}
+	return r.changes, r.err
+}
+
+// loop is the commit loop: it takes every request waiting when a
+// transaction starts into that transaction.
+func (s *Store) loop() {
+	defer close(s.done)
+	group := make([]*request, 0, maxGroup)
+	for {
+		select {
+		case <-s.quit:
+			s.fail(ErrClosed)
+			return
+		case r := <-s.reqs:
+			group = append(group[:0], r)
+		}
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(group)
+	}
+}
+
+// fail answers every queued request with err.
+func (s *Store) fail(err error) {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.err = err
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+// errRetry says that a group met another instance's write and must start
+// over.
+var errRetry = errors.New("a record was created by another transaction")
+
+// commit runs a group in one transaction, starting over when it conflicts
+// with another instance. A request whose writes fail leaves no trace; the
+// others commit.
+func (s *Store) commit(group []*request) {
+	var err error
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		err = s.tryCommit(ctx, group)
+		cancel()
+		if err == nil || attempt == maxAttempts || !retryable(err) {
+			break
+		}
+		s.log.Debug("write group conflicted, starting over", "attempt", attempt, "err", err)
+	}
+	for _, r := range group {
+		if err != nil {
+			r.changes, r.err = nil, fmt.Errorf("commit: %w", err)
+		}
+		close(r.done)
+	}
+}
+
+// retryable reports whether a group that failed with err may succeed when
+// run again from the start.
+func retryable(err error) bool {
+	if errors.Is(err, errRetry) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01", "23505": // serialization failure, deadlock, unique violation
+			return true
+		}
+	}
+	return false
+}
+
+// tryCommit runs one attempt of a group: lock and read every record the
+// group touches, run the writes in Go, write the records, take positions
+// from log_head, append to the log, notify, commit.
+func (s *Store) tryCommit(ctx context.Context, group []*request) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	st, err := lockRecords(ctx, tx, group)
+	if err != nil {
+		return err
+	}
+	var changes []*api.Change
+	for _, r := range group {
+		r.changes, r.err = st.prepare(r.writes)
+		for i := range r.changes {
+			changes = append(changes, &r.changes[i])
+		}
+	}
+	if len(changes) == 0 {
+		return tx.Commit(ctx)
+	}
+	if err := st.flush(ctx, tx); err != nil {
+		return err
+	}
+	head, err := appendLog(ctx, tx, changes)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(api.TopicChanges), encodePayload([]byte(strconv.FormatInt(head, 10))))
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// appendLog takes positions for changes from log_head, the group's last
+// statement before commit (see the package comment), and inserts them. It
+// sets Seq and Time of each change and returns the new head.
+func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, error) {
+	n := int64(len(changes))
+	var head int64
+	var at time.Time
+	err := tx.QueryRow(ctx, `
+		UPDATE log_head SET seq = seq + $1, time = greatest(time, clock_timestamp())
+		RETURNING seq, time`, n).Scan(&head, &at)
+	if err != nil {
+		return 0, fmt.Errorf("take log positions: %w", err)
+	}
+	seqs := make([]int64, n)
+	kinds := make([]string, n)
+	names := make([]string, n)
+	versions := make([]int64, n)
+	data := make([]string, n)
+	publishers := make([]string, n)
+	for i, c := range changes {
+		c.Seq, c.Time = head-n+1+int64(i), at
+		seqs[i], kinds[i], names[i], versions[i], data[i], publishers[i] =
+			c.Seq, string(c.Kind), c.Name, c.Version, string(c.Data), c.Publisher
+	}
+	_, err = tx.Exec(ctx, `
+		INSERT INTO log (seq, time, kind, name, version, data, publisher)
+		SELECT seq, $2, kind, name, version, nullif(data, '')::json, publisher
+		FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])
+			AS c(seq, kind, name, version, data, publisher)`,
+		seqs, at, kinds, names, versions, data, publishers)
+	if err != nil {
+		return 0, fmt.Errorf("append to log: %w", err)
+	}
+	return head, nil
+}
+
+// records is the state of the records a group touches, as its earlier
+// requests left them.
+type records struct {
+	cur     map[string]*state // by name
+	existed map[string]bool   // names that existed when locked
+}
+
+// lockRecords locks and reads every record that the group writes, in name
+// order so that groups of several instances never deadlock on them.
+func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, error) {
+	var names []string
+	for _, r := range group {
+		for _, w := range r.writes {
+			if w.Kind != api.KindEvent {
+				names = append(names, w.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	st := &records{cur: make(map[string]*state, len(names)), existed: make(map[string]bool, len(names))}
+	for _, n := range names {
+		st.cur[n] = &state{}
+	}
+	if len(names) == 0 {
+		return st, nil
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT name, version, data FROM records WHERE name = ANY($1::text[])
+		ORDER BY name FOR UPDATE`, names)
+	if err != nil {
+		return nil, fmt.Errorf("lock records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var s state
+		if err := rows.Scan(&name, &s.version, &s.data); err != nil {
+			return nil, fmt.Errorf("lock records: %w", err)
+		}
+		s.exists = true
+		st.cur[name] = &s
+		st.existed[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock records: %w", err)
+	}
+	return st, nil
+}
+
+// prepare computes the changes of one atomic batch; only when every write
+// succeeds does the group's state move on.
+func (st *records) prepare(writes []api.Write) ([]api.Change, error) {
+	seen := make(map[string]*state)
+	changes := make([]api.Change, 0, len(writes))
+	for i, w := range writes {
+		if w.Kind == api.KindEvent {
+			if err := checkJSON(w.Data, true); err != nil {
+				return nil, err.With("index", i)
+			}
+			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
+			continue
+		}
+		cur, ok := seen[w.Name]
+		if !ok {
+			c := *st.cur[w.Name]
+			cur = &c
+			seen[w.Name] = cur
+		}
+		ch, err := apply(w, cur)
+		if err != nil {
+			var e *api.Error
+			if !errors.As(err, &e) {
+				e = api.Errorf(api.CodeInternal, "write %d (%s): %v", i, w.Name, err)
+			}
+			return nil, e.With("index", i)
+		}
+		changes = append(changes, ch)
+	}
+	for name, s := range seen {
+		st.cur[name] = s
+	}
+	return changes, nil
+}
+
+// state is a record as a batch sees it, including the batch's own writes.
+type state struct {
+	version int64
+	data    []byte
+	exists  bool
+	dirty   bool // written by the group
+}
+
+// apply checks a write's conditions against cur, and moves cur forward.
+func apply(w api.Write, cur *state) (api.Change, error) {
+	version := cur.version
+	if !cur.exists {
+		version = 0
+	}
+	switch {
+	case w.IfMatch != 0 && w.IfMatch != version:
+		return api.Change{}, api.Conflict(w.Name, version)
+	case w.IfNoneMatch && cur.exists:
+		return api.Change{}, api.Conflict(w.Name, version)
+	}
+	ch := api.Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
+	if w.Kind == api.KindDelete {
+		if !cur.exists {
+			return api.Change{}, api.NotFound(w.Name)
+		}
+		*cur = state{version: ch.Version, dirty: true}
+		return ch, nil
+	}
+	data, err := w.Apply(cur.data, cur.exists)
+	if err != nil {
+		return api.Change{}, err
+	}
+	if err := checkJSON(data, false); err != nil {
+		return api.Change{}, err
+	}
+	ch.Data = data
+	*cur = state{version: ch.Version, data: data, exists: true, dirty: true}
+	return ch, nil
+}
+
+// flush writes the group's records: deletes, updates of locked rows, and
+// inserts of new names, which fail the attempt (errRetry) if another
+// transaction created the name since the records were locked.
+func (st *records) flush(ctx context.Context, tx pgx.Tx) error {
+	var deletes, upNames, upData, inNames, inData []string
+	var upVersions, inVersions []int64
+	for name, s := range st.cur {
+		switch {
+		case !s.dirty:
+		case !s.exists && st.existed[name]:
+			deletes = append(deletes, name)
+		case !s.exists:
+		case st.existed[name]:
+			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.version), append(upData, string(s.data))
+		default:
+			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.version), append(inData, string(s.data))
+		}
+	}
+	if len(deletes) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM records WHERE name = ANY($1::text[])`, deletes); err != nil {
+			return fmt.Errorf("delete records: %w", err)
+		}
+	}
+	if len(upNames) > 0 {
+		_, err := tx.Exec(ctx, `
+			UPDATE records r SET version = u.version, data = u.data::json
+			FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(name, version, data)
+			WHERE r.name = u.name`, upNames, upVersions, upData)
+		if err != nil {
+			return fmt.Errorf("update records: %w", err)
+		}
+	}
+	if len(inNames) > 0 {
+		// In name order, so that two groups inserting the same new names
+		// wait for each other instead of deadlocking.
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO records (name, version, data)
+			SELECT name, version, data::json
+			FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(name, version, data)
+			ORDER BY name
+			ON CONFLICT (name) DO NOTHING`, inNames, inVersions, inData)
+		if err != nil {
+			return fmt.Errorf("insert records: %w", err)
+		}
+		if tag.RowsAffected() != int64(len(inNames)) {
+			return errRetry
+		}
+	}
+	return nil
+}
