@@ -47,7 +47,11 @@ func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
-	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(topic), encodePayload(payload)); err != nil {
+	enc := encodePayload(payload)
+	if len(enc) >= 8000 {
+		return fmt.Errorf("bus payload of %d bytes on %q: over NOTIFY's limit once encoded (binary payloads are sent in base64)", len(payload), topic)
+	}
+	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(topic), enc); err != nil {
 		return fmt.Errorf("notify %s: %w", topic, err)
 	}
 	return nil
