@@ -71,9 +71,12 @@ func readJSON(r *http.Request, v any) ([]byte, error) {
 // nameParam returns the validated name that ends the URL path (names may
 // hold '/').
 func nameParam(r *http.Request) (string, error) {
-	name, err := url.PathUnescape(chi.URLParam(r, "*"))
-	if err != nil {
-		return "", api.Errorf(api.CodeInvalidName, "the name is not a valid URL path")
+	name := chi.URLParam(r, "*")
+	if r.URL.RawPath != "" { // chi routed on the escaped path: decode once
+		var err error
+		if name, err = url.PathUnescape(name); err != nil {
+			return "", api.Errorf(api.CodeInvalidName, "the name is not a valid URL path")
+		}
 	}
 	return name, api.ValidateName(name)
 }

@@ -82,6 +82,10 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		q := r.URL.Query()
 		var subs []api.Subscription
 		if name := recordParam(r); name != "" {
+			if _, err := pathQuery(r); err != nil {
+				writeError(w, r, err)
+				return
+			}
 			subs = []api.Subscription{{Record: name, Path: q.Get("path")}}
 		} else {
 			subs = streamSubs(q)

@@ -55,8 +55,8 @@ type Stream struct {
 	qbytes int
 	dead   bool
 
+	ctrl     []streamChange // subscription changes waiting for Run, under mu
 	signal   chan struct{}
-	ctrl     chan streamChange
 	gone     chan struct{}
 	goneOnce sync.Once
 }
@@ -70,8 +70,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
 	default:
 	}
-	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1),
-		ctrl: make(chan streamChange, 16), gone: make(chan struct{})}
+	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1), gone: make(chan struct{})}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -160,11 +159,10 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			if _, err := sink.Write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
-		case c := <-s.ctrl:
-			if err := s.apply(ctx, c); err != nil {
+		case <-s.signal:
+			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
-		case <-s.signal:
 			if err := s.drainQueue(); err != nil {
 				return err
 			}
@@ -421,14 +419,40 @@ func (s *Stream) kill() {
 	})
 }
 
+// maxControls bounds the subscription changes waiting for one stream.
+const maxControls = 64
+
 // control hands a subscription change to the stream's goroutine. A stream
 // too busy to take it is cut: on resume it reads its subscriptions anew.
 func (s *Stream) control(c streamChange) {
-	select {
-	case s.ctrl <- c:
-	default:
-		s.kill()
+	s.mu.Lock()
+	full := len(s.ctrl) >= maxControls
+	if !full {
+		s.ctrl = append(s.ctrl, c)
 	}
+	s.mu.Unlock()
+	if full {
+		s.kill()
+		return
+	}
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// applyControls applies the waiting subscription changes, in order.
+func (s *Stream) applyControls(ctx context.Context) error {
+	s.mu.Lock()
+	ctrl := s.ctrl
+	s.ctrl = nil
+	s.mu.Unlock()
+	for _, c := range ctrl {
+		if err := s.apply(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply adds or removes a subscription of the running stream.
