@@ -104,6 +104,11 @@ func (s *Store) fail(err error) {
 	}
 }
 
+// beginWrite starts a write transaction, marked as the store's so that the
+// triggers for direct SQL writes (migrations/0002) leave its records alone:
+// the store logs them itself.
+const beginWrite = "BEGIN; SET LOCAL switchboard.writer = 'store'"
+
 // errRetry says that a group met another instance's write and must start
 // over.
 var errRetry = errors.New("a record was created by another transaction")
@@ -150,7 +155,7 @@ func retryable(err error) bool {
 // group touches, run the writes in Go, write the records, take positions
 // from log_head, append to the log, notify, commit.
 func (s *Store) tryCommit(ctx context.Context, group []*request) error {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWrite})
 	if err != nil {
 		return err
 	}
