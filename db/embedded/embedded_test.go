@@ -24,3 +24,12 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestRPCConformance runs the api.RPCQueue conformance suite against the
+// in-memory queue and the in-process Bus.
+func TestRPCConformance(t *testing.T) {
+	dbtest.RunRPC(t, func(t *testing.T) (api.RPCQueue, api.Bus) {
+		bus := embedded.NewBus()
+		return embedded.NewRPCQueue(bus), bus
+	})
+}
