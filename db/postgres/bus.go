@@ -59,7 +59,9 @@ func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
 
 // Subscribe calls fn for every payload sent on topic, in order, from one
 // goroutine, until cancel is called. fn is first called with nil once the
-// listener LISTENs on topic, and after every reconnect.
+// listener LISTENs on topic, and again after every reconnect. While the
+// listener is connected, Subscribe returns once the subscription is live
+// (or after 10 s), so that whatever is sent after it returns arrives.
 func (b *Bus) Subscribe(topic string, fn func(payload []byte)) (cancel func()) {
 	return b.l.subscribe(topic, fn)
 }
@@ -136,6 +138,9 @@ type subscription struct {
 	topic  string
 	fn     func([]byte)
 	live   bool // the listener LISTENs on topic for it; guarded by listener.mu
+	// firstLive is closed once the subscription is first live.
+	firstLive chan struct{}
+	liveOnce  sync.Once
 	mu     sync.Mutex
 	queue  [][]byte
 	wake   chan struct{}
@@ -144,7 +149,8 @@ type subscription struct {
 }
 
 func newSubscription(topic string, fn func([]byte)) *subscription {
-	s := &subscription{topic: topic, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &subscription{topic: topic, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		firstLive: make(chan struct{})}
 	go s.run()
 	return s
 }

@@ -175,3 +175,20 @@ func waitReady(t *testing.T, b api.Bus, ready bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// While the listener is connected, a subscription is live when Subscribe
+// returns: a payload sent right after it arrives.
+func TestSubscribeIsLiveOnReturn(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	waitReady(t, b.Bus(), true)
+	for i := range 5 {
+		topic := "live-" + itoa(int64(i))
+		got := make(received, 10)
+		t.Cleanup(b.Bus().Subscribe(topic, func(p []byte) { got <- p }))
+		if err := a.Bus().Send(t.Context(), topic, []byte("hello")); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got.until(t, []byte("hello"))
+	}
+}

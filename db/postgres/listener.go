@@ -22,6 +22,8 @@ const (
 	pingInterval = 15 * time.Second
 	// connectTimeout bounds a connection attempt and a ping.
 	connectTimeout = 10 * time.Second
+	// subscribeTimeout bounds how long Subscribe waits for its LISTEN.
+	subscribeTimeout = 10 * time.Second
 )
 
 // listener is the goroutine that owns the LISTEN connection (dedicated,
@@ -78,7 +80,19 @@ func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
 	l.mu.Lock()
 	l.subs[topic] = append(l.subs[topic], s)
 	l.kick()
+	connected := l.connected
 	l.mu.Unlock()
+	if connected {
+		// The loop LISTENs within a round trip; disconnected, the nil
+		// after the reconnect tells the handler instead.
+		t := time.NewTimer(subscribeTimeout)
+		select {
+		case <-s.firstLive:
+		case <-t.C:
+		case <-l.ctx.Done():
+		}
+		t.Stop()
+	}
 	return func() {
 		l.mu.Lock()
 		list := l.subs[topic]
@@ -240,6 +254,7 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 			if !s.live && listening[t] {
 				s.live = true
 				s.push(nil)
+				s.liveOnce.Do(func() { close(s.firstLive) })
 			}
 		}
 	}
