@@ -135,17 +135,17 @@ func checkJSON(data []byte, nilOK bool) *api.Error {
 // subscription is one Subscribe call: its handler, called in order from
 // its own goroutine.
 type subscription struct {
-	topic  string
-	fn     func([]byte)
-	live   bool // the listener LISTENs on topic for it; guarded by listener.mu
+	topic string
+	fn    func([]byte)
+	live  bool // the listener LISTENs on topic for it; guarded by listener.mu
 	// firstLive is closed once the subscription is first live.
 	firstLive chan struct{}
 	liveOnce  sync.Once
-	mu     sync.Mutex
-	queue  [][]byte
-	wake   chan struct{}
-	done   chan struct{}
-	closed sync.Once
+	mu        sync.Mutex
+	queue     [][]byte
+	wake      chan struct{}
+	done      chan struct{}
+	closed    sync.Once
 }
 
 func newSubscription(topic string, fn func([]byte)) *subscription {
