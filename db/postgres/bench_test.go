@@ -16,8 +16,10 @@ import (
 //
 //	go test -run '^$' -bench Write ./db/postgres/
 //
-// The test server runs with fsync off; set TEST_DATABASE_URL to measure a
-// durable server.
+// The test server runs with fsync off (about 22,000-26,000 writes/s on a
+// 2-core machine); set TEST_DATABASE_URL to measure a durable server (a
+// default PostgreSQL 15 on the same machine, fsync and synchronous_commit
+// on: about 17,700 writes/s, group commit sharing each fsync).
 func BenchmarkWrite(b *testing.B) {
 	s := open(b, pgtest.NewDatabase(b))
 	const callers = 256

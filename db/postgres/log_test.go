@@ -243,3 +243,40 @@ func TestConcurrentMigrations(t *testing.T) {
 		t.Errorf("Migrate on a migrated database: %v", err)
 	}
 }
+
+// Trim removes a long log in several transactions and keeps what is newer
+// than the cut.
+func TestTrimManyBatches(t *testing.T) {
+	s := open(t, pgtest.NewDatabase(t))
+	var old []api.Change
+	for i := range 25 {
+		ws := make([]api.Write, 100)
+		for j := range ws {
+			ws[j] = set(fmt.Sprintf("r/%d", j), itoa(int64(i)))
+		}
+		cs, err := s.Write(t.Context(), ws)
+		if err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		old = append(old, cs...)
+	}
+	time.Sleep(20 * time.Millisecond)
+	kept, err := s.Write(t.Context(), []api.Write{set("r/0", `"new"`), set("r/1", `"new"`)})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	last := old[len(old)-1]
+	if err := s.Trim(t.Context(), last.Time.Add(kept[0].Time.Sub(last.Time)/2)); err != nil {
+		t.Fatalf("Trim: %v", err)
+	}
+	if _, err := s.Changes(t.Context(), last.Seq-1, 10); err != api.ErrTrimmed {
+		t.Errorf("Changes before the cut: %v, want ErrTrimmed", err)
+	}
+	cs, err := s.Changes(t.Context(), last.Seq, 10)
+	if err != nil || len(cs) != 2 || cs[0].Seq != kept[0].Seq || cs[1].Seq != kept[1].Seq {
+		t.Errorf("Changes after the cut = %s, %v; want the 2 kept changes", brief(cs), err)
+	}
+	if r, err := s.Get(t.Context(), "r/99"); err != nil || r.Version != 25 {
+		t.Errorf("Get(r/99) after Trim = v%d, %v; want v25", r.Version, err)
+	}
+}
