@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -11,6 +12,14 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
+
+// streamHead is the response head of a detached HTTP/1 stream: the body
+// runs until the connection closes, so it needs no chunked encoding.
+const streamHead = "HTTP/1.1 200 OK\r\n" +
+	"Content-Type: text/event-stream\r\n" +
+	"Cache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\n" +
+	"Connection: close\r\n\r\n"
 
 // writeTimeout bounds one flush of a stream: a client that accepts no
 // bytes for this long is gone.
@@ -105,12 +114,27 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 			writeError(w, r, err)
 			return
 		}
+		rc := http.NewResponseController(w)
+		if r.ProtoMajor == 1 {
+			// HTTP/1: take the connection over and hand the stream to the
+			// writer pool; this goroutine and net/http's buffers go away.
+			if conn, _, err := rc.Hijack(); err == nil {
+				if _, err = io.WriteString(conn, streamHead); err == nil {
+					err = s.Detach(r.Context(), conn)
+				}
+				if err != nil {
+					conn.Close()
+					log.Info("stream ended", "stream", s.ID, "err", err)
+				}
+				return
+			}
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
-		err = s.Run(r.Context(), &sink{w: w, rc: http.NewResponseController(w)})
+		err = s.Run(r.Context(), &sink{w: w, rc: rc})
 		if err != nil && r.Context().Err() == nil {
 			log.Info("stream ended", "stream", s.ID, "err", err)
 		}

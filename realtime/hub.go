@@ -54,7 +54,9 @@ type Hub struct {
 	streams  map[string]*Stream         // by stream id
 	pos      atomic.Int64               // the last change handed out; moves under mu's read lock
 	gen      uint64                     // dispatch generation, owned by Run
+	ready    []*Stream                  // detached streams to schedule, owned by Run
 
+	pool     *pool
 	wake     chan struct{}
 	draining chan struct{}
 	drain    sync.Once
@@ -68,6 +70,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		events:   make(map[string]map[*Stream]int),
 		prefixes: make(map[string]map[*Stream]int),
 		streams:  make(map[string]*Stream),
+		pool:     newPool(),
 		wake:     make(chan struct{}, 1),
 		draining: make(chan struct{}),
 	}
@@ -84,6 +87,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer stopChanges()
 	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)
 	defer stopStreams()
+	go h.runPool(ctx)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
@@ -110,7 +114,12 @@ func (h *Hub) Wake() {
 
 // Drain ends every stream and refuses new ones, so that clients resume on
 // another instance.
-func (h *Hub) Drain() { h.drain.Do(func() { close(h.draining) }) }
+func (h *Hub) Drain() {
+	h.drain.Do(func() {
+		close(h.draining)
+		h.pool.each((*Stream).kill)
+	})
+}
 
 func (h *Hub) catchUp(ctx context.Context) error {
 	for {
@@ -155,7 +164,9 @@ func (h *Hub) dispatch(ch *api.Change) {
 			if d == nil {
 				d = &delivery{change: ch, frame: changeFrame(ch)}
 			}
-			s.push(d)
+			if s.push(d) {
+				h.ready = append(h.ready, s)
+			}
 		}
 	}
 	if ch.Kind == api.KindEvent {
@@ -172,6 +183,11 @@ func (h *Hub) dispatch(ch *api.Change) {
 		push(h.records[ch.Name])
 	}
 	h.pos.Store(ch.Seq)
+	if len(h.ready) > 0 {
+		h.pool.schedule(h.ready...)
+		clear(h.ready)
+		h.ready = h.ready[:0]
+	}
 }
 
 // index adds (n=1) or removes (n=-1) a subscription of s.

@@ -49,11 +49,22 @@ type Stream struct {
 	idBuf   []byte // scratch for id lines
 	mark    uint64 // dispatch generation, owned by the hub's Run
 
-	mu     sync.Mutex
-	queue  []*delivery
-	spare  []*delivery
-	qbytes int
-	dead   bool
+	mu        sync.Mutex
+	queue     []*delivery
+	spare     []*delivery
+	qbytes    int
+	dead      bool
+	pooled    bool // served by the writer pool, not by Run
+	scheduled bool // pooled: on the ready list or being served
+	ping      bool // pooled: a heartbeat is due
+	ended     bool // pooled: the connection is closed
+
+	conn      Conn        // detached streams
+	out       []byte      // detached streams: bytes not yet written, owned by the serving goroutine
+	life      *time.Timer // detached streams: the lifetime
+	blockedAt time.Time   // detached streams: since when the socket is full, owned by the serving goroutine
+	retries   int         // detached streams: writes retried since then
+	cleanOnce sync.Once
 
 	ctrl     []streamChange // subscription changes waiting for Run, under mu
 	signal   chan struct{}
@@ -369,25 +380,56 @@ func (s *Stream) deliver(ch *api.Change, frame []byte) error {
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
-func (s *Stream) push(d *delivery) {
+// It reports whether the stream is detached and must be put on the writer
+// pool's ready list (the hub does that for many streams at once).
+func (s *Stream) push(d *delivery) (schedule bool) {
 	s.mu.Lock()
 	if s.dead {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if s.qbytes+len(d.frame) > s.hub.cfg.BufferBytes && len(s.queue) > 0 {
 		s.dead = true
 		s.mu.Unlock()
 		s.hub.Stats.SlowDisconnects.Add(1)
 		s.kill()
-		return
+		return false
 	}
 	s.queue = append(s.queue, d)
 	s.qbytes += len(d.frame)
+	schedule = s.pooled && !s.scheduled
+	if schedule {
+		s.scheduled = true
+	}
+	pooled := s.pooled
 	s.mu.Unlock()
-	select {
-	case s.signal <- struct{}{}:
-	default:
+	if !pooled {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+	return schedule
+}
+
+// notify wakes whoever serves the stream: its own goroutine (Run), or the
+// writer pool for a detached stream, which is scheduled at most once.
+func (s *Stream) notify() {
+	s.mu.Lock()
+	pooled := s.pooled
+	schedule := pooled && !s.scheduled
+	if schedule {
+		s.scheduled = true
+	}
+	s.mu.Unlock()
+	switch {
+	case schedule:
+		s.hub.pool.schedule(s)
+	case !pooled:
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -416,6 +458,10 @@ func (s *Stream) kill() {
 	s.goneOnce.Do(func() {
 		close(s.gone)
 		s.sink.Abort()
+		if s.conn != nil {
+			s.end()
+			s.notify()
+		}
 	})
 }
 
@@ -435,10 +481,7 @@ func (s *Stream) control(c streamChange) {
 		s.kill()
 		return
 	}
-	select {
-	case s.signal <- struct{}{}:
-	default:
-	}
+	s.notify()
 }
 
 // applyControls applies the waiting subscription changes, in order.

@@ -1,0 +1,281 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Conn is the raw connection of a detached stream: in practice a net.Conn
+// taken over from the HTTP server once the response head is written.
+type Conn interface {
+	Write(p []byte) (int, error)
+	SetWriteDeadline(t time.Time) error
+	Close() error
+}
+
+// How long one write may wait for a full socket before the stream is set
+// aside and retried.
+const (
+	writeSlice   = 2 * time.Millisecond
+	retryBlocked = 20 * time.Millisecond // doubled at each retry, up to 64 times
+	maxBlocked   = 10 * time.Second      // a client that takes no bytes this long is gone
+	startTimeout = 10 * time.Second
+)
+
+// pool serves detached streams from a few writer goroutines: a stream with
+// something to write is put on the ready list once, and one writer at a
+// time drains its queue and writes everything in one system call. An idle
+// detached stream costs no goroutine, only its state and its socket.
+type pool struct {
+	mu       sync.Mutex
+	ready    []*Stream
+	wake     chan struct{}
+	detached map[*Stream]struct{}
+}
+
+func newPool() *pool {
+	return &pool{wake: make(chan struct{}, 1), detached: make(map[*Stream]struct{})}
+}
+
+// schedule puts streams on the ready list; each must have been marked
+// scheduled by its caller, so that it is on the list at most once.
+func (p *pool) schedule(streams ...*Stream) {
+	p.mu.Lock()
+	p.ready = append(p.ready, streams...)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next moves up to len(buf) ready streams into buf, waiting for one, and
+// returns them; nil when ctx ends. Taking a batch keeps the writers and
+// the fan-out from contending on the lock once per stream.
+func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
+	for {
+		p.mu.Lock()
+		if n := len(p.ready); n > 0 {
+			k := copy(buf, p.ready)
+			clear(p.ready[:k])
+			p.ready = p.ready[k:]
+			if n > k {
+				select { // let another writer take the rest
+				case p.wake <- struct{}{}:
+				default:
+				}
+			}
+			p.mu.Unlock()
+			return buf[:k]
+		}
+		p.ready = nil // drop the drained backing array
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.wake:
+		}
+	}
+}
+
+// each calls f for every detached stream.
+func (p *pool) each(f func(*Stream)) {
+	p.mu.Lock()
+	list := make([]*Stream, 0, len(p.detached))
+	for s := range p.detached {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	for _, s := range list {
+		f(s)
+	}
+}
+
+// runPool runs the writers and the heartbeat of detached streams.
+func (h *Hub) runPool(ctx context.Context) {
+	for range max(2, runtime.GOMAXPROCS(0)) {
+		go func() {
+			buf := make([]*Stream, 64)
+			for batch := h.pool.next(ctx, buf); batch != nil; batch = h.pool.next(ctx, buf) {
+				for _, s := range batch {
+					h.serve(ctx, s)
+				}
+				clear(batch)
+			}
+		}()
+	}
+	t := time.NewTicker(h.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.pool.each(func(s *Stream) {
+				s.mu.Lock()
+				s.ping = true
+				s.mu.Unlock()
+				s.notify()
+			})
+		}
+	}
+}
+
+// Detach serves the stream on conn without a goroutine of its own: it
+// writes the start of the stream (ready, snapshots or missed frames) on the
+// caller's goroutine, then hands the stream to the writer pool and returns.
+// The stream owns conn from then on and closes it when it ends.
+func (s *Stream) Detach(ctx context.Context, conn Conn) error {
+	h := s.hub
+	s.conn = conn
+	cs := &connSink{s: s, blocking: true}
+	s.sink = cs
+	h.register(s)
+	err := s.start(ctx)
+	if err == nil {
+		err = s.flush()
+	}
+	if err != nil {
+		s.end()
+		h.unregister(s)
+		return err
+	}
+	cs.blocking = false
+	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
+	s.life = time.AfterFunc(life, s.kill)
+	h.pool.mu.Lock()
+	h.pool.detached[s] = struct{}{}
+	h.pool.mu.Unlock()
+	s.mu.Lock()
+	s.pooled, s.scheduled = true, true
+	s.mu.Unlock()
+	h.pool.schedule(s)
+	select {
+	case <-h.draining:
+		s.kill()
+	default:
+	}
+	return nil
+}
+
+// serve does what a detached stream has waiting; the caller owns the
+// stream until serve returns (scheduled stays true meanwhile).
+func (h *Hub) serve(ctx context.Context, s *Stream) {
+	s.mu.Lock()
+	ended, ping := s.ended, s.ping
+	s.ping = false
+	s.mu.Unlock()
+	if ended {
+		h.cleanup(s)
+		return
+	}
+	err := s.applyControls(ctx)
+	if err == nil {
+		err = s.drainQueue()
+	}
+	if err == nil && ping {
+		_, err = s.sink.Write([]byte(": ping\n\n"))
+	}
+	if err == nil {
+		err = s.flush()
+	}
+	if err != nil {
+		s.end()
+		h.cleanup(s)
+		return
+	}
+	s.mu.Lock()
+	again := len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended
+	blocked := len(s.out) > 0
+	if !again && !blocked {
+		s.scheduled = false
+	}
+	s.mu.Unlock()
+	if !blocked {
+		s.blockedAt, s.retries = time.Time{}, 0
+	}
+	switch {
+	case blocked && s.blockedAt.IsZero():
+		s.blockedAt = time.Now()
+	case blocked && time.Since(s.blockedAt) > maxBlocked:
+		h.Stats.SlowDisconnects.Add(1)
+		s.end()
+		h.cleanup(s)
+		return
+	}
+	switch {
+	case again:
+		h.pool.schedule(s)
+	case blocked: // the socket is full: come back later, less often each time
+		s.retries = min(s.retries+1, 6)
+		time.AfterFunc(retryBlocked<<(s.retries-1), func() { h.pool.schedule(s) })
+	}
+}
+
+// cleanup removes an ended detached stream; called by its owning writer.
+func (h *Hub) cleanup(s *Stream) {
+	s.cleanOnce.Do(func() {
+		s.life.Stop()
+		h.pool.mu.Lock()
+		delete(h.pool.detached, s)
+		h.pool.mu.Unlock()
+		h.unregister(s)
+		go s.touch(context.Background())
+	})
+}
+
+// end closes a detached stream's connection; its writer cleans up.
+func (s *Stream) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.conn.Close()
+}
+
+// connSink writes a detached stream's frames: gathered in s.out, written
+// in one call. While the stream starts (on the HTTP handler's goroutine) a
+// flush may block; in the pool a flush writes what the socket takes now
+// and keeps the rest, up to the stream's buffer limit.
+type connSink struct {
+	s        *Stream
+	blocking bool
+}
+
+func (c *connSink) Write(p []byte) (int, error) {
+	c.s.out = append(c.s.out, p...)
+	return len(p), nil
+}
+
+func (c *connSink) Flush() error {
+	s := c.s
+	if len(s.out) == 0 {
+		return nil
+	}
+	wait := writeSlice
+	if c.blocking {
+		wait = startTimeout
+	}
+	if err := s.conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+		return err
+	}
+	n, err := s.conn.Write(s.out)
+	s.out = s.out[:copy(s.out, s.out[n:])]
+	if len(s.out) == 0 && cap(s.out) > 16<<10 {
+		s.out = nil // an idle stream keeps no large buffer
+	}
+	if err != nil && !c.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
+		if len(s.out) > s.hub.cfg.BufferBytes {
+			s.hub.Stats.SlowDisconnects.Add(1)
+			return ErrSlow
+		}
+		return nil
+	}
+	return err
+}
+
+func (c *connSink) Abort() { c.s.conn.SetWriteDeadline(time.Now()) }
