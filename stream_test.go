@@ -20,7 +20,7 @@ func TestPathSubscription(t *testing.T) {
 		if m := c.Expect(t, "snapshot").decode(t); m["path"] != "pos.x" || m["data"] != 1.0 || m["version"] != 1.0 {
 			t.Fatalf("snapshot: %v", m)
 		}
-		put(t, srv.URL, "car?path=speed", `4`)   // pos.x unchanged: no frame
+		put(t, srv.URL, "car?path=speed", `4`)  // pos.x unchanged: no frame
 		put(t, srv.URL, "car?path=/pos/x", `2`) // changed
 		m := c.Expect(t, "record").decode(t)
 		if m["version"] != 3.0 || m["data"] != 2.0 || m["path"] != "pos.x" || m["op"] != "patch" {

@@ -45,11 +45,11 @@ type Store struct {
 	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
 	closed bool
 	db     *bolt.DB
-	bus  *Bus
-	reqs chan *request
-	quit chan struct{}
-	done chan struct{}
-	head int64 // owned by the commit loop
+	bus    *Bus
+	reqs   chan *request
+	quit   chan struct{}
+	done   chan struct{}
+	head   int64 // owned by the commit loop
 }
 
 // request is one caller's atomic unit of work for the commit loop.
