@@ -29,7 +29,6 @@ var (
 	bucketLog     = []byte("log")
 	bucketStreams = []byte("streams")
 	bucketMeta    = []byte("meta")
-	keyHead       = []byte("head")
 	keyTrimmed    = []byte("trimmed")
 )
 
@@ -42,14 +41,15 @@ var ErrClosed = errors.New("embedded store is closed")
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a file at a time.
 type Store struct {
-	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
-	closed bool
-	db     *bolt.DB
-	bus    *Bus
-	reqs   chan *request
-	quit   chan struct{}
-	done   chan struct{}
-	head   int64 // owned by the commit loop
+	mu        sync.RWMutex // held to queue a request; Close takes it to stop queueing
+	closed    bool
+	db        *bolt.DB
+	bus       *Bus
+	reqs      chan *request
+	quit      chan struct{}
+	done      chan struct{}
+	head      int64 // owned by the commit loop
+	lastGroup int   // how many requests the last commit held; owned by the commit loop
 }
 
 // request is one caller's atomic unit of work for the commit loop.
@@ -68,9 +68,10 @@ func Open(dir string) (*Store, error) {
 	}
 	file := filepath.Join(dir, "switchboard.db")
 	db, err := bolt.Open(file, 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout:         time.Second,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 1 << 30, // address space only: no remapping (which waits for readers) as the file grows
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
@@ -83,7 +84,7 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		s.head = getInt(tx.Bucket(bucketMeta), keyHead)
+		s.head = headOf(tx)
 		return nil
 	})
 	if err != nil {
@@ -160,7 +161,7 @@ func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record
 	var pos int64
 	out := make([]api.Record, len(names))
 	err := s.db.View(func(tx *bolt.Tx) error {
-		pos = getInt(tx.Bucket(bucketMeta), keyHead)
+		pos = headOf(tx)
 		for i, n := range names {
 			out[i], _ = getRecord(tx, n)
 			out[i].Name = n
@@ -298,17 +299,48 @@ func (s *Store) loop() {
 		case r := <-s.reqs:
 			group = append(group[:0], r)
 		}
-	fill:
-		for len(group) < maxGroup {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-			default:
-				break fill
-			}
-		}
+		group = s.gather(group)
 		s.commit(group)
+		s.lastGroup = len(group)
 	}
+}
+
+// linger is the longest a commit waits for more writers to join.
+const linger = 2 * time.Millisecond
+
+// gather adds the waiting requests to group. Writers answered by the last
+// commit come back within microseconds: when that commit held several,
+// gather waits (at most linger) for as many, so that they share the next
+// fsync instead of splitting into one commit of one and one of the rest.
+// A lone writer never waits.
+func (s *Store) gather(group []*request) []*request {
+	var timeout <-chan time.Time
+	if s.lastGroup > 1 {
+		t := time.NewTimer(linger)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for len(group) < maxGroup {
+		if len(group) >= s.lastGroup {
+			timeout = nil // enough: take only what is already there
+		}
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+			continue
+		default:
+		}
+		if timeout == nil {
+			return group
+		}
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+		case <-timeout:
+			return group
+		}
+	}
+	return group
 }
 
 // fail answers every queued request with err.
@@ -347,7 +379,7 @@ func (s *Store) commit(group []*request) {
 				}
 			}
 		}
-		return putInt(tx.Bucket(bucketMeta), keyHead, seq)
+		return nil
 	})
 	announce := seq > s.head
 	if err != nil {
@@ -534,6 +566,18 @@ func getInt(b *bolt.Bucket, key []byte) int64 {
 		return 0
 	}
 	return int64(binary.BigEndian.Uint64(v))
+}
+
+// headOf returns the position of the last change: the last key of the
+// log, or when the whole log was trimmed, the last position trimmed. It is
+// derived rather than stored so that a commit writes no page but the log's
+// and the records'.
+func headOf(tx *bolt.Tx) int64 {
+	k, _ := tx.Bucket(bucketLog).Cursor().Last()
+	if k != nil {
+		return int64(binary.BigEndian.Uint64(k))
+	}
+	return getInt(tx.Bucket(bucketMeta), keyTrimmed)
 }
 
 func putInt(b *bolt.Bucket, key []byte, n int64) error {
