@@ -22,6 +22,8 @@ const (
 	ActDelete    Action = "delete"
 	ActPublish   Action = "publish"
 	ActSubscribe Action = "subscribe"
+	ActProvide   Action = "provide" // serve an RPC: poll for its requests
+	ActRequest   Action = "request" // call an RPC; Data is the input
 )
 
 // Request is one question to the permission check point. Data is the value

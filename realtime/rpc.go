@@ -1,0 +1,438 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// The limits of RPC calls and polls.
+const (
+	DefaultCallTimeout = 10 * time.Second // POST /rpc/{name}?timeout=
+	MaxCallTimeout     = 60 * time.Second
+	DefaultPollWait    = 30 * time.Second // GET /rpc-requests?wait=
+	MaxPollWait        = 60 * time.Second
+	MaxPollRequests    = 100 // ?max=
+	MaxPollNames       = 100 // ?name= repeated
+	MaxProviderLen     = 128 // ?provider=
+)
+
+// RPCConfig holds the settings of the RPC service.
+type RPCConfig struct {
+	// AckTimeout is how long a provider has to answer a request it took
+	// before it is presumed dead (renewed by each answer). It is also the
+	// grace for which a provider stays registered after its poll ends: a
+	// live provider polls again within it.
+	AckTimeout time.Duration
+	// MaxAttempts is how many providers may be presumed dead on one request
+	// before its requester gets RPC_TIMEOUT.
+	MaxAttempts int
+}
+
+// RPC is the RPC service: requesters wait for answers, providers long-poll
+// for requests, both through the RPCQueue, so that requester and provider
+// may sit on different instances. Nobody polls the queue: the queue
+// announces on the Bus, and Run hands each announcement to the requester
+// or the polls of this instance that wait for it. Run also ends the leases
+// that run out, at the time they end. RPC is safe for concurrent use.
+type RPC struct {
+	queue  api.RPCQueue
+	bus    api.Bus
+	access Access
+	cfg    RPCConfig
+	log    *slog.Logger
+
+	ready    chan struct{} // closed once Run listens on TopicRPC
+	draining chan struct{}
+	drain    sync.Once
+
+	mu     sync.Mutex
+	calls  map[string]chan struct{}         // requesters waiting, by request id
+	polls  map[string]map[chan struct{}]int // polls waiting, by name
+	reapAt time.Time                        // the earliest lease end handed out since the reaper last looked
+	reap   chan struct{}
+}
+
+// NewRPC returns the RPC service over queue, which announces on bus.
+func NewRPC(queue api.RPCQueue, bus api.Bus, access Access, cfg RPCConfig, log *slog.Logger) *RPC {
+	return &RPC{
+		queue: queue, bus: bus, access: access, cfg: cfg, log: log,
+		ready:    make(chan struct{}),
+		draining: make(chan struct{}),
+		calls:    make(map[string]chan struct{}),
+		polls:    make(map[string]map[chan struct{}]int),
+		reap:     make(chan struct{}, 1),
+	}
+}
+
+// Run listens for the queue's announcements and ends leases that run out,
+// until ctx ends. Calls and polls wait until it listens.
+func (s *RPC) Run(ctx context.Context) {
+	stop := s.bus.Subscribe(api.TopicRPC, s.onWake)
+	defer stop()
+	close(s.ready)
+	s.reaper(ctx)
+}
+
+// Drain ends the polls under way and refuses new polls and calls, so that
+// providers and requesters go to another instance. A call under way waits
+// at most AckTimeout more (an answer under way has that long to come),
+// then gets UNAVAILABLE.
+func (s *RPC) Drain() { s.drain.Do(func() { close(s.draining) }) }
+
+// Call sends input to a provider of the RPC name and waits up to timeout
+// for its answer. When ctx ends first (the requester went away), the
+// request is freed and ctx's error returned.
+func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte, timeout time.Duration) (json.RawMessage, error) {
+	if err := api.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if timeout <= 0 || timeout > MaxCallTimeout {
+		return nil, api.Errorf(api.CodeInvalidJSON, "timeout must be more than 0s and at most %s, not %s", MaxCallTimeout, timeout)
+	}
+	data, err := api.Compact(input)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.access.Allow(ctx, Request{User: user, Action: ActRequest, Name: name, Data: data}); err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	id := randomID()
+	wake := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.calls[id] = wake
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, id)
+		s.mu.Unlock()
+	}()
+	now := time.Now()
+	err = s.queue.Enqueue(ctx, api.RPCCall{ID: id, Name: name, Data: data, Requester: user.ID,
+		Deadline: now.Add(timeout), MaxAttempts: s.cfg.MaxAttempts}, now)
+	if err != nil {
+		return nil, err
+	}
+	timedOut := api.Errorf(api.CodeRPCTimeout, "no answer from rpc %q within %s", name, timeout)
+	// When it ends: timedOut, or when the server shuts down, after an
+	// answer under way had AckTimeout to come, UNAVAILABLE.
+	end, draining := timedOut, s.draining
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-wake:
+			res, ok, err := s.queue.Take(ctx, id)
+			switch {
+			case ok:
+				return s.result(name, res)
+			case api.IsCode(err, api.CodeNotFound): // cleaned up: past its deadline
+				return nil, timedOut
+			case err != nil && ctx.Err() == nil:
+				return nil, err
+			}
+		case <-draining:
+			draining = nil
+			if left := time.Until(now.Add(timeout)); left > s.cfg.AckTimeout {
+				end = api.Errorf(api.CodeUnavailable, "the server is shutting down before rpc %q was answered; call again", name)
+				timer.Reset(s.cfg.AckTimeout)
+			}
+		case <-timer.C:
+			return s.giveUp(ctx, name, id, end)
+		case <-ctx.Done():
+			return s.giveUp(ctx, name, id, ctx.Err())
+		}
+	}
+}
+
+// giveUp frees a request whose requester stops waiting and returns err;
+// an answer that came in meanwhile still wins.
+func (s *RPC) giveUp(ctx context.Context, name, id string, err error) (json.RawMessage, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	res, ok, cerr := s.queue.Cancel(cctx, id)
+	switch {
+	case cerr != nil:
+		return nil, cerr
+	case ok:
+		return s.result(name, res)
+	}
+	return nil, err
+}
+
+// result turns how a request ended into the requester's answer.
+func (s *RPC) result(name string, r api.RPCResult) (json.RawMessage, error) {
+	switch r.Code {
+	case "":
+		return r.Data, nil
+	case api.CodeRPCError:
+		return nil, api.Errorf(api.CodeRPCError, "%s", r.Message)
+	case api.CodeNoRPCProvider:
+		return nil, api.Errorf(api.CodeNoRPCProvider, "every provider of rpc %q rejected the request", name)
+	case api.CodeRPCTimeout:
+		return nil, api.Errorf(api.CodeRPCTimeout, "no answer from rpc %q: %d providers took the request and did not answer within %s",
+			name, s.cfg.MaxAttempts, s.cfg.AckTimeout)
+	}
+	return nil, api.Internal(nil, "rpc %q ended with the unknown code %q", name, r.Code)
+}
+
+// Poll is a provider's long-poll.
+type Poll struct {
+	Names []string
+	// Provider is a stable id of the provider process: a request it
+	// rejected or let time out never comes back to it. Empty: this poll is
+	// a provider of its own.
+	Provider string
+	Wait     time.Duration // how long to wait for work, from 0 to MaxPollWait
+	Max      int           // at most this many requests, from 1 to MaxPollRequests
+}
+
+// Poll registers the caller as a provider of p.Names while it waits (and
+// for RPCConfig.AckTimeout after), and returns requests as soon as there
+// are any, or none after p.Wait. Each request must be answered with
+// Answer within AckTimeout.
+func (s *RPC) Poll(ctx context.Context, user api.User, p Poll) ([]api.RPCRequest, error) {
+	names, err := s.checkPoll(ctx, user, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	provider := "#" + randomID() // '#' is no byte of a provider id: never one of theirs
+	if p.Provider != "" {
+		provider = user.ID + "|" + p.Provider // split at the last '|': ids have none
+	}
+	wake := make(chan struct{}, 1)
+	s.addPoll(wake, names, 1)
+	defer s.addPoll(wake, names, -1)
+	grace := s.cfg.AckTimeout
+	end := time.NewTimer(p.Wait)
+	defer end.Stop()
+	refresh := time.NewTicker(grace / 2) // renews the registration while the poll waits
+	defer refresh.Stop()
+	for {
+		now := time.Now()
+		reqs, err := s.queue.Claim(ctx, api.RPCClaim{Provider: provider, Names: names, Max: p.Max,
+			Lease: s.cfg.AckTimeout, Until: now.Add(grace)}, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(reqs) > 0 {
+			s.reapBy(now.Add(s.cfg.AckTimeout))
+			return reqs, nil
+		}
+		select {
+		case <-wake:
+			continue
+		case <-refresh.C:
+			continue
+		case <-end.C:
+		case <-s.draining:
+		case <-ctx.Done():
+		}
+		// Registered for a grace after the poll, even if the provider left.
+		if err := s.register(ctx, provider, names, time.Now().Add(grace)); err != nil {
+			return nil, err
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// register registers a provider even when ctx has ended.
+func (s *RPC) register(ctx context.Context, provider string, names []string, until time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return s.queue.Register(ctx, provider, names, until)
+}
+
+// checkPoll validates a poll and returns its names, each once.
+func (s *RPC) checkPoll(ctx context.Context, user api.User, p Poll) ([]string, error) {
+	if len(p.Names) == 0 {
+		return nil, api.Errorf(api.CodeInvalidName, "name the RPCs this provider serves, one ?name= each")
+	}
+	var names []string
+	for _, n := range p.Names {
+		if err := api.ValidateName(n); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	switch {
+	case len(names) > MaxPollNames:
+		return nil, api.Errorf(api.CodeInvalidName, "a poll serves at most %d names, not %d", MaxPollNames, len(names))
+	case p.Wait < 0 || p.Wait > MaxPollWait:
+		return nil, api.Errorf(api.CodeInvalidJSON, "wait must be from 0s to %s, not %s", MaxPollWait, p.Wait)
+	case p.Max < 1 || p.Max > MaxPollRequests:
+		return nil, api.Errorf(api.CodeInvalidJSON, "max must be a whole number from 1 to %d, not %d", MaxPollRequests, p.Max)
+	case p.Provider != "" && (len(p.Provider) > MaxProviderLen || api.ValidateName(p.Provider) != nil):
+		return nil, api.Errorf(api.CodeInvalidJSON,
+			"provider must be 1-%d bytes of A-Z a-z 0-9 - _ . ~ / : @ ! (no leading or trailing '/'), not %q", MaxProviderLen, p.Provider)
+	}
+	for _, n := range names {
+		if err := s.access.Allow(ctx, Request{User: user, Action: ActProvide, Name: n}); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+// Answer takes a provider's answer to the request it claimed as id:
+// exactly one of a.Data (valid JSON), a.Error (a message) and a.Reject.
+// The claim id is the provider's proof: an unknown, expired, foreign or
+// answered id is NOT_FOUND.
+func (s *RPC) Answer(ctx context.Context, id string, a api.RPCAnswer) error {
+	n := 0
+	for _, set := range []bool{a.Data != nil, a.Error != "", a.Reject} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return api.Errorf(api.CodeInvalidJSON, `an answer is {"data": <result>}, {"error": "message"} or {"reject": true}: exactly one of them`)
+	}
+	if a.Data != nil {
+		data, err := api.Compact(a.Data)
+		if err != nil {
+			return err
+		}
+		a.Data = data
+	}
+	return s.queue.Answer(ctx, id, a, time.Now())
+}
+
+func (s *RPC) waitReady(ctx context.Context) error {
+	select {
+	case <-s.draining:
+		return api.Errorf(api.CodeUnavailable, "the server is shutting down; try again")
+	default:
+	}
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// addPoll adds (n=1) or removes (n=-1) a waiting poll.
+func (s *RPC) addPoll(wake chan struct{}, names []string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range names {
+		set := s.polls[name]
+		if set == nil {
+			set = make(map[chan struct{}]int)
+			s.polls[name] = set
+		}
+		if set[wake] += n; set[wake] <= 0 {
+			delete(set, wake)
+			if len(set) == 0 {
+				delete(s.polls, name)
+			}
+		}
+	}
+}
+
+// onWake hands an announcement to those of this instance who wait for it;
+// nil (announcements may have been lost) wakes everyone.
+func (s *RPC) onWake(payload []byte) {
+	w, ok := api.ParseRPCWake(payload)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case payload == nil:
+		for _, c := range s.calls {
+			signal(c)
+		}
+		for _, set := range s.polls {
+			for c := range set {
+				signal(c)
+			}
+		}
+	case ok && w.ID != "":
+		if c := s.calls[w.ID]; c != nil {
+			signal(c)
+		}
+	case ok:
+		for c := range s.polls[w.Name] {
+			signal(c)
+		}
+	}
+}
+
+// reapBy tells the reaper that a lease ends at t.
+func (s *RPC) reapBy(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reapAt.IsZero() || t.Before(s.reapAt) {
+		s.reapAt = t
+		signal(s.reap)
+	}
+}
+
+// reaper runs the queue's Expire when the earliest lease ends, and at
+// least every AckTimeout, for leases that other instances handed out and
+// for cleanup.
+func (s *RPC) reaper(ctx context.Context) {
+	backstop := s.cfg.AckTimeout
+	next := time.Now().Add(backstop)
+	timer := time.NewTimer(backstop)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reap:
+			s.mu.Lock()
+			at := s.reapAt
+			s.reapAt = time.Time{}
+			s.mu.Unlock()
+			if !at.IsZero() && at.Before(next) {
+				next = at
+				timer.Reset(time.Until(next))
+			}
+			continue
+		case <-timer.C:
+		}
+		now := time.Now()
+		due, err := s.queue.Expire(ctx, now)
+		next = now.Add(backstop)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Error("expire rpc requests", "err", err)
+			next = now.Add(min(backstop, 250*time.Millisecond))
+		case !due.IsZero() && due.Before(next):
+			next = due
+		}
+		timer.Reset(time.Until(next))
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// randomID returns 128 random bits in hex.
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
