@@ -16,6 +16,8 @@ type Config struct {
 	Host              string        `env:"HOST"`
 	Port              int           `env:"PORT" envDefault:"8080"`
 	DataDir           string        `env:"DATA_DIR" envDefault:"./data"`
+	DatabaseURL       string        `env:"DATABASE_URL"`
+	DatabaseDirectURL string        `env:"DATABASE_DIRECT_URL"`
 	AuthMode          string        `env:"AUTH_MODE" envDefault:"token"`
 	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
@@ -24,6 +26,8 @@ type Config struct {
 	StreamRetry       time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	RPCAckTimeout     time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
+	RPCMaxAttempts    int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json"`
 }
 
@@ -72,6 +76,8 @@ func (c Config) validate() error {
 		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
 		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
+		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
+		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json" or "text"`, c.LogFormat == "json" || c.LogFormat == "text"},
 	}

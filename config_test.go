@@ -19,6 +19,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"AUTH_MODE":           "sometimes",
 		"STREAM_BUFFER_BYTES": "lots",
 		"LOG_FORMAT":          "xml",
+		"RPC_ACK_TIMEOUT":     "5",
+		"RPC_MAX_ATTEMPTS":    "0",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/embedded"
+	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/handlers"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
@@ -43,11 +45,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if len(args) > 1 {
-		return fmt.Errorf("unknown command %q", args[1])
-	}
 	log := newLogger(cfg, stdout)
-	store, bus, err := openStore(cfg)
+	if len(args) > 1 {
+		return command(ctx, cfg, args[1], log)
+	}
+	store, bus, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -60,12 +62,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Retry:       cfg.StreamRetry,
 		BufferBytes: cfg.StreamBufferBytes,
 	}, log)
+	rpc := realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
+		AckTimeout:  cfg.RPCAckTimeout,
+		MaxAttempts: cfg.RPCMaxAttempts,
+	}, log)
 	handler := handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
 		Records:  realtime.NewRecords(store, access),
 		Events:   realtime.NewEvents(store, access),
 		Hub:      hub,
+		RPC:      rpc,
 		Metrics:  handlers.NewMetrics(&hub.Stats),
 		Log:      log,
 		OpenAPI:  openapiYAML,
@@ -89,12 +96,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 	go trimLoop(bg, store, cfg.StreamRetention, log)
+	go rpc.Run(bg)
 	go func() { errc <- srv.Serve(ln) }()
 
 	if cfg.AuthMode == "open" {
 		log.Warn("AUTH_MODE=open: every request without a token is served as an anonymous user; for local development only")
 	}
-	log.Info("listening", "addr", "http://"+ln.Addr().String(), "store", cfg.DataDir)
+	log.Info("listening", "addr", "http://"+ln.Addr().String(), "store", storeName(cfg))
 
 	select {
 	case <-ctx.Done():
@@ -103,6 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("shutting down")
 	hub.Drain()
+	rpc.Drain()
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -118,13 +127,54 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
-// openStore opens the backend the configuration names.
-func openStore(cfg Config) (api.Store, api.Bus, error) {
+// command runs a subcommand instead of the server.
+func command(ctx context.Context, cfg Config, name string, log *slog.Logger) error {
+	switch name {
+	case "migrate": // Fly's release_command: migrate before the new version starts
+		if cfg.DatabaseURL == "" {
+			return errors.New("migrate: DATABASE_URL is not set (the embedded store needs no migrations)")
+		}
+		if err := postgres.Migrate(ctx, cmp.Or(cfg.DatabaseDirectURL, cfg.DatabaseURL)); err != nil {
+			return err
+		}
+		log.Info("migrations applied")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (the only one is \"migrate\")", name)
+}
+
+// openStore opens Postgres when DATABASE_URL is set, else the embedded store.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (api.Store, api.Bus, error) {
+	if cfg.DatabaseURL != "" {
+		st, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseDirectURL, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Bus(), nil
+	}
 	st, err := embedded.Open(cfg.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	return st, st.Bus(), nil
+}
+
+// rpcQueue returns the store's RPC queue, if it has one (a shared database
+// does: requesters and providers may sit on different instances);
+// otherwise a queue in this process's memory, as for the embedded store.
+func rpcQueue(store api.Store, bus api.Bus) api.RPCQueue {
+	if s, ok := store.(interface{ RPC() api.RPCQueue }); ok {
+		return s.RPC()
+	}
+	return embedded.NewRPCQueue(bus)
+}
+
+// storeName says which store serves, for the log (never a password).
+func storeName(cfg Config) string {
+	if cfg.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "embedded:" + cfg.DataDir
 }
 
 // trimLoop removes changes and streams older than the retention window.

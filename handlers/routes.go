@@ -17,6 +17,7 @@ type Deps struct {
 	Records  *realtime.Records
 	Events   *realtime.Events
 	Hub      *realtime.Hub
+	RPC      *realtime.RPC
 	Metrics  *Metrics
 	Log      *slog.Logger
 	OpenAPI  []byte
@@ -50,6 +51,10 @@ func Routes(d Deps) http.Handler {
 		r.Get("/stream", stream)
 		r.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
 		r.Delete("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
+
+		r.Post("/rpc/*", callRPC(d.RPC))
+		r.Get("/rpc-requests", pollRPC(d.RPC))
+		r.Post("/rpc-requests/{id}", answerRPC(d.RPC))
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
