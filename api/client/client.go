@@ -1,0 +1,132 @@
+// Package client is the Go client of Switchboard's HTTP API. It serves
+// RPCs from any Go program that can reach the server (a provider needs no
+// inbound port: it long-polls) and calls them:
+//
+//	c := client.New("https://switchboard.example.com", token)
+//	err := c.Provide(ctx, []string{"add-two"}, func(ctx context.Context, req client.Request) (any, error) {
+//		var n float64
+//		if err := req.Decode(&n); err != nil {
+//			return nil, err // the caller gets 502 RPC_ERROR with this message
+//		}
+//		return n + 2, nil
+//	})
+//
+//	var sum float64
+//	err = c.Call(ctx, "add-two", 3, &sum) // sum == 5
+//
+// Errors that the server answered are *api.Error values: switch on their
+// code with api.IsCode(err, api.CodeNoRPCProvider); the HTTP status is in
+// Fields["status"].
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// Client talks to one Switchboard server. Its fields are read at each
+// request; set them before use. A Client is safe for concurrent use.
+type Client struct {
+	// BaseURL is the server's URL, such as "https://switchboard.example.com".
+	BaseURL string
+	// Token is sent as "Authorization: Bearer <token>"; empty in open mode.
+	Token string
+	// HTTP sends the requests; nil means http.DefaultClient. Polls and
+	// calls last up to a minute: a Timeout, if set, must be longer.
+	HTTP *http.Client
+}
+
+// New returns a Client of the server at baseURL that sends token.
+func New(baseURL, token string) *Client {
+	return &Client{BaseURL: baseURL, Token: token}
+}
+
+// do sends a request with an optional JSON body (nil: none) and returns the
+// response of a 2xx status. Any other status is an *api.Error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode the body of %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := strings.TrimSuffix(c.BaseURL, "/") + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, problem(resp)
+}
+
+// problem reads an error response as an *api.Error: the problem body's
+// code and detail, or for a body that is no problem (a proxy's page) a
+// code that fits the status.
+func problem(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var p struct {
+		Code   api.Code `json:"code"`
+		Detail string   `json:"detail"`
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/problem+json" || json.Unmarshal(b, &p) != nil || p.Code == "" {
+		p.Code, p.Detail = api.CodeInternal, strings.TrimSpace(resp.Status+" "+string(b))
+		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway ||
+			resp.StatusCode == http.StatusGatewayTimeout {
+			p.Code = api.CodeUnavailable
+		}
+	}
+	return (&api.Error{Code: p.Code, Detail: p.Detail}).With("status", resp.StatusCode)
+}
+
+// status returns the HTTP status of an error the server answered, or 0.
+func status(err error) int {
+	var e *api.Error
+	if errors.As(err, &e) {
+		if s, ok := e.Fields["status"].(int); ok {
+			return s
+		}
+	}
+	return 0
+}
+
+// escapeName escapes a name for a URL path, keeping its '/'.
+func escapeName(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
