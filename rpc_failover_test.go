@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRPCProviderDies: a provider takes a request and never answers; after
+// RPC_ACK_TIMEOUT the second provider gets it and answers; the requester
+// gets exactly that answer; the first provider's late answer is 404.
+func TestRPCProviderDies(t *testing.T) {
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "300ms"})
+	registerProvider(t, srv.URL, "job", "dead")
+	res := rpcCall(t, context.Background(), srv.URL, "job", `"work"`)
+	taken := rpcPollOne(t, srv.URL, "name=job&provider=dead")
+	start := time.Now()
+	second := rpcPollOne(t, srv.URL, "name=job&provider=alive")
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("the second provider got the request after %v, before the first one's ack timeout", waited)
+	}
+	if second.ID == taken.ID || string(second.Data) != `"work"` {
+		t.Fatalf("second provider got %+v (first had id %s)", second, taken.ID)
+	}
+	mustAnswer(t, srv.URL, second.ID, `{"data":"from alive"}`)
+	if got := waitResult(t, res); got.Status != http.StatusOK || got.data() != `"from alive"` {
+		t.Fatalf("requester got %v", got)
+	}
+	if st, b := rpcAnswer(t, srv.URL, taken.ID, `{"data":"from the dead"}`); st != http.StatusNotFound {
+		t.Fatalf("late answer of the presumed-dead provider: %d %s", st, b)
+	}
+	// It does not get the request again either.
+	if st, _ := rpcPoll(t, srv.URL, "name=job&provider=dead&wait=0s"); st != http.StatusNoContent {
+		t.Fatalf("the dead provider polls again: %d", st)
+	}
+}
+
+// TestRPCLateAnswer: an answer after the ack timeout is 404 and never
+// reaches the requester, who times out.
+func TestRPCLateAnswer(t *testing.T) {
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "300ms"})
+	registerProvider(t, srv.URL, "late", "p1")
+	res := rpcCall(t, context.Background(), srv.URL, "late?timeout=1500ms", `1`)
+	req := rpcPollOne(t, srv.URL, "name=late&provider=p1")
+	time.Sleep(450 * time.Millisecond)
+	if st, b := rpcAnswer(t, srv.URL, req.ID, `{"data":"late"}`); st != http.StatusNotFound || !strings.Contains(string(b), "NOT_FOUND") {
+		t.Fatalf("late answer: %d %s", st, b)
+	}
+	wantCode(t, waitResult(t, res), http.StatusGatewayTimeout, "RPC_TIMEOUT")
+}
+
+// TestRPCMaxAttempts: after RPC_MAX_ATTEMPTS providers took a request and
+// died, the requester gets 504 RPC_TIMEOUT at once, long before its own
+// timeout, and no further provider gets it.
+func TestRPCMaxAttempts(t *testing.T) {
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "200ms", "RPC_MAX_ATTEMPTS": "2"})
+	for _, p := range []string{"p1", "p2", "p3"} {
+		registerProvider(t, srv.URL, "flaky", p)
+	}
+	res := rpcCall(t, context.Background(), srv.URL, "flaky?timeout=30s", `1`)
+	rpcPollOne(t, srv.URL, "name=flaky&provider=p1")
+	rpcPollOne(t, srv.URL, "name=flaky&provider=p2")
+	got := waitResult(t, res)
+	wantCode(t, got, http.StatusGatewayTimeout, "RPC_TIMEOUT")
+	if got.Elapsed > 5*time.Second || !strings.Contains(string(got.Body), "2 providers") {
+		t.Fatalf("after 2 dead providers: %v", got)
+	}
+	if st, _ := rpcPoll(t, srv.URL, "name=flaky&provider=p3&wait=300ms"); st != http.StatusNoContent {
+		t.Fatalf("a third provider polled: %d, want 204", st)
+	}
+}
+
+// TestRPCRejectChain: a reject hands the request to a provider that has not
+// had it; after the third of three providers rejects it, the requester
+// gets 503 NO_RPC_PROVIDER. A provider that rejected never sees it again.
+func TestRPCRejectChain(t *testing.T) {
+	srv := startRPCServer(t, nil)
+	providers := []string{"p1", "p2", "p3"}
+	for _, p := range providers {
+		registerProvider(t, srv.URL, "picky", p)
+	}
+	res := rpcCall(t, context.Background(), srv.URL, "picky", `{"q":1}`)
+	seen := map[string]bool{}
+	for _, p := range providers {
+		req := rpcPollOne(t, srv.URL, "name=picky&provider="+p)
+		if seen[req.ID] {
+			t.Fatalf("%s got a claim id already used: %s", p, req.ID)
+		}
+		seen[req.ID] = true
+		mustAnswer(t, srv.URL, req.ID, `{"reject": true}`)
+		if st, b := rpcAnswer(t, srv.URL, req.ID, `{"data": 1}`); st != http.StatusNotFound {
+			t.Fatalf("answer after a reject: %d %s", st, b)
+		}
+		if st, _ := rpcPoll(t, srv.URL, "name=picky&wait=0s&provider="+p); st != http.StatusNoContent {
+			t.Fatalf("%s got the request it rejected again", p)
+		}
+	}
+	got := waitResult(t, res)
+	wantCode(t, got, http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
+	if !strings.Contains(string(got.Body), "rejected") {
+		t.Fatalf("detail: %s", got.Body)
+	}
+}
+
+// TestRPCRequesterLeaves: a requester that disconnects frees its request:
+// a pending one is never handed out, a claimed one can no longer be
+// answered (404).
+func TestRPCRequesterLeaves(t *testing.T) {
+	srv := startRPCServer(t, nil)
+	registerProvider(t, srv.URL, "gone", "p1")
+	ctx, cancel := context.WithCancel(context.Background())
+	res := rpcCall(t, ctx, srv.URL, "gone", `"pending"`)
+	time.Sleep(100 * time.Millisecond) // the call is queued
+	cancel()
+	<-res
+	if st, reqs := rpcPoll(t, srv.URL, "name=gone&provider=p1&wait=300ms"); st != http.StatusNoContent {
+		t.Fatalf("a provider got the request of a requester that left: %d %+v", st, reqs)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	res = rpcCall(t, ctx, srv.URL, "gone", `"claimed"`)
+	req := rpcPollOne(t, srv.URL, "name=gone&provider=p1")
+	cancel()
+	<-res
+	time.Sleep(200 * time.Millisecond) // the server sees the hang-up
+	if st, b := rpcAnswer(t, srv.URL, req.ID, `{"data": "nobody listens"}`); st != http.StatusNotFound {
+		t.Fatalf("answer after the requester left: %d %s", st, b)
+	}
+}
+
+// TestRPCShutdown: on shutdown a long poll ends at once (204), a waiting
+// call gets 503 UNAVAILABLE after RPC_ACK_TIMEOUT (the time an answer
+// under way has to come), and the server stops in time.
+func TestRPCShutdown(t *testing.T) {
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "500ms"})
+	polled := make(chan int, 1)
+	go func() {
+		st, _ := rpcPoll(t, srv.URL, "name=drain&wait=60s")
+		polled <- st
+	}()
+	registerProvider(t, srv.URL, "unanswered", "p1")
+	called := rpcCall(t, context.Background(), srv.URL, "unanswered?timeout=60s", `1`)
+	time.Sleep(200 * time.Millisecond) // the poll and the call wait
+	start := time.Now()
+	srv.Stop(t)
+	select {
+	case st := <-polled:
+		if st != http.StatusNoContent {
+			t.Fatalf("poll at shutdown: %d, want 204", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poll did not end at shutdown")
+	}
+	got := waitResult(t, called)
+	wantCode(t, got, http.StatusServiceUnavailable, "UNAVAILABLE")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+}
