@@ -141,3 +141,40 @@ type User struct {
 	ID   string
 	Data map[string]any
 }
+
+// RecordState is a record as a write batch sees it, the batch's own
+// earlier writes included.
+type RecordState struct {
+	Version int64
+	Data    json.RawMessage
+	Exists  bool
+}
+
+// Next checks w's conditions against cur and returns w's change (without
+// its position) and the record after it. Every backend applies writes
+// through it, so that conditions and versions mean the same everywhere.
+func (w Write) Next(cur RecordState) (Change, RecordState, error) {
+	version := cur.Version
+	if !cur.Exists {
+		version = 0
+	}
+	switch {
+	case w.IfMatch != 0 && w.IfMatch != version:
+		return Change{}, cur, Conflict(w.Name, version)
+	case w.IfNoneMatch && cur.Exists:
+		return Change{}, cur, Conflict(w.Name, version)
+	}
+	ch := Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
+	if w.Kind == KindDelete {
+		if !cur.Exists {
+			return Change{}, cur, NotFound(w.Name)
+		}
+		return ch, RecordState{Version: ch.Version}, nil
+	}
+	data, err := w.Apply(cur.Data, cur.Exists)
+	if err != nil {
+		return Change{}, cur, err
+	}
+	ch.Data = data
+	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
+}

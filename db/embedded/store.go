@@ -399,16 +399,9 @@ func (s *Store) commit(group []*request) {
 	}
 }
 
-// state is a record as a batch sees it, including the batch's own writes.
-type state struct {
-	version int64
-	data    json.RawMessage
-	exists  bool
-}
-
 // prepare computes the changes of one atomic batch without writing.
 func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
-	seen := make(map[string]*state)
+	seen := make(map[string]api.RecordState)
 	changes := make([]api.Change, 0, len(writes))
 	for i, w := range writes {
 		if w.Kind == api.KindEvent {
@@ -418,10 +411,9 @@ func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
 		cur, ok := seen[w.Name]
 		if !ok {
 			rec, exists := getRecord(tx, w.Name)
-			cur = &state{version: rec.Version, data: rec.Data, exists: exists}
-			seen[w.Name] = cur
+			cur = api.RecordState{Version: rec.Version, Data: rec.Data, Exists: exists}
 		}
-		ch, err := apply(w, cur)
+		ch, next, err := w.Next(cur)
 		if err != nil {
 			var e *api.Error
 			if !errors.As(err, &e) {
@@ -429,38 +421,10 @@ func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
 			}
 			return nil, e.With("index", i)
 		}
+		seen[w.Name] = next
 		changes = append(changes, ch)
 	}
 	return changes, nil
-}
-
-// apply checks a write's conditions against cur, and moves cur forward.
-func apply(w api.Write, cur *state) (api.Change, error) {
-	version := cur.version
-	if !cur.exists {
-		version = 0
-	}
-	switch {
-	case w.IfMatch != 0 && w.IfMatch != version:
-		return api.Change{}, api.Conflict(w.Name, version)
-	case w.IfNoneMatch && cur.exists:
-		return api.Change{}, api.Conflict(w.Name, version)
-	}
-	ch := api.Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
-	if w.Kind == api.KindDelete {
-		if !cur.exists {
-			return api.Change{}, api.NotFound(w.Name)
-		}
-		*cur = state{version: ch.Version}
-		return ch, nil
-	}
-	data, err := w.Apply(cur.data, cur.exists)
-	if err != nil {
-		return api.Change{}, err
-	}
-	ch.Data = data
-	*cur = state{version: ch.Version, data: data, exists: true}
-	return ch, nil
 }
 
 func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {

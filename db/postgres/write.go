@@ -262,10 +262,10 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, er
 	for rows.Next() {
 		var name string
 		var s state
-		if err := rows.Scan(&name, &s.version, &s.data); err != nil {
+		if err := rows.Scan(&name, &s.Version, &s.Data); err != nil {
 			return nil, fmt.Errorf("lock records: %w", err)
 		}
-		s.exists = true
+		s.Exists = true
 		st.cur[name] = &s
 		st.existed[name] = true
 	}
@@ -310,43 +310,24 @@ func (st *records) prepare(writes []api.Write) ([]api.Change, error) {
 	return changes, nil
 }
 
-// state is a record as a batch sees it, including the batch's own writes.
+// state is a record as a batch sees it, and whether the group wrote it.
 type state struct {
-	version int64
-	data    []byte
-	exists  bool
-	dirty   bool // written by the group
+	api.RecordState
+	dirty bool // written by the group
 }
 
-// apply checks a write's conditions against cur, and moves cur forward.
+// apply moves cur forward by w, checking that the new value can be stored.
 func apply(w api.Write, cur *state) (api.Change, error) {
-	version := cur.version
-	if !cur.exists {
-		version = 0
-	}
-	switch {
-	case w.IfMatch != 0 && w.IfMatch != version:
-		return api.Change{}, api.Conflict(w.Name, version)
-	case w.IfNoneMatch && cur.exists:
-		return api.Change{}, api.Conflict(w.Name, version)
-	}
-	ch := api.Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
-	if w.Kind == api.KindDelete {
-		if !cur.exists {
-			return api.Change{}, api.NotFound(w.Name)
-		}
-		*cur = state{version: ch.Version, dirty: true}
-		return ch, nil
-	}
-	data, err := w.Apply(cur.data, cur.exists)
+	ch, next, err := w.Next(cur.RecordState)
 	if err != nil {
 		return api.Change{}, err
 	}
-	if err := checkJSON(data, false); err != nil {
-		return api.Change{}, err
+	if ch.Kind != api.KindDelete {
+		if err := checkJSON(ch.Data, false); err != nil {
+			return api.Change{}, err
+		}
 	}
-	ch.Data = data
-	*cur = state{version: ch.Version, data: data, exists: true, dirty: true}
+	*cur = state{RecordState: next, dirty: true}
 	return ch, nil
 }
 
@@ -359,13 +340,13 @@ func (st *records) flush(ctx context.Context, tx pgx.Tx) error {
 	for name, s := range st.cur {
 		switch {
 		case !s.dirty:
-		case !s.exists && st.existed[name]:
+		case !s.Exists && st.existed[name]:
 			deletes = append(deletes, name)
-		case !s.exists:
+		case !s.Exists:
 		case st.existed[name]:
-			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.version), append(upData, string(s.data))
+			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.Version), append(upData, string(s.Data))
 		default:
-			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.version), append(inData, string(s.data))
+			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.Version), append(inData, string(s.Data))
 		}
 	}
 	if len(deletes) > 0 {
