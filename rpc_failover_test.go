@@ -12,13 +12,13 @@ import (
 // RPC_ACK_TIMEOUT the second provider gets it and answers; the requester
 // gets exactly that answer; the first provider's late answer is 404.
 func TestRPCProviderDies(t *testing.T) {
-	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "300ms"})
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	registerProvider(t, srv.URL, "job", "dead")
 	res := rpcCall(t, context.Background(), srv.URL, "job", `"work"`)
 	taken := rpcPollOne(t, srv.URL, "name=job&provider=dead")
 	start := time.Now()
 	second := rpcPollOne(t, srv.URL, "name=job&provider=alive")
-	if waited := time.Since(start); waited < 200*time.Millisecond {
+	if waited := time.Since(start); waited < 800*time.Millisecond {
 		t.Fatalf("the second provider got the request after %v, before the first one's ack timeout", waited)
 	}
 	if second.ID == taken.ID || string(second.Data) != `"work"` {
@@ -40,11 +40,11 @@ func TestRPCProviderDies(t *testing.T) {
 // TestRPCLateAnswer: an answer after the ack timeout is 404 and never
 // reaches the requester, who times out.
 func TestRPCLateAnswer(t *testing.T) {
-	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "300ms"})
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	registerProvider(t, srv.URL, "late", "p1")
-	res := rpcCall(t, context.Background(), srv.URL, "late?timeout=1500ms", `1`)
+	res := rpcCall(t, context.Background(), srv.URL, "late?timeout=3s", `1`)
 	req := rpcPollOne(t, srv.URL, "name=late&provider=p1")
-	time.Sleep(450 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	if st, b := rpcAnswer(t, srv.URL, req.ID, `{"data":"late"}`); st != http.StatusNotFound || !strings.Contains(string(b), "NOT_FOUND") {
 		t.Fatalf("late answer: %d %s", st, b)
 	}
@@ -55,7 +55,7 @@ func TestRPCLateAnswer(t *testing.T) {
 // died, the requester gets 504 RPC_TIMEOUT at once, long before its own
 // timeout, and no further provider gets it.
 func TestRPCMaxAttempts(t *testing.T) {
-	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "200ms", "RPC_MAX_ATTEMPTS": "2"})
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "500ms", "RPC_MAX_ATTEMPTS": "2"})
 	for _, p := range []string{"p1", "p2", "p3"} {
 		registerProvider(t, srv.URL, "flaky", p)
 	}
@@ -115,6 +115,7 @@ func TestRPCRequesterLeaves(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the call is queued
 	cancel()
 	<-res
+	time.Sleep(200 * time.Millisecond) // the server sees the hang-up
 	if st, reqs := rpcPoll(t, srv.URL, "name=gone&provider=p1&wait=300ms"); st != http.StatusNoContent {
 		t.Fatalf("a provider got the request of a requester that left: %d %+v", st, reqs)
 	}
@@ -134,7 +135,7 @@ func TestRPCRequesterLeaves(t *testing.T) {
 // call gets 503 UNAVAILABLE after RPC_ACK_TIMEOUT (the time an answer
 // under way has to come), and the server stops in time.
 func TestRPCShutdown(t *testing.T) {
-	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "500ms"})
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	polled := make(chan int, 1)
 	go func() {
 		st, _ := rpcPoll(t, srv.URL, "name=drain&wait=60s")

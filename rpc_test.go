@@ -209,7 +209,7 @@ func TestRPCRoundTrip(t *testing.T) {
 // registration window, a call is 503 at once; a poll registers its
 // provider for RPC_ACK_TIMEOUT after it ends, even one cut short.
 func TestRPCNoProvider(t *testing.T) {
-	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "400ms"})
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	r := waitResult(t, rpcCall(t, context.Background(), srv.URL, "nobody", `1`))
 	wantCode(t, r, http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
 	if r.Elapsed > time.Second || !strings.Contains(string(r.Body), `no provider for rpc \"nobody\"`) {
@@ -226,7 +226,7 @@ func TestRPCNoProvider(t *testing.T) {
 	}
 
 	// After the grace, nobody is registered.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	wantCode(t, waitResult(t, rpcCall(t, context.Background(), srv.URL, "grace", `1`)), http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
 
 	// A provider that hangs up in the middle of a long poll is gone once
@@ -236,7 +236,7 @@ func TestRPCNoProvider(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the poll waits
 	cancel()
 	wantCode(t, waitResult(t, rpcCall(t, context.Background(), srv.URL, "left?timeout=1ms", `1`)), http.StatusGatewayTimeout, "RPC_TIMEOUT")
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	wantCode(t, waitResult(t, rpcCall(t, context.Background(), srv.URL, "left", `1`)), http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
 }
 
