@@ -223,4 +223,3 @@ func TestSlowClientIsCut(t *testing.T) {
 		})
 	}
 }
-

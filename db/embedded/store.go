@@ -465,59 +465,6 @@ func putStream(tx *bolt.Tx, info api.StreamInfo) error {
 	return tx.Bucket(bucketStreams).Put([]byte(info.ID), v)
 }
 
-// A log entry is binary: the change's time in Unix nanoseconds first (so
-// that Trim reads it without decoding), then its version, kind, name,
-// publisher and data, each string with a 2-byte length.
-func encodeChange(ch api.Change) []byte {
-	v := make([]byte, 0, 8+8+1+2+len(ch.Name)+2+len(ch.Publisher)+len(ch.Data))
-	v = binary.BigEndian.AppendUint64(v, uint64(ch.Time.UnixNano()))
-	v = binary.BigEndian.AppendUint64(v, uint64(ch.Version))
-	v = append(v, kindCode[ch.Kind])
-	v = binary.BigEndian.AppendUint16(v, uint16(len(ch.Name)))
-	v = append(v, ch.Name...)
-	v = binary.BigEndian.AppendUint16(v, uint16(len(ch.Publisher)))
-	v = append(v, ch.Publisher...)
-	return append(v, ch.Data...)
-}
-
-var (
-	kindCode = map[api.Kind]byte{api.KindSet: 1, api.KindPatch: 2, api.KindDelete: 3, api.KindEvent: 4}
-	kindOf   = map[byte]api.Kind{1: api.KindSet, 2: api.KindPatch, 3: api.KindDelete, 4: api.KindEvent}
-)
-
-func decodeChange(seq, v []byte) (api.Change, error) {
-	bad := errors.New("corrupt log entry")
-	if len(v) < 19 {
-		return api.Change{}, bad
-	}
-	ch := api.Change{
-		Seq:     int64(binary.BigEndian.Uint64(seq)),
-		Time:    time.Unix(0, int64(binary.BigEndian.Uint64(v))),
-		Version: int64(binary.BigEndian.Uint64(v[8:])),
-		Kind:    kindOf[v[16]],
-	}
-	rest := v[17:]
-	str := func() (string, bool) {
-		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
-			return "", false
-		}
-		n := int(binary.BigEndian.Uint16(rest))
-		s := string(rest[2 : 2+n])
-		rest = rest[2+n:]
-		return s, true
-	}
-	var ok1, ok2 bool
-	ch.Name, ok1 = str()
-	ch.Publisher, ok2 = str()
-	if !ok1 || !ok2 || ch.Kind == "" {
-		return api.Change{}, bad
-	}
-	if len(rest) > 0 {
-		ch.Data = bytes.Clone(rest)
-	}
-	return ch, nil
-}
-
 func seqKey(seq int64) []byte {
 	k := make([]byte, 8)
 	binary.BigEndian.PutUint64(k, uint64(seq))

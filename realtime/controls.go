@@ -1,0 +1,97 @@
+package realtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// Subscription changes of an open stream, applied by whoever serves it.
+
+// maxControls bounds the subscription changes waiting for one stream.
+const maxControls = 64
+
+// control hands a subscription change to the stream's goroutine. A stream
+// too busy to take it is cut: on resume it reads its subscriptions anew.
+func (s *Stream) control(c streamChange) {
+	s.mu.Lock()
+	full := len(s.ctrl) >= maxControls
+	if !full {
+		s.ctrl = append(s.ctrl, c)
+	}
+	s.mu.Unlock()
+	if full {
+		s.kill()
+		return
+	}
+	s.notify()
+}
+
+// applyControls applies the waiting subscription changes, in order.
+func (s *Stream) applyControls(ctx context.Context) error {
+	s.mu.Lock()
+	ctrl := s.ctrl
+	s.ctrl = nil
+	s.mu.Unlock()
+	for _, c := range ctrl {
+		if err := s.apply(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply adds or removes a subscription of the running stream.
+func (s *Stream) apply(ctx context.Context, c streamChange) error {
+	for i, x := range s.subs {
+		if sameSub(x.Subscription, c.Sub) {
+			if !c.Add {
+				s.hub.indexOne(s, x, -1)
+				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
+			}
+			return nil
+		}
+	}
+	if !c.Add {
+		return nil
+	}
+	x, err := newSub(api.StreamSub{Subscription: c.Sub})
+	if err != nil {
+		return nil // validated by the sender; nothing to do
+	}
+	s.hub.indexOne(s, x, 1)
+	s.subs = append(s.subs, x)
+	if x.Record == "" {
+		return nil
+	}
+	pos, err := s.snapshot(ctx, []*sub{x}, false)
+	if err != nil {
+		return err
+	}
+	// Remember where the snapshot stands, so that a resume from before it
+	// sends a fresh one instead of replaying older versions.
+	info, err := s.hub.store.GetStream(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	if i := findSub(info.Subs, c.Sub); i >= 0 {
+		info.Subs[i].Since = pos
+		return s.hub.store.PutStream(ctx, info)
+	}
+	return nil
+}
+
+// touch records when the stream was last open, for retention.
+func (s *Stream) touch(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	info, err := s.hub.store.GetStream(ctx, s.ID)
+	if err != nil {
+		return
+	}
+	info.Updated = time.Now()
+	if err := s.hub.store.PutStream(ctx, info); err != nil {
+		s.hub.log.Warn("store stream state", "stream", s.ID, "err", err)
+	}
+}

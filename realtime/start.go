@@ -1,0 +1,133 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// The start of a stream: its ready frame, then either the snapshots of its
+// records or, on a resume, every frame it missed.
+
+// start writes the ready frame, then either the snapshots or the frames
+// missed since the resume point.
+func (s *Stream) start(ctx context.Context) error {
+	store := s.hub.store
+	if s.resume {
+		head, _, err := store.Snapshot(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := store.Changes(ctx, s.after, 1); errors.Is(err, api.ErrTrimmed) || s.after > head {
+			s.resume, s.reset = false, "the resume point is older than the retention window"
+		} else if err != nil {
+			return err
+		}
+	}
+	if !s.resume {
+		pos, err := s.snapshot(ctx, s.subs, true)
+		s.lastSeq = pos
+		return err
+	}
+	s.lastSeq = s.after
+	if err := s.writeReady(); err != nil {
+		return err
+	}
+	var late []*sub // added to the stream after the resume point: the client never had them
+	for _, x := range s.subs {
+		if x.Record != "" && x.Since > s.after {
+			late = append(late, x)
+		}
+	}
+	if len(late) > 0 {
+		if _, err := s.snapshot(ctx, late, false); err != nil {
+			return err
+		}
+	}
+	for {
+		changes, err := store.Changes(ctx, s.lastSeq, 1000)
+		if err != nil || len(changes) == 0 {
+			return err
+		}
+		for i := range changes {
+			if err := s.deliver(&changes[i], nil); err != nil {
+				return err
+			}
+		}
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// snapshot reads the records of subs at one position and writes their
+// snapshot frames, preceded by ready (and reset) when first is set.
+// Changes up to that position are then skipped for those subscriptions.
+func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, error) {
+	var names []string
+	for _, x := range subs {
+		if x.Record != "" {
+			names = append(names, x.Record)
+		}
+	}
+	pos, recs, err := s.hub.store.Snapshot(ctx, names)
+	if err != nil {
+		return 0, err
+	}
+	if first {
+		s.lastSeq = pos
+		if err := s.writeReady(); err != nil {
+			return 0, err
+		}
+	}
+	i := 0
+	for _, x := range subs {
+		if x.Record == "" {
+			continue
+		}
+		rec := recs[i]
+		i++
+		x.Since = pos
+		snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
+		if x.path != nil {
+			x.last = x.pathValue(rec.Data)
+			snap.Path, snap.Data = x.path.String(), x.last
+		}
+		if err := s.write(0, jsonFrame("snapshot", snap)); err != nil {
+			return 0, err
+		}
+	}
+	return pos, nil
+}
+
+func (s *Stream) writeReady() error {
+	var b []byte
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, s.hub.cfg.Retry.Milliseconds(), 10)
+	b = append(b, '\n')
+	if _, err := s.sink.Write(b); err != nil {
+		return err
+	}
+	// The ready frame carries the position too, so that a client that
+	// reconnects before any change resumes instead of starting over.
+	if err := s.writeID(s.lastSeq); err != nil {
+		return err
+	}
+	if err := s.write(0, jsonFrame("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()})); err != nil {
+		return err
+	}
+	if s.reset != "" {
+		if err := s.write(0, jsonFrame("reset", resetData{Reason: s.reset})); err != nil {
+			return err
+		}
+	}
+	for _, x := range s.denied {
+		frame := jsonFrame("denied", map[string]any{"subscription": x, "code": api.CodePermissionDenied})
+		if err := s.write(0, frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
