@@ -1,0 +1,413 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+var _ api.RPCQueue = (*RPCQueue)(nil)
+
+// RPCQueue is the api.RPCQueue in the rpc_* tables (migrations/0003_rpc.sql),
+// shared by every instance on the database: a requester on one instance
+// and a provider on another meet here.
+//
+// Claims take the oldest pending requests with FOR UPDATE SKIP LOCKED, so
+// providers on many instances claiming at once never take the same request
+// and never wait for each other. Every change that someone waits for is
+// announced on api.TopicRPC with pg_notify inside the transaction that
+// makes it, so nothing is announced that did not commit, and an announced
+// change is visible to whoever reads after the wake-up.
+//
+// Each method is one transaction: a single statement (its CTEs included)
+// where the change fits in one, which is also one round trip, else an
+// explicit transaction. Rows are only ever waited for in one order: Answer
+// waits for the row of its own claim alone, and every other row lock is
+// taken with SKIP LOCKED or (registrations) in name order, so transactions
+// of several instances cannot deadlock.
+//
+// Times are the caller's: the queue compares the times it is given and
+// never reads the database clock. RPCQueue is safe for concurrent use.
+type RPCQueue struct {
+	pool *pgxpool.Pool
+}
+
+// RPC returns the store's RPC queue, which announces on the store's Bus.
+func (s *Store) RPC() api.RPCQueue { return &RPCQueue{pool: s.pool} }
+
+// registerSQL registers $2 for the names $1 (sorted and without
+// duplicates: rows are locked in that order) until $3, never earlier.
+const registerSQL = `
+	INSERT INTO rpc_providers (name, provider, until)
+	SELECT n, $2, $3 FROM unnest($1::text[]) AS n
+	ON CONFLICT (name, provider) DO UPDATE SET until = excluded.until
+	WHERE rpc_providers.until < excluded.until`
+
+// Register records provider for names until until, never shortening.
+func (q *RPCQueue) Register(ctx context.Context, provider string, names []string, until time.Time) error {
+	if _, err := q.pool.Exec(ctx, registerSQL, lockOrder(names), sqlText(provider), until); err != nil {
+		return fmt.Errorf("register rpc provider: %w", err)
+	}
+	return nil
+}
+
+// Enqueue adds a pending request, or says NO_RPC_PROVIDER, and announces
+// its name: one statement.
+func (q *RPCQueue) Enqueue(ctx context.Context, c api.RPCCall, now time.Time) error {
+	if err := checkJSON(c.Data, true); err != nil {
+		return err
+	}
+	tag, err := q.pool.Exec(ctx, `
+		WITH added AS (
+			INSERT INTO rpc_requests (id, name, data, requester, deadline, max_attempts)
+			SELECT $1, $2, nullif($3, '')::json, $4, $5, greatest($6, 1)
+			WHERE EXISTS (SELECT FROM rpc_providers WHERE name = $2 AND until > $7)
+			RETURNING id
+		)
+		SELECT pg_notify($8, $9) FROM added`,
+		sqlText(c.ID), c.Name, string(c.Data), sqlText(c.Requester), c.Deadline, c.MaxAttempts, now,
+		channel(api.TopicRPC), encodePayload(api.RPCWake{Name: c.Name}.Payload()))
+	if err != nil {
+		return fmt.Errorf("enqueue rpc %s: %w", c.Name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return api.Errorf(api.CodeNoRPCProvider, "no provider for rpc %q", c.Name)
+	}
+	return nil
+}
+
+// claimSQL registers the provider $2 for the names $1 until $3, then
+// claims up to $5 of their pending requests that it never had, oldest
+// first, whose deadline is after $4: each gets a claim id from $6, in
+// age order, and a lease $7 long. A request that another transaction has
+// locked (another provider claiming it, its requester cancelling) is
+// skipped, never waited for.
+const claimSQL = `
+	WITH registered AS (` + registerSQL + `
+	), picked AS (
+		SELECT r.id, r.seq FROM rpc_requests r
+		WHERE r.state = 'pending' AND r.name = ANY($1::text[]) AND r.deadline > $4::timestamptz
+			AND NOT EXISTS (SELECT FROM rpc_tried t WHERE t.request = r.id AND t.provider = $2)
+		ORDER BY r.seq
+		LIMIT $5
+		FOR UPDATE SKIP LOCKED
+	), claims AS (
+		SELECT p.id, c.claim
+		FROM (SELECT id, row_number() OVER (ORDER BY seq) AS i FROM picked) p
+		JOIN unnest($6::text[]) WITH ORDINALITY AS c(claim, i) USING (i)
+	), tried AS (
+		INSERT INTO rpc_tried (request, provider) SELECT id, $2 FROM picked
+	)
+	UPDATE rpc_requests r
+	SET state = 'claimed', claim = c.claim, provider = $2, lease = $7::interval,
+		lease_until = $4::timestamptz + $7::interval
+	FROM claims c
+	WHERE r.id = c.id
+	RETURNING r.seq, c.claim, r.name, r.data, r.deadline, r.requester`
+
+// Claim registers the provider and hands it the oldest requests it may
+// have, each under a new claim id: one statement.
+func (q *RPCQueue) Claim(ctx context.Context, c api.RPCClaim, now time.Time) ([]api.RPCRequest, error) {
+	n := max(c.Max, 1)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newClaimID()
+	}
+	rows, err := q.pool.Query(ctx, claimSQL, lockOrder(c.Names), sqlText(c.Provider), c.Until, now, n, ids,
+		pgtype.Interval{Microseconds: c.Lease.Microseconds(), Valid: true})
+	if err != nil {
+		return nil, fmt.Errorf("claim rpc requests: %w", err)
+	}
+	type claimed struct {
+		seq int64
+		api.RPCRequest
+	}
+	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
+		var c claimed
+		err := row.Scan(&c.seq, &c.ID, &c.Name, (*[]byte)(&c.Data), &c.Deadline, &c.Requester)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim rpc requests: %w", err)
+	}
+	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]api.RPCRequest, len(got))
+	for i, c := range got {
+		out[i] = c.RPCRequest
+	}
+	return out, nil
+}
+
+// answerSQL takes the answer for the live claim $1 at $2 and announces
+// what it changed, in one statement:
+//
+//   - answered locks the request of the claim, if its lease runs at $2:
+//     waiting for a transaction that holds the row, whose outcome decides
+//     whether the claim is still live;
+//   - renewed starts afresh the running leases of the provider's other
+//     claims (answering proves it alive), skipping rows that another
+//     transaction holds (being answered, expired or cancelled): a renewal
+//     never waits, so two answers of one provider, each holding its own
+//     row, cannot wait for each other in a cycle;
+//   - requeue says whether a reject ($3) can go to a provider of the name
+//     registered beyond $2 that has not had the request;
+//   - settled makes the request pending again (a reject with a provider
+//     left) or done with the result ($4 data, $5 code, $6 message);
+//
+// and the request's name (pending) or id (done) is announced on $7.
+const answerSQL = `
+	WITH answered AS (
+		SELECT id, name, provider FROM rpc_requests
+		WHERE claim = $1 AND state = 'claimed' AND lease_until > $2::timestamptz
+		FOR UPDATE
+	), renewed AS (
+		UPDATE rpc_requests SET lease_until = $2::timestamptz + lease
+		WHERE id IN (
+			SELECT o.id FROM rpc_requests o JOIN answered a ON o.provider = a.provider
+			WHERE o.state = 'claimed' AND o.id <> a.id AND o.lease_until > $2::timestamptz
+			FOR UPDATE OF o SKIP LOCKED
+		)
+	), outcome AS (
+		SELECT a.id, $3::boolean AND EXISTS (
+			SELECT FROM rpc_providers p
+			WHERE p.name = a.name AND p.until > $2::timestamptz
+				AND NOT EXISTS (SELECT FROM rpc_tried t WHERE t.request = a.id AND t.provider = p.provider)
+		) AS requeue
+		FROM answered a
+	), settled AS (
+		UPDATE rpc_requests r
+		SET state = CASE WHEN o.requeue THEN 'pending' ELSE 'done' END,
+			claim = NULL, provider = NULL, lease = NULL, lease_until = NULL,
+			result_data = CASE WHEN NOT o.requeue THEN nullif($4, '')::json END,
+			result_code = CASE WHEN NOT o.requeue THEN nullif($5, '') END,
+			result_message = CASE WHEN NOT o.requeue THEN $6 END
+		FROM outcome o
+		WHERE r.id = o.id
+		RETURNING r.id, r.name, o.requeue
+	)
+	SELECT pg_notify($7, CASE WHEN requeue THEN $8 || name ELSE $9 || id END) FROM settled`
+
+// Answer takes an answer for a live claim, renews the provider's other
+// leases and announces what changed: one statement.
+func (q *RPCQueue) Answer(ctx context.Context, id string, a api.RPCAnswer, now time.Time) error {
+	var res api.RPCResult
+	switch {
+	case a.Reject: // when no provider is left
+		res = api.RPCResult{Code: api.CodeNoRPCProvider}
+	case a.Data != nil:
+		if err := checkJSON(a.Data, false); err != nil {
+			return err
+		}
+		res = api.RPCResult{Data: a.Data}
+	default:
+		res = api.RPCResult{Code: api.CodeRPCError, Message: sqlText(a.Error)}
+	}
+	tag, err := q.pool.Exec(ctx, answerSQL, sqlText(id), now, a.Reject,
+		string(res.Data), string(res.Code), res.Message,
+		channel(api.TopicRPC), wakeNamePrefix, wakeIDPrefix)
+	if err != nil {
+		return fmt.Errorf("answer rpc request: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return api.Errorf(api.CodeNotFound, "rpc request %q is unknown, expired or already answered", id)
+	}
+	return nil
+}
+
+// The NOTIFY payloads of api.RPCWake{Name: name} and {ID: id} are these
+// prefixes followed by the name or id, which statements that announce a
+// row they changed append in SQL (text from Postgres is UTF-8 without
+// NUL, which encodePayload sends as it is).
+var (
+	wakeNamePrefix = strings.TrimSuffix(encodePayload(api.RPCWake{Name: "x"}.Payload()), "x")
+	wakeIDPrefix   = strings.TrimSuffix(encodePayload(api.RPCWake{ID: "x"}.Payload()), "x")
+)
+
+// Take returns and deletes a done request's result: one statement.
+func (q *RPCQueue) Take(ctx context.Context, id string) (api.RPCResult, bool, error) {
+	var done bool
+	var res api.RPCResult
+	var code, msg *string
+	err := q.pool.QueryRow(ctx, `
+		WITH taken AS (
+			DELETE FROM rpc_requests WHERE id = $1 AND state = 'done'
+			RETURNING result_data, result_code, result_message
+		)
+		SELECT true, result_data, result_code, result_message FROM taken
+		UNION ALL
+		SELECT false, NULL, NULL, NULL FROM rpc_requests
+		WHERE id = $1 AND NOT EXISTS (SELECT FROM taken)`, sqlText(id)).
+		Scan(&done, (*[]byte)(&res.Data), &code, &msg)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return api.RPCResult{}, false, api.Errorf(api.CodeNotFound, "rpc request %q does not exist", id)
+	case err != nil:
+		return api.RPCResult{}, false, fmt.Errorf("take rpc result %s: %w", id, err)
+	case !done:
+		return api.RPCResult{}, false, nil
+	}
+	res.Code, res.Message = api.Code(deref(code)), deref(msg)
+	return res, true, nil
+}
+
+// Cancel deletes a request in any state: one statement. A claim of it can
+// no longer be answered, since the row is gone.
+func (q *RPCQueue) Cancel(ctx context.Context, id string) (api.RPCResult, bool, error) {
+	var state string
+	var res api.RPCResult
+	var code, msg *string
+	err := q.pool.QueryRow(ctx, `
+		DELETE FROM rpc_requests WHERE id = $1
+		RETURNING state, result_data, result_code, result_message`, sqlText(id)).
+		Scan(&state, (*[]byte)(&res.Data), &code, &msg)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return api.RPCResult{}, false, nil
+	case err != nil:
+		return api.RPCResult{}, false, fmt.Errorf("cancel rpc request %s: %w", id, err)
+	case state != "done":
+		return api.RPCResult{}, false, nil
+	}
+	res.Code, res.Message = api.Code(deref(code)), deref(msg)
+	return res, true, nil
+}
+
+// Expire ends the leases that ran out, announces what they changed and
+// deletes what is past its time: one transaction. Rows that another
+// transaction holds are skipped: an answer under way decides them, and
+// the next Expire (every instance runs one at least every ack timeout)
+// takes what is left.
+func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error) {
+	var next *time.Time
+	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+		wakes, err := endLeases(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		if err := notifyRPC(ctx, tx, wakes); err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `
+			WITH past AS (
+				DELETE FROM rpc_requests WHERE id IN (
+					SELECT id FROM rpc_requests WHERE deadline < $1 FOR UPDATE SKIP LOCKED
+				)
+			), ended AS (
+				DELETE FROM rpc_providers WHERE (name, provider) IN (
+					SELECT name, provider FROM rpc_providers WHERE until < $1 FOR UPDATE SKIP LOCKED
+				)
+			)
+			SELECT min(lease_until) FROM rpc_requests WHERE state = 'claimed' AND lease_until > $1`,
+			now).Scan(&next)
+		if err != nil {
+			return fmt.Errorf("delete past rpc requests and registrations: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expire rpc requests: %w", err)
+	}
+	if next == nil {
+		return time.Time{}, nil
+	}
+	return *next, nil
+}
+
+// endLeases ends the claims whose lease ended at or before now: done with
+// RPC_TIMEOUT after max_attempts of them, pending again before. It
+// returns the announcements: each done request's id, each name once.
+func endLeases(ctx context.Context, tx pgx.Tx, now time.Time) ([]api.RPCWake, error) {
+	rows, err := tx.Query(ctx, `
+		UPDATE rpc_requests r
+		SET expired = r.expired + 1,
+			state = CASE WHEN r.expired + 1 >= r.max_attempts THEN 'done' ELSE 'pending' END,
+			result_code = CASE WHEN r.expired + 1 >= r.max_attempts THEN $2 END,
+			claim = NULL, provider = NULL, lease = NULL, lease_until = NULL
+		WHERE r.id IN (
+			SELECT id FROM rpc_requests WHERE state = 'claimed' AND lease_until <= $1
+			FOR UPDATE SKIP LOCKED
+		)
+		RETURNING r.id, r.name, r.state = 'done'`, now, string(api.CodeRPCTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("end leases: %w", err)
+	}
+	var wakes []api.RPCWake
+	var id, name string
+	var done bool
+	_, err = pgx.ForEachRow(rows, []any{&id, &name, &done}, func() error {
+		w := api.RPCWake{Name: name}
+		if done {
+			w = api.RPCWake{ID: id}
+		}
+		if !slices.Contains(wakes, w) {
+			wakes = append(wakes, w)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("end leases: %w", err)
+	}
+	return wakes, nil
+}
+
+// notifyRPC announces wakes on api.TopicRPC, in order, when tx commits.
+func notifyRPC(ctx context.Context, tx pgx.Tx, wakes []api.RPCWake) error {
+	if len(wakes) == 0 {
+		return nil
+	}
+	payloads := make([]string, len(wakes))
+	for i, w := range wakes {
+		payloads[i] = encodePayload(w.Payload())
+	}
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i`,
+		channel(api.TopicRPC), payloads)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", api.TopicRPC, err)
+	}
+	return nil
+}
+
+// lockOrder returns names sorted (byte order, as the C collation of the
+// name columns) and without duplicates: the order in which registrations
+// are locked, so that two claims never wait for each other in a cycle, and
+// an upsert never meets a row twice.
+func lockOrder(names []string) []string {
+	out := slices.Clone(names)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// sqlText makes s storable as text: Postgres text holds valid UTF-8 and no
+// NUL, which Go strings from outside (user ids, provider messages) may
+// not. Names are validated upstream and never change here.
+func sqlText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// newClaimID returns 128 random bits in hex: unguessable, so only the
+// provider that claimed a request can answer it.
+func newClaimID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
