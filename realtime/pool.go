@@ -192,13 +192,15 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 	s.mu.Lock()
 	again := len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended
 	blocked := len(s.out) > 0
+	if !blocked {
+		// Before the stream is handed back: once scheduled is false,
+		// another writer may take it.
+		s.blockedAt, s.retries = time.Time{}, 0
+	}
 	if !again && !blocked {
 		s.scheduled = false
 	}
 	s.mu.Unlock()
-	if !blocked {
-		s.blockedAt, s.retries = time.Time{}, 0
-	}
 	switch {
 	case blocked && s.blockedAt.IsZero():
 		s.blockedAt = time.Now()
