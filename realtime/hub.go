@@ -58,6 +58,7 @@ type Hub struct {
 
 	pool     *pool
 	wake     chan struct{}
+	started  chan struct{} // closed once Run has its start position; Open waits for it
 	draining chan struct{}
 	drain    sync.Once
 }
@@ -72,6 +73,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		streams:  make(map[string]*Stream),
 		pool:     newPool(),
 		wake:     make(chan struct{}, 1),
+		started:  make(chan struct{}),
 		draining: make(chan struct{}),
 	}
 }
@@ -83,6 +85,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		return err
 	}
 	h.pos.Store(pos)
+	close(h.started)
 	stopChanges := h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
 	defer stopChanges()
 	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)

@@ -45,6 +45,7 @@ func BenchmarkFanOut(b *testing.B) {
 	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
 		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	close(hub.started) // no Run: the benchmark dispatches itself
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sinks := make([]*countSink, subscribers)

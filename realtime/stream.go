@@ -81,6 +81,16 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
 	default:
 	}
+	// The hub hands out changes from its start position on: a stream that
+	// started below it (its snapshot or resume point taken earlier) would
+	// never get the changes in between.
+	select {
+	case <-h.started:
+	case <-h.draining:
+		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1), gone: make(chan struct{})}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
