@@ -44,9 +44,9 @@ CREATE TABLE rpc_requests (
     CHECK ((state = 'claimed') = (claim IS NOT NULL AND provider IS NOT NULL AND lease_until IS NOT NULL))
 ) WITH (fillfactor = 70);
 
--- Claims take the oldest pending requests of some names, FOR UPDATE SKIP
--- LOCKED; the index holds pending requests only, so it stays as small as
--- the backlog.
+-- A claim walks each of its names' pending requests in age order, taking
+-- them FOR UPDATE SKIP LOCKED; the index holds pending requests only, so
+-- it stays as small as the backlog.
 CREATE INDEX rpc_requests_pending ON rpc_requests (name, seq) WHERE state = 'pending';
 -- An answer renews the running leases of its provider's other claims, and
 -- Expire looks for the leases that ran out among the claimed requests.

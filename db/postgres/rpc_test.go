@@ -144,3 +144,55 @@ func TestRPCClaimRaceAcrossInstances(t *testing.T) {
 		t.Errorf("claims by instance: %v; want both instances' providers to have claimed", byInstance)
 	}
 }
+
+// TestRPCClaimPassedOver: a claim over several names locks the oldest
+// requests of each name and keeps the oldest of all; a request it locked
+// and did not keep may have been skipped by another claimer, which went
+// back to waiting, so its name is announced again.
+func TestRPCClaimPassedOver(t *testing.T) {
+	s := open(t, pgtest.NewDatabase(t))
+	waitBusReady(t, s.Bus())
+	q := s.RPC()
+	wakes := make(chan string, 100)
+	stop := s.Bus().Subscribe(api.TopicRPC, func(p []byte) {
+		if w, ok := api.ParseRPCWake(p); ok && w.Name != "" {
+			wakes <- w.Name
+		}
+	})
+	defer stop()
+	t0 := time.Now()
+	until := t0.Add(time.Minute)
+	if err := q.Register(t.Context(), "p1", []string{"a", "b"}, until); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"a", "b"} {
+		c := api.RPCCall{ID: name, Name: name, Data: json.RawMessage(`1`), Deadline: until, MaxAttempts: 1}
+		if err := q.Enqueue(t.Context(), c, t0.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"a", "b"} { // the enqueues' announcements
+		if got := nextWake(t, wakes); got != want {
+			t.Fatalf("announced %q after Enqueue, want %q", got, want)
+		}
+	}
+	got, err := q.Claim(t.Context(), api.RPCClaim{Provider: "p1", Names: []string{"b", "a"}, Max: 1,
+		Lease: time.Minute, Until: until}, t0)
+	if err != nil || len(got) != 1 || got[0].Name != "a" {
+		t.Fatalf("Claim = %+v, %v; want the oldest request, of a", got, err)
+	}
+	if name := nextWake(t, wakes); name != "b" {
+		t.Fatalf("announced %q after the claim, want b: its request was passed over", name)
+	}
+}
+
+func nextWake(t *testing.T, wakes chan string) string {
+	t.Helper()
+	select {
+	case name := <-wakes:
+		return name
+	case <-time.After(10 * time.Second):
+		t.Fatal("no announcement in 10s")
+		return ""
+	}
+}
