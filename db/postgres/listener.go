@@ -50,7 +50,7 @@ type listener struct {
 }
 
 func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger) (*Bus, error) {
-	cfg, err := pgx.ParseConfig(directURL)
+	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}

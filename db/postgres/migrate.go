@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -23,7 +24,7 @@ func Migrate(ctx context.Context, directURL string) error {
 }
 
 func migrate(ctx context.Context, directURL string, log *slog.Logger) error {
-	cfg, err := pgx.ParseConfig(directURL)
+	cfg, err := directConfig(directURL)
 	if err != nil {
 		return fmt.Errorf("parse direct database url: %w", err)
 	}
@@ -51,4 +52,16 @@ func migrate(ctx context.Context, directURL string, log *slog.Logger) error {
 		log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration)
 	}
 	return nil
+}
+
+// directConfig parses the URL of a single connection. It goes through the
+// pool's parser so that pool settings (pool_max_conns, ...) in a URL that
+// also serves the pool are dropped rather than sent to the server, which
+// would refuse them as unknown parameters.
+func directConfig(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.ConnConfig, nil
 }
