@@ -202,6 +202,11 @@ func TestPGOutage(t *testing.T) {
 	for _, base := range []string{a, b} {
 		waitReadyz(t, base, http.StatusServiceUnavailable, 5*time.Second)
 	}
+	// A write while the database is down is refused as UNAVAILABLE: retry.
+	st, _, body := do(t, http.MethodPut, a+"/records/outage/probe", "application/json", `1`)
+	if st != http.StatusServiceUnavailable || !strings.Contains(string(body), `"UNAVAILABLE"`) {
+		t.Errorf("PUT during the outage: %d %s, want 503 UNAVAILABLE", st, body)
+	}
 	time.Sleep(time.Until(stopped.Add(5 * time.Second)))
 	for _, base := range []string{a, b} {
 		if st := readyzStatus(base); st != http.StatusServiceUnavailable {

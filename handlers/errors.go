@@ -6,7 +6,6 @@ package handlers
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -38,7 +37,7 @@ var statusOf = map[api.Code]int{
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *api.Error
 	if !errors.As(err, &e) || e.Code == api.CodeInternal {
-		slog.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		loggerFrom(r).ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
 	}
 	status := statusOf[e.Code]

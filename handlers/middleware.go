@@ -16,6 +16,17 @@ import (
 
 type userKey struct{}
 
+type logKey struct{}
+
+// loggerFrom returns the server's logger, which logRequests put in the
+// context.
+func loggerFrom(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
 // userFrom returns the caller that authenticate put in the context.
 func userFrom(r *http.Request) api.User {
 	u, _ := r.Context().Value(userKey{}).(api.User)
@@ -82,7 +93,7 @@ func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			next.ServeHTTP(ww, r)
+			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), logKey{}, log)))
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK

@@ -134,7 +134,9 @@ func (l *listener) run() {
 		InitialInterval:     100 * time.Millisecond,
 		RandomizationFactor: 0.5,
 		Multiplier:          2,
-		MaxInterval:         10 * time.Second,
+		// Short: while the listener is down /readyz says 503 and changes
+		// from other instances wait; a reconnect attempt is cheap.
+		MaxInterval: 2 * time.Second,
 	}
 	for {
 		connected, err := l.session()

@@ -56,7 +56,8 @@ const registerSQL = `
 	WHERE rpc_providers.until < excluded.until`
 
 // Register records provider for names until until, never shortening.
-func (q *RPCQueue) Register(ctx context.Context, provider string, names []string, until time.Time) error {
+func (q *RPCQueue) Register(ctx context.Context, provider string, names []string, until time.Time) (err error) {
+	defer unavailable(&err)
 	if _, err := q.pool.Exec(ctx, registerSQL, lockOrder(names), sqlText(provider), until); err != nil {
 		return fmt.Errorf("register rpc provider: %w", err)
 	}
@@ -65,7 +66,8 @@ func (q *RPCQueue) Register(ctx context.Context, provider string, names []string
 
 // Enqueue adds a pending request, or says NO_RPC_PROVIDER, and announces
 // its name: one statement.
-func (q *RPCQueue) Enqueue(ctx context.Context, c api.RPCCall, now time.Time) error {
+func (q *RPCQueue) Enqueue(ctx context.Context, c api.RPCCall, now time.Time) (err error) {
+	defer unavailable(&err)
 	if err := checkJSON(c.Data, true); err != nil {
 		return err
 	}
@@ -138,7 +140,8 @@ const claimSQL = `
 
 // Claim registers the provider and hands it the oldest requests it may
 // have, each under a new claim id: one statement.
-func (q *RPCQueue) Claim(ctx context.Context, c api.RPCClaim, now time.Time) ([]api.RPCRequest, error) {
+func (q *RPCQueue) Claim(ctx context.Context, c api.RPCClaim, now time.Time) (_ []api.RPCRequest, err error) {
+	defer unavailable(&err)
 	n := max(c.Max, 1)
 	ids := make([]string, n)
 	for i := range ids {
@@ -225,7 +228,8 @@ const answerSQL = `
 
 // Answer takes an answer for a live claim, renews the provider's other
 // leases and announces what changed: one statement.
-func (q *RPCQueue) Answer(ctx context.Context, id string, a api.RPCAnswer, now time.Time) error {
+func (q *RPCQueue) Answer(ctx context.Context, id string, a api.RPCAnswer, now time.Time) (err error) {
+	defer unavailable(&err)
 	var res api.RPCResult
 	switch {
 	case a.Reject: // when no provider is left
@@ -260,11 +264,12 @@ var (
 )
 
 // Take returns and deletes a done request's result: one statement.
-func (q *RPCQueue) Take(ctx context.Context, id string) (api.RPCResult, bool, error) {
+func (q *RPCQueue) Take(ctx context.Context, id string) (_ api.RPCResult, _ bool, err error) {
+	defer unavailable(&err)
 	var done bool
 	var res api.RPCResult
 	var code, msg *string
-	err := q.pool.QueryRow(ctx, `
+	err = q.pool.QueryRow(ctx, `
 		WITH taken AS (
 			DELETE FROM rpc_requests WHERE id = $1 AND state = 'done'
 			RETURNING result_data, result_code, result_message
@@ -288,11 +293,12 @@ func (q *RPCQueue) Take(ctx context.Context, id string) (api.RPCResult, bool, er
 
 // Cancel deletes a request in any state: one statement. A claim of it can
 // no longer be answered, since the row is gone.
-func (q *RPCQueue) Cancel(ctx context.Context, id string) (api.RPCResult, bool, error) {
+func (q *RPCQueue) Cancel(ctx context.Context, id string) (_ api.RPCResult, _ bool, err error) {
+	defer unavailable(&err)
 	var state string
 	var res api.RPCResult
 	var code, msg *string
-	err := q.pool.QueryRow(ctx, `
+	err = q.pool.QueryRow(ctx, `
 		DELETE FROM rpc_requests WHERE id = $1
 		RETURNING state, result_data, result_code, result_message`, sqlText(id)).
 		Scan(&state, (*[]byte)(&res.Data), &code, &msg)

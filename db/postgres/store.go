@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -141,9 +142,10 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Get returns a record, or NOT_FOUND.
-func (s *Store) Get(ctx context.Context, name string) (api.Record, error) {
+func (s *Store) Get(ctx context.Context, name string) (_ api.Record, err error) {
+	defer unavailable(&err)
 	rec := api.Record{Name: name}
-	err := s.pool.QueryRow(ctx, `SELECT version, data FROM records WHERE name = $1`, name).
+	err = s.pool.QueryRow(ctx, `SELECT version, data FROM records WHERE name = $1`, name).
 		Scan(&rec.Version, (*[]byte)(&rec.Data))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return api.Record{}, api.NotFound(name)
@@ -156,7 +158,8 @@ func (s *Store) Get(ctx context.Context, name string) (api.Record, error) {
 
 // List returns records under prefix after the cursor, in byte order of
 // names (the column's collation is C).
-func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]api.Record, error) {
+func (s *Store) List(ctx context.Context, prefix, after string, limit int) (_ []api.Record, err error) {
+	defer unavailable(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT name, version FROM records
 		WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
@@ -190,7 +193,8 @@ func prefixEnd(prefix string) string {
 
 // Snapshot reads records and the log head in one statement, so one
 // snapshot: the records are as of that position.
-func (s *Store) Snapshot(ctx context.Context, names []string) (int64, []api.Record, error) {
+func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.Record, err error) {
+	defer unavailable(&err)
 	if names == nil {
 		names = []string{}
 	}
@@ -228,7 +232,8 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (int64, []api.Reco
 
 // Changes returns up to limit changes after position after. The trimmed
 // position and the changes are read by one statement, so one snapshot.
-func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]api.Change, error) {
+func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Change, err error) {
+	defer unavailable(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.seq, l.seq, l.time, l.kind, l.name, l.version, l.data, l.publisher
 		FROM log_trimmed t LEFT JOIN LATERAL (
@@ -264,10 +269,11 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]api.Chan
 }
 
 // GetStream returns a stored stream, or NOT_FOUND.
-func (s *Store) GetStream(ctx context.Context, id string) (api.StreamInfo, error) {
+func (s *Store) GetStream(ctx context.Context, id string) (_ api.StreamInfo, err error) {
+	defer unavailable(&err)
 	info := api.StreamInfo{ID: id}
 	var subs []byte
-	err := s.pool.QueryRow(ctx, `SELECT "user", subs, updated FROM streams WHERE id = $1`, id).
+	err = s.pool.QueryRow(ctx, `SELECT "user", subs, updated FROM streams WHERE id = $1`, id).
 		Scan(&info.User, &subs, &info.Updated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return api.StreamInfo{}, api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
@@ -282,7 +288,8 @@ func (s *Store) GetStream(ctx context.Context, id string) (api.StreamInfo, error
 }
 
 // PutStream stores a stream's state, replacing what was there.
-func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) error {
+func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) (err error) {
+	defer unavailable(&err)
 	subs, err := json.Marshal(info.Subs)
 	if err != nil {
 		return fmt.Errorf("put stream %s: %w", info.ID, err)
@@ -295,4 +302,17 @@ func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) error {
 		return fmt.Errorf("put stream %s: %w", info.ID, err)
 	}
 	return nil
+}
+
+// unavailable turns an error that is not the database's answer (the server
+// is down or unreachable, the connection broke) into UNAVAILABLE, so that
+// clients are told to retry rather than that the server failed.
+func unavailable(err *error) {
+	var pgErr *pgconn.PgError
+	var apiErr *api.Error
+	if *err == nil || errors.As(*err, &pgErr) || errors.As(*err, &apiErr) ||
+		errors.Is(*err, context.Canceled) || errors.Is(*err, api.ErrTrimmed) || errors.Is(*err, ErrClosed) {
+		return
+	}
+	*err = &api.Error{Code: api.CodeUnavailable, Detail: "the database does not answer; retry", Err: *err}
 }

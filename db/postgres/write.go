@@ -33,7 +33,8 @@ type request struct {
 }
 
 // Write applies the writes atomically, in order, each one change of the log.
-func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
+func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, err error) {
+	defer unavailable(&err)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
