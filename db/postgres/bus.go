@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/mailbox"
 )
 
 var _ api.Bus = (*Bus)(nil)
@@ -133,61 +134,16 @@ func checkJSON(data []byte, nilOK bool) *api.Error {
 }
 
 // subscription is one Subscribe call: its handler, called in order from
-// its own goroutine.
+// its own goroutine through a mailbox.
 type subscription struct {
+	*mailbox.Mailbox
 	topic string
-	fn    func([]byte)
 	live  bool // the listener LISTENs on topic for it; guarded by listener.mu
 	// firstLive is closed once the subscription is first live.
 	firstLive chan struct{}
 	liveOnce  sync.Once
-	mu        sync.Mutex
-	queue     [][]byte
-	wake      chan struct{}
-	done      chan struct{}
-	closed    sync.Once
 }
 
 func newSubscription(topic string, fn func([]byte)) *subscription {
-	s := &subscription{topic: topic, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		firstLive: make(chan struct{})}
-	go s.run()
-	return s
+	return &subscription{Mailbox: mailbox.New(fn), topic: topic, firstLive: make(chan struct{})}
 }
-
-func (s *subscription) push(p []byte) {
-	s.mu.Lock()
-	// Consecutive wake-ups carry no information: keep one.
-	if !(p == nil && len(s.queue) > 0 && s.queue[len(s.queue)-1] == nil) {
-		s.queue = append(s.queue, p)
-	}
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscription) run() {
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-s.wake:
-		}
-		s.mu.Lock()
-		q := s.queue
-		s.queue = nil
-		s.mu.Unlock()
-		for _, p := range q {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
-			s.fn(p)
-		}
-	}
-}
-
-func (s *subscription) stop() { s.closed.Do(func() { close(s.done) }) }

@@ -103,7 +103,7 @@ func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
 			}
 		}
 		l.mu.Unlock()
-		s.stop()
+		s.Stop()
 	}
 }
 
@@ -122,7 +122,7 @@ func (l *listener) close() {
 	defer l.mu.Unlock()
 	for _, list := range l.subs {
 		for _, s := range list {
-			s.stop()
+			s.Stop()
 		}
 	}
 	l.connected, l.lastErr = false, errors.New("closed")
@@ -255,7 +255,7 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 		for _, s := range list {
 			if !s.live && listening[t] {
 				s.live = true
-				s.push(nil)
+				s.Push(nil)
 				s.liveOnce.Do(func() { close(s.firstLive) })
 			}
 		}
@@ -277,6 +277,6 @@ func (l *listener) dispatch(ch, payload string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range l.subs[topic] {
-		s.push(p)
+		s.Push(p)
 	}
 }
