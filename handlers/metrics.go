@@ -21,7 +21,7 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 		registry: reg,
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "switchboard_http_request_duration_seconds",
-			Help:    "HTTP request latency by method, route and status (streams: their whole life).",
+			Help:    "HTTP request latency by method, route and status (an HTTP/1 stream: until its start is written and the writer pool takes it over).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"method", "route", "status"}),
 	}
