@@ -90,7 +90,7 @@ type pgTracker struct {
 
 	mu       sync.Mutex
 	id       string // the stream's id
-	start    int64  // the position of its first ready frame
+	start    int64  // the position its first connection started at
 	lastID   string // the resume token: the last id seen
 	got      []logEntry
 	versions map[string]int64
@@ -212,6 +212,20 @@ func (k *pgTracker) check(f frame) error {
 			return fmt.Errorf("snapshot on a resumed connection: %s", f.Data)
 		}
 		k.versions[d.Name] = d.Version
+		if f.ID != "" { // the last snapshot carries the start position
+			_, seq, ok := realtime.ParseToken(f.ID)
+			if !ok {
+				return fmt.Errorf("snapshot %s with id %q", f.Data, f.ID)
+			}
+			k.start, k.lastID = seq, f.ID
+		}
+		return nil
+	}
+	if f.Event == "ready" && f.ID == "" { // snapshots follow, the last with the id
+		if k.id != "" {
+			return fmt.Errorf("ready frame without id on a resume: %s", f.Data)
+		}
+		k.id = d.Stream
 		return nil
 	}
 	id, seq, ok := realtime.ParseToken(f.ID)

@@ -239,3 +239,38 @@ func TestTokenRequired(t *testing.T) {
 		t.Errorf("/readyz: %d", st)
 	}
 }
+
+// TestStartPosition: the position of a new stream comes with the last
+// frame of its start, so that a client cut off between the ready frame and
+// the snapshots starts over instead of resuming without them.
+func TestStartPosition(t *testing.T) {
+	srv := startServer(t, nil)
+	put(t, srv.URL, "p/a", `1`)
+	put(t, srv.URL, "p/b", `1`)
+	c := openSSE(t, srv.URL+"/stream?record=p/a&record=p/b&event=p/e", "")
+	if f := c.Expect(t, "ready"); f.ID != "" {
+		t.Fatalf("the ready frame carries id %q before the snapshots", f.ID)
+	}
+	if f := c.Expect(t, "snapshot"); f.ID != "" {
+		t.Fatalf("the first snapshot carries id %q", f.ID)
+	}
+	last := c.Expect(t, "snapshot")
+	if last.ID == "" {
+		t.Fatal("the last snapshot carries no id")
+	}
+	c.Close()
+
+	// Without record subscriptions, the ready frame is the start's last frame.
+	c = openSSE(t, srv.URL+"/stream?event=p/e", "")
+	if f := c.Expect(t, "ready"); f.ID == "" {
+		t.Fatal("the ready frame of a stream without snapshots carries no id")
+	}
+
+	// Resumed from the last snapshot's id: no snapshot again, the next change.
+	put(t, srv.URL, "p/b", `2`)
+	c = openSSE(t, srv.URL+"/stream?record=p/a&record=p/b&event=p/e", last.ID)
+	c.Expect(t, "ready")
+	if m := c.Expect(t, "record").decode(t); m["name"] != "p/b" || m["version"] != 2.0 {
+		t.Fatalf("after resume: %v", m)
+	}
+}

@@ -32,7 +32,7 @@ func (s *Stream) start(ctx context.Context) error {
 		return err
 	}
 	s.lastSeq = s.after
-	if err := s.writeReady(); err != nil {
+	if err := s.writeReady(true); err != nil { // the client has every frame up to its resume point
 		return err
 	}
 	var late []*sub // added to the stream after the resume point: the client never had them
@@ -77,8 +77,12 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		return 0, err
 	}
 	if first {
+		// The position goes with the last frame of the start (the ready
+		// frame when no snapshot follows): a client that loses the
+		// connection before it has every snapshot has no id to resume
+		// from, and starts over.
 		s.lastSeq = pos
-		if err := s.writeReady(); err != nil {
+		if err := s.writeReady(len(names) == 0); err != nil {
 			return 0, err
 		}
 	}
@@ -95,6 +99,11 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 			x.last = x.pathValue(rec.Data)
 			snap.Path, snap.Data = x.path.String(), x.last
 		}
+		if first && i == len(names) {
+			if err := s.writeID(pos); err != nil {
+				return 0, err
+			}
+		}
 		if err := s.write(0, jsonFrame("snapshot", snap)); err != nil {
 			return 0, err
 		}
@@ -102,7 +111,9 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 	return pos, nil
 }
 
-func (s *Stream) writeReady() error {
+// writeReady writes retry:, the ready frame (with the stream's position
+// as its id when withID is set), and any reset and denied frames.
+func (s *Stream) writeReady(withID bool) error {
 	var b []byte
 	b = append(b, "retry: "...)
 	b = strconv.AppendInt(b, s.hub.cfg.Retry.Milliseconds(), 10)
@@ -110,10 +121,10 @@ func (s *Stream) writeReady() error {
 	if _, err := s.sink.Write(b); err != nil {
 		return err
 	}
-	// The ready frame carries the position too, so that a client that
-	// reconnects before any change resumes instead of starting over.
-	if err := s.writeID(s.lastSeq); err != nil {
-		return err
+	if withID {
+		if err := s.writeID(s.lastSeq); err != nil {
+			return err
+		}
 	}
 	if err := s.write(0, jsonFrame("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()})); err != nil {
 		return err
