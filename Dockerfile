@@ -13,4 +13,6 @@ ENV PORT=8080 DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080
 USER nonroot
-ENTRYPOINT ["/switchboard"]
+# CMD, not ENTRYPOINT, so that a platform's command (Fly's release_command
+# "/switchboard migrate") replaces it whole.
+CMD ["/switchboard"]
