@@ -38,11 +38,11 @@ func Encode(v any) json.RawMessage {
 // Compact validates raw as one JSON value and returns it without
 // insignificant white space.
 func Compact(raw []byte) (json.RawMessage, error) {
-	if _, err := Decode(raw); err != nil {
-		return nil, err
-	}
 	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
+	if err := json.Compact(&b, raw); err != nil { // it validates as it goes
+		if _, derr := Decode(raw); derr != nil {
+			return nil, derr // says what is wrong in the terms of Decode
+		}
 		return nil, Errorf(CodeInvalidJSON, "the body is not valid JSON: %v", err)
 	}
 	return b.Bytes(), nil

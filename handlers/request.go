@@ -57,8 +57,11 @@ func readJSON(r *http.Request, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := api.Decode(b); err != nil {
-		return nil, err
+	if !json.Valid(b) {
+		if _, err := api.Decode(b); err != nil {
+			return nil, err // the reason, in a sentence
+		}
+		return nil, api.Errorf(api.CodeInvalidJSON, "the body is not valid JSON")
 	}
 	if v != nil {
 		if err := json.Unmarshal(b, v); err != nil {
