@@ -235,7 +235,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 // TestSlowConsumerIsCut: a subscriber that never reads is disconnected
 // once its queue is full, and the others get every event meanwhile.
 func TestSlowConsumerIsCut(t *testing.T) {
-	srv := startServer(t, map[string]string{"STREAM_BUFFER_BYTES": "65536"})
+	srv := startServer(t, map[string]string{"STREAM_BUFFER_BYTES": "1048576"})
 	host := strings.TrimPrefix(srv.URL, "http://")
 	slow, err := net.Dial("tcp", host)
 	if err != nil {

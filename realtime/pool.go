@@ -168,18 +168,26 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 func (h *Hub) serve(ctx context.Context, s *Stream) {
 	s.mu.Lock()
 	ended, ping := s.ended, s.ping
-	s.ping = false
+	blocked := len(s.out) > 0 // the socket took not all of the last write
+	if !blocked {
+		s.ping = false
+	}
 	s.mu.Unlock()
 	if ended {
 		h.cleanup(s)
 		return
 	}
-	err := s.applyControls(ctx)
-	if err == nil {
-		err = s.drainQueue()
-	}
-	if err == nil && ping {
-		_, err = s.sink.Write([]byte(": ping\n\n"))
+	var err error
+	if !blocked {
+		// While bytes wait for the socket, new frames stay in the queue,
+		// whose limit cuts a client that does not catch up.
+		err = s.applyControls(ctx)
+		if err == nil {
+			err = s.drainQueue()
+		}
+		if err == nil && ping {
+			_, err = s.sink.Write([]byte(": ping\n\n"))
+		}
 	}
 	if err == nil {
 		err = s.flush()
@@ -190,8 +198,8 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		return
 	}
 	s.mu.Lock()
-	again := len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended
-	blocked := len(s.out) > 0
+	blocked = len(s.out) > 0
+	again := !blocked && (len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended)
 	if !blocked {
 		// Before the stream is handed back: once scheduled is false,
 		// another writer may take it.
@@ -271,11 +279,7 @@ func (c *connSink) Flush() error {
 		s.out = nil // an idle stream keeps no large buffer
 	}
 	if err != nil && !c.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
-		if len(s.out) > s.hub.cfg.BufferBytes {
-			s.hub.Stats.SlowDisconnects.Add(1)
-			return ErrSlow
-		}
-		return nil
+		return nil // the rest waits in s.out; serve retries it
 	}
 	return err
 }
