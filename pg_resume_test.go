@@ -91,16 +91,7 @@ func TestPGResumeAcrossInstances(t *testing.T) {
 	close(stop)
 	writers.Wait()
 
-	log := readLog(t, url, 0)
-	wants := make([][]logEntry, len(trackers))
-	for i, k := range trackers {
-		wants[i] = k.expect(log)
-	}
-	waitOrAbort(t, &readers, abort, 30*time.Second)
-	for i, k := range trackers {
-		k.compare(t, wants[i])
-		t.Logf("%s: %d changes over %d connections", k.name, len(k.got), k.conns)
-	}
+	log := compareTrackers(t, url, trackers, &readers, abort)
 	t.Logf("%d writes and events on A, %d log entries", ops.Load(), len(log))
 	if ops.Load() < 100 {
 		t.Errorf("only %d writes in 10 s", ops.Load())
@@ -108,6 +99,24 @@ func TestPGResumeAcrossInstances(t *testing.T) {
 }
 
 // waitOrAbort waits for wg; after timeout it closes abort and waits again.
+// compareTrackers reads the log, waits for the readers to catch up with it
+// (or aborts them), and compares every stream with the log. It returns
+// the log.
+func compareTrackers(t testing.TB, url string, trackers []*pgTracker, readers *sync.WaitGroup, abort chan struct{}) []logEntry {
+	t.Helper()
+	log := readLog(t, url, 0)
+	wants := make([][]logEntry, len(trackers))
+	for i, k := range trackers {
+		wants[i] = k.expect(log)
+	}
+	waitOrAbort(t, readers, abort, 30*time.Second)
+	for i, k := range trackers {
+		k.compare(t, wants[i])
+		t.Logf("%s: %d changes over %d connections", k.name, len(k.got), k.conns)
+	}
+	return log
+}
+
 func waitOrAbort(t testing.TB, wg *sync.WaitGroup, abort chan struct{}, timeout time.Duration) {
 	t.Helper()
 	done := make(chan struct{})
@@ -226,16 +235,7 @@ func TestPGOutage(t *testing.T) {
 	close(stop)
 	writers.Wait()
 
-	log := readLog(t, url, 0)
-	wants := make([][]logEntry, len(trackers))
-	for i, k := range trackers {
-		wants[i] = k.expect(log)
-	}
-	waitOrAbort(t, &readers, abort, 30*time.Second)
-	for i, k := range trackers {
-		k.compare(t, wants[i])
-		t.Logf("%s: %d changes over %d connections", k.name, len(k.got), k.conns)
-	}
+	log := compareTrackers(t, url, trackers, &readers, abort)
 	for _, k := range trackers[2:] {
 		if k.conns < 2 {
 			t.Errorf("%s: never resumed", k.name)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,31 +39,6 @@ func tryDo(method, url, contentType, body string) (int, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
-}
-
-// dialSSE opens a stream as openSSE does, returning the error instead of
-// failing the test (for goroutines, and for retries during an outage).
-func dialSSE(url, lastID string) (*sseClient, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("open %s: %d %s", url, resp.StatusCode, b)
-	}
-	c := &sseClient{resp: resp, frames: make(chan frame, 1<<14), cancel: cancel, LastID: lastID}
-	go c.read()
-	return c, nil
 }
 
 // closeSSE ends a connection and lets its reader finish.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,9 +30,20 @@ type sseClient struct {
 }
 
 // openSSE opens url (relative to the server) as an event stream, with a
-// Last-Event-ID when lastID is set.
+// Last-Event-ID when lastID is set, and closes it when the test ends.
 func openSSE(t testing.TB, url, lastID string) *sseClient {
 	t.Helper()
+	c, err := dialSSE(url, lastID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// dialSSE opens a stream, returning the error instead of failing the
+// test (for goroutines, and for retries during an outage).
+func dialSSE(url, lastID string) (*sseClient, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	req.Header.Set("Accept", "text/event-stream")
@@ -40,16 +53,17 @@ func openSSE(t testing.TB, url, lastID string) *sseClient {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("open %s: %v", url, err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		cancel()
-		t.Fatalf("open %s: status %d", url, resp.StatusCode)
+		return nil, fmt.Errorf("open %s: %d %s", url, resp.StatusCode, b)
 	}
 	c := &sseClient{resp: resp, frames: make(chan frame, 1<<16), cancel: cancel, LastID: lastID}
 	go c.read()
-	t.Cleanup(c.Close)
-	return c
+	return c, nil
 }
 
 func (c *sseClient) read() {

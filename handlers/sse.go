@@ -90,14 +90,18 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		var subs []api.Subscription
-		if name := recordParam(r); name != "" {
-			if _, err := pathQuery(r); err != nil {
+		if r.URL.Path == "/stream" {
+			subs = streamSubs(q)
+		} else { // GET /records/{name} as a stream
+			name, err := nameParam(r)
+			if err == nil {
+				_, err = pathQuery(r) // an empty ?path= too
+			}
+			if err != nil {
 				writeError(w, r, err)
 				return
 			}
 			subs = []api.Subscription{{Record: name, Path: q.Get("path")}}
-		} else {
-			subs = streamSubs(q)
 		}
 		for _, x := range subs {
 			if err := realtime.ValidateSubscription(x); err != nil {
@@ -139,18 +143,6 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 			log.Info("stream ended", "stream", s.ID, "err", err)
 		}
 	}
-}
-
-// recordParam returns the record name of GET /records/{name}, or "".
-func recordParam(r *http.Request) string {
-	if r.URL.Path == "/stream" {
-		return ""
-	}
-	name, err := nameParam(r)
-	if err != nil {
-		return "\x00" // invalid: ValidateSubscription says why
-	}
-	return name
 }
 
 // changeSubscription serves POST and DELETE /stream/{stream}/subscriptions.

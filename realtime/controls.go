@@ -45,7 +45,7 @@ func (s *Stream) applyControls(ctx context.Context) error {
 // apply adds or removes a subscription of the running stream.
 func (s *Stream) apply(ctx context.Context, c streamChange) error {
 	for i, x := range s.subs {
-		if sameSub(x.Subscription, c.Sub) {
+		if x.Subscription == c.Sub {
 			if !c.Add {
 				s.hub.indexOne(s, x, -1)
 				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)

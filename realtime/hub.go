@@ -313,7 +313,7 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 
 func findSub(subs []api.StreamSub, x api.Subscription) int {
 	for i, s := range subs {
-		if sameSub(s.Subscription, x) {
+		if s.Subscription == x {
 			return i
 		}
 	}

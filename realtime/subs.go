@@ -91,5 +91,3 @@ func (s *sub) changed(v []byte) bool {
 	s.last = v
 	return true
 }
-
-func sameSub(a, b api.Subscription) bool { return a == b }
