@@ -34,3 +34,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzValidateName -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz FuzzWALRead -fuzztime $(FUZZTIME) ./db/embedded/

@@ -11,8 +11,21 @@ import (
 // TestConformance runs the api.Store conformance suite against a fresh
 // store in a temporary directory for every subtest.
 func TestConformance(t *testing.T) {
-	dbtest.Run(t, func(t *testing.T) api.Store {
-		s, err := embedded.Open(t.TempDir())
+	dbtest.Run(t, opener(embedded.Open))
+}
+
+// TestConformanceCheckpoints runs the suite with a checkpoint every three
+// changes: reads see changes partly in the bbolt file and partly in
+// memory, and checkpoints race the readers.
+func TestConformanceCheckpoints(t *testing.T) {
+	dbtest.Run(t, opener(func(dir string) (*embedded.Store, error) {
+		return embedded.OpenCheckpointEvery(dir, 3)
+	}))
+}
+
+func opener(open func(dir string) (*embedded.Store, error)) func(t *testing.T) api.Store {
+	return func(t *testing.T) api.Store {
+		s, err := open(t.TempDir())
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -22,7 +35,7 @@ func TestConformance(t *testing.T) {
 			}
 		})
 		return s
-	})
+	}
 }
 
 // TestRPCConformance runs the api.RPCQueue conformance suite against the

@@ -1,7 +1,10 @@
-// Package embedded is the single-file store: records, the change log and
-// stream state in one bbolt file, for one process. Writes are group
-// committed: every write waiting when a transaction starts joins it, so
-// under load many writes share one fsync.
+// Package embedded is the single-process store: records, the change log
+// and stream state in one bbolt file, with a write-ahead log beside it.
+// Writes are group committed: every write waiting when the commit loop
+// takes the next group joins it, and the group is durable with one append
+// and one fsync of the write-ahead log. The bbolt file catches up at
+// checkpoints, many groups in one transaction; until then readers see the
+// groups since the last checkpoint in memory.
 package embedded
 
 import (
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,39 +34,61 @@ var (
 	bucketStreams = []byte("streams")
 	bucketMeta    = []byte("meta")
 	keyTrimmed    = []byte("trimmed")
+	keyEpoch      = []byte("epoch")
 )
 
-// maxGroup bounds how many waiting requests join one transaction.
+// maxGroup bounds how many waiting requests join one group.
 const maxGroup = 512
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("embedded store is closed")
 
 // Store is the embedded api.Store. It is safe for concurrent use; only one
-// process may open a file at a time.
+// process may open a directory at a time.
 type Store struct {
 	mu        sync.RWMutex // held to queue a request; Close takes it to stop queueing
 	closed    bool
 	db        *bolt.DB
+	wal       *wal // owned by the commit loop
 	bus       *Bus
 	reqs      chan *request
 	quit      chan struct{}
 	done      chan struct{}
-	head      int64 // owned by the commit loop
-	lastGroup int   // how many requests the last commit held; owned by the commit loop
+	lastGroup int // how many requests the last group held; owned by the commit loop
+	every     int // checkpoint after this many changes
+
+	// view guards what the bbolt file does not hold yet: the state since
+	// the last checkpoint. The commit loop alone changes it, under the
+	// write lock. A reader holds the read lock from before it begins a
+	// bbolt transaction until it is done, so that a checkpoint (committed
+	// to bbolt, then dropped from memory under the write lock) is seen
+	// once, never twice or not at all.
+	view    sync.RWMutex
+	head    int64                     // the position of the last change
+	recent  []api.Change              // changes since the last checkpoint, in order
+	records map[string]api.RecordState // records changed since, as they are now
+	streams map[string]api.StreamInfo  // streams stored since
 }
 
-// request is one caller's atomic unit of work for the commit loop.
+// request is one caller's atomic unit of work for the commit loop: a
+// batch of writes, a stream's state, or (for Trim) a checkpoint.
 type request struct {
-	writes  []api.Write
-	stream  *api.StreamInfo
-	changes []api.Change
-	err     error
-	done    chan struct{}
+	writes     []api.Write
+	stream     *api.StreamInfo
+	checkpoint bool
+	changes    []api.Change
+	err        error
+	done       chan struct{}
 }
 
-// Open opens (or creates) the store in dir, in the file switchboard.db.
+// Open opens (or creates) the store in dir: the files switchboard.db and
+// switchboard.wal. Changes that reached the write-ahead log before a crash
+// are applied to the bbolt file first.
 func Open(dir string) (*Store, error) {
+	return open(dir, checkpointChanges)
+}
+
+func open(dir string, every int) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -77,29 +103,53 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{})}
-	err = db.Update(func(tx *bolt.Tx) error {
+		quit: make(chan struct{}), done: make(chan struct{}), every: every}
+	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	go s.loop()
+	return s, nil
+}
+
+// recover opens the write-ahead log and checkpoints what it holds.
+func (s *Store) recover(walPath string) error {
+	var epoch uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketRecords, bucketLog, bucketStreams, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		s.head = headOf(tx)
+		epoch = uint64(getInt(tx.Bucket(bucketMeta), keyEpoch))
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("init %s: %w", file, err)
+		return err
 	}
-	go s.loop()
-	return s, nil
+	w, found, err := openWAL(walPath, epoch, s.head)
+	if err != nil {
+		return err
+	}
+	s.wal = w
+	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
+	for _, ch := range found.changes {
+		s.records[ch.Name] = stateAfter(ch)
+		s.head = ch.Seq
+	}
+	if err := s.checkpoint(); err != nil {
+		w.close()
+		return err
+	}
+	return nil
 }
 
 // Bus returns the in-process Bus on which the store announces changes.
 func (s *Store) Bus() *Bus { return s.bus }
 
-// Close stops the commit loop, after the transaction under way, and
-// closes the file.
+// Close stops the commit loop after the group under way, checkpoints and
+// closes the files.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -110,7 +160,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
-	return s.db.Close()
+	return errors.Join(s.checkpoint(), s.wal.close(), s.db.Close())
 }
 
 // Ping reports whether the file is open.
@@ -118,15 +168,34 @@ func (s *Store) Ping(context.Context) error {
 	return s.db.View(func(*bolt.Tx) error { return nil })
 }
 
+// read runs fn with a read transaction, under the view's read lock.
+func (s *Store) read(fn func(tx *bolt.Tx) error) error {
+	s.view.RLock()
+	defer s.view.RUnlock()
+	return s.db.View(fn)
+}
+
+// record returns a record as the loop last committed it. The caller holds
+// the view's read lock, or is the commit loop.
+func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
+	if st, ok := s.records[name]; ok {
+		if !st.Exists {
+			return api.Record{Name: name}, false
+		}
+		return api.Record{Name: name, Version: st.Version, Data: st.Data}, true
+	}
+	return getRecord(tx, name)
+}
+
 // Get returns a record, or NOT_FOUND.
 func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
 	var rec api.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.read(func(tx *bolt.Tx) error {
 		var ok bool
-		rec, ok = getRecord(tx, name)
-		if !ok {
+		if rec, ok = s.record(tx, name); !ok {
 			return api.NotFound(name)
 		}
+		rec.Data = bytes.Clone(rec.Data)
 		return nil
 	})
 	return rec, err
@@ -135,21 +204,41 @@ func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
 // List returns records under prefix after the cursor, in name order.
 func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
 	var out []api.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		start := prefix
-		if after > start {
-			start = after
+	err := s.read(func(tx *bolt.Tx) error {
+		// The records changed since the checkpoint, merged into the file's.
+		var changed []string
+		for name := range s.records {
+			if strings.HasPrefix(name, prefix) && name > after {
+				changed = append(changed, name)
+			}
 		}
-		for k, v := c.Seek([]byte(start)); k != nil && len(out) < limit; k, v = c.Next() {
-			name := string(k)
-			if !strings.HasPrefix(name, prefix) {
-				break
+		slices.Sort(changed)
+		add := func(name string) {
+			if rec, ok := s.record(tx, name); ok {
+				out = append(out, api.Record{Name: name, Version: rec.Version})
 			}
-			if name <= after {
-				continue
+		}
+		c := tx.Bucket(bucketRecords).Cursor()
+		k, _ := c.Seek([]byte(max(prefix, after)))
+		for len(out) < limit {
+			var stored, name string // the file's next name under prefix, and the next to list
+			if k != nil && bytes.HasPrefix(k, []byte(prefix)) {
+				stored = string(k)
 			}
-			out = append(out, api.Record{Name: name, Version: int64(binary.BigEndian.Uint64(v))})
+			switch {
+			case len(changed) > 0 && (stored == "" || changed[0] <= stored):
+				name, changed = changed[0], changed[1:]
+			case stored != "":
+				name = stored
+			default:
+				return nil
+			}
+			if name == stored {
+				k, _ = c.Next()
+			}
+			if name > after {
+				add(name)
+			}
 		}
 		return nil
 	})
@@ -160,10 +249,10 @@ func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.
 func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record, error) {
 	var pos int64
 	out := make([]api.Record, len(names))
-	err := s.db.View(func(tx *bolt.Tx) error {
-		pos = headOf(tx)
+	err := s.read(func(tx *bolt.Tx) error {
+		pos = s.head
 		for i, n := range names {
-			out[i], _ = getRecord(tx, n)
+			out[i], _ = s.record(tx, n)
 			out[i].Name = n
 		}
 		return nil
@@ -171,13 +260,15 @@ func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record
 	return pos, out, err
 }
 
-// Changes returns up to limit changes after position after.
+// Changes returns up to limit changes after position after: those in the
+// bbolt file, then those since the last checkpoint.
 func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change, error) {
 	var out []api.Change
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.read(func(tx *bolt.Tx) error {
 		if after < getInt(tx.Bucket(bucketMeta), keyTrimmed) {
 			return api.ErrTrimmed
 		}
+		last := after
 		c := tx.Bucket(bucketLog).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			ch, err := decodeChange(k, v)
@@ -185,6 +276,14 @@ func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change
 				return err
 			}
 			out = append(out, ch)
+			last = ch.Seq
+		}
+		// A checkpoint may have put recent changes in the file already.
+		if len(s.recent) > 0 {
+			i := max(0, int(last+1-s.recent[0].Seq))
+			for ; i < len(s.recent) && len(out) < limit; i++ {
+				out = append(out, s.recent[i])
+			}
 		}
 		return nil
 	})
@@ -192,8 +291,12 @@ func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change
 }
 
 // Trim removes changes and streams older than before, a thousand changes
-// per transaction so that writers never wait long.
+// per transaction so that writers never wait long. It checkpoints first,
+// so that every change it may cut is in the bbolt file.
 func (s *Store) Trim(ctx context.Context, before time.Time) error {
+	if _, err := s.submit(ctx, &request{checkpoint: true}); err != nil {
+		return err
+	}
 	cut := before.UnixNano()
 	for more := true; more; {
 		if err := ctx.Err(); err != nil {
@@ -246,7 +349,11 @@ func (s *Store) Trim(ctx context.Context, before time.Time) error {
 // GetStream returns a stored stream, or NOT_FOUND.
 func (s *Store) GetStream(_ context.Context, id string) (api.StreamInfo, error) {
 	var info api.StreamInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.read(func(tx *bolt.Tx) error {
+		if st, ok := s.streams[id]; ok {
+			info = st
+			return nil
+		}
 		v := tx.Bucket(bucketStreams).Get([]byte(id))
 		if v == nil {
 			return api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
@@ -356,51 +463,152 @@ func (s *Store) fail(err error) {
 	}
 }
 
-// commit runs a group of requests in one transaction. A request that fails
-// leaves no trace; the others commit.
+// commit makes a group of requests durable with one append to the
+// write-ahead log, then shows it to readers. A request that fails leaves
+// no trace; the others commit. A checkpoint follows when one was asked for
+// or the log is long enough.
 func (s *Store) commit(group []*request) {
-	seq := s.head
+	var tx *bolt.Tx // begun at the first record that did not change since the last checkpoint
+	defer func() {
+		if tx != nil {
+			tx.Rollback()
+		}
+	}()
+	changed := map[string]api.RecordState{} // by the group's earlier requests
+	current := func(name string) (api.RecordState, error) {
+		if st, ok := changed[name]; ok {
+			return st, nil
+		}
+		if st, ok := s.records[name]; ok {
+			return st, nil
+		}
+		if tx == nil {
+			var err error
+			if tx, err = s.db.Begin(false); err != nil {
+				return api.RecordState{}, err
+			}
+		}
+		rec, ok := getRecord(tx, name)
+		return api.RecordState{Version: rec.Version, Data: rec.Data, Exists: ok}, nil
+	}
+
+	head, seq := s.head, s.head
 	now := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, r := range group {
-			if r.stream != nil {
-				r.err = putStream(tx, *r.stream)
-				continue
-			}
-			r.changes, r.err = prepare(tx, r.writes)
-			if r.err != nil {
-				continue
-			}
+	checkpoint := false
+	for _, r := range group {
+		switch {
+		case r.checkpoint:
+			checkpoint = true
+		case r.stream != nil:
+			r.err = s.wal.addStream(*r.stream, seq)
+		default:
+			r.changes, r.err = prepare(current, r.writes)
 			for i := range r.changes {
 				seq++
 				r.changes[i].Seq, r.changes[i].Time = seq, now
-				if err := putChange(tx, r.changes[i]); err != nil {
-					return err
+				s.wal.addChange(r.changes[i])
+				if r.changes[i].Kind != api.KindEvent {
+					changed[r.changes[i].Name] = stateAfter(r.changes[i])
 				}
 			}
 		}
-		return nil
-	})
-	announce := seq > s.head
-	if err != nil {
-		err = fmt.Errorf("commit: %w", err)
-		announce = false
-	} else {
-		s.head = seq
+	}
+	if err := s.wal.flush(); err != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.changes, r.err = nil, err
+			}
+			close(r.done)
+		}
+		return
+	}
+	s.publish(group, seq)
+	var cerr error
+	if checkpoint || s.wal.off >= checkpointBytes || len(s.recent) >= s.every {
+		cerr = s.checkpoint() // on failure the next group tries again
 	}
 	for _, r := range group {
-		if err != nil {
-			r.changes, r.err = nil, err
+		if r.checkpoint {
+			r.err = cerr
 		}
 		close(r.done)
 	}
-	if announce {
+	if seq > head {
 		s.bus.Send(context.Background(), api.TopicChanges, nil)
 	}
 }
 
+// publish shows a durable group to readers.
+func (s *Store) publish(group []*request, seq int64) {
+	s.view.Lock()
+	defer s.view.Unlock()
+	for _, r := range group {
+		switch {
+		case r.err != nil:
+		case r.stream != nil:
+			s.streams[r.stream.ID] = *r.stream
+		default:
+			for _, ch := range r.changes {
+				s.recent = append(s.recent, ch)
+				if ch.Kind != api.KindEvent {
+					s.records[ch.Name] = stateAfter(ch)
+				}
+			}
+		}
+	}
+	s.head = seq
+}
+
+// checkpoint writes what changed since the last checkpoint into the bbolt
+// file, in one transaction, and starts the write-ahead log over. Only the
+// commit loop calls it (or Open and Close, when the loop is not running).
+func (s *Store) checkpoint() error {
+	if len(s.recent) == 0 && len(s.streams) == 0 {
+		return nil
+	}
+	epoch := s.wal.epoch + 1
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		log, records := tx.Bucket(bucketLog), tx.Bucket(bucketRecords)
+		for _, ch := range s.recent {
+			if err := log.Put(seqKey(ch.Seq), encodeChange(ch)); err != nil {
+				return err
+			}
+		}
+		for name, st := range s.records {
+			var err error
+			if st.Exists {
+				err = records.Put([]byte(name), append(binary.BigEndian.AppendUint64(nil, uint64(st.Version)), st.Data...))
+			} else {
+				err = records.Delete([]byte(name))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, info := range s.streams {
+			if err := putStream(tx, info); err != nil {
+				return err
+			}
+		}
+		return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.view.Lock()
+	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
+	s.view.Unlock()
+	s.wal.restart(epoch)
+	return nil
+}
+
+// stateAfter is a record as a change of it left it.
+func stateAfter(ch api.Change) api.RecordState {
+	return api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
+}
+
 // prepare computes the changes of one atomic batch without writing.
-func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
+func prepare(current func(string) (api.RecordState, error), writes []api.Write) ([]api.Change, error) {
 	seen := make(map[string]api.RecordState)
 	changes := make([]api.Change, 0, len(writes))
 	for i, w := range writes {
@@ -410,8 +618,10 @@ func prepare(tx *bolt.Tx, writes []api.Write) ([]api.Change, error) {
 		}
 		cur, ok := seen[w.Name]
 		if !ok {
-			rec, exists := getRecord(tx, w.Name)
-			cur = api.RecordState{Version: rec.Version, Data: rec.Data, Exists: exists}
+			var err error
+			if cur, err = current(w.Name); err != nil {
+				return nil, api.Internal(err, "read %s", w.Name)
+			}
 		}
 		ch, next, err := w.Next(cur)
 		if err != nil {
@@ -437,24 +647,6 @@ func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
 		Version: int64(binary.BigEndian.Uint64(v)),
 		Data:    bytes.Clone(v[8:]),
 	}, true
-}
-
-// putChange appends a change to the log and applies it to the records.
-func putChange(tx *bolt.Tx, ch api.Change) error {
-	switch ch.Kind {
-	case api.KindDelete:
-		if err := tx.Bucket(bucketRecords).Delete([]byte(ch.Name)); err != nil {
-			return err
-		}
-	case api.KindSet, api.KindPatch:
-		v := make([]byte, 8+len(ch.Data))
-		binary.BigEndian.PutUint64(v, uint64(ch.Version))
-		copy(v[8:], ch.Data)
-		if err := tx.Bucket(bucketRecords).Put([]byte(ch.Name), v); err != nil {
-			return err
-		}
-	}
-	return tx.Bucket(bucketLog).Put(seqKey(ch.Seq), encodeChange(ch))
 }
 
 func putStream(tx *bolt.Tx, info api.StreamInfo) error {

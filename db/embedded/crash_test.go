@@ -1,0 +1,144 @@
+package embedded_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+)
+
+// crashDirEnv makes the test binary a writer that never stops: see
+// TestCrash.
+const crashDirEnv = "EMBEDDED_CRASH_DIR"
+
+// ack is one acknowledged batch of the crashing writer: writer g's i-th
+// batch set record r/g to {"i":i} at seq and published event e/g right
+// after it.
+type ack struct {
+	g, i int
+	seq  int64
+}
+
+// TestCrash kills a process that writes with SIGKILL and opens its
+// directory: every batch it acknowledged is there, at the position it
+// was given, records are at their last acknowledged version or later, and
+// the log has no gap. The writer checkpoints every 500 changes, so the
+// kill lands between checkpoints and sometimes in one.
+func TestCrash(t *testing.T) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		crashingWriter(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acks []ack
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		var a ack
+		if _, err := fmt.Sscanf(lines.Text(), "%d %d %d", &a.g, &a.i, &a.seq); err != nil {
+			t.Fatalf("writer said %q", lines.Text())
+		}
+		acks = append(acks, a)
+		if len(acks) == 3000 {
+			cmd.Process.Kill() // what it printed before it died was acknowledged too
+		}
+	}
+	cmd.Wait()
+	if len(acks) < 3000 {
+		t.Fatalf("the writer stopped after %d batches", len(acks))
+	}
+
+	s, err := embedded.Open(dir)
+	if err != nil {
+		t.Fatalf("Open after a crash: %v", err)
+	}
+	defer s.Close()
+	log := map[int64]api.Change{}
+	for after := int64(0); ; {
+		cs, err := s.Changes(context.Background(), after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			if c.Seq != after+1 {
+				t.Fatalf("the log jumps from %d to %d", after, c.Seq)
+			}
+			log[c.Seq], after = c, c.Seq
+		}
+	}
+	last := map[int]int{}
+	for _, a := range acks {
+		set, ev := log[a.seq], log[a.seq+1]
+		name, data := fmt.Sprintf("r/%d", a.g), fmt.Sprintf(`{"i":%d}`, a.i)
+		if set.Name != name || string(set.Data) != data || ev.Name != fmt.Sprintf("e/%d", a.g) || string(ev.Data) != strconv.Itoa(a.i) {
+			t.Fatalf("acknowledged batch %d/%d at %d: the log holds %+v, %+v", a.g, a.i, a.seq, set, ev)
+		}
+		last[a.g] = max(last[a.g], a.i)
+	}
+	for g, i := range last {
+		rec, err := s.Get(context.Background(), fmt.Sprintf("r/%d", g))
+		var got struct{ I int }
+		if err != nil || json.Unmarshal(rec.Data, &got) != nil || got.I < i || rec.Version != int64(got.I+1) {
+			t.Errorf("record r/%d after the crash = %+v, %v; want at least {\"i\":%d}", g, rec, err, i)
+		}
+		if _, err := s.GetStream(context.Background(), fmt.Sprintf("s%d", g)); err != nil {
+			t.Errorf("stream s%d after the crash: %v", g, err)
+		}
+	}
+	t.Logf("%d acknowledged batches, %d changes recovered", len(acks), len(log))
+}
+
+// crashingWriter writes from four goroutines until the process is killed,
+// printing each acknowledged batch.
+func crashingWriter(dir string) {
+	s, err := embedded.OpenCheckpointEvery(dir, 500)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			ctx := context.Background()
+			s.PutStream(ctx, api.StreamInfo{ID: fmt.Sprintf("s%d", g), Updated: time.Now()})
+			for i := range 100000 {
+				data := json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+				cs, err := s.Write(ctx, []api.Write{
+					{Kind: api.KindSet, Name: fmt.Sprintf("r/%d", g), Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return data, nil }},
+					{Kind: api.KindEvent, Name: fmt.Sprintf("e/%d", g), Data: json.RawMessage(strconv.Itoa(i))},
+				})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Printf("%d %d %d\n", g, i, cs[0].Seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	os.Exit(1) // not killed: the parent says so
+}

@@ -1,0 +1,184 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// The write-ahead log makes a group of writes durable with one write and
+// one fsync, where a bbolt commit needs two fsyncs and rewrites pages. The
+// commit loop appends every group to it; now and then it checkpoints: the
+// entries since the last checkpoint go into the bbolt file in one
+// transaction and the log starts again from its beginning.
+//
+// An entry is
+//
+//	length uint32 | crc32c uint32 | epoch uint64 | seq uint64 | type byte | body
+//
+// with the length and checksum covering what follows the checksum. The
+// epoch counts checkpoints: it is stored in the bbolt file with each one,
+// and an entry of another epoch (left over from before the last
+// checkpoint) is not part of the log. A change entry's seq is its log
+// position and must follow the entry before it; a stream entry carries the
+// position it was written at. Reading stops at the first entry that is not
+// whole, of the current epoch and in sequence: a write cut short by a crash
+// was never acknowledged.
+type wal struct {
+	f     *os.File
+	epoch uint64
+	off   int64  // where the next group goes
+	buf   []byte // the group being encoded
+}
+
+const (
+	walHeader = 4 + 4 + 8 + 8 + 1
+	// walPrealloc is how much of the file is written with zeros when it is
+	// created, so that appends overwrite allocated blocks and an fsync
+	// flushes data only, not the file's growing size.
+	walPrealloc = 4 << 20
+	// checkpointBytes and checkpointChanges bound the log between
+	// checkpoints, and so the memory that holds its changes and the work of
+	// a recovery.
+	checkpointBytes   = walPrealloc
+	checkpointChanges = 4096
+
+	entryChange byte = 1
+	entryStream byte = 2
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// walEntries is what a log holds: its changes in order, and the latest
+// state of each stream written.
+type walEntries struct {
+	changes []api.Change
+	streams map[string]api.StreamInfo
+}
+
+// openWAL opens the log file at path and reads the entries of epoch that
+// follow position head.
+func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, walEntries{}, err
+	}
+	data, err := io.ReadAll(f)
+	if err == nil && len(data) < walPrealloc {
+		_, err = f.WriteAt(make([]byte, walPrealloc-len(data)), int64(len(data)))
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, walEntries{}, err
+	}
+	w := &wal{f: f, epoch: epoch}
+	entries, err := w.read(data, head)
+	if err != nil {
+		f.Close()
+		return nil, walEntries{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, entries, nil
+}
+
+// read decodes the entries of data that belong to the log.
+func (w *wal) read(data []byte, head int64) (walEntries, error) {
+	out := walEntries{streams: map[string]api.StreamInfo{}}
+	for off := 0; len(data)-off >= walHeader; {
+		n := int(binary.BigEndian.Uint32(data[off:]))
+		if n < walHeader-8 || off+8+n > len(data) {
+			break
+		}
+		body := data[off+8 : off+8+n]
+		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[off+4:]) ||
+			binary.BigEndian.Uint64(body) != w.epoch {
+			break
+		}
+		seq, typ, payload := int64(binary.BigEndian.Uint64(body[8:])), body[16], body[17:]
+		switch {
+		case typ == entryChange && seq == head+1:
+			ch, err := decodeChange(body[8:16], payload)
+			if err != nil {
+				return out, err // checksummed, so written wrong: do not guess
+			}
+			out.changes = append(out.changes, ch)
+			head = seq
+		case typ == entryStream && seq == head:
+			var info api.StreamInfo
+			if err := json.Unmarshal(payload, &info); err != nil {
+				return out, fmt.Errorf("stream entry at %d: %w", off, err)
+			}
+			out.streams[info.ID] = info
+		default:
+			return out, nil
+		}
+		off += 8 + n
+	}
+	return out, nil
+}
+
+// addChange encodes a change into the group under way.
+func (w *wal) addChange(ch api.Change) {
+	w.add(entryChange, ch.Seq, encodeChange(ch))
+}
+
+// addStream encodes a stream's state, written at position head.
+func (w *wal) addStream(info api.StreamInfo, head int64) error {
+	body, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	w.add(entryStream, head, body)
+	return nil
+}
+
+func (w *wal) add(typ byte, seq int64, body []byte) {
+	start := len(w.buf)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(walHeader-8+len(body)))
+	w.buf = binary.BigEndian.AppendUint32(w.buf, 0)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, w.epoch)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(seq))
+	w.buf = append(w.buf, typ)
+	w.buf = append(w.buf, body...)
+	binary.BigEndian.PutUint32(w.buf[start+4:], crc32.Checksum(w.buf[start+8:], castagnoli))
+}
+
+// reset drops the group under way.
+func (w *wal) reset() { w.buf = w.buf[:0] }
+
+// flush writes the group under way and waits until it is on disk. After an
+// error the group is dropped and the next one overwrites what of it reached
+// the file.
+func (w *wal) flush() error {
+	defer w.reset()
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("write-ahead log: sync: %w", err)
+	}
+	w.off += int64(len(w.buf))
+	if cap(w.buf) > 4*walPrealloc {
+		w.buf = nil // a huge batch went by: do not keep its buffer
+	}
+	return nil
+}
+
+// restart begins epoch: the entries before it were checkpointed.
+func (w *wal) restart(epoch uint64) {
+	w.epoch, w.off = epoch, 0
+}
+
+func (w *wal) close() error {
+	return w.f.Close()
+}
