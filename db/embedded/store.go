@@ -2,7 +2,9 @@
 // and stream state in one bbolt file, with a write-ahead log beside it.
 // Writes are group committed: every write waiting when the commit loop
 // takes the next group joins it, and the group is durable with one append
-// and one fsync of the write-ahead log. The bbolt file catches up at
+// and one fsync of the write-ahead log. The loop writes the next group
+// while earlier fsyncs are in flight; a group is answered and shown to
+// readers once on disk, in order. The bbolt file catches up at
 // checkpoints, many groups in one transaction; until then readers see the
 // groups since the last checkpoint in memory.
 package embedded
@@ -46,29 +48,53 @@ var ErrClosed = errors.New("embedded store is closed")
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a directory at a time.
 type Store struct {
-	mu        sync.RWMutex // held to queue a request; Close takes it to stop queueing
-	closed    bool
-	db        *bolt.DB
-	wal       *wal // owned by the commit loop
-	bus       *Bus
-	reqs      chan *request
-	quit      chan struct{}
-	done      chan struct{}
-	lastGroup int // how many requests the last group held; owned by the commit loop
-	every     int // checkpoint after this many changes
+	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
+	closed bool
+	db     *bolt.DB
+	wal    *wal // owned by the commit loop
+	bus    *Bus
+	reqs   chan *request
+	quit   chan struct{}
+	done   chan struct{}
+	every  int // checkpoint after this many changes
+
+	// Owned by the commit loop: what the groups written so far did.
+	lastGroup int                        // how many requests the last group held
+	seq       int64                      // the position of the last change written
+	latest    map[string]api.RecordState // records changed since the last checkpoint, as written
+	since     int                        // changes written since the last checkpoint
+
+	// The pipeline: the loop writes a group to the log and goes on to the
+	// next while up to maxSyncs fsyncs are in flight. An fsync that returns
+	// makes every group written before it began durable.
+	syncs   chan struct{} // a token per fsync in flight
+	pipe    sync.Mutex    // guards written and broken
+	written []*batch      // groups written, not yet published, in order
+	broken  error         // the log failed: writes fail until a restart
 
 	// view guards what the bbolt file does not hold yet: the state since
-	// the last checkpoint. The commit loop alone changes it, under the
-	// write lock. A reader holds the read lock from before it begins a
+	// the last checkpoint. It changes under the write lock when groups are
+	// published and at checkpoints. A reader holds the read lock from
+	// before it begins a
 	// bbolt transaction until it is done, so that a checkpoint (committed
 	// to bbolt, then dropped from memory under the write lock) is seen
 	// once, never twice or not at all.
 	view    sync.RWMutex
-	head    int64                     // the position of the last change
-	recent  []api.Change              // changes since the last checkpoint, in order
+	head    int64                      // the position of the last change
+	recent  []api.Change               // changes since the last checkpoint, in order
 	records map[string]api.RecordState // records changed since, as they are now
 	streams map[string]api.StreamInfo  // streams stored since
 }
+
+// batch is a group of requests written to the log, waiting for an fsync.
+type batch struct {
+	requests []*request
+	seq      int64 // the position of its last change
+}
+
+// maxSyncs bounds the fsyncs in flight. Two or three overlap on the disks
+// measured; more add nothing.
+const maxSyncs = 3
 
 // request is one caller's atomic unit of work for the commit loop: a
 // batch of writes, a stream's state, or (for Trim) a checkpoint.
@@ -103,7 +129,8 @@ func open(dir string, every int) (*Store, error) {
 		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), every: every}
+		quit: make(chan struct{}), done: make(chan struct{}), every: every,
+		syncs: make(chan struct{}, maxSyncs), latest: map[string]api.RecordState{}}
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", dir, err)
@@ -142,6 +169,7 @@ func (s *Store) recover(walPath string) error {
 		w.close()
 		return err
 	}
+	s.seq = s.head
 	return nil
 }
 
@@ -163,8 +191,14 @@ func (s *Store) Close() error {
 	return errors.Join(s.checkpoint(), s.wal.close(), s.db.Close())
 }
 
-// Ping reports whether the file is open.
+// Ping reports whether the files are usable.
 func (s *Store) Ping(context.Context) error {
+	s.pipe.Lock()
+	err := s.broken
+	s.pipe.Unlock()
+	if err != nil {
+		return err
+	}
 	return s.db.View(func(*bolt.Tx) error { return nil })
 }
 
@@ -397,18 +431,32 @@ func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
 
 func (s *Store) loop() {
 	defer close(s.done)
-	group := make([]*request, 0, maxGroup)
 	for {
+		var group []*request
 		select {
 		case <-s.quit:
-			s.fail(ErrClosed)
+			s.drain()
+			s.refuse(ErrClosed)
 			return
 		case r := <-s.reqs:
-			group = append(group[:0], r)
+			group = s.gather(append(make([]*request, 0, max(8, s.lastGroup)), r))
 		}
-		group = s.gather(group)
-		s.commit(group)
 		s.lastGroup = len(group)
+		s.write(group)
+		var asked []*request
+		for _, r := range group {
+			if r.checkpoint {
+				asked = append(asked, r)
+			}
+		}
+		if len(asked) > 0 || s.wal.off >= checkpointBytes || s.since >= s.every {
+			s.drain()
+			err := s.checkpoint() // on failure the next group tries again
+			for _, r := range asked {
+				r.err = err
+				close(r.done)
+			}
+		}
 	}
 }
 
@@ -450,8 +498,8 @@ func (s *Store) gather(group []*request) []*request {
 	return group
 }
 
-// fail answers every queued request with err.
-func (s *Store) fail(err error) {
+// refuse answers every queued request with err.
+func (s *Store) refuse(err error) {
 	for {
 		select {
 		case r := <-s.reqs:
@@ -463,23 +511,21 @@ func (s *Store) fail(err error) {
 	}
 }
 
-// commit makes a group of requests durable with one append to the
-// write-ahead log, then shows it to readers. A request that fails leaves
-// no trace; the others commit. A checkpoint follows when one was asked for
-// or the log is long enough.
-func (s *Store) commit(group []*request) {
+// write appends a group's changes to the log and starts an fsync of it;
+// the fsync's return publishes it (see durable). A request that fails
+// leaves no trace and is answered at once.
+func (s *Store) write(group []*request) {
+	s.pipe.Lock()
+	broken := s.broken
+	s.pipe.Unlock()
 	var tx *bolt.Tx // begun at the first record that did not change since the last checkpoint
 	defer func() {
 		if tx != nil {
 			tx.Rollback()
 		}
 	}()
-	changed := map[string]api.RecordState{} // by the group's earlier requests
 	current := func(name string) (api.RecordState, error) {
-		if st, ok := changed[name]; ok {
-			return st, nil
-		}
-		if st, ok := s.records[name]; ok {
+		if st, ok := s.latest[name]; ok {
 			return st, nil
 		}
 		if tx == nil {
@@ -492,62 +538,115 @@ func (s *Store) commit(group []*request) {
 		return api.RecordState{Version: rec.Version, Data: rec.Data, Exists: ok}, nil
 	}
 
-	head, seq := s.head, s.head
+	b := &batch{seq: s.seq}
 	now := time.Now()
-	checkpoint := false
 	for _, r := range group {
 		switch {
 		case r.checkpoint:
-			checkpoint = true
+			continue // answered by the loop
+		case broken != nil:
+			r.err = broken
 		case r.stream != nil:
-			r.err = s.wal.addStream(*r.stream, seq)
+			r.err = s.wal.addStream(*r.stream, b.seq)
 		default:
 			r.changes, r.err = prepare(current, r.writes)
 			for i := range r.changes {
-				seq++
-				r.changes[i].Seq, r.changes[i].Time = seq, now
+				b.seq++
+				r.changes[i].Seq, r.changes[i].Time = b.seq, now
 				s.wal.addChange(r.changes[i])
 				if r.changes[i].Kind != api.KindEvent {
-					changed[r.changes[i].Name] = stateAfter(r.changes[i])
+					s.latest[r.changes[i].Name] = stateAfter(r.changes[i])
 				}
 			}
+			s.since += len(r.changes)
 		}
-	}
-	if err := s.wal.flush(); err != nil {
-		for _, r := range group {
-			if r.err == nil {
-				r.changes, r.err = nil, err
-			}
+		if r.err != nil {
 			close(r.done)
+			continue
 		}
+		b.requests = append(b.requests, r)
+	}
+	if len(b.requests) == 0 {
 		return
 	}
-	s.publish(group, seq)
-	var cerr error
-	if checkpoint || s.wal.off >= checkpointBytes || len(s.recent) >= s.every {
-		cerr = s.checkpoint() // on failure the next group tries again
+	if err := s.wal.write(); err != nil {
+		s.pipe.Lock()
+		s.fail(err, append(s.written, b))
+		s.pipe.Unlock()
+		return
 	}
-	for _, r := range group {
-		if r.checkpoint {
-			r.err = cerr
-		}
-		close(r.done)
+	s.seq = b.seq
+	s.pipe.Lock()
+	s.written = append(s.written, b)
+	s.pipe.Unlock()
+	s.syncs <- struct{}{}
+	go func() {
+		s.durable(b, s.wal.sync())
+		<-s.syncs
+	}()
+}
+
+// drain waits until no fsync is in flight: every group written is
+// published or failed.
+func (s *Store) drain() {
+	for range maxSyncs {
+		s.syncs <- struct{}{}
 	}
-	if seq > head {
-		s.bus.Send(context.Background(), api.TopicChanges, nil)
+	for range maxSyncs {
+		<-s.syncs
 	}
 }
 
-// publish shows a durable group to readers.
-func (s *Store) publish(group []*request, seq int64) {
+// durable is called when b's fsync returns. Without an error, b and every
+// group written before it are on disk: they are published, in order, and
+// answered. After an error nothing written since the last published
+// group can be trusted, nor can the file: every write from now on fails,
+// and a restart recovers what the log holds.
+func (s *Store) durable(b *batch, err error) {
+	s.pipe.Lock()
+	defer s.pipe.Unlock()
+	if err != nil {
+		s.fail(err, s.written)
+		return
+	}
+	n := slices.Index(s.written, b) + 1 // 0 when a later fsync published it already
+	if n == 0 {
+		return
+	}
+	done := s.written[:n]
+	s.written = s.written[n:]
+	s.publish(done)
+	for _, w := range done {
+		for _, r := range w.requests {
+			close(r.done)
+		}
+	}
+	s.bus.Send(context.Background(), api.TopicChanges, nil)
+}
+
+// fail breaks the store with err and answers the groups with it. The
+// caller holds pipe.
+func (s *Store) fail(err error, groups []*batch) {
+	s.broken = err
+	for _, b := range groups {
+		for _, r := range b.requests {
+			r.changes, r.err = nil, err
+			close(r.done)
+		}
+	}
+	s.written = nil
+}
+
+// publish shows durable groups to readers.
+func (s *Store) publish(done []*batch) {
 	s.view.Lock()
 	defer s.view.Unlock()
-	for _, r := range group {
-		switch {
-		case r.err != nil:
-		case r.stream != nil:
-			s.streams[r.stream.ID] = *r.stream
-		default:
+	for _, b := range done {
+		for _, r := range b.requests {
+			if r.stream != nil {
+				s.streams[r.stream.ID] = *r.stream
+				continue
+			}
 			for _, ch := range r.changes {
 				s.recent = append(s.recent, ch)
 				if ch.Kind != api.KindEvent {
@@ -555,13 +654,14 @@ func (s *Store) publish(group []*request, seq int64) {
 				}
 			}
 		}
+		s.head = b.seq
 	}
-	s.head = seq
 }
 
 // checkpoint writes what changed since the last checkpoint into the bbolt
 // file, in one transaction, and starts the write-ahead log over. Only the
-// commit loop calls it (or Open and Close, when the loop is not running).
+// commit loop calls it, with no fsync in flight (or Open and Close, when
+// the loop is not running).
 func (s *Store) checkpoint() error {
 	if len(s.recent) == 0 && len(s.streams) == 0 {
 		return nil
@@ -598,6 +698,7 @@ func (s *Store) checkpoint() error {
 	s.view.Lock()
 	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
 	s.view.Unlock()
+	s.latest, s.since = map[string]api.RecordState{}, 0
 	s.wal.restart(epoch)
 	return nil
 }

@@ -153,23 +153,25 @@ func (w *wal) add(typ byte, seq int64, body []byte) {
 // reset drops the group under way.
 func (w *wal) reset() { w.buf = w.buf[:0] }
 
-// flush writes the group under way and waits until it is on disk. After an
-// error the group is dropped and the next one overwrites what of it reached
-// the file.
-func (w *wal) flush() error {
+// write appends the group under way to the file. The next group goes
+// after it, also after an error: the file can no longer be trusted then.
+func (w *wal) write() error {
 	defer w.reset()
-	if len(w.buf) == 0 {
-		return nil
-	}
-	if _, err := w.f.WriteAt(w.buf, w.off); err != nil {
-		return fmt.Errorf("write-ahead log: %w", err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("write-ahead log: sync: %w", err)
-	}
+	_, err := w.f.WriteAt(w.buf, w.off)
 	w.off += int64(len(w.buf))
 	if cap(w.buf) > 4*walPrealloc {
 		w.buf = nil // a huge batch went by: do not keep its buffer
+	}
+	if err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	return nil
+}
+
+// sync waits until what was written is on disk. It may run beside write.
+func (w *wal) sync() error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("write-ahead log: sync: %w", err)
 	}
 	return nil
 }

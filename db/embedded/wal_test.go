@@ -53,7 +53,10 @@ func TestWALRoundTrip(t *testing.T) {
 		t.Fatalf("openWAL(new) = %+v, %v", found, err)
 	}
 	encodeWAL(w, 5)
-	if err := w.flush(); err != nil {
+	if err := w.write(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.sync(); err != nil {
 		t.Fatal(err)
 	}
 	w.close()
@@ -111,4 +114,34 @@ func FuzzWALRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// After the log fails, every write fails with its error, Ping reports it,
+// and what was committed before still reads.
+func TestWALFailureBreaksTheStore(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	event := []api.Write{{Kind: api.KindEvent, Name: "e", Data: json.RawMessage(`1`)}}
+	before, err := s.Write(ctx, event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.wal.f.Close() // every write and fsync of the log fails from now on
+	for range 2 {
+		if cs, err := s.Write(ctx, event); err == nil {
+			t.Fatalf("Write after the log failed = %+v, want an error", cs)
+		}
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping after the log failed = nil, want its error")
+	}
+	if cs, err := s.Changes(ctx, 0, 10); err != nil || len(cs) != 1 || cs[0].Seq != before[0].Seq {
+		t.Errorf("Changes after the log failed = %+v, %v; want the change made before", cs, err)
+	}
+	if err := s.Close(); err == nil {
+		t.Error("Close after the log failed = nil, want the error of closing it")
+	}
 }
