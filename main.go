@@ -45,7 +45,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stdout)
+	out := newLineBuffer(stdout)
+	defer out.Close()
+	log := newLogger(cfg, out)
 	if len(args) > 1 {
 		return command(ctx, cfg, args[1], log)
 	}

@@ -25,6 +25,8 @@ func publish(events *realtime.Events) http.HandlerFunc {
 			writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"id": strconv.FormatInt(ch.Seq, 10)})
+		writeJSON(w, http.StatusAccepted, struct {
+			ID string `json:"id"`
+		}{strconv.FormatInt(ch.Seq, 10)})
 	}
 }

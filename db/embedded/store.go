@@ -297,6 +297,13 @@ func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record
 // Changes returns up to limit changes after position after: those in the
 // bbolt file, then those since the last checkpoint.
 func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change, error) {
+	s.view.RLock()
+	if len(s.recent) > 0 && after >= s.recent[0].Seq-1 { // a reader near the head: all in memory
+		out := s.recentAfter(nil, after, limit)
+		s.view.RUnlock()
+		return out, nil
+	}
+	s.view.RUnlock()
 	var out []api.Change
 	err := s.read(func(tx *bolt.Tx) error {
 		if after < getInt(tx.Bucket(bucketMeta), keyTrimmed) {
@@ -313,15 +320,21 @@ func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change
 			last = ch.Seq
 		}
 		// A checkpoint may have put recent changes in the file already.
-		if len(s.recent) > 0 {
-			i := max(0, int(last+1-s.recent[0].Seq))
-			for ; i < len(s.recent) && len(out) < limit; i++ {
-				out = append(out, s.recent[i])
-			}
-		}
+		out = s.recentAfter(out, last, limit)
 		return nil
 	})
 	return out, err
+}
+
+// recentAfter appends to out the changes since the last checkpoint that
+// follow position after, until out holds limit. The caller holds the
+// view's read lock.
+func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Change {
+	if len(s.recent) == 0 || len(out) >= limit {
+		return out
+	}
+	i := min(max(0, int(after+1-s.recent[0].Seq)), len(s.recent))
+	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
 }
 
 // Trim removes changes and streams older than before, a thousand changes
