@@ -10,7 +10,7 @@ import (
 
 // BenchmarkPublish measures durable event appends from 8 concurrent
 // writers (the closed-loop publishers of ssebench's many-topics scenario):
-// group commit shares one transaction and fsync among the waiting writes.
+// group commit shares one log append and fsync among the waiting writes.
 func BenchmarkPublish(b *testing.B) {
 	s, err := embedded.Open(b.TempDir())
 	if err != nil {
