@@ -96,6 +96,9 @@ func TestCrash(t *testing.T) {
 		}
 		last[a.g] = max(last[a.g], a.i)
 	}
+	if recs, err := s.List(context.Background(), "", "", 100); err != nil || len(recs) != len(last) {
+		t.Errorf("after the crash the records are %+v, %v; want r/0 to r/%d only", recs, err, len(last)-1)
+	}
 	for g, i := range last {
 		rec, err := s.Get(context.Background(), fmt.Sprintf("r/%d", g))
 		var got struct{ I int }

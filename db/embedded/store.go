@@ -4,9 +4,9 @@
 // waiting writes to the write-ahead log at once, and a syncer fsyncs the
 // log again as soon as its last fsync returns, for every group written in
 // the meantime. A group is answered and shown to readers once on disk, in
-// order. The bbolt file catches up at
-// checkpoints, many groups in one transaction; until then readers see the
-// groups since the last checkpoint in memory.
+// order. The bbolt file catches up at checkpoints, many groups in one
+// transaction; until then readers see the groups since the last
+// checkpoint in memory.
 package embedded
 
 import (
@@ -51,7 +51,7 @@ type Store struct {
 	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
 	closed bool
 	db     *bolt.DB
-	wal    *wal // owned by the commit loop
+	wal    *wal // written by the commit loop, synced by the syncer
 	bus    *Bus
 	reqs   chan *request
 	quit   chan struct{}
@@ -76,10 +76,9 @@ type Store struct {
 	// view guards what the bbolt file does not hold yet: the state since
 	// the last checkpoint. It changes under the write lock when groups are
 	// published and at checkpoints. A reader holds the read lock from
-	// before it begins a
-	// bbolt transaction until it is done, so that a checkpoint (committed
-	// to bbolt, then dropped from memory under the write lock) is seen
-	// once, never twice or not at all.
+	// before it begins a bbolt transaction until it is done, so that a
+	// checkpoint (committed to bbolt, then dropped from memory under the
+	// write lock) is seen once, never twice or not at all.
 	view    sync.RWMutex
 	head    int64                      // the position of the last change
 	recent  []api.Change               // changes since the last checkpoint, in order
@@ -160,7 +159,9 @@ func (s *Store) recover(walPath string) error {
 	s.wal = w
 	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
 	for _, ch := range found.changes {
-		s.records[ch.Name] = stateAfter(ch)
+		if ch.Kind != api.KindEvent {
+			s.records[ch.Name] = stateAfter(ch)
+		}
 		s.head = ch.Seq
 	}
 	if err := s.checkpoint(); err != nil {
