@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/r3labs/sse/v2"
 )
 
 // frame is one SSE frame as a client sees it.
@@ -19,9 +20,9 @@ type frame struct {
 	Data  string
 }
 
-// sseClient reads a stream frame by frame. It parses the wire format
-// itself so that tests see exactly what the server sent (ids, retry,
-// comments), which a higher-level client would hide.
+// sseClient reads a stream frame by frame: r3labs/sse's reader splits the
+// stream into events, and parseFrame keeps each event's own id, which
+// r3labs/sse's Client would replace by the last id seen.
 type sseClient struct {
 	resp   *http.Response
 	frames chan frame
@@ -68,26 +69,38 @@ func dialSSE(url, lastID string) (*sseClient, error) {
 
 func (c *sseClient) read() {
 	defer close(c.frames)
-	sc := bufio.NewScanner(c.resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var f frame
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if f.Event != "" || f.Data != "" {
-				c.frames <- f
-			}
-			f = frame{}
-		case strings.HasPrefix(line, ":"), strings.HasPrefix(line, "retry:"):
-		case strings.HasPrefix(line, "id: "):
-			f.ID = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			f.Event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			f.Data = line[6:]
+	events := sse.NewEventStreamReader(c.resp.Body, 4<<20)
+	for {
+		raw, err := events.ReadEvent()
+		if err != nil {
+			return
+		}
+		if f := parseFrame(raw); f.Event != "" || f.Data != "" { // not a heartbeat
+			c.frames <- f
 		}
 	}
+}
+
+// parseFrame reads the fields of one event: its own id (not the last one
+// seen, so that tests see which frames carry one), its name and its data
+// lines. Comments and retry are not part of a frame.
+func parseFrame(raw []byte) frame {
+	var f frame
+	var data []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch name {
+		case "id":
+			f.ID = value
+		case "event":
+			f.Event = value
+		case "data":
+			data = append(data, value)
+		}
+	}
+	f.Data = strings.Join(data, "\n")
+	return f
 }
 
 // Close ends the connection.
