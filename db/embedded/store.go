@@ -570,7 +570,7 @@ func (s *Store) write(group []*request) {
 			for i := range r.changes {
 				b.seq++
 				r.changes[i].Seq, r.changes[i].Time = b.seq, now
-				s.wal.addChange(r.changes[i])
+				s.wal.addChange(r.changes[i], i == len(r.changes)-1)
 				if r.changes[i].Kind != api.KindEvent {
 					s.latest[r.changes[i].Name] = stateAfter(r.changes[i])
 				}

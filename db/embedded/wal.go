@@ -25,10 +25,12 @@ import (
 // epoch counts checkpoints: it is stored in the bbolt file with each one,
 // and an entry of another epoch (left over from before the last
 // checkpoint) is not part of the log. A change entry's seq is its log
-// position and must follow the entry before it; a stream entry carries the
-// position it was written at. Reading stops at the first entry that is not
-// whole, of the current epoch and in sequence: a write cut short by a crash
-// was never acknowledged.
+// position and must follow the entry before it; the last change of a batch
+// says so in its type, and a batch counts only when its last change is
+// read, so that a crash never leaves part of one. A stream entry carries
+// the position it was written at. Reading stops at the first entry that is
+// not whole, of the current epoch and in sequence: a write cut short by a
+// crash was never acknowledged.
 type wal struct {
 	f     *os.File
 	epoch uint64
@@ -50,6 +52,7 @@ const (
 
 	entryChange byte = 1
 	entryStream byte = 2
+	entryEnd    byte = 0x80 // flags the last change of a batch
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -91,6 +94,7 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 // read decodes the entries of data that belong to the log.
 func (w *wal) read(data []byte, head int64) (walEntries, error) {
 	out := walEntries{streams: map[string]api.StreamInfo{}}
+	var batch []api.Change // the changes of a batch whose end is not read yet
 	for off := 0; len(data)-off >= walHeader; {
 		n := int(binary.BigEndian.Uint32(data[off:]))
 		if n < walHeader-8 || off+8+n > len(data) {
@@ -103,14 +107,17 @@ func (w *wal) read(data []byte, head int64) (walEntries, error) {
 		}
 		seq, typ, payload := int64(binary.BigEndian.Uint64(body[8:])), body[16], body[17:]
 		switch {
-		case typ == entryChange && seq == head+1:
+		case typ&^entryEnd == entryChange && seq == head+1:
 			ch, err := decodeChange(body[8:16], payload)
 			if err != nil {
 				return out, err // checksummed, so written wrong: do not guess
 			}
-			out.changes = append(out.changes, ch)
+			batch = append(batch, ch)
 			head = seq
-		case typ == entryStream && seq == head:
+			if typ&entryEnd != 0 {
+				out.changes, batch = append(out.changes, batch...), nil
+			}
+		case typ == entryStream && seq == head && batch == nil:
 			var info api.StreamInfo
 			if err := json.Unmarshal(payload, &info); err != nil {
 				return out, fmt.Errorf("stream entry at %d: %w", off, err)
@@ -124,9 +131,14 @@ func (w *wal) read(data []byte, head int64) (walEntries, error) {
 	return out, nil
 }
 
-// addChange encodes a change into the group under way.
-func (w *wal) addChange(ch api.Change) {
-	w.add(entryChange, ch.Seq, encodeChange(ch))
+// addChange encodes a change into the group under way; last says that it
+// ends its batch.
+func (w *wal) addChange(ch api.Change, last bool) {
+	typ := entryChange
+	if last {
+		typ |= entryEnd
+	}
+	w.add(typ, ch.Seq, encodeChange(ch))
 }
 
 // addStream encodes a stream's state, written at position head.

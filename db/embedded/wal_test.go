@@ -10,15 +10,20 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 )
 
-// encodeWAL encodes n changes (positions 1 to n) and then a stream into
-// w's group under way, and returns where each entry ends.
-func encodeWAL(w *wal, n int) []int {
+// encodeWAL encodes batches of changes (positions from 1, as many in each
+// batch as said) and then a stream into w's group under way, and returns
+// where each entry ends.
+func encodeWAL(w *wal, batches ...int) []int {
 	var ends []int
-	for seq := range int64(n) {
-		w.addChange(api.Change{Seq: seq + 1, Time: time.Unix(0, seq+1), Kind: api.KindEvent, Name: "e", Data: json.RawMessage(`"x"`)})
-		ends = append(ends, len(w.buf))
+	seq := int64(0)
+	for _, n := range batches {
+		for i := range n {
+			seq++
+			w.addChange(api.Change{Seq: seq, Time: time.Unix(0, seq), Kind: api.KindEvent, Name: "e", Data: json.RawMessage(`"x"`)}, i == n-1)
+			ends = append(ends, len(w.buf))
+		}
 	}
-	w.addStream(api.StreamInfo{ID: "s", User: "u", Updated: time.Unix(0, int64(n))}, int64(n))
+	w.addStream(api.StreamInfo{ID: "s", User: "u", Updated: time.Unix(0, seq)}, seq)
 	return append(ends, len(w.buf))
 }
 
@@ -52,7 +57,7 @@ func TestWALRoundTrip(t *testing.T) {
 	if err != nil || len(found.changes) != 0 {
 		t.Fatalf("openWAL(new) = %+v, %v", found, err)
 	}
-	encodeWAL(w, 5)
+	encodeWAL(w, 2, 3)
 	if err := w.write(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +83,7 @@ func TestWALRoundTrip(t *testing.T) {
 // epoch or out of sequence: what comes before it is the log.
 func TestWALStopsAtBadEntry(t *testing.T) {
 	w := &wal{epoch: 7}
-	ends := encodeWAL(w, 4)
+	ends := encodeWAL(w, 1, 1, 1, 1)
 	data := w.buf
 
 	torn := append([]byte(nil), data...)
@@ -96,11 +101,22 @@ func TestWALStopsAtBadEntry(t *testing.T) {
 	}
 }
 
+// A batch counts whole or not at all: cut after two of its three changes,
+// none of them is read.
+func TestWALKeepsWholeBatches(t *testing.T) {
+	w := &wal{epoch: 7}
+	ends := encodeWAL(w, 1, 3)
+	wantSeqs(t, readWAL(t, w.buf, 7, 0), 1, 4)
+	for _, cut := range []int{ends[1], ends[2], ends[3] - 1} {
+		wantSeqs(t, readWAL(t, w.buf[:cut], 7, 0), 1, 1)
+	}
+}
+
 // FuzzWALRead: the reader never panics on any bytes, and what it returns
 // is in sequence from the head.
 func FuzzWALRead(f *testing.F) {
 	w := &wal{epoch: 7}
-	encodeWAL(w, 3)
+	encodeWAL(w, 1, 2)
 	f.Add(w.buf, int64(0))
 	f.Add(w.buf[:40], int64(0))
 	f.Fuzz(func(t *testing.T, data []byte, head int64) {
