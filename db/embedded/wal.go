@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -76,6 +77,9 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 		_, err = f.WriteAt(make([]byte, walPrealloc-len(data)), int64(len(data)))
 		if err == nil {
 			err = f.Sync()
+		}
+		if err == nil && len(data) == 0 {
+			err = syncDir(filepath.Dir(path)) // a new file: make its name durable too
 		}
 	}
 	if err != nil {
@@ -191,6 +195,16 @@ func (w *wal) sync() error {
 // restart begins epoch: the entries before it were checkpointed.
 func (w *wal) restart(epoch uint64) {
 	w.epoch, w.off = epoch, 0
+}
+
+// syncDir makes the entries of a directory durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (w *wal) close() error {
