@@ -91,7 +91,9 @@ type StreamInfo struct {
 }
 
 // Store keeps records, the change log and stream state. Implementations are
-// safe for concurrent use; every backend passes the db/dbtest suite.
+// safe for concurrent use; every backend passes the db/dbtest suite. The
+// Data of returned records and changes may be shared with the store and
+// with other callers: it is read-only.
 type Store interface {
 	// Get returns a record, or a NOT_FOUND error.
 	Get(ctx context.Context, name string) (Record, error)

@@ -56,7 +56,8 @@ type Store struct {
 	reqs   chan *request
 	quit   chan struct{}
 	done   chan struct{}
-	every  int // checkpoint after this many changes
+	every  int  // checkpoint after this many changes
+	saved  bool // the epoch being written is stored in the bbolt file
 
 	// Owned by the commit loop: what the groups written so far did.
 	lastGroup int                        // how many requests the last group held
@@ -443,9 +444,15 @@ func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
 
 func (s *Store) loop() {
 	defer close(s.done)
-	stop := make(chan struct{})
-	defer close(stop)
-	go s.syncer(stop)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-stopped
+	}()
+	go func() {
+		defer close(stopped)
+		s.syncer(stop)
+	}()
 	for {
 		var group []*request
 		select {
@@ -532,6 +539,33 @@ func (s *Store) refuse(err error) {
 // the fsync's return publishes it (see durable). A request that fails
 // leaves no trace and is answered at once.
 func (s *Store) write(group []*request) {
+	b := s.prepare(group)
+	if len(b.requests) == 0 {
+		return
+	}
+	err := s.wal.write()
+	s.pipe.Lock()
+	if err == nil {
+		err = s.broken // an fsync failed while b was prepared on what it lost
+	}
+	if err != nil {
+		s.fail(err, append(s.written, b))
+		s.pipe.Unlock()
+		return
+	}
+	s.written = append(s.written, b)
+	s.pipe.Unlock()
+	s.seq = b.seq
+	select {
+	case s.wrote <- struct{}{}:
+	default: // the syncer has a wake-up pending already
+	}
+}
+
+// prepare computes the group's changes on the state the groups written so
+// far left, encodes them into the log's group under way, and returns the
+// requests that succeeded as a batch.
+func (s *Store) prepare(group []*request) *batch {
 	s.pipe.Lock()
 	broken := s.broken
 	s.pipe.Unlock()
@@ -566,7 +600,7 @@ func (s *Store) write(group []*request) {
 		case r.stream != nil:
 			r.err = s.wal.addStream(*r.stream, b.seq)
 		default:
-			r.changes, r.err = prepare(current, r.writes)
+			r.changes, r.err = prepareWrites(current, r.writes)
 			for i := range r.changes {
 				b.seq++
 				r.changes[i].Seq, r.changes[i].Time = b.seq, now
@@ -583,23 +617,7 @@ func (s *Store) write(group []*request) {
 		}
 		b.requests = append(b.requests, r)
 	}
-	if len(b.requests) == 0 {
-		return
-	}
-	if err := s.wal.write(); err != nil {
-		s.pipe.Lock()
-		s.fail(err, append(s.written, b))
-		s.pipe.Unlock()
-		return
-	}
-	s.seq = b.seq
-	s.pipe.Lock()
-	s.written = append(s.written, b)
-	s.pipe.Unlock()
-	select {
-	case s.wrote <- struct{}{}:
-	default: // the syncer has a wake-up pending already
-	}
+	return b
 }
 
 // syncer fsyncs the log whenever groups were written since its last
@@ -648,7 +666,7 @@ func (s *Store) durable(b *batch, err error) {
 	}
 	n := slices.Index(s.written, b) + 1
 	if n == 0 {
-		return // failed meanwhile
+		return // failed meanwhile: the store is broken
 	}
 	done := s.written[:n]
 	s.written = s.written[n:]
@@ -700,8 +718,8 @@ func (s *Store) publish(done []*batch) {
 // commit loop calls it, once every group written is published (or Open
 // and Close, when the loop is not running).
 func (s *Store) checkpoint() error {
-	if len(s.recent) == 0 && len(s.streams) == 0 {
-		return nil
+	if len(s.recent) == 0 && len(s.streams) == 0 && s.wal.off == 0 && s.saved {
+		return nil // the log holds nothing of this epoch, not even failed writes
 	}
 	epoch := s.wal.epoch + 1
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -735,7 +753,7 @@ func (s *Store) checkpoint() error {
 	s.view.Lock()
 	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
 	s.view.Unlock()
-	s.latest, s.since = map[string]api.RecordState{}, 0
+	s.latest, s.since, s.saved = map[string]api.RecordState{}, 0, true
 	s.wal.restart(epoch)
 	return nil
 }
@@ -745,8 +763,8 @@ func stateAfter(ch api.Change) api.RecordState {
 	return api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
 }
 
-// prepare computes the changes of one atomic batch without writing.
-func prepare(current func(string) (api.RecordState, error), writes []api.Write) ([]api.Change, error) {
+// prepareWrites computes the changes of one atomic batch without writing.
+func prepareWrites(current func(string) (api.RecordState, error), writes []api.Write) ([]api.Change, error) {
 	seen := make(map[string]api.RecordState)
 	changes := make([]api.Change, 0, len(writes))
 	for i, w := range writes {

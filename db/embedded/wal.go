@@ -34,6 +34,7 @@ import (
 // crash was never acknowledged.
 type wal struct {
 	f     *os.File
+	fsync func() error // f.Sync; tests make it fail
 	epoch uint64
 	off   int64  // where the next group goes
 	buf   []byte // the group being encoded
@@ -86,7 +87,7 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 		f.Close()
 		return nil, walEntries{}, err
 	}
-	w := &wal{f: f, epoch: epoch}
+	w := &wal{f: f, fsync: f.Sync, epoch: epoch}
 	entries, err := w.read(data, head)
 	if err != nil {
 		f.Close()
@@ -186,7 +187,7 @@ func (w *wal) write() error {
 
 // sync waits until what was written is on disk. It may run beside write.
 func (w *wal) sync() error {
-	if err := w.f.Sync(); err != nil {
+	if err := w.fsync(); err != nil {
 		return fmt.Errorf("write-ahead log: sync: %w", err)
 	}
 	return nil
