@@ -442,6 +442,8 @@ func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
 	return r.changes, r.err
 }
 
+// loop takes groups of requests until Close, appends each to the log for
+// the syncer, and checkpoints when asked or when the log is long enough.
 func (s *Store) loop() {
 	defer close(s.done)
 	stop, stopped := make(chan struct{}), make(chan struct{})
@@ -535,9 +537,9 @@ func (s *Store) refuse(err error) {
 	}
 }
 
-// write appends a group's changes to the log and starts an fsync of it;
-// the fsync's return publishes it (see durable). A request that fails
-// leaves no trace and is answered at once.
+// write appends a group's changes to the log and wakes the syncer, whose
+// next fsync publishes them (see durable). A request that fails leaves no
+// trace and is answered at once.
 func (s *Store) write(group []*request) {
 	b := s.prepare(group)
 	if len(b.requests) == 0 {
