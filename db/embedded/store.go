@@ -160,9 +160,7 @@ func (s *Store) recover(walPath string) error {
 	s.wal = w
 	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
 	for _, ch := range found.changes {
-		if ch.Kind != api.KindEvent {
-			s.records[ch.Name] = stateAfter(ch)
-		}
+		track(s.records, ch)
 		s.head = ch.Seq
 	}
 	if err := s.checkpoint(); err != nil {
@@ -209,8 +207,8 @@ func (s *Store) read(fn func(tx *bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
-// record returns a record as the loop last committed it. The caller holds
-// the view's read lock, or is the commit loop.
+// record returns a record as readers see it: changed since the last
+// checkpoint, or in the file. The caller holds the view's read lock.
 func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
 	if st, ok := s.records[name]; ok {
 		if !st.Exists {
@@ -607,9 +605,7 @@ func (s *Store) prepare(group []*request) *batch {
 				b.seq++
 				r.changes[i].Seq, r.changes[i].Time = b.seq, now
 				s.wal.addChange(r.changes[i], i == len(r.changes)-1)
-				if r.changes[i].Kind != api.KindEvent {
-					s.latest[r.changes[i].Name] = stateAfter(r.changes[i])
-				}
+				track(s.latest, r.changes[i])
 			}
 			s.since += len(r.changes)
 		}
@@ -654,10 +650,10 @@ func (s *Store) drain() {
 
 // durable is called when an fsync that began after b was written
 // returns. Without an error, b and every group written before it are on
-// disk: they are published, in order, and
-// answered. After an error nothing written since the last published
-// group can be trusted, nor can the file: every write from now on fails,
-// and a restart recovers what the log holds.
+// disk: they are published, in order, and answered. After an error
+// nothing written since the last published group can be trusted, nor can
+// the file: every write from now on fails, and a restart recovers what
+// the log holds.
 func (s *Store) durable(b *batch, err error) {
 	s.pipe.Lock()
 	defer s.pipe.Unlock()
@@ -706,9 +702,7 @@ func (s *Store) publish(done []*batch) {
 			}
 			for _, ch := range r.changes {
 				s.recent = append(s.recent, ch)
-				if ch.Kind != api.KindEvent {
-					s.records[ch.Name] = stateAfter(ch)
-				}
+				track(s.records, ch)
 			}
 		}
 		s.head = b.seq
@@ -760,9 +754,12 @@ func (s *Store) checkpoint() error {
 	return nil
 }
 
-// stateAfter is a record as a change of it left it.
-func stateAfter(ch api.Change) api.RecordState {
-	return api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
+// track records in states what a change did to its record; events change
+// no record.
+func track(states map[string]api.RecordState, ch api.Change) {
+	if ch.Kind != api.KindEvent {
+		states[ch.Name] = api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
+	}
 }
 
 // prepareWrites computes the changes of one atomic batch without writing.
