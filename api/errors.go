@@ -16,7 +16,9 @@ const (
 	CodeInvalidName          Code = "INVALID_NAME"
 	CodeInvalidPath          Code = "INVALID_PATH"
 	CodeInvalidJSON          Code = "INVALID_JSON"
+	CodeInvalidParameter     Code = "INVALID_PARAMETER"
 	CodeNotFound             Code = "NOT_FOUND"
+	CodeMethodNotAllowed     Code = "METHOD_NOT_ALLOWED"
 	CodeVersionConflict      Code = "VERSION_CONFLICT"
 	CodePatchFailed          Code = "PATCH_FAILED"
 	CodePayloadTooLarge      Code = "PAYLOAD_TOO_LARGE"
@@ -28,6 +30,7 @@ const (
 	CodeRPCTimeout           Code = "RPC_TIMEOUT"
 	CodeRPCError             Code = "RPC_ERROR"
 	CodeRateLimited          Code = "RATE_LIMITED"
+	CodeLimitExceeded        Code = "LIMIT_EXCEEDED"
 	CodeUnavailable          Code = "UNAVAILABLE"
 	CodeInternal             Code = "INTERNAL"
 )

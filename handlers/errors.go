@@ -16,7 +16,9 @@ var statusOf = map[api.Code]int{
 	api.CodeInvalidName:          http.StatusBadRequest,
 	api.CodeInvalidPath:          http.StatusBadRequest,
 	api.CodeInvalidJSON:          http.StatusBadRequest,
+	api.CodeInvalidParameter:     http.StatusBadRequest,
 	api.CodeNotFound:             http.StatusNotFound,
+	api.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	api.CodeVersionConflict:      http.StatusPreconditionFailed,
 	api.CodePatchFailed:          http.StatusConflict,
 	api.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
@@ -28,6 +30,7 @@ var statusOf = map[api.Code]int{
 	api.CodeRPCTimeout:           http.StatusGatewayTimeout,
 	api.CodeRPCError:             http.StatusBadGateway,
 	api.CodeRateLimited:          http.StatusTooManyRequests,
+	api.CodeLimitExceeded:        http.StatusTooManyRequests,
 	api.CodeUnavailable:          http.StatusServiceUnavailable,
 	api.CodeInternal:             http.StatusInternalServerError,
 }
