@@ -7,7 +7,8 @@ import (
 )
 
 // Decode parses one JSON value, keeping numbers exact. Anything but a
-// single JSON value is an INVALID_JSON error.
+// single JSON value, or one that checkText refuses, is an INVALID_JSON
+// error.
 func Decode(raw []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -20,7 +21,21 @@ func Decode(raw []byte) (any, error) {
 	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 		return nil, Errorf(CodeInvalidJSON, "the body holds more than one JSON value")
 	}
+	if err := checkText(raw); err != nil {
+		return nil, err
+	}
 	return v, nil
+}
+
+// Validate checks raw as Decode does, without building the value.
+func Validate(raw []byte) error {
+	if !json.Valid(raw) {
+		if _, err := Decode(raw); err != nil {
+			return err // says what is wrong
+		}
+		return Errorf(CodeInvalidJSON, "the body is not valid JSON")
+	}
+	return checkText(raw)
 }
 
 // Encode returns the compact JSON of v, without HTML escaping. Object keys
@@ -35,8 +50,8 @@ func Encode(v any) json.RawMessage {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// Compact validates raw as one JSON value and returns it without
-// insignificant white space.
+// Compact validates raw as one JSON value, as Decode does, and returns it
+// without insignificant white space.
 func Compact(raw []byte) (json.RawMessage, error) {
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil { // it validates as it goes
@@ -44,6 +59,9 @@ func Compact(raw []byte) (json.RawMessage, error) {
 			return nil, derr // says what is wrong in the terms of Decode
 		}
 		return nil, Errorf(CodeInvalidJSON, "the body is not valid JSON: %v", err)
+	}
+	if err := checkText(b.Bytes()); err != nil {
+		return nil, err
 	}
 	return b.Bytes(), nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/switchboard-dev/switchboard/api"
 )
 
@@ -484,19 +486,48 @@ func TestCompact(t *testing.T) {
 	}
 }
 
+// tokenDepth returns how deep the valid JSON raw nests, as encoding/json's
+// tokenizer sees it.
+func tokenDepth(raw []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return deepest
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim(']'), json.Delim('}'):
+			depth--
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`1`, ` 1 `, `null`, `true`, `"s"`, `[]`, `{}`, `{"a":[1,{"b":null}],"c":"<>&"}`,
 		`12345678901234567890`, `-0`, `1e400`, `1.10`, `"\u2028\ud800"`, "\"\xff\"",
 		`{"a":1,"a":2}`, `[[[[[]]]]]`, "", "1 }", "{} {}", "1\f", "1\u00a0", `{"a":}`,
+		`"\ud83d\ude00"`, `"\ude00"`, `"\ud83d"`, `"\ud83dx"`, `"\ud83d\n"`, `"\ud83d\ud83d"`, `"\\ud800"`,
+		strings.Repeat("[", api.MaxDepth) + strings.Repeat("]", api.MaxDepth),
+		strings.Repeat("[", api.MaxDepth+1) + strings.Repeat("]", api.MaxDepth+1),
+		strings.Repeat(`{"a":`, api.MaxDepth+1) + "1" + strings.Repeat("}", api.MaxDepth+1),
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		v, err := api.Decode(raw)
-		// Decode accepts exactly one JSON value with optional JSON white space.
-		if valid := json.Valid(raw); (err == nil) != valid {
-			t.Fatalf("Decode(%q) = %v, but json.Valid = %v", raw, err, valid)
+		// Decode accepts exactly one JSON value with optional JSON white
+		// space, in UTF-8, without unpaired surrogate escapes, at most
+		// MaxDepth deep: RFC 7493 bar its ban on duplicate names, as the
+		// JSON v2 prototype checks it.
+		valid := json.Valid(raw) && jsontext.Value(raw).IsValid(jsontext.AllowDuplicateNames(true)) &&
+			tokenDepth(raw) <= api.MaxDepth
+		if (err == nil) != valid {
+			t.Fatalf("Decode(%q) = %v, but valid = %v", raw, err, valid)
 		}
 		if err != nil {
 			if code := api.ErrorCode(err); code != api.CodeInvalidJSON {
