@@ -7,7 +7,7 @@ const MaxNameLen = 256
 
 // ValidateName checks a record, event or RPC name: 1-256 bytes of
 // A-Z a-z 0-9 - _ . ~ / : @ !, no leading or trailing '/', no "//" and no
-// ".." segment. It returns an INVALID_NAME error that says what is wrong.
+// "." or ".." segment. It returns an INVALID_NAME error that says what is wrong.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -27,8 +27,10 @@ func ValidateName(name string) error {
 		return Errorf(CodeInvalidName, "name %q must not contain '//'", name)
 	}
 	for _, seg := range strings.Split(name, "/") {
-		if seg == ".." {
-			return Errorf(CodeInvalidName, "name %q must not contain a '..' segment", name)
+		if seg == "." || seg == ".." {
+			// No browser or curl can address it: both resolve dot segments
+			// away before the request is sent.
+			return Errorf(CodeInvalidName, "name %q must not contain a %q segment", name, seg)
 		}
 	}
 	return nil

@@ -32,10 +32,8 @@ func TestValidateName(t *testing.T) {
 		{":", true},
 		{"-", true},
 		{"_", true},
-		// '.' and '...' are not the '..' segment.
-		{".", true},
+		// '...' is neither a '.' nor a '..' segment.
 		{"...", true},
-		{"a/./b", true},
 		{"a/.../b", true},
 		{"a..b", true},
 		{"..a", true},
@@ -55,7 +53,11 @@ func TestValidateName(t *testing.T) {
 		{"/a/", false},
 		{"a//b", false},
 		{"a///b", false},
-		// '..' segments.
+		// '.' and '..' segments: browsers and curl resolve them away.
+		{".", false},
+		{"./a", false},
+		{"a/.", false},
+		{"a/./b", false},
 		{"..", false},
 		{"../a", false},
 		{"a/..", false},
@@ -174,7 +176,7 @@ func TestValidatePattern(t *testing.T) {
 
 func FuzzValidateName(f *testing.F) {
 	for _, s := range []string{
-		"driver/14", "chat/lobby", "add-two", "", "/", "a//b", "a/../b", "..",
+		"driver/14", "chat/lobby", "add-two", "", "/", "a//b", "a/../b", "..", ".", "a/./b",
 		"a b", "a%b", "a?b", "a#b", "café", strings.Repeat("a", 256), strings.Repeat("a", 257),
 		"a/", "/a", "~:@!._-", "\xff",
 	} {
@@ -200,8 +202,8 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName(%q) accepted a misplaced '/'", name)
 		}
 		for _, seg := range strings.Split(name, "/") {
-			if seg == ".." {
-				t.Fatalf("ValidateName(%q) accepted a '..' segment", name)
+			if seg == "." || seg == ".." {
+				t.Fatalf("ValidateName(%q) accepted a %q segment", name, seg)
 			}
 		}
 		// A valid name is a valid exact pattern and, as a prefix, a valid prefix pattern.
