@@ -39,15 +39,39 @@ type Change struct {
 	Publisher string          `json:"publisher,omitempty"` // events: the publisher's user id
 }
 
+// Cond holds the conditions of a write, as RFC 9110's If-Match and
+// If-None-Match state them. The zero Cond is no condition.
+type Cond struct {
+	// IfMatch, when not 0, makes the write happen only at that version
+	// (a negative IfMatch matches none).
+	IfMatch int64
+	// IfExists (If-Match: *) makes the write happen only if the record exists.
+	IfExists bool
+	// IfNoneMatch (If-None-Match: *) makes the write create-only.
+	IfNoneMatch bool
+	// IfNotVersion, when not 0, refuses the write while the record is at
+	// that version (If-None-Match: "<version>").
+	IfNotVersion int64
+}
+
+// holds reports whether c allows a write to the record at version (0 when
+// it does not exist).
+func (c Cond) holds(version int64, exists bool) bool {
+	switch {
+	case c.IfMatch != 0 && c.IfMatch != version,
+		c.IfExists && !exists,
+		c.IfNoneMatch && exists,
+		c.IfNotVersion != 0 && exists && c.IfNotVersion == version:
+		return false
+	}
+	return true
+}
+
 // Write is one operation of an atomic batch.
 type Write struct {
 	Kind Kind
 	Name string
-	// IfMatch, when not 0, makes the write happen only at that version
-	// (a negative IfMatch matches none).
-	IfMatch int64
-	// IfNoneMatch makes the write create-only.
-	IfNoneMatch bool
+	Cond
 	// Apply computes a record's new value from its current one (nil and
 	// exists false when it does not exist). It runs inside the store's
 	// transaction, so it sees the record as it is at that moment; it must
@@ -160,10 +184,7 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if !cur.Exists {
 		version = 0
 	}
-	switch {
-	case w.IfMatch != 0 && w.IfMatch != version:
-		return Change{}, cur, Conflict(w.Name, version)
-	case w.IfNoneMatch && cur.Exists:
+	if !w.holds(version, cur.Exists) {
 		return Change{}, cur, Conflict(w.Name, version)
 	}
 	ch := Change{Kind: w.Kind, Name: w.Name, Version: version + 1}

@@ -66,7 +66,7 @@ func TestStreamOpenedBeforeHubStarts(t *testing.T) {
 				opened <- readFrames(serve(t, s))
 			}()
 			time.Sleep(50 * time.Millisecond) // let the stream get as far as it can
-			records := realtime.NewRecords(store, realtime.AllowAll{})
+			records := realtime.NewRecords(store, realtime.AllowAll{}, 1<<20)
 			if _, err := records.Write(ctx, api.User{}, []realtime.Op{{Op: "put", Name: "doc", Data: []byte(`1`)}}); err != nil {
 				t.Fatal(err)
 			}

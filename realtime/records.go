@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
@@ -25,20 +26,15 @@ const MaxListLimit = 1000
 // Records is the record service: reads, and writes turned into atomic
 // batches of the Store. It is safe for concurrent use.
 type Records struct {
-	store  api.Store
-	access Access
+	store    api.Store
+	access   Access
+	maxBytes int
 }
 
-// NewRecords returns the record service over store.
-func NewRecords(store api.Store, access Access) *Records {
-	return &Records{store: store, access: access}
-}
-
-// Cond holds the conditions of a write: IfMatch > 0 requires that version,
-// IfNoneMatch makes a put create-only.
-type Cond struct {
-	IfMatch     int64
-	IfNoneMatch bool
+// NewRecords returns the record service over store. maxBytes bounds a
+// record's compact JSON after every write (MAX_RECORD_BYTES).
+func NewRecords(store api.Store, access Access, maxBytes int) *Records {
+	return &Records{store: store, access: access, maxBytes: maxBytes}
 }
 
 // Op is one write, as a batch or a single request describes it. Path is
@@ -49,7 +45,7 @@ type Op struct {
 	Path        api.Path
 	Data        json.RawMessage // put: the value; patch: the patch
 	ContentType string          // patch: MergePatch or JSONPatch
-	Cond
+	api.Cond
 }
 
 // Get returns a record, after the read check.
@@ -120,7 +116,7 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 	if err := api.ValidateName(op.Name); err != nil {
 		return api.Write{}, err
 	}
-	w := api.Write{Name: op.Name, IfMatch: op.IfMatch, IfNoneMatch: op.IfNoneMatch}
+	w := api.Write{Name: op.Name, Cond: op.Cond}
 	var change func(cur json.RawMessage, exists bool) (json.RawMessage, error)
 	switch op.Op {
 	case "put":
@@ -138,7 +134,7 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 			w.Kind = api.KindPatch
 		}
 	case "patch":
-		apply, err := patcher(op.ContentType, op.Data)
+		apply, err := patcher(op.ContentType, op.Data, r.maxBytes)
 		if err != nil {
 			return w, err
 		}
@@ -167,6 +163,9 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 		if err != nil {
 			return nil, err
 		}
+		if err := r.checkResult(op.Name, next); err != nil {
+			return nil, err
+		}
 		act := ActWrite
 		if !exists {
 			act = ActCreate
@@ -177,6 +176,16 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 		return next, nil
 	}
 	return w, nil
+}
+
+// checkResult bounds what a write stores, whatever its body was: a small
+// path write or patch can still make a record too large or too deep to send.
+func (r *Records) checkResult(name string, next json.RawMessage) error {
+	if len(next) > r.maxBytes {
+		return api.Errorf(api.CodePayloadTooLarge,
+			"record %q would be %d bytes after this write; a record is at most %d bytes (MAX_RECORD_BYTES)", name, len(next), r.maxBytes)
+	}
+	return api.CheckDepth(next, fmt.Sprintf("record %q after this write", name))
 }
 
 func (r *Records) allow(ctx context.Context, user api.User, act Action, name string) error {
@@ -214,7 +223,10 @@ func deletePath(name string, cur json.RawMessage, p api.Path) (json.RawMessage, 
 }
 
 // patcher validates a patch and returns the function that applies it.
-func patcher(contentType string, patch json.RawMessage) (func(json.RawMessage) (json.RawMessage, error), error) {
+// Copies within a JSON Patch may add at most maxBytes in all: each copy can
+// double a document, so a small patch could otherwise build a huge one in
+// memory before its result is checked.
+func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json.RawMessage) (json.RawMessage, error), error) {
 	if _, err := api.Decode(patch); err != nil {
 		return nil, err
 	}
@@ -232,8 +244,14 @@ func patcher(contentType string, patch json.RawMessage) (func(json.RawMessage) (
 		if err != nil {
 			return nil, api.Errorf(api.CodeInvalidJSON, "not a JSON Patch (RFC 6902): %v", err)
 		}
+		opts := jsonpatch.NewApplyOptions()
+		opts.AccumulatedCopySizeLimit = int64(maxBytes)
 		return func(doc json.RawMessage) (json.RawMessage, error) {
-			out, err := p.Apply(doc)
+			out, err := p.ApplyWithOptions(doc, opts)
+			var tooBig *jsonpatch.AccumulatedCopySizeError
+			if errors.As(err, &tooBig) {
+				return nil, api.Errorf(api.CodePayloadTooLarge, "the JSON Patch copies more than %d bytes (MAX_RECORD_BYTES)", maxBytes)
+			}
 			if err != nil {
 				return nil, api.Errorf(api.CodePatchFailed, "JSON Patch: %v", err)
 			}

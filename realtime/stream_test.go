@@ -60,7 +60,7 @@ func newFixture(t *testing.T, cfg realtime.HubConfig) *fixture {
 	done := make(chan struct{})
 	go func() { hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &fixture{hub: hub, records: realtime.NewRecords(store, realtime.AllowAll{}), events: realtime.NewEvents(store, realtime.AllowAll{})}
+	return &fixture{hub: hub, records: realtime.NewRecords(store, realtime.AllowAll{}, 1<<20), events: realtime.NewEvents(store, realtime.AllowAll{})}
 }
 
 // serveFunc starts a stream with one of the two writers and returns what
