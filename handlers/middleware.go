@@ -71,21 +71,6 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// limitBody caps every request body at max bytes: a larger declared
-// Content-Length is refused at once, a longer body fails while read.
-func limitBody(max int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ContentLength > max {
-				writeError(w, r, api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", max))
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, max)
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
 // logRequests writes one log line per request, and observes its latency.
 // The query string is never logged: it may hold an access token.
 func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
