@@ -4,6 +4,7 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -44,6 +45,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
 	}
 	status := statusOf[e.Code]
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	w.Write(problem(status, e))
+}
+
+// problem encodes e as an RFC 9457 problem body, with a newline.
+func problem(status int, e *api.Error) []byte {
 	body := map[string]any{
 		"type":   "urn:switchboard:error:" + string(e.Code),
 		"title":  http.StatusText(status),
@@ -54,9 +62,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range e.Fields {
 		body[k] = v
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(body)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(body)
+	return b.Bytes()
 }
 
 // writeJSON answers v as JSON with status.
