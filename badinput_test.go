@@ -41,8 +41,12 @@ type badRecordState struct {
 // records and events involved receives nothing.
 func TestBadInput(t *testing.T) {
 	srv := startServer(t, map[string]string{"MAX_BODY_BYTES": "1024"})
-	u := srv.URL
+	runBadCases(t, srv.URL, badInputCases)
+}
 
+// runBadCases sends each of the cases to the server at u, from
+// badCanonical, and checks the answer and that nothing changed.
+func runBadCases(t *testing.T, u string, table func(subs string) []badCase) {
 	// The watcher: any change or event that gets through shows up here.
 	watch := openSSE(t, u+"/stream?record=fx/doc&record=fx/other&record=fx/new&event=ev/*", "")
 	stream, _ := watch.Expect(t, "ready").decode(t)["stream"].(string)
@@ -55,7 +59,7 @@ func TestBadInput(t *testing.T) {
 	subs := "/stream/" + url.PathEscape(stream) + "/subscriptions"
 	sentinel := badSentinel(u, watch)
 
-	for _, c := range badInputCases(subs) {
+	for _, c := range table(subs) {
 		t.Run(c.name, func(t *testing.T) {
 			badFixtures(t, u)
 			sentinel(t) // the fixtures' frames
@@ -272,6 +276,10 @@ func badInputCases(subs string) []badCase {
 		{"dot-dot segment", "a/../b"},
 		{"dot-dot segment encoded", "a%2F..%2Fb"},
 		{"dot-dot alone", ".."},
+		{"dot alone", "."},
+		{"dot segment", "a/./b"},
+		{"dot segment encoded", "a%2F.%2Fb"},
+		{"trailing dot", "a/."},
 		{"trailing dot-dot", "a/.."},
 		{"encoded trailing slash", "a%2F"},
 		{"257 bytes", strings.Repeat("a", 257)},
@@ -329,6 +337,46 @@ func badInputCases(subs string) []badCase {
 		add(badCase{name: "not a JSON Patch " + p, method: "PATCH", target: "/records/fx/doc", ct: patchCT, body: p, status: 400, code: "INVALID_JSON"})
 	}
 
+	// INVALID_JSON: text that is not Unicode, in every body (r.Data of a
+	// record would come back as U+FFFD, or as invalid JSON).
+	for _, v := range []string{"\"\xff\"", `"\ud800"`, `"\udc00"`, `"a\ud83d"`, `"\ud83d\n"`, `"\ud83d\ud83d"`, "\"\xed\xa0\x80\"", `{"\ud800":1}`} {
+		label := fmt.Sprintf("not Unicode %q", v)
+		add(badCase{name: label + " PUT", method: "PUT", target: "/records/fx/doc", ct: jsonCT, body: `{"s":` + v + `}`, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " PUT ?path", method: "PUT", target: "/records/fx/doc?path=a", ct: jsonCT, body: v, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " PUT new", method: "PUT", target: "/records/fx/new", ct: jsonCT, body: v, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " PATCH merge", method: "PATCH", target: "/records/fx/doc", ct: mergeCT, body: `{"a":` + v + `}`, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " PATCH json-patch", method: "PATCH", target: "/records/fx/doc", ct: patchCT,
+			body: `[{"op":"add","path":"/a","value":` + v + `}]`, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " POST /events", method: "POST", target: "/events/ev/x", ct: jsonCT, body: `[` + v + `]`, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: label + " POST /batch", method: "POST", target: "/batch", ct: jsonCT,
+			body: `{"ops":[{"op":"put","name":"fx/doc","data":` + v + `}]}`, status: 400, code: "INVALID_JSON"})
+	}
+
+	// INVALID_PARAMETER: a query string that does not parse is refused
+	// before anything reads it (a lost ?path= would write the whole record).
+	for _, q := range []string{"path=pos;x", "path=pos%zz", "path=a&x=%", "p%zz=1&path=a"} {
+		label := "query " + q
+		add(badCase{name: label + " GET", method: "GET", target: "/records/fx/doc?" + q, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " PUT", method: "PUT", target: "/records/fx/doc?" + q, ct: jsonCT, body: `{"replaced":true}`, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " PUT new", method: "PUT", target: "/records/fx/new?" + q, ct: jsonCT, body: `1`, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " PATCH", method: "PATCH", target: "/records/fx/doc?" + q, ct: mergeCT, body: `{"a":9}`, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " DELETE", method: "DELETE", target: "/records/fx/doc?" + q, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " stream", method: "GET", target: "/records/fx/doc?" + q, headers: []string{"Accept", sseAccept}, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " POST /events", method: "POST", target: "/events/ev/x?" + q, ct: jsonCT, body: `1`, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " POST /batch", method: "POST", target: "/batch?" + q, ct: jsonCT, body: `{"ops":[{"op":"delete","name":"fx/other"}]}`, status: 400, code: "INVALID_PARAMETER"})
+		add(badCase{name: label + " list", method: "GET", target: "/records?" + q, status: 400, code: "INVALID_PARAMETER"})
+	}
+	for _, c := range []struct{ label, q string }{
+		{"semicolon", "path=pos;x"}, {"bad escape", "path=pos%zz"},
+	} {
+		add(badCase{name: "query names the parameter: " + c.label, method: "PUT", target: "/records/fx/doc?" + c.q, ct: jsonCT, body: `1`,
+			status: 400, code: "INVALID_PARAMETER", members: map[string]any{"parameter": "path"}})
+	}
+	many := "path=a" + strings.Repeat("&x=1", 10000) // past net/url's 10,000 parameters
+	add(badCase{name: "query over 10000 parameters PUT", method: "PUT", target: "/records/fx/doc?" + many, ct: jsonCT, body: `{"replaced":true}`, status: 400, code: "INVALID_PARAMETER"})
+	add(badCase{name: "query over 10000 parameters DELETE", method: "DELETE", target: "/records/fx/doc?" + many, status: 400, code: "INVALID_PARAMETER"})
+	add(badCase{name: "query over 10000 parameters GET", method: "GET", target: "/records/fx/doc?" + many, status: 400, code: "INVALID_PARAMETER"})
+
 	// INVALID_JSON: batches of the wrong shape.
 	for _, b := range []string{`[]`, `{}`, `{"ops":[]}`, `{"ops":null}`, `{"ops":"x"}`, `{"ops":[1]}`,
 		`{"ops":[{"op":"put","name":"fx/doc","data":1,"ifMatch":"2"}]}`} {
@@ -379,8 +427,9 @@ func badInputCases(subs string) []badCase {
 	add(badCase{method: "POST", target: subs, ct: "text/plain", body: `{"record":"fx/other"}`, status: 415, code: "UNSUPPORTED_MEDIA_TYPE"})
 	add(badCase{method: "DELETE", target: subs, ct: "text/plain", body: `{"record":"fx/doc"}`, status: 415, code: "UNSUPPORTED_MEDIA_TYPE"})
 
-	// VERSION_CONFLICT (fx/doc is at version 2).
-	for _, im := range []string{`"1"`, `"3"`, `W/"2"`, `abc`, `"0"`} {
+	// VERSION_CONFLICT (fx/doc is at version 2). A weak tag never matches
+	// If-Match; an opaque one is no version.
+	for _, im := range []string{`"1"`, `"3"`, `W/"2"`, `"abc"`, `"0"`} {
 		h := []string{"If-Match", im}
 		add(badCase{name: "If-Match " + im + " PUT", method: "PUT", target: "/records/fx/doc", ct: jsonCT, body: `{}`, headers: h, status: 412, code: "VERSION_CONFLICT", members: cv(2)})
 		add(badCase{name: "If-Match " + im + " PUT ?path", method: "PUT", target: "/records/fx/doc?path=a", ct: jsonCT, body: `5`, headers: h, status: 412, code: "VERSION_CONFLICT", members: cv(2)})
@@ -394,6 +443,33 @@ func badInputCases(subs string) []badCase {
 	add(badCase{name: "If-Match PUT missing", method: "PUT", target: "/records/fx/missing", ct: jsonCT, body: `{}`, headers: []string{"If-Match", `"1"`}, status: 412, code: "VERSION_CONFLICT", members: cv(0)})
 	add(badCase{name: "If-Match DELETE missing", method: "DELETE", target: "/records/fx/missing", headers: []string{"If-Match", `"1"`}, status: 412, code: "VERSION_CONFLICT", members: cv(0)})
 	add(badCase{name: "If-Match PATCH missing", method: "PATCH", target: "/records/fx/missing", ct: mergeCT, body: `{}`, headers: []string{"If-Match", `"1"`}, status: 412, code: "VERSION_CONFLICT", members: cv(0)})
+
+	for _, c := range []struct{ label, target, ct, body string }{
+		{"PUT", "/records/fx/doc", jsonCT, `{}`},
+		{"PUT ?path", "/records/fx/doc?path=a", jsonCT, `5`},
+		{"PATCH", "/records/fx/doc", mergeCT, `{"a":5}`},
+		{"DELETE", "/records/fx/doc", "", ""},
+		{"DELETE ?path", "/records/fx/doc?path=a", "", ""},
+	} {
+		method, _, _ := strings.Cut(c.label, " ")
+		// If-None-Match "<version>" refuses the write at that version (RFC
+		// 9110: weak comparison).
+		for _, inm := range []string{`"2"`, `W/"2"`} {
+			add(badCase{name: "If-None-Match " + inm + " " + c.label, method: method, target: c.target, ct: c.ct, body: c.body,
+				headers: []string{"If-None-Match", inm}, status: 412, code: "VERSION_CONFLICT", members: cv(2)})
+		}
+		// If-Match: * writes only a record that exists.
+		missing := strings.Replace(c.target, "fx/doc", "fx/missing", 1)
+		add(badCase{name: "If-Match * " + c.label + " missing", method: method, target: missing, ct: c.ct, body: c.body,
+			headers: []string{"If-Match", "*"}, status: 412, code: "VERSION_CONFLICT", members: cv(0)})
+		// Malformed conditions: INVALID_PARAMETER naming the header.
+		for _, h := range []string{"If-Match", "If-None-Match"} {
+			for _, v := range []string{`abc`, `"2`, `W/2`, `"1", "2"`, `**`, `-3`} {
+				add(badCase{name: "malformed " + h + " " + v + " " + c.label, method: method, target: c.target, ct: c.ct, body: c.body,
+					headers: []string{h, v}, status: 400, code: "INVALID_PARAMETER", members: map[string]any{"parameter": h}})
+			}
+		}
+	}
 
 	// PATCH_FAILED.
 	for _, p := range []struct{ label, patch string }{
@@ -464,7 +540,8 @@ func badInputCases(subs string) []badCase {
 
 	// GET /records: limit out of range.
 	for _, l := range []string{"0", "1001", "abc", "-1", "1.5", "1e3", "%20"} {
-		add(badCase{name: "list limit=" + l, method: "GET", target: "/records?limit=" + l, status: 400, code: "INVALID_JSON"})
+		add(badCase{name: "list limit=" + l, method: "GET", target: "/records?limit=" + l, status: 400,
+			code: "INVALID_PARAMETER", members: map[string]any{"parameter": "limit"}})
 	}
 
 	// Stream subscriptions: unknown stream, invalid bodies.

@@ -20,6 +20,8 @@ type Config struct {
 	DatabaseDirectURL string        `env:"DATABASE_DIRECT_URL"`
 	AuthMode          string        `env:"AUTH_MODE" envDefault:"token"`
 	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	MaxRecordBytes    int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
+	BodyTimeout       time.Duration `env:"BODY_TIMEOUT" envDefault:"10s"`
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
 	StreamRetention   time.Duration `env:"STREAM_RETENTION" envDefault:"1h"`
 	StreamMaxLifetime time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
@@ -70,6 +72,8 @@ func (c Config) validate() error {
 	}{
 		{"PORT", "a port from 0 to 65535", c.Port >= 0 && c.Port <= 65535},
 		{"MAX_BODY_BYTES", "a positive number of bytes", c.MaxBodyBytes > 0},
+		{"MAX_RECORD_BYTES", "a number of bytes from 1 to 1 GiB", c.MaxRecordBytes > 0 && c.MaxRecordBytes <= 1<<30},
+		{"BODY_TIMEOUT", "a positive duration", c.BodyTimeout > 0},
 		{"HEARTBEAT_INTERVAL", "a positive duration", c.HeartbeatInterval > 0},
 		{"STREAM_RETENTION", "a positive duration", c.StreamRetention > 0},
 		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},

@@ -68,10 +68,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
 	}, log)
+	bodies := handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)
 	handler := handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
-		Records:  realtime.NewRecords(store, access),
+		Records:  realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)),
 		Events:   realtime.NewEvents(store, access),
 		Hub:      hub,
 		RPC:      rpc,
@@ -79,13 +80,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Log:      log,
 		OpenAPI:  openapiYAML,
 		OpenMode: cfg.AuthMode == "open",
-		MaxBody:  cfg.MaxBodyBytes,
+		Bodies:   bodies,
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	ln = handlers.Listener(ln)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	// The fan-out and the log trimmer outlive ctx until every stream is gone.
@@ -114,6 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log.Info("shutting down")
 	hub.Drain()
 	rpc.Drain()
+	bodies.Drain()
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {

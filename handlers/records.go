@@ -127,17 +127,12 @@ func recordOp(r *http.Request) (realtime.Op, error) {
 	if op.Path, err = pathQuery(r); err != nil {
 		return op, err
 	}
-	if s := r.Header.Get("If-Match"); s != "" {
-		v, ok := version(s)
-		if !ok {
-			v = -1 // matches no version: 412 with the current one
-		}
-		op.IfMatch = v
+	if op.Cond, err = conditions(r.Header); err != nil {
+		return op, err
 	}
 	switch r.Method {
 	case http.MethodPut:
 		op.Op = "put"
-		op.IfNoneMatch = strings.TrimSpace(r.Header.Get("If-None-Match")) == "*"
 		op.Data, err = readJSON(r, nil)
 	case http.MethodPatch:
 		op.Op, op.ContentType = "patch", mediaType(r)
@@ -207,7 +202,7 @@ type batchOp struct {
 }
 
 func (b batchOp) op() (realtime.Op, error) {
-	op := realtime.Op{Op: b.Op, Name: b.Name, Data: b.Data, Cond: realtime.Cond{IfMatch: b.IfMatch}}
+	op := realtime.Op{Op: b.Op, Name: b.Name, Data: b.Data, Cond: api.Cond{IfMatch: b.IfMatch}}
 	if b.Path != "" {
 		p, err := api.ParsePath(b.Path)
 		if err != nil {

@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -14,20 +12,6 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api"
 )
-
-// readBody reads a request body within the MaxBytesReader set by the
-// limits middleware.
-func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", tooBig.Limit)
-	}
-	if err != nil {
-		return nil, api.Errorf(api.CodeInvalidJSON, "reading the body: %v", err)
-	}
-	return b, nil
-}
 
 // mediaType returns the request's content type without parameters.
 func mediaType(r *http.Request) string {
@@ -57,11 +41,8 @@ func readJSON(r *http.Request, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !json.Valid(b) {
-		if _, err := api.Decode(b); err != nil {
-			return nil, err // the reason, in a sentence
-		}
-		return nil, api.Errorf(api.CodeInvalidJSON, "the body is not valid JSON")
+	if err := api.Validate(b); err != nil {
+		return nil, err
 	}
 	if v != nil {
 		if err := json.Unmarshal(b, v); err != nil {
@@ -93,12 +74,70 @@ func pathQuery(r *http.Request) (api.Path, error) {
 	return api.ParsePath(q.Get("path"))
 }
 
-// version parses an ETag-like "<version>" (quotes optional, W/ refused).
-func version(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(strings.TrimPrefix(s, `"`), `"`)
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
+// conditions reads a write's If-Match and If-None-Match headers (RFC
+// 9110). Each takes * or one entity tag, "<version>" (the quotes may be
+// left out). A weak tag never matches If-Match, which compares strongly;
+// an opaque tag that is no version of ours matches nothing. Anything else
+// is an INVALID_PARAMETER error.
+func conditions(h http.Header) (api.Cond, error) {
+	var c api.Cond
+	if s, ok := header(h, "If-Match"); ok {
+		v, weak, err := entityTag(s, "If-Match")
+		switch {
+		case err != nil:
+			return c, err
+		case v == anyTag:
+			c.IfExists = true
+		case weak || v == 0:
+			c.IfMatch = -1
+		default:
+			c.IfMatch = v
+		}
+	}
+	if s, ok := header(h, "If-None-Match"); ok {
+		v, _, err := entityTag(s, "If-None-Match")
+		switch {
+		case err != nil:
+			return c, err
+		case v == anyTag:
+			c.IfNoneMatch = true
+		default:
+			c.IfNotVersion = v
+		}
+	}
+	return c, nil
+}
+
+// anyTag is what entityTag returns for "*".
+const anyTag = -1
+
+// header returns a header's value, its lines joined as RFC 9110 allows,
+// and whether it is set.
+func header(h http.Header, key string) (string, bool) {
+	s := strings.TrimSpace(strings.Join(h.Values(key), ","))
+	return s, s != ""
+}
+
+// entityTag parses "*" (anyTag), or one entity tag: its version, 0 for an
+// opaque tag that is none of ours, and whether it is weak.
+func entityTag(s, key string) (int64, bool, error) {
+	if s == "*" {
+		return anyTag, false, nil
+	}
+	weak := strings.HasPrefix(s, "W/")
+	tag := strings.TrimPrefix(s, "W/")
+	quoted := len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"'
+	if quoted {
+		tag = tag[1 : len(tag)-1]
+	}
+	n, err := strconv.ParseInt(tag, 10, 64)
+	switch {
+	case strings.ContainsAny(tag, "\",\x00 \t") || !quoted && (weak || err != nil || n <= 0):
+		return 0, false, badParam(key, "%s takes * or one version in quotes, such as \"3\"; not %q", key, s)
+	case err != nil || n <= 0:
+		return 0, weak, nil
+	}
+	return n, weak, nil
 }
 
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
@@ -111,7 +150,47 @@ func intQuery(r *http.Request, key string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, api.Errorf(api.CodeInvalidJSON, "%s must be a whole number from %d to %d, not %q", key, lo, hi, s)
+		return 0, badParam(key, "%s must be a whole number from %d to %d, not %q", key, lo, hi, s)
 	}
 	return n, nil
+}
+
+// badParam is the INVALID_PARAMETER error of a query parameter or header.
+func badParam(key, format string, args ...any) *api.Error {
+	return api.Errorf(api.CodeInvalidParameter, format, args...).With("parameter", key)
+}
+
+// checkQuery refuses every request whose query string does not parse,
+// before any handler reads it: r.URL.Query() drops what it cannot parse,
+// and a ?path= lost that way would make a path write replace the whole
+// record.
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, r, queryError(r.URL.RawQuery, err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// queryError names the parameter that made url.ParseQuery fail.
+func queryError(raw string, err error) *api.Error {
+	for _, kv := range strings.Split(raw, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		key, kerr := url.QueryUnescape(k)
+		if kerr != nil {
+			key = k
+		}
+		switch {
+		case strings.Contains(kv, ";"):
+			return badParam(key, "the query string separates parameters with ';' at %q; use '&'", kv)
+		case kerr != nil:
+			return badParam(key, "the query parameter name %q is not valid URL encoding (%%XX)", k)
+		}
+		if _, err := url.QueryUnescape(v); err != nil {
+			return badParam(key, "query parameter %s is not valid URL encoding (%%XX): %q", key, v)
+		}
+	}
+	return api.Errorf(api.CodeInvalidParameter, "the query string does not parse: %v", err)
 }

@@ -22,20 +22,20 @@ type Deps struct {
 	Log      *slog.Logger
 	OpenAPI  []byte
 	OpenMode bool
-	MaxBody  int64
+	Bodies   *Bodies
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
 func Routes(d Deps) http.Handler {
 	r := chi.NewRouter()
-	r.Use(logRequests(d.Log, d.Metrics))
+	r.Use(logRequests(d.Log, d.Metrics), checkQuery)
 	r.Get("/healthz", healthz)
 	r.Get("/readyz", readyz(d.Store, d.Bus))
 	r.Method(http.MethodGet, "/metrics", metrics(d.Metrics))
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
 
 	r.Group(func(r chi.Router) {
-		r.Use(limitBody(d.MaxBody), authenticate(d.OpenMode))
+		r.Use(d.Bodies.limit, authenticate(d.OpenMode))
 		stream := openStream(d.Hub, d.Log)
 
 		r.Get("/records", listRecords(d.Records))
