@@ -230,6 +230,15 @@ func testRPCWakes(t *testing.T, q *rpcQueue) {
 	q.claimOne(t, "p2", 1010, c)
 	q.expire(t, 2010)
 	w.want(t, api.RPCWake{ID: c.ID}, "the last lease ran out")
+
+	c = q.enqueue(t, q.call("w/a", "4"), 3000)
+	w.want(t, work, "Enqueue")
+	q.claimOne(t, "p1", 3000, c)
+	q.expire(t, 4000)
+	w.want(t, work, "a lease ran out")
+	q.claimOne(t, "p2", 4000, c)
+	q.expire(t, 5000)
+	w.want(t, api.RPCWake{ID: c.ID}, "a lease ran out with no provider left")
 }
 
 func rpcConcurrencyTests() []rpcTest {

@@ -10,6 +10,8 @@ func rpcLeaseTests() []rpcTest {
 	return []rpcTest{
 		{"LateAnswer", testRPCLateAnswer},
 		{"NotToTheSameProvider", testRPCNotToTheSameProvider},
+		{"NoneLeft", testRPCLeaseNoneLeft},
+		{"ToAProviderLeft", testRPCLeaseToAProviderLeft},
 		{"MaxAttempts", testRPCMaxAttempts},
 		{"AnswerRenews", testRPCAnswerRenews},
 		{"Next", testRPCExpireNext},
@@ -35,15 +37,68 @@ func testRPCLateAnswer(t *testing.T, q *rpcQueue) {
 	q.take(t, c.ID, result(`"p2"`))
 }
 
-// A provider presumed dead does not get the same request again.
+// A provider presumed dead does not get the same request again, though its
+// registration still runs.
 func testRPCNotToTheSameProvider(t *testing.T, q *rpcQueue) {
-	q.register(t, "a", "p1")
+	q.register(t, "a", "p1", "p2")
 	c := q.enqueue(t, q.call("a", "1"), 0)
 	q.claimOne(t, "p1", 0, c)
 	q.expire(t, 1000)
 	q.claimNone(t, "p1", 1001, "a")
 	q.notDone(t, c.ID)
 	q.claimOne(t, "p2", 1002, c)
+}
+
+// When a lease runs out and no provider that has not had the request is
+// registered, the request is done with NO_RPC_PROVIDER at once, long
+// before its deadline, as after a reject: its requester has nothing left
+// to wait for. The provider presumed dead does not count, though its
+// registration runs, nor does a registration that ended with the lease,
+// nor a provider that rejected the request.
+func testRPCLeaseNoneLeft(t *testing.T, q *rpcQueue) {
+	if err := q.Register(t.Context(), "p2", []string{"a"}, q.at(1000)); err != nil {
+		t.Fatal(err)
+	}
+	q.register(t, "a", "p1")
+	c := q.enqueue(t, q.call("a", "1"), 0)
+	q.claimOne(t, "p1", 0, c)
+	q.expire(t, 999)
+	q.notDone(t, c.ID)
+	q.expire(t, 1000)
+	q.take(t, c.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
+
+	// The last attempt's lease running out is RPC_TIMEOUT, provider left
+	// or not.
+	one := q.call("a", "2")
+	one.MaxAttempts = 1
+	q.enqueue(t, one, 2000)
+	q.claimOne(t, "p1", 2000, one)
+	q.expire(t, 3000)
+	q.take(t, one.ID, api.RPCResult{Code: api.CodeRPCTimeout})
+
+	q.register(t, "a", "p3")
+	c = q.enqueue(t, q.call("a", "3"), 4000)
+	q.answer(t, q.claimOne(t, "p1", 4000, c).ID, api.RPCAnswer{Reject: true}, 4001)
+	q.claimOne(t, "p3", 4002, c)
+	q.expire(t, 5002)
+	q.take(t, c.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
+}
+
+// A provider registered beyond the end of a lease that has not had the
+// request gets it when the lease runs out, even one that registered after
+// the claim; once its own lease runs out too, nobody is left.
+func testRPCLeaseToAProviderLeft(t *testing.T, q *rpcQueue) {
+	q.register(t, "a", "p1")
+	c := q.enqueue(t, q.call("a", "1"), 0)
+	q.claimOne(t, "p1", 0, c)
+	if err := q.Register(t.Context(), "p2", []string{"a"}, q.at(1001)); err != nil {
+		t.Fatal(err)
+	}
+	q.expire(t, 1000)
+	q.notDone(t, c.ID)
+	q.claimOne(t, "p2", 1000, c)
+	q.expire(t, 2000)
+	q.take(t, c.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
 }
 
 // After MaxAttempts leases ran out the request is done with RPC_TIMEOUT.
