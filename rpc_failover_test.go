@@ -37,8 +37,28 @@ func TestRPCProviderDies(t *testing.T) {
 	}
 }
 
+// TestRPCDeadEnd: the only provider takes a request and never answers;
+// once its RPC_ACK_TIMEOUT has passed no provider that has not had the
+// request is left, and the requester gets 503 NO_RPC_PROVIDER then, not
+// 504 RPC_TIMEOUT at the end of its 30s.
+func TestRPCDeadEnd(t *testing.T) {
+	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "300ms"})
+	registerProvider(t, srv.URL, "x", "p1")
+	res := rpcCall(t, context.Background(), srv.URL, "x?timeout=30s", `1`)
+	rpcPollOne(t, srv.URL, "name=x&provider=p1")
+	got := waitResult(t, res)
+	wantCode(t, got, http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
+	if got.Elapsed < 300*time.Millisecond || got.Elapsed > 10*time.Second {
+		t.Fatalf("got %v, want it once the ack timeout of 300ms has passed, long before the call's 30s", got)
+	}
+	if !strings.Contains(string(got.Body), "did not answer within 300ms") {
+		t.Fatalf("detail: %s", got.Body)
+	}
+}
+
 // TestRPCLateAnswer: an answer after the ack timeout is 404 and never
-// reaches the requester, who times out.
+// reaches the requester, who has got 503 NO_RPC_PROVIDER: no other
+// provider was left.
 func TestRPCLateAnswer(t *testing.T) {
 	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	registerProvider(t, srv.URL, "late", "p1")
@@ -48,7 +68,7 @@ func TestRPCLateAnswer(t *testing.T) {
 	if st, b := rpcAnswer(t, srv.URL, req.ID, `{"data":"late"}`); st != http.StatusNotFound || !strings.Contains(string(b), "NOT_FOUND") {
 		t.Fatalf("late answer: %d %s", st, b)
 	}
-	wantCode(t, waitResult(t, res), http.StatusGatewayTimeout, "RPC_TIMEOUT")
+	wantCode(t, waitResult(t, res), http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
 }
 
 // TestRPCMaxAttempts: after RPC_MAX_ATTEMPTS providers took a request and

@@ -15,8 +15,15 @@ import (
 //	claimed  --Answer data/error--> done
 //	claimed  --Answer reject-->    pending (a provider that has not had it is registered)
 //	                               or done NO_RPC_PROVIDER (none is)
-//	claimed  --lease runs out-->   pending, or done RPC_TIMEOUT after MaxAttempts leases ran out
+//	claimed  --lease runs out-->   done RPC_TIMEOUT after MaxAttempts leases ran out, else
+//	                               pending or done NO_RPC_PROVIDER, as after a reject
 //	any      --Cancel, Take, deadline long past--> gone
+//
+// A reject and a lease that runs out both end a claim without an answer,
+// and both ask the same question: is a provider registered that has not
+// had the request (neither rejected it nor was presumed dead with it)? If
+// not, nobody can ever answer it, and the requester learns so at once
+// rather than at its deadline.
 //
 // The requester waits for done (woken through the Bus), reads the result
 // with Take and the request is gone. Every time is the caller's: a backend
@@ -109,8 +116,8 @@ type RPCAnswer struct {
 
 // RPCResult is how a request ended: Data when Code is empty; otherwise
 // Code is CodeRPCError (Message is the provider's), CodeNoRPCProvider
-// (every registered provider rejected it) or CodeRPCTimeout (MaxAttempts
-// claims ran out).
+// (every registered provider rejected it or was presumed dead with it) or
+// CodeRPCTimeout (MaxAttempts claims ran out).
 type RPCResult struct {
 	Data    json.RawMessage
 	Code    Code
@@ -148,8 +155,10 @@ type RPCQueue interface {
 	// unknown request is not an error.
 	Cancel(ctx context.Context, id string) (r RPCResult, ok bool, err error)
 	// Expire ends the claims whose lease ended at or before now: the request
-	// is done with RPC_TIMEOUT when it has run out MaxAttempts leases,
-	// pending again otherwise. It deletes requests whose deadline is before
+	// is done with RPC_TIMEOUT when it has run out MaxAttempts leases;
+	// otherwise, as after a reject, pending again when a provider that has
+	// not had it is registered beyond now, and done with NO_RPC_PROVIDER
+	// when none is. It deletes requests whose deadline is before
 	// now and registrations that ended before now. It returns the end of
 	// the earliest lease still running (zero when none), when it should run next.
 	Expire(ctx context.Context, now time.Time) (next time.Time, err error)

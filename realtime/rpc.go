@@ -32,7 +32,9 @@ type RPCConfig struct {
 	// live provider polls again within it.
 	AckTimeout time.Duration
 	// MaxAttempts is how many providers may be presumed dead on one request
-	// before its requester gets RPC_TIMEOUT.
+	// before its requester gets RPC_TIMEOUT. Before that, a request that no
+	// provider who has not had it is left to take ends at once with
+	// NO_RPC_PROVIDER, as after a reject.
 	MaxAttempts int
 }
 
@@ -178,7 +180,9 @@ func (s *RPC) result(name string, r api.RPCResult) (json.RawMessage, error) {
 	case api.CodeRPCError:
 		return nil, api.Errorf(api.CodeRPCError, "%s", r.Message)
 	case api.CodeNoRPCProvider:
-		return nil, api.Errorf(api.CodeNoRPCProvider, "every provider of rpc %q rejected the request", name)
+		return nil, api.Errorf(api.CodeNoRPCProvider,
+			"no provider of rpc %q is left that has not had the request: each one rejected it or did not answer within %s",
+			name, s.cfg.AckTimeout)
 	case api.CodeRPCTimeout:
 		return nil, api.Errorf(api.CodeRPCTimeout, "no answer from rpc %q: %d providers took the request and did not answer within %s",
 			name, s.cfg.MaxAttempts, s.cfg.AckTimeout)

@@ -210,8 +210,9 @@ func permanent(err error) bool {
 // out (nil: drop it). It waits until ctx's deadline, at most 60s, or
 // without one the server's default, 10s. Errors that the server answered
 // are *api.Error values with the codes NO_RPC_PROVIDER (503: no provider,
-// or every one rejected), RPC_TIMEOUT (504), RPC_ERROR (502: the detail is
-// the provider's message), PERMISSION_DENIED and so on.
+// or none left that has not had the request: each one rejected it or was
+// presumed dead), RPC_TIMEOUT (504), RPC_ERROR (502: the detail is the
+// provider's message), PERMISSION_DENIED and so on.
 func (c *Client) Call(ctx context.Context, name string, input, out any) error {
 	query := url.Values{}
 	if dl, ok := ctx.Deadline(); ok {

@@ -152,20 +152,14 @@ func (q *RPCQueue) Answer(ctx context.Context, id string, a api.RPCAnswer, now t
 			o.until = now.Add(o.lease)
 		}
 	}
-	var wake api.RPCWake
+	wake := api.RPCWake{ID: r.call.ID}
 	switch {
-	case a.Reject && q.registered(r.call.Name, r.tried, now):
-		q.requeue(r)
-		wake.Name = r.call.Name
 	case a.Reject:
-		q.finish(r, api.RPCResult{Code: api.CodeNoRPCProvider})
-		wake.ID = r.call.ID
+		wake = q.passOn(r, now)
 	case a.Data != nil:
 		q.finish(r, api.RPCResult{Data: a.Data})
-		wake.ID = r.call.ID
 	default:
 		q.finish(r, api.RPCResult{Code: api.CodeRPCError, Message: a.Error})
-		wake.ID = r.call.ID
 	}
 	q.mu.Unlock()
 	return q.bus.Send(ctx, api.TopicRPC, wake.Payload())
@@ -201,24 +195,7 @@ func (q *RPCQueue) Cancel(_ context.Context, id string) (api.RPCResult, bool, er
 // Expire ends the leases that ran out and deletes what is past its time.
 func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error) {
 	q.mu.Lock()
-	var wakes []api.RPCWake
-	var next time.Time
-	for _, r := range q.claims {
-		if r.until.After(now) {
-			if next.IsZero() || r.until.Before(next) {
-				next = r.until
-			}
-			continue
-		}
-		q.release(r)
-		if r.expired++; r.expired >= max(r.call.MaxAttempts, 1) {
-			q.finish(r, api.RPCResult{Code: api.CodeRPCTimeout})
-			wakes = append(wakes, api.RPCWake{ID: r.call.ID})
-		} else {
-			q.requeue(r)
-			wakes = append(wakes, api.RPCWake{Name: r.call.Name})
-		}
-	}
+	wakes, next := q.endLeases(now)
 	for _, r := range q.reqs {
 		if r.call.Deadline.Before(now) {
 			q.drop(r)
@@ -241,6 +218,43 @@ func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error)
 		}
 	}
 	return next, nil
+}
+
+// endLeases ends the claims whose lease ended at or before now: done with
+// RPC_TIMEOUT after MaxAttempts of them, else passed on as after a reject.
+// It returns the announcements and the end of the earliest lease still
+// running.
+func (q *RPCQueue) endLeases(now time.Time) (wakes []api.RPCWake, next time.Time) {
+	for _, r := range q.claims {
+		if r.until.After(now) {
+			if next.IsZero() || r.until.Before(next) {
+				next = r.until
+			}
+			continue
+		}
+		q.release(r)
+		if r.expired++; r.expired >= max(r.call.MaxAttempts, 1) {
+			q.finish(r, api.RPCResult{Code: api.CodeRPCTimeout})
+			wakes = append(wakes, api.RPCWake{ID: r.call.ID})
+		} else {
+			wakes = append(wakes, q.passOn(r, now))
+		}
+	}
+	return wakes, next
+}
+
+// passOn decides the fate of a request whose claim ended without an
+// answer, rejected or presumed dead alike: pending again when a provider
+// that has not had it is registered beyond now, else done with
+// NO_RPC_PROVIDER, since nobody could ever answer it. It returns the
+// announcement: the name for providers, or the id for the requester.
+func (q *RPCQueue) passOn(r *rpcReq, now time.Time) api.RPCWake {
+	if q.registered(r.call.Name, r.tried, now) {
+		q.requeue(r)
+		return api.RPCWake{Name: r.call.Name}
+	}
+	q.finish(r, api.RPCResult{Code: api.CodeNoRPCProvider})
+	return api.RPCWake{ID: r.call.ID}
 }
 
 // unqueue removes a pending request from its name's queue.

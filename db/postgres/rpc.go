@@ -185,16 +185,17 @@ func (q *RPCQueue) Claim(ctx context.Context, c api.RPCClaim, now time.Time) (_ 
 //     never waits, so two answers of one provider, each holding its own
 //     row, cannot wait for each other in a cycle;
 //   - requeue says whether a reject ($3) can go to a provider of the name
-//     registered beyond $2 that has not had the request ((SELECT $3), not
-//     $3: a custom plan would fold a false $3 and drop the subquery, which
-//     makes every custom plan look cheaper than the generic one, and
-//     Postgres would plan the statement afresh for every answer, about
-//     0.3 ms);
+//     registered beyond $2 that has not had the request: providerLeftSQL,
+//     by which a lease that ran out is passed on too. It reads
+//     (SELECT $3), not $3: a custom plan would fold a false $3 and drop
+//     the subquery, which makes every custom plan look cheaper than the
+//     generic one, and Postgres would plan the statement afresh for every
+//     answer, about 0.3 ms;
 //   - settled makes the request pending again (a reject with a provider
 //     left) or done with the result ($4 data, $5 code, $6 message);
 //
 // and the request's name (pending) or id (done) is announced on $7.
-const answerSQL = `
+var answerSQL = `
 	WITH answered AS (
 		SELECT id, name, provider FROM rpc_requests
 		WHERE claim = $1 AND state = 'claimed' AND lease_until > $2::timestamptz
@@ -207,11 +208,7 @@ const answerSQL = `
 			FOR UPDATE OF o SKIP LOCKED
 		)
 	), outcome AS (
-		SELECT a.id, (SELECT $3::boolean) AND EXISTS (
-			SELECT FROM rpc_providers p
-			WHERE p.name = a.name AND p.until > $2::timestamptz
-				AND NOT EXISTS (SELECT FROM rpc_tried t WHERE t.request = a.id AND t.provider = p.provider)
-		) AS requeue
+		SELECT a.id, (SELECT $3::boolean) AND ` + providerLeftSQL("a", "$2::timestamptz") + ` AS requeue
 		FROM answered a
 	), settled AS (
 		UPDATE rpc_requests r
@@ -225,6 +222,19 @@ const answerSQL = `
 		RETURNING r.id, r.name, o.requeue
 	)
 	SELECT pg_notify($7, CASE WHEN requeue THEN $8 || name ELSE $9 || id END) FROM settled`
+
+// providerLeftSQL is the condition by which a request whose claim ended
+// without an answer (a reject, a lease that ran out) goes to another
+// provider rather than ending with NO_RPC_PROVIDER: a provider of its name
+// that has not had it is registered beyond now. req is a row source with
+// the request's id and name; now is a timestamptz expression.
+func providerLeftSQL(req, now string) string {
+	return `EXISTS (
+			SELECT FROM rpc_providers p
+			WHERE p.name = ` + req + `.name AND p.until > ` + now + `
+				AND NOT EXISTS (SELECT FROM rpc_tried t WHERE t.request = ` + req + `.id AND t.provider = p.provider)
+		)`
+}
 
 // Answer takes an answer for a live claim, renews the provider's other
 // leases and announces what changed: one statement.

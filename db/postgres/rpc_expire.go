@@ -52,21 +52,35 @@ func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error)
 	return *next, nil
 }
 
-// endLeases ends the claims whose lease ended at or before now: done with
-// RPC_TIMEOUT after max_attempts of them, pending again before. It
-// returns the announcements: each done request's id, each name once.
+// endLeasesSQL ends the claims whose lease ended at or before $1, in one
+// statement: ended locks them, skipping rows that another transaction
+// holds; outcome decides each: done with $2 (RPC_TIMEOUT) once
+// max_attempts leases ran out, else passed on by the rule of a reject:
+// pending when a provider that has not had it is left, done with $3
+// (NO_RPC_PROVIDER) when none is, since nobody could ever answer it.
+var endLeasesSQL = `
+	WITH ended AS (
+		SELECT id, name, expired + 1 >= max_attempts AS spent FROM rpc_requests
+		WHERE state = 'claimed' AND lease_until <= $1::timestamptz
+		FOR UPDATE SKIP LOCKED
+	), outcome AS (
+		SELECT e.id, e.spent, NOT e.spent AND ` + providerLeftSQL("e", "$1::timestamptz") + ` AS requeue
+		FROM ended e
+	)
+	UPDATE rpc_requests r
+	SET expired = r.expired + 1,
+		state = CASE WHEN o.requeue THEN 'pending' ELSE 'done' END,
+		result_code = CASE WHEN o.requeue THEN NULL WHEN o.spent THEN $2::text ELSE $3::text END,
+		claim = NULL, provider = NULL, lease = NULL, lease_until = NULL
+	FROM outcome o
+	WHERE r.id = o.id
+	RETURNING r.id, r.name, NOT o.requeue`
+
+// endLeases ends the claims whose lease ended at or before now (see
+// endLeasesSQL). It returns the announcements: each done request's id,
+// each name once.
 func endLeases(ctx context.Context, tx pgx.Tx, now time.Time) ([]api.RPCWake, error) {
-	rows, err := tx.Query(ctx, `
-		UPDATE rpc_requests r
-		SET expired = r.expired + 1,
-			state = CASE WHEN r.expired + 1 >= r.max_attempts THEN 'done' ELSE 'pending' END,
-			result_code = CASE WHEN r.expired + 1 >= r.max_attempts THEN $2 END,
-			claim = NULL, provider = NULL, lease = NULL, lease_until = NULL
-		WHERE r.id IN (
-			SELECT id FROM rpc_requests WHERE state = 'claimed' AND lease_until <= $1
-			FOR UPDATE SKIP LOCKED
-		)
-		RETURNING r.id, r.name, r.state = 'done'`, now, string(api.CodeRPCTimeout))
+	rows, err := tx.Query(ctx, endLeasesSQL, now, string(api.CodeRPCTimeout), string(api.CodeNoRPCProvider))
 	if err != nil {
 		return nil, fmt.Errorf("end leases: %w", err)
 	}
