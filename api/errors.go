@@ -88,6 +88,12 @@ func ErrorCode(err error) Code {
 // IsCode reports whether err carries code.
 func IsCode(err error, code Code) bool { return err != nil && ErrorCode(err) == code }
 
+// InvalidParameter returns an INVALID_PARAMETER error for the query
+// parameter or header key, which its problem names in "parameter".
+func InvalidParameter(key, format string, args ...any) *Error {
+	return Errorf(CodeInvalidParameter, format, args...).With("parameter", key)
+}
+
 // NotFound returns a NOT_FOUND error for a record name.
 func NotFound(name string) *Error { return Errorf(CodeNotFound, "record %q does not exist", name) }
 

@@ -133,7 +133,7 @@ func entityTag(s, key string) (int64, bool, error) {
 	n, err := strconv.ParseInt(tag, 10, 64)
 	switch {
 	case strings.ContainsAny(tag, "\",\x00 \t") || !quoted && (weak || err != nil || n <= 0):
-		return 0, false, badParam(key, "%s takes * or one version in quotes, such as \"3\"; not %q", key, s)
+		return 0, false, api.InvalidParameter(key, "%s takes * or one version in quotes, such as \"3\"; not %q", key, s)
 	case err != nil || n <= 0:
 		return 0, weak, nil
 	}
@@ -150,14 +150,9 @@ func intQuery(r *http.Request, key string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, badParam(key, "%s must be a whole number from %d to %d, not %q", key, lo, hi, s)
+		return 0, api.InvalidParameter(key, "%s must be a whole number from %d to %d, not %q", key, lo, hi, s)
 	}
 	return n, nil
-}
-
-// badParam is the INVALID_PARAMETER error of a query parameter or header.
-func badParam(key, format string, args ...any) *api.Error {
-	return api.Errorf(api.CodeInvalidParameter, format, args...).With("parameter", key)
 }
 
 // checkQuery refuses every request whose query string does not parse,
@@ -184,12 +179,12 @@ func queryError(raw string, err error) *api.Error {
 		}
 		switch {
 		case strings.Contains(kv, ";"):
-			return badParam(key, "the query string separates parameters with ';' at %q; use '&'", kv)
+			return api.InvalidParameter(key, "the query string separates parameters with ';' at %q; use '&'", kv)
 		case kerr != nil:
-			return badParam(key, "the query parameter name %q is not valid URL encoding (%%XX)", k)
+			return api.InvalidParameter(key, "the query parameter name %q is not valid URL encoding (%%XX)", k)
 		}
 		if _, err := url.QueryUnescape(v); err != nil {
-			return badParam(key, "query parameter %s is not valid URL encoding (%%XX): %q", key, v)
+			return api.InvalidParameter(key, "query parameter %s is not valid URL encoding (%%XX): %q", key, v)
 		}
 	}
 	return api.Errorf(api.CodeInvalidParameter, "the query string does not parse: %v", err)

@@ -130,7 +130,7 @@ func durationQuery(r *http.Request, key string, def time.Duration) (time.Duratio
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, badParam(key, "%s must be a Go duration such as 10s or 500ms, not %q", key, s)
+		return 0, api.InvalidParameter(key, "%s must be a Go duration such as 10s or 500ms, not %q", key, s)
 	}
 	return d, nil
 }

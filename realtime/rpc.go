@@ -97,7 +97,7 @@ func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte
 		return nil, err
 	}
 	if timeout <= 0 || timeout > MaxCallTimeout {
-		return nil, api.Errorf(api.CodeInvalidJSON, "timeout must be more than 0s and at most %s, not %s", MaxCallTimeout, timeout)
+		return nil, api.InvalidParameter("timeout", "timeout must be more than 0s and at most %s, not %s", MaxCallTimeout, timeout)
 	}
 	data, err := api.Compact(input)
 	if err != nil {
@@ -278,11 +278,11 @@ func (s *RPC) checkPoll(ctx context.Context, user api.User, p Poll) ([]string, e
 	case len(names) > MaxPollNames:
 		return nil, api.Errorf(api.CodeInvalidName, "a poll serves at most %d names, not %d", MaxPollNames, len(names))
 	case p.Wait < 0 || p.Wait > MaxPollWait:
-		return nil, api.Errorf(api.CodeInvalidJSON, "wait must be from 0s to %s, not %s", MaxPollWait, p.Wait)
+		return nil, api.InvalidParameter("wait", "wait must be from 0s to %s, not %s", MaxPollWait, p.Wait)
 	case p.Max < 1 || p.Max > MaxPollRequests:
-		return nil, api.Errorf(api.CodeInvalidJSON, "max must be a whole number from 1 to %d, not %d", MaxPollRequests, p.Max)
+		return nil, api.InvalidParameter("max", "max must be a whole number from 1 to %d, not %d", MaxPollRequests, p.Max)
 	case p.Provider != "" && (len(p.Provider) > MaxProviderLen || api.ValidateName(p.Provider) != nil):
-		return nil, api.Errorf(api.CodeInvalidJSON,
+		return nil, api.InvalidParameter("provider",
 			"provider must be 1-%d bytes of A-Z a-z 0-9 - _ . ~ / : @ ! (no leading or trailing '/'), not %q", MaxProviderLen, p.Provider)
 	}
 	for _, n := range names {
