@@ -333,7 +333,10 @@ func badInputCases(subs string) []badCase {
 		add(badCase{name: label + " POST subscription", method: "POST", target: subs, ct: jsonCT, body: m, status: 400, code: "INVALID_JSON"})
 		add(badCase{name: label + " DELETE subscription", method: "DELETE", target: subs, ct: jsonCT, body: m, status: 400, code: "INVALID_JSON"})
 	}
-	for _, p := range []string{`{}`, `[1]`, `{"op":"add","path":"/a","value":1}`} {
+	for _, p := range []string{`{}`, `[1]`, `{"op":"add","path":"/a","value":1}`,
+		`[{"op":"test","path":""}]`, `[{"op":"test","path":"/a"}]`, `[{"op":"add","path":"/b"}]`, `[{"op":"replace","path":"/a"}]`,
+		`[{"op":"copy","path":"/b"}]`, `[{"op":"move","path":"/b"}]`, `[{"op":"remove"}]`, `[{"path":"/a"}]`, `[{"op":"frob","path":"/a"}]`,
+		`[{"op":1,"path":"/a"}]`, `[{"op":"remove","path":1}]`} {
 		add(badCase{name: "not a JSON Patch " + p, method: "PATCH", target: "/records/fx/doc", ct: patchCT, body: p, status: 400, code: "INVALID_JSON"})
 	}
 

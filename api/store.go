@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -194,10 +195,22 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 		}
 		return ch, RecordState{Version: ch.Version}, nil
 	}
-	data, err := w.Apply(cur.Data, cur.Exists)
+	data, err := w.apply(cur)
 	if err != nil {
 		return Change{}, cur, err
 	}
 	ch.Data = data
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
+}
+
+// apply runs w.Apply. It runs inside a backend's commit, where a panic
+// would take the whole server down: a bug in a library that Apply calls
+// (a JSON Patch, a rule) fails this write with INTERNAL instead.
+func (w Write) apply(cur RecordState) (data json.RawMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			data, err = nil, Internal(fmt.Errorf("panic: %v", p), "apply a write to record %q", w.Name)
+		}
+	}()
+	return w.Apply(cur.Data, cur.Exists)
 }

@@ -240,9 +240,9 @@ func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json
 			return api.Compact(out)
 		}, nil
 	case JSONPatch:
-		p, err := jsonpatch.DecodePatch(patch)
+		p, err := decodeJSONPatch(patch)
 		if err != nil {
-			return nil, api.Errorf(api.CodeInvalidJSON, "not a JSON Patch (RFC 6902): %v", err)
+			return nil, err
 		}
 		opts := jsonpatch.NewApplyOptions()
 		opts.AccumulatedCopySizeLimit = int64(maxBytes)
@@ -259,4 +259,41 @@ func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json
 		}, nil
 	}
 	return nil, api.Errorf(api.CodeUnsupportedMediaType, "a patch is %s or %s, not %q", MergePatch, JSONPatch, contentType)
+}
+
+// decodeJSONPatch decodes a JSON Patch and checks that every op has the
+// members RFC 6902 requires of it: the library leaves that to the moment
+// it applies the op, and crashes on a "test" without "value".
+func decodeJSONPatch(patch json.RawMessage) (jsonpatch.Patch, error) {
+	bad := func(format string, args ...any) error {
+		return api.Errorf(api.CodeInvalidJSON, "not a JSON Patch (RFC 6902): "+format, args...)
+	}
+	var ops []map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		return nil, bad("an array of ops such as {\"op\":\"add\",\"path\":\"/a\",\"value\":1}")
+	}
+	for i, op := range ops {
+		var name, path string
+		if json.Unmarshal(op["op"], &name) != nil || json.Unmarshal(op["path"], &path) != nil {
+			return nil, bad("op %d needs \"op\" and \"path\" strings", i)
+		}
+		need := ""
+		switch name {
+		case "add", "replace", "test":
+			need = "value"
+		case "move", "copy":
+			need = "from"
+		case "remove":
+		default:
+			return nil, bad("op %d: unknown op %q", i, name)
+		}
+		if need != "" && op[need] == nil {
+			return nil, bad("op %d (%s) needs %q", i, name, need)
+		}
+	}
+	p, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	return p, nil
 }
