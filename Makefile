@@ -35,3 +35,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzWALRead -fuzztime $(FUZZTIME) ./db/embedded/
+	$(GO) test -run '^$$' -fuzz FuzzQuery -fuzztime $(FUZZTIME) ./handlers/
+	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./realtime/

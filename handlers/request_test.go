@@ -1,0 +1,92 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// FuzzQuery checks that checkQuery lets through exactly the query strings
+// that url.ParseQuery parses whole, and refuses the others with
+// INVALID_PARAMETER before the handler runs.
+func FuzzQuery(f *testing.F) {
+	for _, q := range []string{"", "path=a", "path=pos;x", "path=pos%zz", "a=1&b=2", "%", "=", "&&", "a=%2", "path=a&x=%",
+		"p%zz=1", "path=a" + strings.Repeat("&x=1", 10000), "record=a%2Fb&event=*"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		reached := false
+		h := checkQuery(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+		r := httptest.NewRequest("GET", "/records/x", nil)
+		r.URL.RawQuery = raw
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		_, err := url.ParseQuery(raw)
+		if reached != (err == nil) {
+			t.Fatalf("query %q: reached the handler %v, ParseQuery error %v", raw, reached, err)
+		}
+		if !reached && (w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"INVALID_PARAMETER"`)) {
+			t.Fatalf("query %q: %d %s", raw, w.Code, w.Body)
+		}
+	})
+}
+
+func TestConditions(t *testing.T) {
+	tests := []struct {
+		ifMatch, ifNoneMatch string
+		want                 api.Cond
+		bad                  string // the header at fault
+	}{
+		{"", "", api.Cond{}, ""},
+		{`"3"`, "", api.Cond{IfMatch: 3}, ""},
+		{`3`, "", api.Cond{IfMatch: 3}, ""},
+		{` "3" `, "", api.Cond{IfMatch: 3}, ""},
+		{`*`, "", api.Cond{IfExists: true}, ""},
+		{`W/"3"`, "", api.Cond{IfMatch: -1}, ""}, // strong comparison
+		{`"0"`, "", api.Cond{IfMatch: -1}, ""},
+		{`"abc"`, "", api.Cond{IfMatch: -1}, ""},
+		{`""`, "", api.Cond{IfMatch: -1}, ""},
+		{"", `*`, api.Cond{IfNoneMatch: true}, ""},
+		{"", `"4"`, api.Cond{IfNotVersion: 4}, ""},
+		{"", `W/"4"`, api.Cond{IfNotVersion: 4}, ""}, // weak comparison
+		{"", `"abc"`, api.Cond{}, ""},
+		{`"3"`, `"4"`, api.Cond{IfMatch: 3, IfNotVersion: 4}, ""},
+		{`abc`, "", api.Cond{}, "If-Match"},
+		{`"3`, "", api.Cond{}, "If-Match"},
+		{`W/3`, "", api.Cond{}, "If-Match"},
+		{`"1", "2"`, "", api.Cond{}, "If-Match"},
+		{`-1`, "", api.Cond{}, "If-Match"},
+		{`0`, "", api.Cond{}, "If-Match"},
+		{`**`, "", api.Cond{}, "If-Match"},
+		{`"a b"`, "", api.Cond{}, "If-Match"},
+		{"", `x`, api.Cond{}, "If-None-Match"},
+		{"", `*, "1"`, api.Cond{}, "If-None-Match"},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		if tt.ifMatch != "" {
+			h.Set("If-Match", tt.ifMatch)
+		}
+		if tt.ifNoneMatch != "" {
+			h.Set("If-None-Match", tt.ifNoneMatch)
+		}
+		got, err := conditions(h)
+		var e *api.Error
+		switch {
+		case tt.bad == "" && (err != nil || got != tt.want):
+			t.Errorf("If-Match %q If-None-Match %q = %+v, %v; want %+v", tt.ifMatch, tt.ifNoneMatch, got, err, tt.want)
+		case tt.bad != "" && (!api.IsCode(err, api.CodeInvalidParameter) || !errors.As(err, &e) || e.Fields["parameter"] != tt.bad):
+			t.Errorf("If-Match %q If-None-Match %q: %v, want INVALID_PARAMETER for %s", tt.ifMatch, tt.ifNoneMatch, err, tt.bad)
+		}
+	}
+	// Two header lines are a list, as RFC 9110 reads them.
+	h := http.Header{"If-Match": {`"1"`, `"2"`}}
+	if _, err := conditions(h); !api.IsCode(err, api.CodeInvalidParameter) {
+		t.Errorf("two If-Match lines: %v", err)
+	}
+}
