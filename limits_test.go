@@ -48,7 +48,7 @@ func badResultCases(string) []badCase {
 		tooLarge(badCase{name: "record too large PATCH merge", method: "PATCH", target: "/records/fx/doc", ct: mergeCT, body: `{"s":` + big + `}`}),
 		tooLarge(badCase{name: "record too large JSON Patch copies", method: "PATCH", target: "/records/fx/doc", ct: patchCT, body: "[" + strings.Join(bomb, ",") + "]"}),
 		tooLarge(badCase{name: "record too large batch", method: "POST", target: "/batch", ct: jsonCT,
-			body: `{"ops":[{"op":"put","name":"fx/new","data":1},{"op":"put","name":"fx/doc","path":"s","data":` + big + `}]}`,
+			body:    `{"ops":[{"op":"put","name":"fx/new","data":1},{"op":"put","name":"fx/doc","path":"s","data":` + big + `}]}`,
 			members: map[string]any{"index": float64(1)}}),
 		tooDeep(badCase{name: "body too deep PUT", method: "PUT", target: "/records/fx/doc", ct: jsonCT, body: nest(1001)}),
 		tooDeep(badCase{name: "record too deep PUT ?path", method: "PUT", target: "/records/fx/doc?path=a", ct: jsonCT, body: nest(1000)}),
