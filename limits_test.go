@@ -195,3 +195,23 @@ func TestSlowBodyShutdown(t *testing.T) {
 		t.Errorf("shutdown took %s with a slow body in flight", d)
 	}
 }
+
+// TestMethodNotAllowed checks 405 METHOD_NOT_ALLOWED with the methods the
+// path has in Allow.
+func TestMethodNotAllowed(t *testing.T) {
+	srv := startServer(t, nil)
+	for _, c := range []struct{ method, path, allow string }{
+		{"POST", "/records/x", "GET, HEAD, PUT, PATCH, DELETE"},
+		{"GET", "/batch", "POST"},
+		{"DELETE", "/healthz", "GET"},
+		{"PUT", "/stream/s/subscriptions", "POST, DELETE"},
+		{"GET", "/rpc/add-two", "POST"},
+	} {
+		st, h, b := do(t, c.method, srv.URL+c.path, "", "")
+		var p struct{ Code string }
+		json.Unmarshal(b, &p)
+		if st != http.StatusMethodNotAllowed || p.Code != "METHOD_NOT_ALLOWED" || h.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d Allow %q %s, want 405 METHOD_NOT_ALLOWED Allow %q", c.method, c.path, st, h.Get("Allow"), b, c.allow)
+		}
+	}
+}
