@@ -189,7 +189,7 @@ func trimLoop(ctx context.Context, store api.Store, retention time.Duration, log
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := store.Trim(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			if err := store.Trim(ctx, api.TrimOptions{Before: time.Now().Add(-retention)}); err != nil && ctx.Err() == nil {
 				log.Error("trim change log", "err", err)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 // that Trim reads it without decoding), then its version, kind, name,
 // publisher and data, each string with a 2-byte length.
 func encodeChange(ch api.Change) []byte {
-	v := make([]byte, 0, 8+8+1+2+len(ch.Name)+2+len(ch.Publisher)+len(ch.Data))
+	v := make([]byte, 0, entryFixed+len(ch.Name)+len(ch.Publisher)+len(ch.Data))
 	v = binary.BigEndian.AppendUint64(v, uint64(ch.Time.UnixNano()))
 	v = binary.BigEndian.AppendUint64(v, uint64(ch.Version))
 	v = append(v, kindCode[ch.Kind])
@@ -23,6 +23,14 @@ func encodeChange(ch api.Change) []byte {
 	v = append(v, ch.Publisher...)
 	return append(v, ch.Data...)
 }
+
+// entryFixed is the length of a log entry without its name, publisher and
+// data.
+const entryFixed = 8 + 8 + 1 + 2 + 2
+
+// entrySize is the api.Change.Size of the change whose entry is v, read
+// from its length alone.
+func entrySize(v []byte) int64 { return int64(len(v)-entryFixed) + api.ChangeOverhead }
 
 var (
 	kindCode = map[api.Kind]byte{api.KindSet: 1, api.KindPatch: 2, api.KindDelete: 3, api.KindEvent: 4}

@@ -37,6 +37,7 @@ var (
 	bucketMeta    = []byte("meta")
 	keyTrimmed    = []byte("trimmed")
 	keyEpoch      = []byte("epoch")
+	keyLogBytes   = []byte("logbytes")
 )
 
 // maxGroup bounds how many waiting requests join one group.
@@ -333,62 +334,6 @@ func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Chan
 	}
 	i := min(max(0, int(after+1-s.recent[0].Seq)), len(s.recent))
 	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
-}
-
-// Trim removes changes and streams older than before, a thousand changes
-// per transaction so that writers never wait long. It checkpoints first,
-// so that every change it may cut is in the bbolt file.
-func (s *Store) Trim(ctx context.Context, before time.Time) error {
-	if _, err := s.submit(ctx, &request{checkpoint: true}); err != nil {
-		return err
-	}
-	cut := before.UnixNano()
-	for more := true; more; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			log := tx.Bucket(bucketLog)
-			var old [][]byte // deleting under a cursor can skip keys: collect first
-			c := log.Cursor()
-			for k, v := c.First(); k != nil && len(old) < 1000; k, v = c.Next() {
-				if int64(binary.BigEndian.Uint64(v)) >= cut {
-					break
-				}
-				old = append(old, k)
-			}
-			more = len(old) == 1000
-			if len(old) == 0 {
-				return nil
-			}
-			for _, k := range old {
-				if err := log.Delete(k); err != nil {
-					return err
-				}
-			}
-			return putInt(tx.Bucket(bucketMeta), keyTrimmed, int64(binary.BigEndian.Uint64(old[len(old)-1])))
-		})
-		if err != nil {
-			return fmt.Errorf("trim log: %w", err)
-		}
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStreams)
-		var old [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var info api.StreamInfo
-			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
-				old = append(old, k)
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err == nil {
-				err = b.Delete(k)
-			}
-		}
-		return err
-	})
 }
 
 // GetStream returns a stored stream, or NOT_FOUND.
@@ -720,10 +665,15 @@ func (s *Store) checkpoint() error {
 	epoch := s.wal.epoch + 1
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		log, records := tx.Bucket(bucketLog), tx.Bucket(bucketRecords)
+		size := logSize(tx)
 		for _, ch := range s.recent {
 			if err := log.Put(seqKey(ch.Seq), encodeChange(ch)); err != nil {
 				return err
 			}
+			size += ch.Size()
+		}
+		if err := putInt(tx.Bucket(bucketMeta), keyLogBytes, size); err != nil {
+			return err
 		}
 		for name, st := range s.records {
 			var err error
