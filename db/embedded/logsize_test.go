@@ -32,7 +32,7 @@ func storedLogSize(t *testing.T, s *Store) int64 {
 // file without one (written before there was one) gets it from its log.
 func TestLogSize(t *testing.T) {
 	dir := t.TempDir()
-	s, err := open(dir, 3)
+	s, err := open(dir, options{every: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

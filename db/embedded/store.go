@@ -57,7 +57,7 @@ type Store struct {
 	reqs   chan *request
 	quit   chan struct{}
 	done   chan struct{}
-	every  int  // checkpoint after this many changes
+	opt    options
 	saved  bool // the epoch being written is stored in the bbolt file
 
 	// Owned by the commit loop: what the groups written so far did.
@@ -74,6 +74,7 @@ type Store struct {
 	synced  *sync.Cond    // on pipe: groups were published or failed
 	written []*batch      // groups written, not yet published, in order
 	broken  error         // the log failed: writes fail until a restart
+	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
 
 	// view guards what the bbolt file does not hold yet: the state since
 	// the last checkpoint. It changes under the write lock when groups are
@@ -105,14 +106,21 @@ type request struct {
 	done       chan struct{}
 }
 
+// options are what tests change in a store; Open takes the defaults.
+type options struct {
+	every int           // checkpoint after this many changes
+	retry time.Duration // how often a checkpoint that Open could not write is tried again
+	fault func() error  // tests: an error for checkpoints to fail with, as a full disk would
+}
+
 // Open opens (or creates) the store in dir: the files switchboard.db and
 // switchboard.wal. Changes that reached the write-ahead log before a crash
 // are applied to the bbolt file first.
 func Open(dir string) (*Store, error) {
-	return open(dir, checkpointChanges)
+	return open(dir, options{every: checkpointChanges, retry: checkpointRetry})
 }
 
-func open(dir string, every int) (*Store, error) {
+func open(dir string, opt options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -127,7 +135,7 @@ func open(dir string, every int) (*Store, error) {
 		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), every: every,
+		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
 		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}}
 	s.synced = sync.NewCond(&s.pipe)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
@@ -138,7 +146,8 @@ func open(dir string, every int) (*Store, error) {
 	return s, nil
 }
 
-// recover opens the write-ahead log and checkpoints what it holds.
+// recover opens the write-ahead log, replays it into memory and
+// checkpoints it.
 func (s *Store) recover(walPath string) error {
 	var epoch uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -164,11 +173,8 @@ func (s *Store) recover(walPath string) error {
 		track(s.records, ch)
 		s.head = ch.Seq
 	}
-	if err := s.checkpoint(); err != nil {
-		w.close()
-		return err
-	}
 	s.seq = s.head
+	s.checkpoint() // on failure the store opens stalled, on what it replayed: see stall.go
 	return nil
 }
 
@@ -192,10 +198,7 @@ func (s *Store) Close() error {
 
 // Ping reports whether the files are usable.
 func (s *Store) Ping(context.Context) error {
-	s.pipe.Lock()
-	err := s.broken
-	s.pipe.Unlock()
-	if err != nil {
+	if err := s.refusal(); err != nil {
 		return err
 	}
 	return s.db.View(func(*bolt.Tx) error { return nil })
@@ -407,6 +410,9 @@ func (s *Store) loop() {
 			return
 		case r := <-s.reqs:
 			group = s.gather(append(make([]*request, 0, max(8, s.lastGroup)), r))
+		case <-s.retry():
+			s.checkpoint() // on failure it is tried again later
+			continue
 		}
 		s.lastGroup = len(group)
 		s.write(group)
@@ -416,9 +422,9 @@ func (s *Store) loop() {
 				asked = append(asked, r)
 			}
 		}
-		if len(asked) > 0 || s.wal.off >= checkpointBytes || s.since >= s.every {
+		if len(asked) > 0 || s.due() {
 			s.drain()
-			err := s.checkpoint() // on failure the next group tries again
+			err := s.checkpoint() // on failure the store stalls: see stall.go
 			for _, r := range asked {
 				r.err = err
 				close(r.done)
@@ -511,9 +517,7 @@ func (s *Store) write(group []*request) {
 // far left, encodes them into the log's group under way, and returns the
 // requests that succeeded as a batch.
 func (s *Store) prepare(group []*request) *batch {
-	s.pipe.Lock()
-	broken := s.broken
-	s.pipe.Unlock()
+	refused := s.refusal()
 	var tx *bolt.Tx // begun at the first record that did not change since the last checkpoint
 	defer func() {
 		if tx != nil {
@@ -540,8 +544,8 @@ func (s *Store) prepare(group []*request) *batch {
 		switch {
 		case r.checkpoint:
 			continue // answered by the loop
-		case broken != nil:
-			r.err = broken
+		case refused != nil:
+			r.err = refused
 		case r.stream != nil:
 			r.err = s.wal.addStream(*r.stream, b.seq)
 		default:
@@ -664,22 +668,15 @@ func (s *Store) checkpoint() error {
 	}
 	epoch := s.wal.epoch + 1
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		log, records := tx.Bucket(bucketLog), tx.Bucket(bucketRecords)
-		// Positions only grow, so the log's pages are only ever appended
-		// to: filled (rather than split at half, bbolt's default), they
-		// take half the disk. Measured: a log bounded to 16 MiB kept the
-		// file at 33 MB instead of 69 MB.
-		log.FillPercent = 1.0
-		size := logSize(tx)
-		for _, ch := range s.recent {
-			if err := log.Put(seqKey(ch.Seq), encodeChange(ch)); err != nil {
+		if s.opt.fault != nil {
+			if err := s.opt.fault(); err != nil {
 				return err
 			}
-			size += ch.Size()
 		}
-		if err := putInt(tx.Bucket(bucketMeta), keyLogBytes, size); err != nil {
+		if err := appendLog(tx, s.recent); err != nil {
 			return err
 		}
+		records := tx.Bucket(bucketRecords)
 		for name, st := range s.records {
 			var err error
 			if st.Exists {
@@ -699,13 +696,20 @@ func (s *Store) checkpoint() error {
 		return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
 	})
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		err = fmt.Errorf("checkpoint: %w", err)
+		s.pipe.Lock()
+		s.stalled = err
+		s.pipe.Unlock()
+		return err
 	}
 	s.view.Lock()
 	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
 	s.view.Unlock()
 	s.latest, s.since, s.saved = map[string]api.RecordState{}, 0, true
 	s.wal.restart(epoch)
+	s.pipe.Lock()
+	s.stalled = nil
+	s.pipe.Unlock()
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -51,6 +52,10 @@ const (
 	// a recovery.
 	checkpointBytes   = walPrealloc
 	checkpointChanges = 4096
+	// checkpointRetry is how often a checkpoint that Open could not write
+	// (the disk was full) is tried again. Not more often: a failed bbolt
+	// commit rebuilds its free list by walking the whole file.
+	checkpointRetry = 5 * time.Second
 
 	entryChange byte = 1
 	entryStream byte = 2
