@@ -124,6 +124,46 @@ func TestOpenWhileTheDiskIsFull(t *testing.T) {
 	wantLog(t, s, `1`, `2`, `3`)
 }
 
+// A write that failed does not come back after a restart, also when the
+// disk is full: Close cannot checkpoint then, which is what otherwise
+// leaves failed writes behind (the checkpoint starts a new epoch of the
+// write-ahead log). The log is cut after the last acknowledged write when
+// the store breaks.
+func TestFailedWriteStaysFailedWhenTheDiskIsFull(t *testing.T) {
+	dir := t.TempDir()
+	full := &diskFull{}
+	s, err := openFull(t, dir, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := s.Write(ctx, event(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	full.on.Store(true)
+	s.wal.fsync = func() error { return &fs.PathError{Op: "sync", Path: "switchboard.wal", Err: syscall.ENOSPC} }
+	for range 3 {
+		if _, err := s.Write(ctx, event(`2`)); err == nil {
+			t.Fatal("the write whose fsync failed succeeded")
+		}
+	}
+	if err := s.Close(); err == nil {
+		t.Fatal("Close with a full disk = nil, want its checkpoint's error")
+	}
+
+	if s, err = openFull(t, dir, full); err != nil {
+		t.Fatalf("Open while the disk is full: %v", err)
+	}
+	wantLog(t, s, `1`)
+	s.Close()
+	full.on.Store(false)
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantLog(t, s, `1`)
+}
+
 // A checkpoint that fails while the store runs (the disk filled up) stalls
 // it the same way: writes and Ping fail with the disk's error instead of
 // filling what the write-ahead log has left, and when the disk has room

@@ -74,6 +74,7 @@ type Store struct {
 	synced  *sync.Cond    // on pipe: groups were published or failed
 	written []*batch      // groups written, not yet published, in order
 	broken  error         // the log failed: writes fail until a restart
+	logged  int64         // where the published groups end in the log: see fail
 	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
 
 	// view guards what the bbolt file does not hold yet: the state since
@@ -93,6 +94,7 @@ type Store struct {
 type batch struct {
 	requests []*request
 	seq      int64 // the position of its last change
+	end      int64 // where it ends in the write-ahead log
 }
 
 // request is one caller's atomic unit of work for the commit loop: a
@@ -495,6 +497,7 @@ func (s *Store) write(group []*request) {
 		return
 	}
 	err := s.wal.write()
+	b.end = s.wal.off
 	s.pipe.Lock()
 	if err == nil {
 		err = s.broken // an fsync failed while b was prepared on what it lost
@@ -617,6 +620,7 @@ func (s *Store) durable(b *batch, err error) {
 	}
 	done := s.written[:n]
 	s.written = s.written[n:]
+	s.logged = b.end
 	s.publish(done)
 	for _, w := range done {
 		for _, r := range w.requests {
@@ -628,7 +632,18 @@ func (s *Store) durable(b *batch, err error) {
 
 // fail breaks the store with err and answers the groups with it. The
 // caller holds pipe.
+//
+// The groups were written to the log, and a restart would read back those
+// that reached the disk if nothing else happened: Close's checkpoint
+// starts a new epoch of the log, which leaves them behind, but it cannot
+// when the disk is full, nor after a kill. So the log is cut where the
+// published groups end, once, as the store breaks. That write goes where
+// the log has written already, so it needs no new space on the disk; if
+// it fails too, a failed write may come back after the restart.
 func (s *Store) fail(err error, groups []*batch) {
+	if s.broken == nil {
+		s.wal.cut(s.logged) // best effort: see above
+	}
 	s.broken = err
 	for _, b := range groups {
 		for _, r := range b.requests {
@@ -708,7 +723,7 @@ func (s *Store) checkpoint() error {
 	s.latest, s.since, s.saved = map[string]api.RecordState{}, 0, true
 	s.wal.restart(epoch)
 	s.pipe.Lock()
-	s.stalled = nil
+	s.stalled, s.logged = nil, 0
 	s.pipe.Unlock()
 	return nil
 }

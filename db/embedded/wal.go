@@ -198,6 +198,16 @@ func (w *wal) sync() error {
 	return nil
 }
 
+// cut ends the log at off: the entry there gets length 0, which ends
+// reading (see read), and the entries after it are no longer part of the
+// log. It may run beside write, which appends after off.
+func (w *wal) cut(off int64) error {
+	if _, err := w.f.WriteAt(make([]byte, 4), off); err != nil {
+		return fmt.Errorf("write-ahead log: cut: %w", err)
+	}
+	return w.sync()
+}
+
 // restart begins epoch: the entries before it were checkpointed.
 func (w *wal) restart(epoch uint64) {
 	w.epoch, w.off = epoch, 0
