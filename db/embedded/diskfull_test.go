@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -200,4 +203,66 @@ func TestCheckpointFailureStallsWrites(t *testing.T) {
 	}
 	s = reopen(t, s, dir)
 	wantLog(t, s, `1`, `3`)
+}
+
+// fullDirEnv names an empty directory on a small file system of its own
+// for TestOnARealFullDisk, which fills it up; for example, as root:
+//
+//	mount -t tmpfs -o size=24m tmpfs /mnt/full && EMBEDDED_FULL_DIR=/mnt/full go test -run OnARealFullDisk ./db/embedded
+const fullDirEnv = "EMBEDDED_FULL_DIR"
+
+// TestOnARealFullDisk is TestOpenWhileTheDiskIsFull on a disk that is
+// really full, so that bbolt's and the log's own ways of failing are the
+// real ones: the store writes until it fails, opens again with the disk
+// full, and takes writes again once a filler file is removed, with every
+// acknowledged write there and no gap.
+func TestOnARealFullDisk(t *testing.T) {
+	root := os.Getenv(fullDirEnv)
+	if root == "" {
+		t.Skip(fullDirEnv + " is not set")
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(root, "filler") // all but 8 MiB
+	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "data")
+	t.Cleanup(func() { os.RemoveAll(dir); os.Remove(filler) })
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	acked := 0
+	for ; ; acked++ {
+		if _, err := s.Write(ctx, event(data)); err != nil {
+			t.Logf("%d writes acknowledged, then: %v", acked, err)
+			break
+		}
+	}
+	t.Logf("Close: %v", s.Close())
+	if s, err = Open(dir); err != nil {
+		t.Fatalf("Open while the disk is full: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping while the disk is full = nil, want its error")
+	}
+	os.Remove(filler)
+	for deadline := time.Now().Add(3 * checkpointRetry); s.Ping(ctx) != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ping after the disk has room: %v", s.Ping(ctx))
+		}
+	}
+	if _, err := s.Write(ctx, event(`1`)); err != nil {
+		t.Fatalf("Write after the disk has room: %v", err)
+	}
+	cs, err := s.Changes(ctx, 0, acked+10)
+	if err != nil || len(cs) != acked+1 || cs[len(cs)-1].Seq != int64(acked+1) {
+		t.Errorf("the log holds %d changes, %v; want the %d acknowledged and the last one, with no gap", len(cs), err, acked)
+	}
 }
