@@ -124,17 +124,17 @@ func Open(dir string) (*Store, error) {
 
 func open(dir string, opt options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return nil, dataDirError(dir, err)
 	}
 	file := filepath.Join(dir, "switchboard.db")
 	db, err := bolt.Open(file, 0o600, &bolt.Options{
-		Timeout:         time.Second,
+		Timeout:         lockTimeout,
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30, // address space only: no remapping (which waits for readers) as the file grows
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
+		return nil, dataDirError(dir, err)
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
 		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
@@ -142,7 +142,7 @@ func open(dir string, opt options) (*Store, error) {
 	s.synced = sync.NewCond(&s.pipe)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", dir, err)
+		return nil, dataDirError(dir, err)
 	}
 	go s.loop()
 	return s, nil
