@@ -38,6 +38,9 @@ func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 			return fmt.Errorf("trim log: %w", err)
 		}
 	}
+	if o.Before.IsZero() {
+		return nil // no stream is older: spare the walk over every one
+	}
 	if err := s.trimStreams(o.Before); err != nil {
 		return fmt.Errorf("trim streams: %w", err)
 	}

@@ -27,6 +27,9 @@ func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 			break
 		}
 	}
+	if o.Before.IsZero() {
+		return nil // no stream is older
+	}
 	return s.trimStreams(ctx, o.Before)
 }
 
