@@ -38,14 +38,15 @@ func (s *Store) refusal() error {
 
 // retry returns a channel that fires when a stalled store should try its
 // checkpoint again, or nil when it is not stalled. Only the commit loop
-// calls it.
+// calls it, each time it waits for work: the time is counted from the
+// failure, so that the writes it refuses meanwhile do not put it off.
 func (s *Store) retry() <-chan time.Time {
 	s.pipe.Lock()
 	defer s.pipe.Unlock()
 	if s.stalled == nil {
 		return nil
 	}
-	return time.After(s.opt.retry)
+	return time.After(time.Until(s.retryAt))
 }
 
 // due reports whether the log is long enough for a checkpoint. A stalled

@@ -76,6 +76,7 @@ type Store struct {
 	broken  error         // the log failed: writes fail until a restart
 	logged  int64         // where the published groups end in the log: see fail
 	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
+	retryAt time.Time     // when a stalled store tries its checkpoint again
 
 	// view guards what the bbolt file does not hold yet: the state since
 	// the last checkpoint. It changes under the write lock when groups are
@@ -111,7 +112,7 @@ type request struct {
 // options are what tests change in a store; Open takes the defaults.
 type options struct {
 	every int           // checkpoint after this many changes
-	retry time.Duration // how often a checkpoint that Open could not write is tried again
+	retry time.Duration // how soon a checkpoint that failed is tried again
 	fault func() error  // tests: an error for checkpoints to fail with, as a full disk would
 }
 
@@ -713,7 +714,7 @@ func (s *Store) checkpoint() error {
 	if err != nil {
 		err = fmt.Errorf("checkpoint: %w", err)
 		s.pipe.Lock()
-		s.stalled = err
+		s.stalled, s.retryAt = err, time.Now().Add(s.opt.retry)
 		s.pipe.Unlock()
 		return err
 	}

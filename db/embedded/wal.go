@@ -52,9 +52,9 @@ const (
 	// a recovery.
 	checkpointBytes   = walPrealloc
 	checkpointChanges = 4096
-	// checkpointRetry is how often a checkpoint that Open could not write
-	// (the disk was full) is tried again. Not more often: a failed bbolt
-	// commit rebuilds its free list by walking the whole file.
+	// checkpointRetry is how soon a checkpoint that failed (the disk was
+	// full) is tried again. Not sooner: a failed bbolt commit rebuilds its
+	// free list by walking the whole file.
 	checkpointRetry = 5 * time.Second
 
 	entryChange byte = 1
