@@ -7,8 +7,9 @@ import "time"
 // memory, so the store does not break (a broken store waits for a
 // restart); it stalls. Readers go on seeing every acknowledged write.
 // Writes fail with the checkpoint's error, and Ping too, so that /readyz
-// says 503. The commit loop tries the checkpoint again every opt.retry
-// (and Trim asks for one), and the first that succeeds ends the stall.
+// says 503. The commit loop tries the checkpoint again opt.retry after
+// each failure (and Trim asks for one), and the first that succeeds ends
+// the stall.
 //
 // Open stalls the same way: it replays the log into memory and
 // checkpoints it, and when that fails it opens all the same, stalled. A
