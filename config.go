@@ -13,24 +13,25 @@ import (
 // Config is every setting of the server, read from the environment once at
 // start. The README's configuration table lists the same variables.
 type Config struct {
-	Host              string        `env:"HOST"`
-	Port              int           `env:"PORT" envDefault:"8080"`
-	DataDir           string        `env:"DATA_DIR" envDefault:"./data"`
-	DatabaseURL       string        `env:"DATABASE_URL"`
-	DatabaseDirectURL string        `env:"DATABASE_DIRECT_URL"`
-	AuthMode          string        `env:"AUTH_MODE" envDefault:"token"`
-	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
-	MaxRecordBytes    int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
-	BodyTimeout       time.Duration `env:"BODY_TIMEOUT" envDefault:"10s"`
-	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
-	StreamRetention   time.Duration `env:"STREAM_RETENTION" envDefault:"1h"`
-	StreamMaxLifetime time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
-	StreamRetry       time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
-	StreamBufferBytes int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
-	RPCAckTimeout     time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
-	RPCMaxAttempts    int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
-	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json"`
+	Host                 string        `env:"HOST"`
+	Port                 int           `env:"PORT" envDefault:"8080"`
+	DataDir              string        `env:"DATA_DIR" envDefault:"./data"`
+	DatabaseURL          string        `env:"DATABASE_URL"`
+	DatabaseDirectURL    string        `env:"DATABASE_DIRECT_URL"`
+	AuthMode             string        `env:"AUTH_MODE" envDefault:"token"`
+	MaxBodyBytes         int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	MaxRecordBytes       int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
+	BodyTimeout          time.Duration `env:"BODY_TIMEOUT" envDefault:"10s"`
+	HeartbeatInterval    time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
+	StreamRetention      time.Duration `env:"STREAM_RETENTION" envDefault:"1h"`
+	StreamRetentionBytes int64         `env:"STREAM_RETENTION_BYTES" envDefault:"1073741824"`
+	StreamMaxLifetime    time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
+	StreamRetry          time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
+	StreamBufferBytes    int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
+	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
+	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
+	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
 }
 
 // loadConfig reads and validates the configuration. An error names the
@@ -76,6 +77,7 @@ func (c Config) validate() error {
 		{"BODY_TIMEOUT", "a positive duration", c.BodyTimeout > 0},
 		{"HEARTBEAT_INTERVAL", "a positive duration", c.HeartbeatInterval > 0},
 		{"STREAM_RETENTION", "a positive duration", c.StreamRetention > 0},
+		{"STREAM_RETENTION_BYTES", "0 (no size bound) or a positive number of bytes", c.StreamRetentionBytes >= 0},
 		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},
 		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
 		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},

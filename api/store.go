@@ -87,6 +87,30 @@ type Write struct {
 // ErrTrimmed says that a log position is older than the retained log.
 var ErrTrimmed = errors.New("the position is older than the retained change log")
 
+// ChangeOverhead is what a change counts against the log's size bound
+// besides its name, publisher and data: about what a backend stores around
+// them (position, time, kind, version, keys).
+const ChangeOverhead = 64
+
+// Size is what c counts against TrimOptions.MaxBytes: the bytes of its
+// name, publisher and data, and ChangeOverhead. Every backend counts it
+// the same way, so that a bound means the same on each and can be tested;
+// what the files take on disk is more, by a factor of the backend.
+func (c Change) Size() int64 {
+	return int64(len(c.Name)+len(c.Publisher)+len(c.Data)) + ChangeOverhead
+}
+
+// TrimOptions says what Trim removes: a change goes when it is older than
+// Before or when the changes after it are enough to fill MaxBytes.
+type TrimOptions struct {
+	// Before removes the changes made before it, and the streams not
+	// updated since. The zero time removes nothing.
+	Before time.Time
+	// MaxBytes, when positive, removes the oldest changes until the Size
+	// of the changes left adds up to MaxBytes or less (which may be none).
+	MaxBytes int64
+}
+
 // Subscription is one subscription of a stream, in the form of the public
 // contract: exactly one of Record (with an optional Path), Event (a name or
 // "prefix/*"), Presence and Listen is set.
@@ -135,8 +159,10 @@ type Store interface {
 	// Changes returns up to limit changes after position after, in order.
 	// It returns ErrTrimmed when changes after it were trimmed away.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
-	// Trim removes changes and stream state older than before.
-	Trim(ctx context.Context, before time.Time) error
+	// Trim removes the changes that o says are too old or too many, a
+	// prefix of the log (Changes from a position in it says ErrTrimmed),
+	// and the streams not updated since o.Before.
+	Trim(ctx context.Context, o TrimOptions) error
 	// PutStream stores a stream's state; GetStream reads it, or NOT_FOUND.
 	PutStream(ctx context.Context, s StreamInfo) error
 	GetStream(ctx context.Context, id string) (StreamInfo, error)

@@ -152,17 +152,22 @@ func (s *memStore) Changes(ctx context.Context, after int64, limit int) ([]api.C
 	return out, nil
 }
 
-func (s *memStore) Trim(ctx context.Context, before time.Time) error {
+func (s *memStore) Trim(ctx context.Context, o api.TrimOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var size int64
+	for _, c := range s.log {
+		size += c.Size()
+	}
 	i := 0
-	for i < len(s.log) && s.log[i].Time.Before(before) {
+	for i < len(s.log) && (s.log[i].Time.Before(o.Before) || o.MaxBytes > 0 && size > o.MaxBytes) {
 		s.trimmed = s.log[i].Seq
+		size -= s.log[i].Size()
 		i++
 	}
 	s.log = s.log[i:]
 	for id, st := range s.streams {
-		if st.Updated.Before(before) {
+		if st.Updated.Before(o.Before) {
 			delete(s.streams, id)
 		}
 	}

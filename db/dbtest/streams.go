@@ -88,7 +88,7 @@ func testStreamTrim(t *testing.T, s api.Store) {
 			t.Fatalf("PutStream(%q): %v", st.ID, err)
 		}
 	}
-	if err := s.Trim(t.Context(), now.Add(-time.Hour)); err != nil {
+	if err := s.Trim(t.Context(), api.TrimOptions{Before: now.Add(-time.Hour)}); err != nil {
 		t.Fatalf("Trim: %v", err)
 	}
 	_, err := s.GetStream(t.Context(), "old")

@@ -37,6 +37,7 @@ var (
 	bucketMeta    = []byte("meta")
 	keyTrimmed    = []byte("trimmed")
 	keyEpoch      = []byte("epoch")
+	keyLogBytes   = []byte("logbytes")
 )
 
 // maxGroup bounds how many waiting requests join one group.
@@ -56,7 +57,7 @@ type Store struct {
 	reqs   chan *request
 	quit   chan struct{}
 	done   chan struct{}
-	every  int  // checkpoint after this many changes
+	opt    options
 	saved  bool // the epoch being written is stored in the bbolt file
 
 	// Owned by the commit loop: what the groups written so far did.
@@ -73,6 +74,9 @@ type Store struct {
 	synced  *sync.Cond    // on pipe: groups were published or failed
 	written []*batch      // groups written, not yet published, in order
 	broken  error         // the log failed: writes fail until a restart
+	logged  int64         // where the published groups end in the log: see fail
+	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
+	retryAt time.Time     // when a stalled store tries its checkpoint again
 
 	// view guards what the bbolt file does not hold yet: the state since
 	// the last checkpoint. It changes under the write lock when groups are
@@ -91,6 +95,7 @@ type Store struct {
 type batch struct {
 	requests []*request
 	seq      int64 // the position of its last change
+	end      int64 // where it ends in the write-ahead log
 }
 
 // request is one caller's atomic unit of work for the commit loop: a
@@ -104,40 +109,48 @@ type request struct {
 	done       chan struct{}
 }
 
+// options are what tests change in a store; Open takes the defaults.
+type options struct {
+	every int           // checkpoint after this many changes
+	retry time.Duration // how soon a checkpoint that failed is tried again
+	fault func() error  // tests: an error for checkpoints to fail with, as a full disk would
+}
+
 // Open opens (or creates) the store in dir: the files switchboard.db and
 // switchboard.wal. Changes that reached the write-ahead log before a crash
 // are applied to the bbolt file first.
 func Open(dir string) (*Store, error) {
-	return open(dir, checkpointChanges)
+	return open(dir, options{every: checkpointChanges, retry: checkpointRetry})
 }
 
-func open(dir string, every int) (*Store, error) {
+func open(dir string, opt options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return nil, dataDirError(dir, err)
 	}
 	file := filepath.Join(dir, "switchboard.db")
 	db, err := bolt.Open(file, 0o600, &bolt.Options{
-		Timeout:         time.Second,
+		Timeout:         lockTimeout,
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30, // address space only: no remapping (which waits for readers) as the file grows
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s (is another server using it?): %w", file, err)
+		return nil, dataDirError(dir, err)
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), every: every,
+		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
 		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}}
 	s.synced = sync.NewCond(&s.pipe)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", dir, err)
+		return nil, dataDirError(dir, err)
 	}
 	go s.loop()
 	return s, nil
 }
 
-// recover opens the write-ahead log and checkpoints what it holds.
+// recover opens the write-ahead log, replays it into memory and
+// checkpoints it.
 func (s *Store) recover(walPath string) error {
 	var epoch uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -163,11 +176,8 @@ func (s *Store) recover(walPath string) error {
 		track(s.records, ch)
 		s.head = ch.Seq
 	}
-	if err := s.checkpoint(); err != nil {
-		w.close()
-		return err
-	}
 	s.seq = s.head
+	s.checkpoint() // on failure the store opens stalled, on what it replayed: see stall.go
 	return nil
 }
 
@@ -191,10 +201,7 @@ func (s *Store) Close() error {
 
 // Ping reports whether the files are usable.
 func (s *Store) Ping(context.Context) error {
-	s.pipe.Lock()
-	err := s.broken
-	s.pipe.Unlock()
-	if err != nil {
+	if err := s.refusal(); err != nil {
 		return err
 	}
 	return s.db.View(func(*bolt.Tx) error { return nil })
@@ -335,62 +342,6 @@ func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Chan
 	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
 }
 
-// Trim removes changes and streams older than before, a thousand changes
-// per transaction so that writers never wait long. It checkpoints first,
-// so that every change it may cut is in the bbolt file.
-func (s *Store) Trim(ctx context.Context, before time.Time) error {
-	if _, err := s.submit(ctx, &request{checkpoint: true}); err != nil {
-		return err
-	}
-	cut := before.UnixNano()
-	for more := true; more; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			log := tx.Bucket(bucketLog)
-			var old [][]byte // deleting under a cursor can skip keys: collect first
-			c := log.Cursor()
-			for k, v := c.First(); k != nil && len(old) < 1000; k, v = c.Next() {
-				if int64(binary.BigEndian.Uint64(v)) >= cut {
-					break
-				}
-				old = append(old, k)
-			}
-			more = len(old) == 1000
-			if len(old) == 0 {
-				return nil
-			}
-			for _, k := range old {
-				if err := log.Delete(k); err != nil {
-					return err
-				}
-			}
-			return putInt(tx.Bucket(bucketMeta), keyTrimmed, int64(binary.BigEndian.Uint64(old[len(old)-1])))
-		})
-		if err != nil {
-			return fmt.Errorf("trim log: %w", err)
-		}
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStreams)
-		var old [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var info api.StreamInfo
-			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
-				old = append(old, k)
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err == nil {
-				err = b.Delete(k)
-			}
-		}
-		return err
-	})
-}
-
 // GetStream returns a stored stream, or NOT_FOUND.
 func (s *Store) GetStream(_ context.Context, id string) (api.StreamInfo, error) {
 	var info api.StreamInfo
@@ -462,6 +413,9 @@ func (s *Store) loop() {
 			return
 		case r := <-s.reqs:
 			group = s.gather(append(make([]*request, 0, max(8, s.lastGroup)), r))
+		case <-s.retry():
+			s.checkpoint() // on failure it is tried again later
+			continue
 		}
 		s.lastGroup = len(group)
 		s.write(group)
@@ -471,9 +425,9 @@ func (s *Store) loop() {
 				asked = append(asked, r)
 			}
 		}
-		if len(asked) > 0 || s.wal.off >= checkpointBytes || s.since >= s.every {
+		if len(asked) > 0 || s.due() {
 			s.drain()
-			err := s.checkpoint() // on failure the next group tries again
+			err := s.checkpoint() // on failure the store stalls: see stall.go
 			for _, r := range asked {
 				r.err = err
 				close(r.done)
@@ -544,6 +498,7 @@ func (s *Store) write(group []*request) {
 		return
 	}
 	err := s.wal.write()
+	b.end = s.wal.off
 	s.pipe.Lock()
 	if err == nil {
 		err = s.broken // an fsync failed while b was prepared on what it lost
@@ -566,9 +521,7 @@ func (s *Store) write(group []*request) {
 // far left, encodes them into the log's group under way, and returns the
 // requests that succeeded as a batch.
 func (s *Store) prepare(group []*request) *batch {
-	s.pipe.Lock()
-	broken := s.broken
-	s.pipe.Unlock()
+	refused := s.refusal()
 	var tx *bolt.Tx // begun at the first record that did not change since the last checkpoint
 	defer func() {
 		if tx != nil {
@@ -595,8 +548,8 @@ func (s *Store) prepare(group []*request) *batch {
 		switch {
 		case r.checkpoint:
 			continue // answered by the loop
-		case broken != nil:
-			r.err = broken
+		case refused != nil:
+			r.err = refused
 		case r.stream != nil:
 			r.err = s.wal.addStream(*r.stream, b.seq)
 		default:
@@ -668,6 +621,7 @@ func (s *Store) durable(b *batch, err error) {
 	}
 	done := s.written[:n]
 	s.written = s.written[n:]
+	s.logged = b.end
 	s.publish(done)
 	for _, w := range done {
 		for _, r := range w.requests {
@@ -679,7 +633,18 @@ func (s *Store) durable(b *batch, err error) {
 
 // fail breaks the store with err and answers the groups with it. The
 // caller holds pipe.
+//
+// The groups were written to the log, and a restart would read back those
+// that reached the disk if nothing else happened: Close's checkpoint
+// starts a new epoch of the log, which leaves them behind, but it cannot
+// when the disk is full, nor after a kill. So the log is cut where the
+// published groups end, once, as the store breaks. That write goes where
+// the log has written already, so it needs no new space on the disk; if
+// it fails too, a failed write may come back after the restart.
 func (s *Store) fail(err error, groups []*batch) {
+	if s.broken == nil {
+		s.wal.cut(s.logged) // best effort: see above
+	}
 	s.broken = err
 	for _, b := range groups {
 		for _, r := range b.requests {
@@ -719,12 +684,15 @@ func (s *Store) checkpoint() error {
 	}
 	epoch := s.wal.epoch + 1
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		log, records := tx.Bucket(bucketLog), tx.Bucket(bucketRecords)
-		for _, ch := range s.recent {
-			if err := log.Put(seqKey(ch.Seq), encodeChange(ch)); err != nil {
+		if s.opt.fault != nil {
+			if err := s.opt.fault(); err != nil {
 				return err
 			}
 		}
+		if err := appendLog(tx, s.recent); err != nil {
+			return err
+		}
+		records := tx.Bucket(bucketRecords)
 		for name, st := range s.records {
 			var err error
 			if st.Exists {
@@ -744,13 +712,20 @@ func (s *Store) checkpoint() error {
 		return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
 	})
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		err = fmt.Errorf("checkpoint: %w", err)
+		s.pipe.Lock()
+		s.stalled, s.retryAt = err, time.Now().Add(s.opt.retry)
+		s.pipe.Unlock()
+		return err
 	}
 	s.view.Lock()
 	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
 	s.view.Unlock()
 	s.latest, s.since, s.saved = map[string]api.RecordState{}, 0, true
 	s.wal.restart(epoch)
+	s.pipe.Lock()
+	s.stalled, s.logged = nil, 0
+	s.pipe.Unlock()
 	return nil
 }
 

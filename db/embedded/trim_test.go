@@ -39,7 +39,7 @@ func TestTrimWhileWriting(t *testing.T) {
 	var rg sync.WaitGroup
 	rg.Go(func() {
 		for !stop.Load() {
-			if err := s.Trim(ctx, time.Now().Add(time.Hour)); err != nil {
+			if err := s.Trim(ctx, api.TrimOptions{Before: time.Now().Add(time.Hour)}); err != nil {
 				t.Error(err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -51,6 +52,10 @@ const (
 	// a recovery.
 	checkpointBytes   = walPrealloc
 	checkpointChanges = 4096
+	// checkpointRetry is how soon a checkpoint that failed (the disk was
+	// full) is tried again. Not sooner: a failed bbolt commit rebuilds its
+	// free list by walking the whole file.
+	checkpointRetry = 5 * time.Second
 
 	entryChange byte = 1
 	entryStream byte = 2
@@ -191,6 +196,16 @@ func (w *wal) sync() error {
 		return fmt.Errorf("write-ahead log: sync: %w", err)
 	}
 	return nil
+}
+
+// cut ends the log at off: the entry there gets length 0, which ends
+// reading (see read), and the entries after it are no longer part of the
+// log. It may run beside write, which appends after off.
+func (w *wal) cut(off int64) error {
+	if _, err := w.f.WriteAt(make([]byte, 4), off); err != nil {
+		return fmt.Errorf("write-ahead log: cut: %w", err)
+	}
+	return w.sync()
 }
 
 // restart begins epoch: the entries before it were checkpointed.

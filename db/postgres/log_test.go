@@ -266,7 +266,7 @@ func TestTrimManyBatches(t *testing.T) {
 		t.Fatalf("Write: %v", err)
 	}
 	last := old[len(old)-1]
-	if err := s.Trim(t.Context(), last.Time.Add(kept[0].Time.Sub(last.Time)/2)); err != nil {
+	if err := s.Trim(t.Context(), api.TrimOptions{Before: last.Time.Add(kept[0].Time.Sub(last.Time) / 2)}); err != nil {
 		t.Fatalf("Trim: %v", err)
 	}
 	if _, err := s.Changes(t.Context(), last.Seq-1, 10); err != api.ErrTrimmed {

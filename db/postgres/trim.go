@@ -4,19 +4,22 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
 )
 
 // trimBatch bounds the changes removed by one transaction, so that Trim
 // never holds locks for long.
 const trimBatch = 1000
 
-// Trim removes changes and streams older than before, trimBatch rows per
-// transaction. Log times follow positions (see the package comment), so the
-// changes older than before are a prefix of the log: each round reads the
-// first rows by position and removes those that are old enough.
-func (s *Store) Trim(ctx context.Context, before time.Time) error {
+// Trim removes the changes outside o, trimBatch rows per transaction, then
+// the streams not updated since o.Before. Log times follow positions (see
+// the package comment), and so does the size of what follows a change, so
+// the changes to remove are a prefix of the log: each round reads the
+// first rows by position and removes those that o says must go.
+func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 	for {
-		n, err := s.trimLog(ctx, before)
+		n, err := s.trimLog(ctx, o)
 		if err != nil {
 			return fmt.Errorf("trim log: %w", err)
 		}
@@ -24,6 +27,57 @@ func (s *Store) Trim(ctx context.Context, before time.Time) error {
 			break
 		}
 	}
+	if o.Before.IsZero() {
+		return nil // no stream is older
+	}
+	return s.trimStreams(ctx, o.Before)
+}
+
+// trimLog removes up to trimBatch of the oldest changes outside o, and
+// moves the trimmed position past them in the same transaction, so that a
+// reader sees both or neither. It returns how many it removed.
+//
+// The log's size is the difference of two running totals (see
+// migrations/0004), read without waiting for writers; a row goes when it
+// is too old or when it and the rows after it add up to more than
+// o.MaxBytes. Only the rows of one batch are read. Two instances trimming
+// at once remove each row once: DELETE ... RETURNING reports only the rows
+// this transaction removed, and only their sizes are counted.
+func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var n, bytes int64
+	var last *int64
+	err = tx.QueryRow(ctx, `
+		WITH first AS (
+			SELECT seq, time, sum(size) OVER (ORDER BY seq) - size AS before
+			FROM (SELECT seq, time, size FROM log ORDER BY seq LIMIT $3) f
+		), old AS (
+			SELECT first.seq FROM first, log_head h, log_trimmed t
+			WHERE first.time < $1 OR ($2 > 0 AND h.bytes - t.bytes - first.before > $2)
+		), gone AS (
+			DELETE FROM log WHERE seq IN (SELECT seq FROM old) RETURNING seq, size
+		)
+		SELECT count(*), max(seq), coalesce(sum(size), 0) FROM gone`,
+		o.Before, o.MaxBytes, trimBatch).Scan(&n, &last, &bytes)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	_, err = tx.Exec(ctx, `UPDATE log_trimmed SET seq = greatest(seq, $1), bytes = bytes + $2`, *last, bytes)
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit(ctx)
+}
+
+// trimStreams removes the streams not updated since before.
+func (s *Store) trimStreams(ctx context.Context, before time.Time) error {
 	for {
 		tag, err := s.pool.Exec(ctx, `
 			DELETE FROM streams WHERE id IN (
@@ -35,35 +89,4 @@ func (s *Store) Trim(ctx context.Context, before time.Time) error {
 			return nil
 		}
 	}
-}
-
-// trimLog removes up to trimBatch of the oldest changes older than before,
-// and moves the trimmed position past them in the same transaction, so that
-// a reader sees both or neither. It returns how many it removed.
-func (s *Store) trimLog(ctx context.Context, before time.Time) (int64, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	var n int64
-	var last *int64
-	err = tx.QueryRow(ctx, `
-		WITH old AS (
-			SELECT seq FROM (SELECT seq, time FROM log ORDER BY seq LIMIT $2) first
-			WHERE time < $1
-		), gone AS (
-			DELETE FROM log WHERE seq IN (SELECT seq FROM old) RETURNING seq
-		)
-		SELECT count(*), max(seq) FROM gone`, before, trimBatch).Scan(&n, &last)
-	if err != nil {
-		return 0, err
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	if _, err := tx.Exec(ctx, `UPDATE log_trimmed SET seq = greatest(seq, $1)`, *last); err != nil {
-		return 0, err
-	}
-	return n, tx.Commit(ctx)
 }

@@ -192,14 +192,22 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 
 // appendLog takes positions for changes from log_head, the group's last
 // statement before commit (see the package comment), and inserts them. It
-// sets Seq and Time of each change and returns the new head.
+// adds their Size to the log's running total in the same statement
+// (migrations/0004), sets Seq and Time of each change and returns the new
+// head.
 func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, error) {
 	n := int64(len(changes))
+	sizes := make([]int64, n)
+	var bytes int64
+	for i, c := range changes {
+		sizes[i] = c.Size()
+		bytes += sizes[i]
+	}
 	var head int64
 	var at time.Time
 	err := tx.QueryRow(ctx, `
-		UPDATE log_head SET seq = seq + $1, time = greatest(time, clock_timestamp())
-		RETURNING seq, time`, n).Scan(&head, &at)
+		UPDATE log_head SET seq = seq + $1, bytes = bytes + $2, time = greatest(time, clock_timestamp())
+		RETURNING seq, time`, n, bytes).Scan(&head, &at)
 	if err != nil {
 		return 0, fmt.Errorf("take log positions: %w", err)
 	}
@@ -215,11 +223,11 @@ func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, er
 			c.Seq, string(c.Kind), c.Name, c.Version, string(c.Data), c.Publisher
 	}
 	_, err = tx.Exec(ctx, `
-		INSERT INTO log (seq, time, kind, name, version, data, publisher)
-		SELECT seq, $2, kind, name, version, nullif(data, '')::json, publisher
-		FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])
-			AS c(seq, kind, name, version, data, publisher)`,
-		seqs, at, kinds, names, versions, data, publishers)
+		INSERT INTO log (seq, time, kind, name, version, data, publisher, size)
+		SELECT seq, $2, kind, name, version, nullif(data, '')::json, publisher, size
+		FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])
+			AS c(seq, kind, name, version, data, publisher, size)`,
+		seqs, at, kinds, names, versions, data, publishers, sizes)
 	if err != nil {
 		return 0, fmt.Errorf("append to log: %w", err)
 	}

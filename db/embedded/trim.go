@@ -1,0 +1,129 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// trimBatch bounds the changes one trimming transaction removes, so that
+// writers (whose checkpoints wait for bbolt's one writer) never wait long.
+const trimBatch = 1000
+
+// Trim removes the changes outside o, trimBatch per transaction, then the
+// streams not updated since o.Before. It checkpoints first, so that every
+// change it may cut is in the bbolt file; what the log holds in memory
+// since then is counted by the next Trim.
+//
+// The size of the log is a running total in the meta bucket (keyLogBytes),
+// kept by the transactions that change the log: checkpoints add, Trim
+// subtracts. Finding the cut reads only the entries it removes.
+func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
+	if _, err := s.submit(ctx, &request{checkpoint: true}); err != nil {
+		return err
+	}
+	for more := true; more; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		if more, err = s.trimLog(o); err != nil {
+			return fmt.Errorf("trim log: %w", err)
+		}
+	}
+	if o.Before.IsZero() {
+		return nil // no stream is older: spare the walk over every one
+	}
+	if err := s.trimStreams(o.Before); err != nil {
+		return fmt.Errorf("trim streams: %w", err)
+	}
+	return nil
+}
+
+// trimLog removes up to trimBatch of the oldest changes outside o in one
+// transaction, and reports whether there may be more.
+func (s *Store) trimLog(o api.TrimOptions) (more bool, err error) {
+	cut := unixNano(o.Before)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		log, meta := tx.Bucket(bucketLog), tx.Bucket(bucketMeta)
+		size := logSize(tx)
+		var old [][]byte // deleting under a cursor can skip keys: collect first
+		c := log.Cursor()
+		for k, v := c.First(); k != nil && len(old) < trimBatch; k, v = c.Next() {
+			if int64(binary.BigEndian.Uint64(v)) >= cut && (o.MaxBytes <= 0 || size <= o.MaxBytes) {
+				break
+			}
+			old = append(old, k)
+			size -= entrySize(v)
+		}
+		more = len(old) == trimBatch
+		if len(old) == 0 {
+			return nil
+		}
+		for _, k := range old {
+			if err := log.Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := putInt(meta, keyLogBytes, size); err != nil {
+			return err
+		}
+		return putInt(meta, keyTrimmed, int64(binary.BigEndian.Uint64(old[len(old)-1])))
+	})
+	return more, err
+}
+
+// trimStreams removes the streams not updated since before.
+func (s *Store) trimStreams(before time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStreams)
+		var old [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var info api.StreamInfo
+			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
+				old = append(old, k)
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err == nil {
+				err = b.Delete(k)
+			}
+		}
+		return err
+	})
+}
+
+// logSize returns the Size of the changes in the file's log added up: the
+// running total, or for a file written before there was one, the sum
+// over the log (once: the caller stores the total it computes).
+func logSize(tx *bolt.Tx) int64 {
+	if v := tx.Bucket(bucketMeta).Get(keyLogBytes); len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	var size int64
+	tx.Bucket(bucketLog).ForEach(func(_, v []byte) error {
+		size += entrySize(v)
+		return nil
+	})
+	return size
+}
+
+// unixNano is t in Unix nanoseconds, the form of times in the log, with
+// times out of its range (the zero time, say) at its ends.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
