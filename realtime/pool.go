@@ -193,6 +193,12 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		err = s.flush()
 	}
 	if err != nil {
+		// Most errors here are a client gone, not worth a line; a frame
+		// that cannot be encoded is the data's fault (the start of a
+		// stream returns its errors to the HTTP handler, which logs them).
+		if _, ok := errors.AsType[*encodeError](err); ok {
+			h.log.Warn("stream ended", "stream", s.ID, "err", err)
+		}
 		s.end()
 		h.cleanup(s)
 		return

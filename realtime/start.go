@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -104,7 +105,11 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 				return 0, err
 			}
 		}
-		if err := s.write(0, jsonFrame("snapshot", snap)); err != nil {
+		frame, err := jsonFrame("snapshot", snap)
+		if err != nil {
+			return 0, fmt.Errorf("snapshot of record %q: %w", rec.Name, err)
+		}
+		if err := s.write(0, frame); err != nil {
 			return 0, err
 		}
 	}
@@ -126,19 +131,27 @@ func (s *Stream) writeReady(withID bool) error {
 			return err
 		}
 	}
-	if err := s.write(0, jsonFrame("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()})); err != nil {
+	if err := s.writeJSON("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()}); err != nil {
 		return err
 	}
 	if s.reset != "" {
-		if err := s.write(0, jsonFrame("reset", resetData{Reason: s.reset})); err != nil {
+		if err := s.writeJSON("reset", resetData{Reason: s.reset}); err != nil {
 			return err
 		}
 	}
 	for _, x := range s.denied {
-		frame := jsonFrame("denied", map[string]any{"subscription": x, "code": api.CodePermissionDenied})
-		if err := s.write(0, frame); err != nil {
+		if err := s.writeJSON("denied", deniedData{Subscription: x, Code: api.CodePermissionDenied}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeJSON writes a frame of v, without an id line.
+func (s *Stream) writeJSON(event string, v any) error {
+	frame, err := jsonFrame(event, v)
+	if err != nil {
+		return err
+	}
+	return s.write(0, frame)
 }
