@@ -25,6 +25,7 @@ type Config struct {
 	StreamMaxLifetime time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
 	StreamRetry       time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
+	MaxSubscriptions  int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	RPCAckTimeout     time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts    int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
@@ -75,6 +76,7 @@ func (c Config) validate() error {
 		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},
 		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
 		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},
+		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},

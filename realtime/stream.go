@@ -76,6 +76,9 @@ type Stream struct {
 // token (a Last-Event-ID) names. Invalid subscriptions are an error;
 // subscriptions that Access refuses become denied frames.
 func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
+	if err := h.checkSubscriptions(len(subs)); err != nil {
+		return nil, err
+	}
 	select {
 	case <-h.draining:
 		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
