@@ -84,10 +84,13 @@ type StreamSub struct {
 // StreamInfo is what every instance must know of a stream so that it can
 // be resumed anywhere and changed from anywhere.
 type StreamInfo struct {
-	ID      string      `json:"id"`
-	User    string      `json:"user"`
-	Subs    []StreamSub `json:"subs"`
-	Updated time.Time   `json:"updated"`
+	ID   string      `json:"id"`
+	User string      `json:"user"`
+	Subs []StreamSub `json:"subs"`
+	// Start is a log position at or before every position the stream has
+	// sent: a resume point below it was never sent. 0 when unknown.
+	Start   int64     `json:"start,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // Store keeps records, the change log and stream state. Implementations are

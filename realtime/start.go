@@ -17,13 +17,7 @@ import (
 func (s *Stream) start(ctx context.Context) error {
 	store := s.hub.store
 	if s.resume {
-		head, _, err := store.Snapshot(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := store.Changes(ctx, s.after, 1); errors.Is(err, api.ErrTrimmed) || s.after > head {
-			s.resume, s.reset = false, "the resume point is older than the retention window"
-		} else if err != nil {
+		if err := s.checkResume(ctx); err != nil {
 			return err
 		}
 	}
@@ -61,6 +55,38 @@ func (s *Stream) start(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// checkResume turns a resume point that cannot be resumed from into a
+// fresh start of the same stream (its id and stored subscriptions, a reset
+// frame and snapshots), with the reason in the reset frame.
+//
+// Points that the stream never sent are among them. One beyond the log's
+// head names changes that do not exist (the head is read from the store,
+// which every instance shares, so a point sent by another instance is
+// never ahead of it). One before the stream's start would replay changes
+// of records that the client has no snapshot of: its records would start
+// from whatever version the log has kept.
+func (s *Stream) checkResume(ctx context.Context) error {
+	store := s.hub.store
+	head, _, err := store.Snapshot(ctx, nil)
+	if err != nil {
+		return err
+	}
+	switch _, err := store.Changes(ctx, s.after, 1); {
+	case s.after > head:
+		s.reset = "the resume point is ahead of the change log"
+	case s.after < s.begin:
+		s.reset = "the resume point is before the start of the stream"
+	case errors.Is(err, api.ErrTrimmed):
+		s.reset = "the resume point is older than the retention window"
+	case err != nil:
+		return err
+	default:
+		return nil
+	}
+	s.resume = false
+	return nil
 }
 
 // snapshot reads the records of subs at one position and writes their

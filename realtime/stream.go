@@ -42,6 +42,7 @@ type Stream struct {
 	denied  []api.Subscription
 	resume  bool   // after is a position this stream has seen
 	after   int64  // where to resume
+	begin   int64  // the stored stream's Start
 	reset   string // why a resume token could not be used
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
@@ -110,7 +111,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		case err != nil:
 			return nil, err
 		default:
-			s.ID, s.resume, s.after, stored = id, true, pos, info.Subs
+			s.ID, s.resume, s.after, s.begin, stored = id, true, pos, info.Start, info.Subs
 		}
 	}
 	for _, x := range stored {
@@ -125,9 +126,11 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		s.subs = append(s.subs, y)
 	}
 	if s.ID == "" {
-		s.ID = newStreamID()
+		// The stream's first position (that of its snapshots) is at or
+		// after the hub's: whatever the hub has handed out is in the store.
+		s.ID, s.begin = newStreamID(), h.pos.Load()
 	}
-	info := api.StreamInfo{ID: s.ID, User: user.ID, Subs: stored, Updated: time.Now()}
+	info := api.StreamInfo{ID: s.ID, User: user.ID, Subs: stored, Start: s.begin, Updated: time.Now()}
 	if err := h.store.PutStream(ctx, info); err != nil {
 		return nil, err
 	}
