@@ -81,3 +81,26 @@ func TestDeepRecordEndsStream(t *testing.T) {
 	c.Expect(t, "ready")
 	c.Expect(t, "snapshot")
 }
+
+// TestOversizedRecordIsDenied: a stored record larger than a stream's
+// buffer (stored before MAX_RECORD_BYTES, or under a larger one) is never
+// sent: its subscription gets a PAYLOAD_TOO_LARGE denied frame, and the
+// stream goes on with the others.
+func TestOversizedRecordIsDenied(t *testing.T) {
+	dir := t.TempDir()
+	storeRaw(t, dir, map[string]string{"big": `"` + strings.Repeat("x", 20000) + `"`, "small": `1`})
+	srv := startServer(t, map[string]string{
+		"DATA_DIR": dir, "MAX_RECORD_BYTES": "1024", "MAX_BODY_BYTES": "1024", "STREAM_BUFFER_BYTES": "10240",
+	})
+	c := openSSE(t, srv.URL+"/stream?record=big&record=small", "")
+	c.Expect(t, "ready")
+	if got := c.Expect(t, "denied").Data; got != `{"subscription":{"record":"big"},"code":"PAYLOAD_TOO_LARGE"}` {
+		t.Fatalf("denied frame %s", got)
+	}
+	c.Expect(t, "snapshot")
+	put(t, srv.URL, "small", `2`)
+	if m := c.Expect(t, "record").decode(t); m["name"] != "small" {
+		t.Fatalf("record frame %v", m)
+	}
+	waitMetric(t, srv.URL, "switchboard_slow_disconnects_total", 0)
+}

@@ -24,7 +24,7 @@ type HubConfig struct {
 	Heartbeat   time.Duration // comment line interval
 	MaxLifetime time.Duration // a stream ends itself after this, less up to 10% jitter
 	Retry       time.Duration // the SSE retry: the browser waits this long to resume
-	BufferBytes int           // frames queued for one stream before it is cut as too slow
+	BufferBytes int           // frames queued for one stream before it is cut as too slow; a larger frame is never queued (oversize.go)
 	// MaxSubscriptions bounds the subscriptions of one stream, on opening
 	// and on adding one (0: no bound).
 	MaxSubscriptions int
@@ -168,7 +168,7 @@ func (h *Hub) dispatch(ch *api.Change) {
 			}
 			s.mark = h.gen
 			if d == nil {
-				d = &delivery{change: ch, frame: changeFrame(ch)}
+				d = newDelivery(ch, h.cfg.BufferBytes)
 			}
 			if s.push(d) {
 				h.ready = append(h.ready, s)

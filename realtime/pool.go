@@ -183,7 +183,7 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		// whose limit cuts a client that does not catch up.
 		err = s.applyControls(ctx)
 		if err == nil {
-			err = s.drainQueue()
+			err = s.drainQueue(ctx)
 		}
 		if err == nil && ping {
 			_, err = s.sink.Write([]byte(": ping\n\n"))

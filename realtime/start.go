@@ -47,7 +47,7 @@ func (s *Stream) start(ctx context.Context) error {
 			return err
 		}
 		for i := range changes {
-			if err := s.deliver(&changes[i], nil); err != nil {
+			if err := s.deliver(ctx, &changes[i], nil); err != nil {
 				return err
 			}
 		}
@@ -114,6 +114,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		}
 	}
 	i := 0
+	var denied []*sub
 	for _, x := range subs {
 		if x.Record == "" {
 			continue
@@ -121,25 +122,41 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		rec := recs[i]
 		i++
 		x.Since = pos
-		snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
-		if x.path != nil {
-			x.last = x.pathValue(rec.Data)
-			snap.Path, snap.Data = x.path.String(), x.last
+		frame, err := x.snapshotFrame(rec)
+		if err != nil {
+			return 0, err
+		}
+		if s.tooLarge(frame) {
+			if frame, err = deniedFrame(x); err != nil {
+				return 0, err
+			}
+			denied = append(denied, x)
 		}
 		if first && i == len(names) {
 			if err := s.writeID(pos); err != nil {
 				return 0, err
 			}
 		}
-		frame, err := jsonFrame("snapshot", snap)
-		if err != nil {
-			return 0, fmt.Errorf("snapshot of record %q: %w", rec.Name, err)
-		}
 		if err := s.write(0, frame); err != nil {
 			return 0, err
 		}
 	}
-	return pos, nil
+	return pos, s.drop(ctx, denied)
+}
+
+// snapshotFrame encodes the snapshot of rec for x, and remembers the value
+// sent to a path subscription.
+func (x *sub) snapshotFrame(rec api.Record) ([]byte, error) {
+	snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
+	if x.path != nil {
+		x.last = x.pathValue(rec.Data)
+		snap.Path, snap.Data = x.path.String(), x.last
+	}
+	frame, err := jsonFrame("snapshot", snap)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of record %q: %w", rec.Name, err)
+	}
+	return frame, nil
 }
 
 // writeReady writes retry:, the ready frame (with the stream's position

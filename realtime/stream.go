@@ -28,6 +28,7 @@ type Sink interface {
 type delivery struct {
 	change *api.Change
 	frame  []byte
+	size   int // what it costs a queue: len(frame), unless too large to be written
 }
 
 // Stream is one open SSE connection and its subscriptions. Its goroutine
@@ -190,7 +191,7 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
-			if err := s.drainQueue(); err != nil {
+			if err := s.drainQueue(ctx); err != nil {
 				return err
 			}
 		}
@@ -228,50 +229,55 @@ func (s *Stream) flush() error {
 }
 
 // deliver writes what a change means to this stream's subscriptions, at
-// most once per position. frame is the shared encoding, or nil.
-func (s *Stream) deliver(ch *api.Change, frame []byte) error {
+// most once per position. frame is the shared encoding, or nil. A frame
+// too large for the stream's buffer is not written: the subscriptions it
+// concerns are denied and end (see oversize.go).
+func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) error {
 	if ch.Seq <= s.lastSeq {
 		return nil
 	}
 	s.lastSeq = ch.Seq
-	shared := func() error {
-		if frame == nil {
-			frame = changeFrame(ch)
-		}
-		return s.write(ch.Seq, frame)
-	}
-	if ch.Kind == api.KindEvent {
-		for _, x := range s.subs {
-			if x.Event != "" && x.matchesEvent(ch.Name) {
-				return shared()
-			}
-		}
-		return nil
-	}
-	sent := false
+	var denied []*sub
+	sent := false // the shared frame
 	for _, x := range s.subs {
-		if x.Record != ch.Name || ch.Seq <= x.Since {
+		if !x.concerns(ch) {
 			continue
 		}
-		if x.path != nil && ch.Kind != api.KindDelete {
-			if v := x.pathValue(ch.Data); x.changed(v) {
-				if err := s.write(ch.Seq, recordFrame(ch, x.path, v)); err != nil {
-					return err
-				}
+		if x.path != nil && ch.Kind == api.KindDelete {
+			x.last = []byte("null") // and the delete frame, shared
+		}
+		var out []byte
+		switch {
+		case x.path != nil && ch.Kind != api.KindDelete:
+			v := x.pathValue(ch.Data)
+			if !x.changed(v) {
+				continue
 			}
+			out = recordFrame(ch, x.path, v)
+		case sent:
 			continue
+		default:
+			if frame == nil {
+				frame = changeFrame(ch)
+			}
+			out = frame
+			sent = !s.tooLarge(frame)
 		}
-		if x.path != nil {
-			x.last = []byte("null")
-		}
-		if !sent {
-			sent = true
-			if err := shared(); err != nil {
+		if s.tooLarge(out) {
+			var err error
+			if out, err = deniedFrame(x); err != nil {
 				return err
 			}
+			denied = append(denied, x)
+		}
+		if err := s.write(ch.Seq, out); err != nil {
+			return err
+		}
+		if sent && ch.Kind == api.KindEvent {
+			break // every event subscription shares the one frame
 		}
 	}
-	return nil
+	return s.drop(ctx, denied)
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
@@ -283,7 +289,7 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		s.mu.Unlock()
 		return false
 	}
-	if s.qbytes+len(d.frame) > s.hub.cfg.BufferBytes && len(s.queue) > 0 {
+	if s.qbytes+d.size > s.hub.cfg.BufferBytes {
 		s.dead = true
 		s.mu.Unlock()
 		s.hub.Stats.SlowDisconnects.Add(1)
@@ -291,7 +297,7 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		return false
 	}
 	s.queue = append(s.queue, d)
-	s.qbytes += len(d.frame)
+	s.qbytes += d.size
 	schedule = s.pooled && !s.scheduled
 	if schedule {
 		s.scheduled = true
@@ -328,14 +334,14 @@ func (s *Stream) notify() {
 	}
 }
 
-func (s *Stream) drainQueue() error {
+func (s *Stream) drainQueue(ctx context.Context) error {
 	s.mu.Lock()
 	q := s.queue
 	s.queue, s.spare = s.spare[:0], nil
 	s.qbytes = 0
 	s.mu.Unlock()
 	for i, d := range q {
-		if err := s.deliver(d.change, d.frame); err != nil {
+		if err := s.deliver(ctx, d.change, d.frame); err != nil {
 			return err
 		}
 		q[i] = nil
