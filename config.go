@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // Config is every setting of the server, read from the environment once at
@@ -20,6 +22,7 @@ type Config struct {
 	DatabaseDirectURL string        `env:"DATABASE_DIRECT_URL"`
 	AuthMode          string        `env:"AUTH_MODE" envDefault:"token"`
 	MaxBodyBytes      int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	MaxRecordBytes    int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s"`
 	StreamRetention   time.Duration `env:"STREAM_RETENTION" envDefault:"1h"`
 	StreamMaxLifetime time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
@@ -65,17 +68,22 @@ func envKey(f reflect.StructField) string {
 }
 
 func (c Config) validate() error {
+	minBuffer := realtime.MinBufferBytes(c.MaxRecordBytes, c.MaxBodyBytes)
 	checks := []struct {
 		name, want string
 		ok         bool
 	}{
 		{"PORT", "a port from 0 to 65535", c.Port >= 0 && c.Port <= 65535},
 		{"MAX_BODY_BYTES", "a positive number of bytes", c.MaxBodyBytes > 0},
+		{"MAX_RECORD_BYTES", "a positive number of bytes", c.MaxRecordBytes > 0},
 		{"HEARTBEAT_INTERVAL", "a positive duration", c.HeartbeatInterval > 0},
 		{"STREAM_RETENTION", "a positive duration", c.StreamRetention > 0},
 		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},
 		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
 		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},
+		// Every frame a write can cause must fit a stream's buffer, twice.
+		{"STREAM_BUFFER_BYTES", fmt.Sprintf("at least %d bytes, for two of the largest frames that MAX_RECORD_BYTES and MAX_BODY_BYTES allow", minBuffer),
+			int64(c.StreamBufferBytes) >= minBuffer},
 		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
