@@ -88,7 +88,8 @@ type StreamInfo struct {
 	User string      `json:"user"`
 	Subs []StreamSub `json:"subs"`
 	// Start is a log position at or before every position the stream has
-	// sent: a resume point below it was never sent. 0 when unknown.
+	// sent: a resume point below it was never sent. 0 when unknown (a
+	// stream stored before Start existed, or a store that does not keep it).
 	Start   int64     `json:"start,omitempty"`
 	Updated time.Time `json:"updated"`
 }
