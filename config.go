@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // Config is every setting of the server, read from the environment once at
@@ -28,6 +30,7 @@ type Config struct {
 	StreamMaxLifetime    time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
 	StreamRetry          time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes    int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
+	MaxSubscriptions     int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
@@ -67,6 +70,7 @@ func envKey(f reflect.StructField) string {
 }
 
 func (c Config) validate() error {
+	minBuffer := realtime.MinBufferBytes(c.MaxRecordBytes, c.MaxBodyBytes)
 	checks := []struct {
 		name, want string
 		ok         bool
@@ -81,6 +85,10 @@ func (c Config) validate() error {
 		{"STREAM_MAX_LIFETIME", "a positive duration", c.StreamMaxLifetime > 0},
 		{"STREAM_RETRY", "a positive duration", c.StreamRetry > 0},
 		{"STREAM_BUFFER_BYTES", "a positive number of bytes", c.StreamBufferBytes > 0},
+		// Every frame a write can cause must fit a stream's buffer, twice.
+		{"STREAM_BUFFER_BYTES", fmt.Sprintf("at least %d bytes, for two of the largest frames that MAX_RECORD_BYTES and MAX_BODY_BYTES allow", minBuffer),
+			int64(c.StreamBufferBytes) >= minBuffer},
+		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},

@@ -11,17 +11,20 @@ import (
 // start with the variable's name.
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	for key, value := range map[string]string{
-		"PORT":                   "eighty",
-		"HEARTBEAT_INTERVAL":     "15",
-		"STREAM_RETENTION":       "-1h",
-		"STREAM_RETENTION_BYTES": "-1",
-		"STREAM_MAX_LIFETIME":    "0s",
-		"MAX_BODY_BYTES":         "0",
-		"AUTH_MODE":              "sometimes",
-		"STREAM_BUFFER_BYTES":    "lots",
-		"LOG_FORMAT":             "xml",
-		"RPC_ACK_TIMEOUT":        "5",
-		"RPC_MAX_ATTEMPTS":       "0",
+		"PORT":                         "eighty",
+		"HEARTBEAT_INTERVAL":           "15",
+		"STREAM_RETENTION":             "-1h",
+		"STREAM_RETENTION_BYTES":       "-1",
+		"STREAM_MAX_LIFETIME":          "0s",
+		"MAX_BODY_BYTES":               "0",
+		"AUTH_MODE":                    "sometimes",
+		"STREAM_BUFFER_BYTES":          "lots",
+		"LOG_FORMAT":                   "xml",
+		"RPC_ACK_TIMEOUT":              "5",
+		"RPC_MAX_ATTEMPTS":             "0",
+		"MAX_SUBSCRIPTIONS_PER_STREAM": "0",
+		"MAX_RECORD_BYTES":             "0",
+		"BODY_TIMEOUT":                 "0s",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
@@ -37,5 +40,31 @@ func TestUnknownCommand(t *testing.T) {
 	err := run(context.Background(), []string{"switchboard", "migrat"}, func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "migrat") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestStreamBufferHoldsTheLargestFrame: STREAM_BUFFER_BYTES must hold two
+// of the largest frames that MAX_RECORD_BYTES and MAX_BODY_BYTES allow,
+// else a stream could be handed a frame it can never queue.
+func TestStreamBufferHoldsTheLargestFrame(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		fail string // the variable named, or "" when valid
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"STREAM_BUFFER_BYTES": "1048576"}, "STREAM_BUFFER_BYTES"},
+		{map[string]string{"STREAM_BUFFER_BYTES": "1048576", "MAX_RECORD_BYTES": "262144", "MAX_BODY_BYTES": "262144"}, ""},
+		{map[string]string{"STREAM_BUFFER_BYTES": "1048576", "MAX_RECORD_BYTES": "262144"}, "STREAM_BUFFER_BYTES"},
+		{map[string]string{"MAX_RECORD_BYTES": "8388608"}, "STREAM_BUFFER_BYTES"},
+		{map[string]string{"MAX_RECORD_BYTES": "0"}, "MAX_RECORD_BYTES"},
+		{map[string]string{"MAX_BODY_BYTES": "9223372036854775807"}, "STREAM_BUFFER_BYTES"},
+	} {
+		_, err := loadConfig(func(k string) string { return tc.env[k] })
+		switch {
+		case tc.fail == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.fail != "" && (err == nil || !strings.Contains(err.Error(), tc.fail)):
+			t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.fail)
+		}
 	}
 }

@@ -260,7 +260,9 @@ func TestRestartKeepsEverything(t *testing.T) {
 // TestSlowConsumerIsCut: a subscriber that never reads is disconnected
 // once its queue is full, and the others get every event meanwhile.
 func TestSlowConsumerIsCut(t *testing.T) {
-	srv := startServer(t, map[string]string{"STREAM_BUFFER_BYTES": "1048576"})
+	srv := startServer(t, map[string]string{
+		"STREAM_BUFFER_BYTES": "1048576", "MAX_BODY_BYTES": "65536", "MAX_RECORD_BYTES": "65536",
+	})
 	host := strings.TrimPrefix(srv.URL, "http://")
 	slow, err := net.Dial("tcp", host)
 	if err != nil {

@@ -59,10 +59,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	var access realtime.Access = realtime.AllowAll{}
 	hub := realtime.NewHub(store, bus, access, realtime.HubConfig{
-		Heartbeat:   cfg.HeartbeatInterval,
-		MaxLifetime: cfg.StreamMaxLifetime,
-		Retry:       cfg.StreamRetry,
-		BufferBytes: cfg.StreamBufferBytes,
+		Heartbeat:        cfg.HeartbeatInterval,
+		MaxLifetime:      cfg.StreamMaxLifetime,
+		Retry:            cfg.StreamRetry,
+		BufferBytes:      cfg.StreamBufferBytes,
+		MaxSubscriptions: cfg.MaxSubscriptions,
 	}, log)
 	rpc := realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,

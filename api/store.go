@@ -133,10 +133,14 @@ type StreamSub struct {
 // StreamInfo is what every instance must know of a stream so that it can
 // be resumed anywhere and changed from anywhere.
 type StreamInfo struct {
-	ID      string      `json:"id"`
-	User    string      `json:"user"`
-	Subs    []StreamSub `json:"subs"`
-	Updated time.Time   `json:"updated"`
+	ID   string      `json:"id"`
+	User string      `json:"user"`
+	Subs []StreamSub `json:"subs"`
+	// Start is a log position at or before every position the stream has
+	// sent: a resume point below it was never sent. 0 when unknown (a
+	// stream stored before Start existed, or a store that does not keep it).
+	Start   int64     `json:"start,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // Store keeps records, the change log and stream state. Implementations are

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 
@@ -20,14 +21,37 @@ func appendFrame(b []byte, event string, data []byte) []byte {
 	return append(b, "\n\n"...)
 }
 
-// jsonFrame encodes v as the data of a frame.
-func jsonFrame(event string, v any) []byte {
-	data, err := json.Marshal(v)
-	if err != nil {
-		panic("encode frame: " + err.Error()) // frame types always encode
+// jsonFrame encodes v as the data of a frame. It fails on data that
+// encoding/json refuses, which only a stored record can bring (one nested
+// deeper than its limit, written before writes were bounded): the stream
+// that needs the frame must end, through its normal end, and say why.
+//
+// HTML characters are not escaped: record frames carry a record's stored
+// JSON as it is, and a snapshot is the same data (escaping could also make
+// a snapshot up to six times larger than its record).
+func jsonFrame(event string, v any) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("event: ")
+	b.WriteString(event)
+	b.WriteString("\ndata: ")
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, &encodeError{event: event, err: err}
 	}
-	return appendFrame(nil, event, data)
+	b.WriteByte('\n') // Encode ended the data line; a blank line ends the frame
+	return b.Bytes(), nil
 }
+
+// encodeError says that a frame could not be encoded: the data is at
+// fault, not the client.
+type encodeError struct {
+	event string
+	err   error
+}
+
+func (e *encodeError) Error() string { return "encode " + e.event + " frame: " + e.err.Error() }
+func (e *encodeError) Unwrap() error { return e.err }
 
 func appendString(b []byte, s string) []byte {
 	q, _ := json.Marshal(s)
@@ -107,4 +131,9 @@ type snapshotData struct {
 
 type resetData struct {
 	Reason string `json:"reason"`
+}
+
+type deniedData struct {
+	Subscription api.Subscription `json:"subscription"`
+	Code         api.Code         `json:"code"`
 }

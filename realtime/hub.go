@@ -24,7 +24,10 @@ type HubConfig struct {
 	Heartbeat   time.Duration // comment line interval
 	MaxLifetime time.Duration // a stream ends itself after this, less up to 10% jitter
 	Retry       time.Duration // the SSE retry: the browser waits this long to resume
-	BufferBytes int           // frames queued for one stream before it is cut as too slow
+	BufferBytes int           // frames queued for one stream before it is cut as too slow; a larger frame is never queued (oversize.go)
+	// MaxSubscriptions bounds the subscriptions of one stream, on opening
+	// and on adding one (0: no bound).
+	MaxSubscriptions int
 }
 
 // Stats counts what the hub does; every field is safe to read at any time.
@@ -165,7 +168,7 @@ func (h *Hub) dispatch(ch *api.Change) {
 			}
 			s.mark = h.gen
 			if d == nil {
-				d = &delivery{change: ch, frame: changeFrame(ch)}
+				d = newDelivery(ch, h.cfg.BufferBytes)
 			}
 			if s.push(d) {
 				h.ready = append(h.ready, s)
@@ -293,6 +296,9 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	i := findSub(info.Subs, x)
 	switch {
 	case add && i < 0:
+		if err := h.checkSubscriptions(len(info.Subs) + 1); err != nil {
+			return err
+		}
 		head, _, err := h.store.Snapshot(ctx, nil)
 		if err != nil {
 			return err
@@ -309,6 +315,15 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	}
 	msg, _ := json.Marshal(streamChange{Stream: id, Add: add, Sub: x})
 	return h.bus.Send(ctx, TopicStreams, msg)
+}
+
+// checkSubscriptions refuses a stream of n subscriptions past the limit.
+// A resumed stream keeps what it has, even past a limit lowered since.
+func (h *Hub) checkSubscriptions(n int) error {
+	if limit := h.cfg.MaxSubscriptions; limit > 0 && n > limit {
+		return api.Errorf(api.CodeLimitExceeded, "a stream has at most %d subscriptions", limit)
+	}
+	return nil
 }
 
 func findSub(subs []api.StreamSub, x api.Subscription) int {

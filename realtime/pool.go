@@ -183,7 +183,7 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		// whose limit cuts a client that does not catch up.
 		err = s.applyControls(ctx)
 		if err == nil {
-			err = s.drainQueue()
+			err = s.drainQueue(ctx)
 		}
 		if err == nil && ping {
 			_, err = s.sink.Write([]byte(": ping\n\n"))
@@ -193,8 +193,7 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		err = s.flush()
 	}
 	if err != nil {
-		s.end()
-		h.cleanup(s)
+		h.fail(s, err)
 		return
 	}
 	s.mu.Lock()
@@ -225,6 +224,18 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		s.retries = min(s.retries+1, 6)
 		time.AfterFunc(retryBlocked<<(s.retries-1), func() { h.pool.schedule(s) })
 	}
+}
+
+// fail ends a detached stream whose writer failed. Most failures are a
+// client gone, not worth a line; a frame that cannot be encoded is the
+// data's fault, logged once here (the start of a stream returns its
+// errors to the HTTP handler, which logs them).
+func (h *Hub) fail(s *Stream, err error) {
+	if _, ok := errors.AsType[*encodeError](err); ok {
+		h.log.Warn("stream ended", "stream", s.ID, "err", err)
+	}
+	s.end()
+	h.cleanup(s)
 }
 
 // cleanup removes an ended detached stream; called by its owning writer.

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -16,13 +17,7 @@ import (
 func (s *Stream) start(ctx context.Context) error {
 	store := s.hub.store
 	if s.resume {
-		head, _, err := store.Snapshot(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := store.Changes(ctx, s.after, 1); errors.Is(err, api.ErrTrimmed) || s.after > head {
-			s.resume, s.reset = false, "the resume point is older than the retention window"
-		} else if err != nil {
+		if err := s.checkResume(ctx); err != nil {
 			return err
 		}
 	}
@@ -52,7 +47,7 @@ func (s *Stream) start(ctx context.Context) error {
 			return err
 		}
 		for i := range changes {
-			if err := s.deliver(&changes[i], nil); err != nil {
+			if err := s.deliver(ctx, &changes[i], nil); err != nil {
 				return err
 			}
 		}
@@ -60,6 +55,38 @@ func (s *Stream) start(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// checkResume turns a resume point that cannot be resumed from into a
+// fresh start of the same stream (its id and stored subscriptions, a reset
+// frame and snapshots), with the reason in the reset frame.
+//
+// Points that the stream never sent are among them. One beyond the log's
+// head names changes that do not exist (the head is read from the store,
+// which every instance shares, so a point sent by another instance is
+// never ahead of it). One before the stream's start would replay changes
+// of records that the client has no snapshot of: its records would start
+// from whatever version the log has kept.
+func (s *Stream) checkResume(ctx context.Context) error {
+	store := s.hub.store
+	head, _, err := store.Snapshot(ctx, nil)
+	if err != nil {
+		return err
+	}
+	switch _, err := store.Changes(ctx, s.after, 1); {
+	case s.after > head:
+		s.reset = "the resume point is ahead of the change log"
+	case s.after < s.begin:
+		s.reset = "the resume point is before the start of the stream"
+	case errors.Is(err, api.ErrTrimmed):
+		s.reset = "the resume point is older than the retention window"
+	case err != nil:
+		return err
+	default:
+		return nil
+	}
+	s.resume = false
+	return nil
 }
 
 // snapshot reads the records of subs at one position and writes their
@@ -87,6 +114,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		}
 	}
 	i := 0
+	var denied []*sub
 	for _, x := range subs {
 		if x.Record == "" {
 			continue
@@ -94,21 +122,41 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		rec := recs[i]
 		i++
 		x.Since = pos
-		snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
-		if x.path != nil {
-			x.last = x.pathValue(rec.Data)
-			snap.Path, snap.Data = x.path.String(), x.last
+		frame, err := x.snapshotFrame(rec)
+		if err != nil {
+			return 0, err
+		}
+		if s.tooLarge(frame) {
+			if frame, err = deniedFrame(x); err != nil {
+				return 0, err
+			}
+			denied = append(denied, x)
 		}
 		if first && i == len(names) {
 			if err := s.writeID(pos); err != nil {
 				return 0, err
 			}
 		}
-		if err := s.write(0, jsonFrame("snapshot", snap)); err != nil {
+		if err := s.write(0, frame); err != nil {
 			return 0, err
 		}
 	}
-	return pos, nil
+	return pos, s.drop(ctx, denied)
+}
+
+// snapshotFrame encodes the snapshot of rec for x, and remembers the value
+// sent to a path subscription.
+func (x *sub) snapshotFrame(rec api.Record) ([]byte, error) {
+	snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
+	if x.path != nil {
+		x.last = x.pathValue(rec.Data)
+		snap.Path, snap.Data = x.path.String(), x.last
+	}
+	frame, err := jsonFrame("snapshot", snap)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of record %q: %w", rec.Name, err)
+	}
+	return frame, nil
 }
 
 // writeReady writes retry:, the ready frame (with the stream's position
@@ -126,19 +174,27 @@ func (s *Stream) writeReady(withID bool) error {
 			return err
 		}
 	}
-	if err := s.write(0, jsonFrame("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()})); err != nil {
+	if err := s.writeJSON("ready", readyData{Stream: s.ID, Subscriptions: s.Subscriptions()}); err != nil {
 		return err
 	}
 	if s.reset != "" {
-		if err := s.write(0, jsonFrame("reset", resetData{Reason: s.reset})); err != nil {
+		if err := s.writeJSON("reset", resetData{Reason: s.reset}); err != nil {
 			return err
 		}
 	}
 	for _, x := range s.denied {
-		frame := jsonFrame("denied", map[string]any{"subscription": x, "code": api.CodePermissionDenied})
-		if err := s.write(0, frame); err != nil {
+		if err := s.writeJSON("denied", deniedData{Subscription: x, Code: api.CodePermissionDenied}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeJSON writes a frame of v, without an id line.
+func (s *Stream) writeJSON(event string, v any) error {
+	frame, err := jsonFrame(event, v)
+	if err != nil {
+		return err
+	}
+	return s.write(0, frame)
 }

@@ -28,6 +28,7 @@ type Sink interface {
 type delivery struct {
 	change *api.Change
 	frame  []byte
+	size   int // what it costs a queue: len(frame), unless too large to be written
 }
 
 // Stream is one open SSE connection and its subscriptions. Its goroutine
@@ -42,6 +43,7 @@ type Stream struct {
 	denied  []api.Subscription
 	resume  bool   // after is a position this stream has seen
 	after   int64  // where to resume
+	begin   int64  // the stored stream's Start
 	reset   string // why a resume token could not be used
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
@@ -76,6 +78,9 @@ type Stream struct {
 // token (a Last-Event-ID) names. Invalid subscriptions are an error;
 // subscriptions that Access refuses become denied frames.
 func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
+	if err := h.checkSubscriptions(len(subs)); err != nil {
+		return nil, err
+	}
 	select {
 	case <-h.draining:
 		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
@@ -107,7 +112,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		case err != nil:
 			return nil, err
 		default:
-			s.ID, s.resume, s.after, stored = id, true, pos, info.Subs
+			s.ID, s.resume, s.after, s.begin, stored = id, true, pos, info.Start, info.Subs
 		}
 	}
 	for _, x := range stored {
@@ -122,9 +127,11 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		s.subs = append(s.subs, y)
 	}
 	if s.ID == "" {
-		s.ID = newStreamID()
+		// The stream's first position (that of its snapshots) is at or
+		// after the hub's: whatever the hub has handed out is in the store.
+		s.ID, s.begin = newStreamID(), h.pos.Load()
 	}
-	info := api.StreamInfo{ID: s.ID, User: user.ID, Subs: stored, Updated: time.Now()}
+	info := api.StreamInfo{ID: s.ID, User: user.ID, Subs: stored, Start: s.begin, Updated: time.Now()}
 	if err := h.store.PutStream(ctx, info); err != nil {
 		return nil, err
 	}
@@ -184,7 +191,7 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
-			if err := s.drainQueue(); err != nil {
+			if err := s.drainQueue(ctx); err != nil {
 				return err
 			}
 		}
@@ -222,50 +229,55 @@ func (s *Stream) flush() error {
 }
 
 // deliver writes what a change means to this stream's subscriptions, at
-// most once per position. frame is the shared encoding, or nil.
-func (s *Stream) deliver(ch *api.Change, frame []byte) error {
+// most once per position. frame is the shared encoding, or nil. A frame
+// too large for the stream's buffer is not written: the subscriptions it
+// concerns are denied and end (see oversize.go).
+func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) error {
 	if ch.Seq <= s.lastSeq {
 		return nil
 	}
 	s.lastSeq = ch.Seq
-	shared := func() error {
-		if frame == nil {
-			frame = changeFrame(ch)
-		}
-		return s.write(ch.Seq, frame)
-	}
-	if ch.Kind == api.KindEvent {
-		for _, x := range s.subs {
-			if x.Event != "" && x.matchesEvent(ch.Name) {
-				return shared()
-			}
-		}
-		return nil
-	}
-	sent := false
+	var denied []*sub
+	sent := false // the shared frame
 	for _, x := range s.subs {
-		if x.Record != ch.Name || ch.Seq <= x.Since {
+		if !x.concerns(ch) {
 			continue
 		}
-		if x.path != nil && ch.Kind != api.KindDelete {
-			if v := x.pathValue(ch.Data); x.changed(v) {
-				if err := s.write(ch.Seq, recordFrame(ch, x.path, v)); err != nil {
-					return err
-				}
+		if x.path != nil && ch.Kind == api.KindDelete {
+			x.last = []byte("null") // and the delete frame, shared
+		}
+		var out []byte
+		switch {
+		case x.path != nil && ch.Kind != api.KindDelete:
+			v := x.pathValue(ch.Data)
+			if !x.changed(v) {
+				continue
 			}
+			out = recordFrame(ch, x.path, v)
+		case sent:
 			continue
+		default:
+			if frame == nil {
+				frame = changeFrame(ch)
+			}
+			out = frame
+			sent = !s.tooLarge(frame)
 		}
-		if x.path != nil {
-			x.last = []byte("null")
-		}
-		if !sent {
-			sent = true
-			if err := shared(); err != nil {
+		if s.tooLarge(out) {
+			var err error
+			if out, err = deniedFrame(x); err != nil {
 				return err
 			}
+			denied = append(denied, x)
+		}
+		if err := s.write(ch.Seq, out); err != nil {
+			return err
+		}
+		if sent && ch.Kind == api.KindEvent {
+			break // every event subscription shares the one frame
 		}
 	}
-	return nil
+	return s.drop(ctx, denied)
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
@@ -277,7 +289,7 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		s.mu.Unlock()
 		return false
 	}
-	if s.qbytes+len(d.frame) > s.hub.cfg.BufferBytes && len(s.queue) > 0 {
+	if s.qbytes+d.size > s.hub.cfg.BufferBytes {
 		s.dead = true
 		s.mu.Unlock()
 		s.hub.Stats.SlowDisconnects.Add(1)
@@ -285,7 +297,7 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		return false
 	}
 	s.queue = append(s.queue, d)
-	s.qbytes += len(d.frame)
+	s.qbytes += d.size
 	schedule = s.pooled && !s.scheduled
 	if schedule {
 		s.scheduled = true
@@ -322,14 +334,14 @@ func (s *Stream) notify() {
 	}
 }
 
-func (s *Stream) drainQueue() error {
+func (s *Stream) drainQueue(ctx context.Context) error {
 	s.mu.Lock()
 	q := s.queue
 	s.queue, s.spare = s.spare[:0], nil
 	s.qbytes = 0
 	s.mu.Unlock()
 	for i, d := range q {
-		if err := s.deliver(d.change, d.frame); err != nil {
+		if err := s.deliver(ctx, d.change, d.frame); err != nil {
 			return err
 		}
 		q[i] = nil

@@ -58,6 +58,15 @@ func newSub(s api.StreamSub) (*sub, error) {
 	return out, nil
 }
 
+// concerns reports whether a change is one for this subscription: an
+// event it matches, or a change of its record after its snapshot.
+func (s *sub) concerns(ch *api.Change) bool {
+	if ch.Kind == api.KindEvent {
+		return s.Event != "" && s.matchesEvent(ch.Name)
+	}
+	return s.Record == ch.Name && ch.Seq > s.Since
+}
+
 // matches reports whether an event name is covered by an event subscription.
 func (s *sub) matchesEvent(name string) bool {
 	if s.isPrefix {
