@@ -32,7 +32,7 @@ func wantStream(t *testing.T, s api.Store, want api.StreamInfo) {
 		t.Errorf("GetStream(%q): %v", want.ID, err)
 		return
 	}
-	if got.ID != want.ID || got.User != want.User || !reflect.DeepEqual(got.Subs, want.Subs) || !got.Updated.Equal(want.Updated) {
+	if got.ID != want.ID || got.User != want.User || got.Start != want.Start || !reflect.DeepEqual(got.Subs, want.Subs) || !got.Updated.Equal(want.Updated) {
 		t.Errorf("GetStream(%q) = %+v, want %+v", want.ID, got, want)
 	}
 }
@@ -50,6 +50,7 @@ func testStreamRoundTrip(t *testing.T, s api.Store) {
 			{Subscription: api.Subscription{Presence: "*"}},
 			{Subscription: api.Subscription{Listen: "drivers/*"}},
 		},
+		Start:   41,
 		Updated: now,
 	}
 	if err := s.PutStream(t.Context(), st); err != nil {
@@ -68,6 +69,7 @@ func testStreamRoundTrip(t *testing.T, s api.Store) {
 		ID:      "stream-1",
 		User:    "alice",
 		Subs:    []api.StreamSub{{Subscription: api.Subscription{Record: "new"}, Since: 7}},
+		Start:   6,
 		Updated: now.Add(time.Second),
 	}
 	if err := s.PutStream(t.Context(), replaced); err != nil {

@@ -273,8 +273,8 @@ func (s *Store) GetStream(ctx context.Context, id string) (_ api.StreamInfo, err
 	defer unavailable(&err)
 	info := api.StreamInfo{ID: id}
 	var subs []byte
-	err = s.pool.QueryRow(ctx, `SELECT "user", subs, updated FROM streams WHERE id = $1`, id).
-		Scan(&info.User, &subs, &info.Updated)
+	err = s.pool.QueryRow(ctx, `SELECT "user", subs, updated, start FROM streams WHERE id = $1`, id).
+		Scan(&info.User, &subs, &info.Updated, &info.Start)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return api.StreamInfo{}, api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
 	}
@@ -295,9 +295,10 @@ func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) (err error) 
 		return fmt.Errorf("put stream %s: %w", info.ID, err)
 	}
 	_, err = s.pool.Exec(ctx, `
-		INSERT INTO streams (id, "user", subs, updated) VALUES ($1, $2, $3::jsonb, $4)
-		ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", subs = excluded.subs, updated = excluded.updated`,
-		info.ID, info.User, string(subs), info.Updated)
+		INSERT INTO streams (id, "user", subs, updated, start) VALUES ($1, $2, $3::jsonb, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", subs = excluded.subs, updated = excluded.updated,
+			start = excluded.start`,
+		info.ID, info.User, string(subs), info.Updated, info.Start)
 	if err != nil {
 		return fmt.Errorf("put stream %s: %w", info.ID, err)
 	}
