@@ -67,12 +67,22 @@ func Errorf(code Code, format string, args ...any) *Error {
 
 // With returns a copy of e with one more problem field.
 func (e *Error) With(key string, value any) *Error {
+	c := e.without("")
+	c.Fields[key] = value
+	return c
+}
+
+// Without returns a copy of e without the problem field key.
+func (e *Error) Without(key string) *Error { return e.without(key) }
+
+func (e *Error) without(key string) *Error {
 	c := *e
 	c.Fields = make(map[string]any, len(e.Fields)+1)
 	for k, v := range e.Fields {
-		c.Fields[k] = v
+		if k != key {
+			c.Fields[k] = v
+		}
 	}
-	c.Fields[key] = value
 	return &c
 }
 

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -98,8 +99,9 @@ func writeRecord(records *realtime.Records) http.HandlerFunc {
 		}
 		changes, err := records.Write(r.Context(), userFrom(r), []realtime.Op{op})
 		if err != nil {
-			if e, ok := err.(*api.Error); ok && e.Fields["index"] != nil {
-				delete(e.Fields, "index") // a single write is not a batch
+			var e *api.Error
+			if errors.As(err, &e) {
+				err = e.Without("index") // a single write is not a batch
 			}
 			writeError(w, r, err)
 			return
@@ -172,7 +174,11 @@ func batch(records *realtime.Records) http.HandlerFunc {
 		for i, b := range body.Ops {
 			op, err := b.op()
 			if err != nil {
-				writeError(w, r, err.(*api.Error).With("index", i))
+				var e *api.Error
+				if errors.As(err, &e) {
+					err = e.With("index", i)
+				}
+				writeError(w, r, err)
 				return
 			}
 			ops[i] = op
