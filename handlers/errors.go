@@ -36,6 +36,16 @@ var statusOf = map[api.Code]int{
 	api.CodeInternal:             http.StatusInternalServerError,
 }
 
+// handle adapts a handler that returns its error, which is answered as
+// problem+json: each handler then reads as its happy path.
+func handle(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			writeError(w, r, err)
+		}
+	}
+}
+
 // writeError answers err as application/problem+json. An error without a
 // code is internal: logged, and never shown to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {

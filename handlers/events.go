@@ -9,24 +9,22 @@ import (
 
 // publish serves POST /events/{name}: 202 once the event is in the log.
 func publish(events *realtime.Events) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		name, err := nameParam(r)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		body, err := readJSON(r, nil)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		ch, err := events.Publish(r.Context(), userFrom(r), name, body)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusAccepted, struct {
 			ID string `json:"id"`
 		}{strconv.FormatInt(ch.Seq, 10)})
-	}
+		return nil
+	})
 }

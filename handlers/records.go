@@ -23,20 +23,18 @@ func wantsStream(r *http.Request) bool {
 
 // getRecord serves GET and HEAD /records/{name}, and the per-record stream.
 func getRecord(records *realtime.Records, stream http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodGet && wantsStream(r) {
 			stream(w, r)
-			return
+			return nil
 		}
 		name, err := nameParam(r)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		path, err := pathQuery(r)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		var rec api.Record
 		if path.IsRoot() {
@@ -45,16 +43,16 @@ func getRecord(records *realtime.Records, stream http.HandlerFunc) http.HandlerF
 			rec, err = records.GetPath(r.Context(), userFrom(r), name, path)
 		}
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		w.Header().Set("ETag", etag(rec.Version))
 		if r.Method == http.MethodHead {
 			w.WriteHeader(http.StatusOK)
-			return
+			return nil
 		}
 		writeJSON(w, http.StatusOK, recordBody{Name: rec.Name, Version: rec.Version, Path: path.String(), Data: rec.Data})
-	}
+		return nil
+	})
 }
 
 // listRecords serves GET /records?prefix=&after=&limit=.
@@ -63,18 +61,16 @@ func listRecords(records *realtime.Records) http.HandlerFunc {
 		Name    string `json:"name"`
 		Version int64  `json:"version"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		limit, err := intQuery(r, "limit", 100, 1, realtime.MaxListLimit)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		q := r.URL.Query()
 		// One more than asked tells whether there is a next page.
 		recs, err := records.List(r.Context(), userFrom(r), q.Get("prefix"), q.Get("after"), limit+1)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		var next *string
 		if len(recs) > limit {
@@ -86,25 +82,24 @@ func listRecords(records *realtime.Records) http.HandlerFunc {
 			items[i] = item{rec.Name, rec.Version}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"records": items, "next": next})
-	}
+		return nil
+	})
 }
 
 // writeRecord serves PUT, PATCH and DELETE /records/{name}.
 func writeRecord(records *realtime.Records) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		op, err := recordOp(r)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		changes, err := records.Write(r.Context(), userFrom(r), []realtime.Op{op})
 		if err != nil {
 			var e *api.Error
 			if errors.As(err, &e) {
-				err = e.Without("index") // a single write is not a batch
+				return e.Without("index") // a single write is not a batch
 			}
-			writeError(w, r, err)
-			return
+			return err
 		}
 		ch := changes[0]
 		w.Header().Set("ETag", etag(ch.Version))
@@ -116,7 +111,8 @@ func writeRecord(records *realtime.Records) http.HandlerFunc {
 		default:
 			writeJSON(w, http.StatusOK, recordBody{Name: ch.Name, Version: ch.Version, Data: ch.Data})
 		}
-	}
+		return nil
+	})
 }
 
 // recordOp reads a single write from the request.
@@ -158,17 +154,15 @@ func batch(records *realtime.Records) http.HandlerFunc {
 		Name    string `json:"name"`
 		Version int64  `json:"version"`
 	}
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		var body struct {
 			Ops []batchOp `json:"ops"`
 		}
 		if _, err := readJSON(r, &body); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		if len(body.Ops) == 0 {
-			writeError(w, r, api.Errorf(api.CodeInvalidJSON, `a batch is {"ops":[...]} with at least one op`))
-			return
+			return api.Errorf(api.CodeInvalidJSON, `a batch is {"ops":[...]} with at least one op`)
 		}
 		ops := make([]realtime.Op, len(body.Ops))
 		for i, b := range body.Ops {
@@ -176,24 +170,23 @@ func batch(records *realtime.Records) http.HandlerFunc {
 			if err != nil {
 				var e *api.Error
 				if errors.As(err, &e) {
-					err = e.With("index", i)
+					return e.With("index", i)
 				}
-				writeError(w, r, err)
-				return
+				return err
 			}
 			ops[i] = op
 		}
 		changes, err := records.Write(r.Context(), userFrom(r), ops)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		results := make([]result, len(changes))
 		for i, ch := range changes {
 			results[i] = result{ch.Name, ch.Version}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"results": results})
-	}
+		return nil
+	})
 }
 
 // batchOp is one op of a POST /batch body.

@@ -14,49 +14,44 @@ import (
 // callRPC serves POST /rpc/{name}?timeout=: 200 {"data"} with the
 // provider's answer.
 func callRPC(rpc *realtime.RPC) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		name, err := nameParam(r)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		timeout, err := durationQuery(r, "timeout", realtime.DefaultCallTimeout)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		body, err := readJSON(r, nil)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		data, err := rpc.Call(r.Context(), userFrom(r), name, body, timeout)
 		if err != nil {
 			if r.Context().Err() != nil {
-				return // the requester went away; its request is freed
+				return nil // the requester went away; its request is freed
 			}
-			writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, struct {
 			Data json.RawMessage `json:"data"`
 		}{data})
-	}
+		return nil
+	})
 }
 
 // pollRPC serves GET /rpc-requests?name=&provider=&wait=&max=: 200
 // {"requests"} as soon as there is work, 204 after wait.
 func pollRPC(rpc *realtime.RPC) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		wait, err := durationQuery(r, "wait", realtime.DefaultPollWait)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		limit, err := intQuery(r, "max", 1, 1, realtime.MaxPollRequests)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		q := r.URL.Query()
 		reqs, err := rpc.Poll(r.Context(), userFrom(r), realtime.Poll{
@@ -64,37 +59,36 @@ func pollRPC(rpc *realtime.RPC) http.HandlerFunc {
 		})
 		switch {
 		case err != nil && r.Context().Err() != nil:
-			return // the provider went away
+			return nil // the provider went away
 		case err != nil:
-			writeError(w, r, err)
+			return err
 		case len(reqs) == 0:
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			writeJSON(w, http.StatusOK, map[string][]api.RPCRequest{"requests": reqs})
 		}
-	}
+		return nil
+	})
 }
 
 // answerRPC serves POST /rpc-requests/{id}: {"data"}, {"error"} or
 // {"reject":true}; 204.
 func answerRPC(rpc *realtime.RPC) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		var body map[string]json.RawMessage
 		if _, err := readJSON(r, &body); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		a, err := rpcAnswer(body)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		if err := rpc.Answer(r.Context(), chi.URLParam(r, "id"), a); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
-	}
+		return nil
+	})
 }
 
 // rpcAnswer reads an answer body; the service checks that it holds

@@ -147,18 +147,16 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 
 // changeSubscription serves POST and DELETE /stream/{stream}/subscriptions.
 func changeSubscription(hub *realtime.Hub) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		var x api.Subscription
 		if _, err := readJSON(r, &x); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		id := chi.URLParam(r, "stream")
-		err := hub.ChangeSubscription(r.Context(), userFrom(r), id, x, r.Method == http.MethodPost)
-		if err != nil {
-			writeError(w, r, err)
-			return
+		if err := hub.ChangeSubscription(r.Context(), userFrom(r), id, x, r.Method == http.MethodPost); err != nil {
+			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
-	}
+		return nil
+	})
 }
