@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/server"
 )
 
 // testServer is a real server started through run on 127.0.0.1:0.
@@ -37,7 +39,7 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 	pr, pw := io.Pipe()
 	s := &testServer{DataDir: vars["DATA_DIR"], stop: cancel, done: make(chan error, 1)}
 	go func() {
-		err := run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw)
+		err := server.Run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw, openapiYAML)
 		pw.CloseWithError(io.EOF)
 		s.done <- err
 	}()
