@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"net/http"
@@ -243,7 +243,7 @@ func TestResumeTooOldBySize(t *testing.T) {
 }
 
 // TestGracefulShutdown: on shutdown open streams end (so clients resume
-// elsewhere), and run returns nil.
+// elsewhere), and server.Run returns nil.
 func TestGracefulShutdown(t *testing.T) {
 	srv := startServer(t, nil)
 	c := openSSE(t, srv.URL+"/stream?event=x", "")
