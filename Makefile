@@ -25,6 +25,8 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# bench runs the in-process benchmarks; those of whole servers (./e2e/) run
+# one by one with the commands in the README's Benchmarks section.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./realtime/ ./db/...
 

@@ -1,10 +1,9 @@
-package main
+package server
 
 import (
 	"context"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -58,29 +57,5 @@ func TestTrimLoop(t *testing.T) {
 				t.Errorf("with MaxBytes %d, %d trims in 2 minutes, %d by age; want %d, 2 by age", maxBytes, len(store.calls), byAge, want)
 			}
 		})
-	}
-}
-
-// A resume point that the size bound trimmed away gets a reset and fresh
-// snapshots, as one that aged out does.
-func TestResumeTooOldBySize(t *testing.T) {
-	srv := startServer(t, map[string]string{"STREAM_RETENTION_BYTES": "200"})
-	put(t, srv.URL, "r", `1`)
-	c := openSSE(t, srv.URL+"/stream?record=r", "")
-	c.Expect(t, "ready")
-	c.Expect(t, "snapshot")
-	put(t, srv.URL, "r", `2`)
-	c.Expect(t, "record")
-	token := c.LastID
-	c.Close()
-	for i := 3; i <= 6; i++ { // changes of 66 bytes: 4 to 6 fill the bound, 3 goes
-		put(t, srv.URL, "r", strconv.Itoa(i))
-	}
-	time.Sleep(sizeTrimEvery + time.Second)
-	c = openSSE(t, srv.URL+"/stream?record=r", token)
-	c.Expect(t, "ready")
-	c.Expect(t, "reset")
-	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 6.0 {
-		t.Fatalf("snapshot after reset: %v", m)
 	}
 }

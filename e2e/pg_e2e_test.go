@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
 	"github.com/switchboard-dev/switchboard/migrations"
+	"github.com/switchboard-dev/switchboard/server"
 )
 
 // TestMain starts the PostgreSQL server of the TestPG tests (from the
@@ -377,7 +378,7 @@ func TestPGMigrateCommand(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"switchboard", "migrate"}, getenv, &out); err != nil {
+	if err := server.Run(t.Context(), []string{"switchboard", "migrate"}, getenv, &out, nil); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	if !strings.Contains(out.String(), "migrations applied") {
@@ -387,14 +388,14 @@ func TestPGMigrateCommand(t *testing.T) {
 	if version != want {
 		t.Fatalf("migrated to version %d, want %d (%v)", version, want, files)
 	}
-	if err := run(t.Context(), []string{"switchboard", "migrate"}, getenv, &out); err != nil {
+	if err := server.Run(t.Context(), []string{"switchboard", "migrate"}, getenv, &out, nil); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
 	if rows2, version2 := applied(); rows2 != rows || version2 != version {
 		t.Fatalf("second migrate changed goose_db_version: %d rows at %d, then %d at %d", rows, version, rows2, version2)
 	}
 	noDB := func(string) string { return "" }
-	if err := run(t.Context(), []string{"switchboard", "migrate"}, noDB, &out); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+	if err := server.Run(t.Context(), []string{"switchboard", "migrate"}, noDB, &out, nil); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
 		t.Errorf("migrate without DATABASE_URL: %v", err)
 	}
 }

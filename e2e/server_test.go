@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -6,12 +6,32 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/server"
 )
 
-// testServer is a real server started through run on 127.0.0.1:0.
+// specFile is the OpenAPI document, at the repository's root.
+const specFile = "../openapi.yaml"
+
+var readSpec = sync.OnceValues(func() ([]byte, error) { return os.ReadFile(specFile) })
+
+// openapiYAML returns the repository's openapi.yaml: the document that the
+// command embeds and serves, and that startServer hands to server.Run.
+func openapiYAML(t testing.TB) []byte {
+	t.Helper()
+	b, err := readSpec()
+	if err != nil {
+		t.Fatalf("read the OpenAPI document: %v", err)
+	}
+	return b
+}
+
+// testServer is a real server started through server.Run on 127.0.0.1:0.
 type testServer struct {
 	URL     string
 	DataDir string
@@ -33,31 +53,17 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 	for k, v := range env {
 		vars[k] = v
 	}
+	spec := openapiYAML(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	s := &testServer{DataDir: vars["DATA_DIR"], stop: cancel, done: make(chan error, 1)}
 	go func() {
-		err := run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw)
+		err := server.Run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw, spec)
 		pw.CloseWithError(io.EOF)
 		s.done <- err
 	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
 	select {
-	case s.URL = <-addr:
+	case s.URL = <-listening(pr):
 	case err := <-s.done:
 		t.Fatalf("server did not start: %v", err)
 	case <-time.After(10 * time.Second):
@@ -68,7 +74,29 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 	return s
 }
 
-// Stop shuts the server down gracefully and checks that run returned nil.
+// listening reads a server's JSON log from r to its end, and sends the
+// address of its "listening" line on the channel it returns.
+func listening(r io.Reader) <-chan string {
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				addr <- line.Addr
+			}
+		}
+		io.Copy(io.Discard, r)
+	}()
+	return addr
+}
+
+// Stop shuts the server down gracefully and checks that server.Run
+// returned nil.
 func (s *testServer) Stop(t testing.TB) {
 	t.Helper()
 	if s.stop == nil {
@@ -79,7 +107,7 @@ func (s *testServer) Stop(t testing.TB) {
 	select {
 	case err := <-s.done:
 		if err != nil {
-			t.Errorf("run returned %v", err)
+			t.Errorf("server.Run returned %v", err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("server did not stop in 15s")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -16,11 +16,11 @@ import (
 	"time"
 )
 
-// The benchmarks run whole servers (through run) on PostgreSQL, with the
-// load generator (HTTP writers, SSE readers) in the same process:
+// The benchmarks run whole servers (through server.Run) on PostgreSQL,
+// with the load generator (HTTP writers, SSE readers) in the same process:
 //
-//	go test -run '^$' -bench PGFanout -benchtime 30000x -count 3 .
-//	go test -run '^$' -bench PGLatency -benchtime 5000x -count 3 .
+//	go test -run '^$' -bench PGFanout -benchtime 30000x -count 3 ./e2e/
+//	go test -run '^$' -bench PGLatency -benchtime 5000x -count 3 ./e2e/
 //
 // pgtest's server runs with fsync off; to measure durable commits, point
 // TEST_DATABASE_URL at a server with fsync and synchronous_commit on (a

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -190,7 +190,7 @@ func TestSlowBodyShutdown(t *testing.T) {
 	slowBody(t, srv.URL)
 	time.Sleep(100 * time.Millisecond) // the request has reached its handler
 	start := time.Now()
-	srv.Stop(t) // fails the test if run returns an error
+	srv.Stop(t) // fails the test if server.Run returns an error
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("shutdown took %s with a slow body in flight", d)
 	}

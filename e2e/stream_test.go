@@ -1,10 +1,13 @@
-package main
+package e2e
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/server"
 )
 
 // TestPathSubscription: a path subscription gets a frame only when the
@@ -215,8 +218,32 @@ func TestResumeTooOld(t *testing.T) {
 	}
 }
 
+// A resume point that the size bound trimmed away gets a reset and fresh
+// snapshots, as one that aged out does.
+func TestResumeTooOldBySize(t *testing.T) {
+	srv := startServer(t, map[string]string{"STREAM_RETENTION_BYTES": "200"})
+	put(t, srv.URL, "r", `1`)
+	c := openSSE(t, srv.URL+"/stream?record=r", "")
+	c.Expect(t, "ready")
+	c.Expect(t, "snapshot")
+	put(t, srv.URL, "r", `2`)
+	c.Expect(t, "record")
+	token := c.LastID
+	c.Close()
+	for i := 3; i <= 6; i++ { // changes of 66 bytes: 4 to 6 fill the bound, 3 goes
+		put(t, srv.URL, "r", strconv.Itoa(i))
+	}
+	time.Sleep(server.SizeTrimEvery + time.Second)
+	c = openSSE(t, srv.URL+"/stream?record=r", token)
+	c.Expect(t, "ready")
+	c.Expect(t, "reset")
+	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 6.0 {
+		t.Fatalf("snapshot after reset: %v", m)
+	}
+}
+
 // TestGracefulShutdown: on shutdown open streams end (so clients resume
-// elsewhere), and run returns nil.
+// elsewhere), and server.Run returns nil.
 func TestGracefulShutdown(t *testing.T) {
 	srv := startServer(t, nil)
 	c := openSSE(t, srv.URL+"/stream?event=x", "")

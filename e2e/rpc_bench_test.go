@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // reply). It reports round trips per second and the p50 and p99 latency
 // of one call.
 //
-//	go test -run '^$' -bench RPCRoundTrip -benchtime 20000x .
+//	go test -run '^$' -bench RPCRoundTrip -benchtime 20000x ./e2e/
 func BenchmarkRPCRoundTrip(b *testing.B) {
 	for _, requesters := range []int{64, 1} {
 		b.Run(fmt.Sprintf("providers=4/requesters=%d", requesters), func(b *testing.B) {

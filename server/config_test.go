@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"BODY_TIMEOUT":                 "0s",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
-		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s=%s: error %v does not name the variable", key, value, err)
 		}
@@ -37,7 +37,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 // TestUnknownCommand: a mistyped subcommand is an error, not a server.
 func TestUnknownCommand(t *testing.T) {
 	env := map[string]string{"DATA_DIR": t.TempDir()}
-	err := run(context.Background(), []string{"switchboard", "migrat"}, func(k string) string { return env[k] }, io.Discard)
+	err := Run(context.Background(), []string{"switchboard", "migrat"}, func(k string) string { return env[k] }, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "migrat") {
 		t.Fatalf("error %v", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 // answer crosses through the queue's tables and NOTIFY. It reports round
 // trips per second and the p50 and p99 latency of one call.
 //
-//	go test -run '^$' -bench PGRPCRoundTrip -benchtime 5000x .
+//	go test -run '^$' -bench PGRPCRoundTrip -benchtime 5000x ./e2e/
 func BenchmarkPGRPCRoundTrip(b *testing.B) {
 	for _, where := range []struct {
 		name      string

@@ -1,0 +1,175 @@
+// Package server is the Switchboard server as a program: it reads the
+// configuration, opens the store, wires the engine (realtime) to the HTTP
+// layer (handlers), serves until its context ends and then shuts down
+// gracefully. It also runs the subcommands. The command at the repository's
+// root only sets up signals and calls Run; tests call Run the same way, on
+// 127.0.0.1:0 with a fake getenv.
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+	"github.com/switchboard-dev/switchboard/db/postgres"
+	"github.com/switchboard-dev/switchboard/handlers"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+// Run starts the server and serves until ctx ends, then shuts down
+// gracefully: new work is refused, streams are told to resume elsewhere,
+// in-flight requests finish. args are the command line (args[1], when
+// present, names a subcommand), getenv reads the configuration, stdout
+// takes the log, and openapi is the OpenAPI document served at
+// /openapi.yaml (the command embeds the repository's openapi.yaml).
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, openapi []byte) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	out := newLineBuffer(stdout)
+	defer out.Close()
+	log := newLogger(cfg, out)
+	if len(args) > 1 {
+		return command(ctx, cfg, args[1], log)
+	}
+	store, bus, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var access realtime.Access = realtime.AllowAll{}
+	hub := realtime.NewHub(store, bus, access, realtime.HubConfig{
+		Heartbeat:        cfg.HeartbeatInterval,
+		MaxLifetime:      cfg.StreamMaxLifetime,
+		Retry:            cfg.StreamRetry,
+		BufferBytes:      cfg.StreamBufferBytes,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+	}, log)
+	rpc := realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
+		AckTimeout:  cfg.RPCAckTimeout,
+		MaxAttempts: cfg.RPCMaxAttempts,
+	}, log)
+	bodies := handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)
+	handler := handlers.Routes(handlers.Deps{
+		Store:    store,
+		Bus:      bus,
+		Records:  realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)),
+		Events:   realtime.NewEvents(store, access),
+		Hub:      hub,
+		RPC:      rpc,
+		Metrics:  handlers.NewMetrics(&hub.Stats),
+		Log:      log,
+		OpenAPI:  openapi,
+		OpenMode: cfg.AuthMode == "open",
+		Bodies:   bodies,
+	})
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ln = handlers.Listener(ln)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	// The fan-out and the log trimmer outlive ctx until every stream is gone.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	errc := make(chan error, 2)
+	go func() {
+		if err := hub.Run(bg); err != nil {
+			errc <- fmt.Errorf("fan-out: %w", err)
+		}
+	}()
+	go trimLoop(bg, store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
+	go rpc.Run(bg)
+	go func() { errc <- srv.Serve(ln) }()
+
+	if cfg.AuthMode == "open" {
+		log.Warn("AUTH_MODE=open: every request without a token is served as an anonymous user; for local development only")
+	}
+	log.Info("listening", "addr", "http://"+ln.Addr().String(), "store", storeName(cfg))
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down")
+	hub.Drain()
+	rpc.Drain()
+	bodies.Drain()
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// command runs a subcommand instead of the server.
+func command(ctx context.Context, cfg Config, name string, log *slog.Logger) error {
+	switch name {
+	case "migrate": // Fly's release_command: migrate before the new version starts
+		if cfg.DatabaseURL == "" {
+			return errors.New("migrate: DATABASE_URL is not set (the embedded store needs no migrations)")
+		}
+		if err := postgres.Migrate(ctx, cmp.Or(cfg.DatabaseDirectURL, cfg.DatabaseURL)); err != nil {
+			return err
+		}
+		log.Info("migrations applied")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (the only one is \"migrate\")", name)
+}
+
+// openStore opens Postgres when DATABASE_URL is set, else the embedded store.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (api.Store, api.Bus, error) {
+	if cfg.DatabaseURL != "" {
+		st, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseDirectURL, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Bus(), nil
+	}
+	st, err := embedded.Open(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st.Bus(), nil
+}
+
+// rpcQueue returns the store's RPC queue, if it has one (a shared database
+// does: requesters and providers may sit on different instances);
+// otherwise a queue in this process's memory, as for the embedded store.
+func rpcQueue(store api.Store, bus api.Bus) api.RPCQueue {
+	if s, ok := store.(interface{ RPC() api.RPCQueue }); ok {
+		return s.RPC()
+	}
+	return embedded.NewRPCQueue(bus)
+}
+
+// storeName says which store serves, for the log (never a password).
+func storeName(cfg Config) string {
+	if cfg.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "embedded:" + cfg.DataDir
+}
