@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/internal/mailbox"
 )
 
 var _ api.Bus = (*Bus)(nil)
@@ -131,19 +129,4 @@ func checkJSON(data []byte, nilOK bool) *api.Error {
 		return api.Errorf(api.CodeInvalidJSON, "the value is not JSON in UTF-8")
 	}
 	return nil
-}
-
-// subscription is one Subscribe call: its handler, called in order from
-// its own goroutine through a mailbox.
-type subscription struct {
-	*mailbox.Mailbox
-	topic string
-	live  bool // the listener LISTENs on topic for it; guarded by listener.mu
-	// firstLive is closed once the subscription is first live.
-	firstLive chan struct{}
-	liveOnce  sync.Once
-}
-
-func newSubscription(topic string, fn func([]byte)) *subscription {
-	return &subscription{Mailbox: mailbox.New(fn), topic: topic, firstLive: make(chan struct{})}
 }
