@@ -179,7 +179,9 @@ type Store interface {
 const TopicChanges = "changes"
 
 // Bus carries small wake-ups between instances (payloads under 7,000
-// bytes): never data, only what tells an instance to look at the Store.
+// bytes, binary ones under 5,000; Send refuses what it cannot carry with
+// CodePayloadTooLarge): never data, only what tells an instance to look at
+// the Store.
 type Bus interface {
 	// Send delivers payload to the handlers of topic on every instance,
 	// this one included.

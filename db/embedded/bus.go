@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -19,9 +20,15 @@ type Bus struct {
 // NewBus returns an empty Bus.
 func NewBus() *Bus { return &Bus{} }
 
-// Send queues payload for every subscriber of topic. It never blocks.
+// Send queues a copy of payload for every subscriber of topic; it never
+// blocks. Payloads larger than mailbox.MaxPayload are refused, as on every
+// Bus, with CodePayloadTooLarge.
 func (b *Bus) Send(_ context.Context, topic string, payload []byte) error {
-	b.subs.Push(topic, payload)
+	if err := mailbox.CheckSize(topic, payload); err != nil {
+		return err
+	}
+	// A copy: the sender may reuse its buffer once Send returns.
+	b.subs.Push(topic, bytes.Clone(payload))
 	return nil
 }
 

@@ -11,13 +11,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/mailbox"
 )
 
 var _ api.Bus = (*Bus)(nil)
 
 // MaxPayload is the largest payload Send accepts, in bytes (NOTIFY itself
-// stops at 8000).
-const MaxPayload = 6999
+// stops at 8000), as on every Bus.
+const MaxPayload = mailbox.MaxPayload
 
 // channelPrefix namespaces the NOTIFY channels of topics.
 const channelPrefix = "switchboard."
@@ -38,17 +39,20 @@ type Bus struct {
 
 // Send delivers payload to the handlers of topic on every instance, this
 // one included (through its listener). A nil payload arrives as nil: a
-// plain wake-up. Payloads larger than MaxPayload are refused.
+// plain wake-up. Payloads larger than MaxPayload are refused with
+// CodePayloadTooLarge, and so are binary ones (not UTF-8, or with a NUL)
+// over 5,997 bytes, which NOTIFY cannot carry once in base64.
 func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("bus payload of %d bytes on %q: over the limit of %d", len(payload), topic, MaxPayload)
+	if err := mailbox.CheckSize(topic, payload); err != nil {
+		return err
 	}
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
 	enc := encodePayload(payload)
 	if len(enc) >= 8000 {
-		return fmt.Errorf("bus payload of %d bytes on %q: over NOTIFY's limit once encoded (binary payloads are sent in base64)", len(payload), topic)
+		return api.Errorf(api.CodePayloadTooLarge,
+			"bus payload of %d bytes on %q: over NOTIFY's limit once encoded (binary payloads are sent in base64)", len(payload), topic)
 	}
 	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(topic), enc); err != nil {
 		return fmt.Errorf("notify %s: %w", topic, err)
