@@ -188,7 +188,9 @@ type Bus interface {
 	Send(ctx context.Context, topic string, payload []byte) error
 	// Subscribe calls fn for every payload sent on topic, in order, from one
 	// goroutine. After a lost connection it calls fn(nil), since payloads
-	// may have been missed. The returned func stops the calls.
+	// may have been missed (a backend may also call it once the subscription
+	// is live). The returned func stops the calls; it does not wait for one
+	// under way, so fn may call it.
 	Subscribe(topic string, fn func(payload []byte)) (cancel func())
 	// Ready reports whether wake-ups from other instances can arrive.
 	Ready(ctx context.Context) error
