@@ -39,7 +39,7 @@ type listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
 
-	subs mailbox.Registry
+	subs mailbox.Registry // has its own lock, taken after mu, never before
 
 	mu        sync.Mutex
 	pending   bool   // subs changed since the loop last looked
