@@ -179,14 +179,18 @@ type Store interface {
 const TopicChanges = "changes"
 
 // Bus carries small wake-ups between instances (payloads under 7,000
-// bytes): never data, only what tells an instance to look at the Store.
+// bytes, binary ones under 5,000; Send refuses what it cannot carry with
+// CodePayloadTooLarge): never data, only what tells an instance to look at
+// the Store.
 type Bus interface {
 	// Send delivers payload to the handlers of topic on every instance,
 	// this one included.
 	Send(ctx context.Context, topic string, payload []byte) error
 	// Subscribe calls fn for every payload sent on topic, in order, from one
 	// goroutine. After a lost connection it calls fn(nil), since payloads
-	// may have been missed. The returned func stops the calls.
+	// may have been missed (a backend may also call it once the subscription
+	// is live). The returned func stops the calls; it does not wait for one
+	// under way, so fn may call it.
 	Subscribe(topic string, fn func(payload []byte)) (cancel func())
 	// Ready reports whether wake-ups from other instances can arrive.
 	Ready(ctx context.Context) error

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,8 +17,8 @@ import (
 var _ api.Bus = (*Bus)(nil)
 
 // MaxPayload is the largest payload Send accepts, in bytes (NOTIFY itself
-// stops at 8000).
-const MaxPayload = 6999
+// stops at 8000), as on every Bus.
+const MaxPayload = mailbox.MaxPayload
 
 // channelPrefix namespaces the NOTIFY channels of topics.
 const channelPrefix = "switchboard."
@@ -40,17 +39,20 @@ type Bus struct {
 
 // Send delivers payload to the handlers of topic on every instance, this
 // one included (through its listener). A nil payload arrives as nil: a
-// plain wake-up. Payloads larger than MaxPayload are refused.
+// plain wake-up. Payloads larger than MaxPayload are refused with
+// CodePayloadTooLarge, and so are binary ones (not UTF-8, or with a NUL)
+// over 5,997 bytes, which NOTIFY cannot carry once in base64.
 func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("bus payload of %d bytes on %q: over the limit of %d", len(payload), topic, MaxPayload)
+	if err := mailbox.CheckSize(topic, payload); err != nil {
+		return err
 	}
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
 	enc := encodePayload(payload)
 	if len(enc) >= 8000 {
-		return fmt.Errorf("bus payload of %d bytes on %q: over NOTIFY's limit once encoded (binary payloads are sent in base64)", len(payload), topic)
+		return api.Errorf(api.CodePayloadTooLarge,
+			"bus payload of %d bytes on %q: over NOTIFY's limit once encoded (binary payloads are sent in base64)", len(payload), topic)
 	}
 	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(topic), enc); err != nil {
 		return fmt.Errorf("notify %s: %w", topic, err)
@@ -131,19 +133,4 @@ func checkJSON(data []byte, nilOK bool) *api.Error {
 		return api.Errorf(api.CodeInvalidJSON, "the value is not JSON in UTF-8")
 	}
 	return nil
-}
-
-// subscription is one Subscribe call: its handler, called in order from
-// its own goroutine through a mailbox.
-type subscription struct {
-	*mailbox.Mailbox
-	topic string
-	live  bool // the listener LISTENs on topic for it; guarded by listener.mu
-	// firstLive is closed once the subscription is first live.
-	firstLive chan struct{}
-	liveOnce  sync.Once
-}
-
-func newSubscription(topic string, fn func([]byte)) *subscription {
-	return &subscription{Mailbox: mailbox.New(fn), topic: topic, firstLive: make(chan struct{})}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/switchboard-dev/switchboard/db/internal/mailbox"
 )
 
 const (
@@ -37,10 +39,11 @@ type listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
 
+	subs mailbox.Registry // has its own lock, taken after mu, never before
+
 	mu        sync.Mutex
-	subs      map[string][]*subscription // by topic
-	pending   bool                       // subs changed since the loop last looked
-	interrupt func()                     // ends the loop's wait; nil when not waiting
+	pending   bool   // subs changed since the loop last looked
+	interrupt func() // ends the loop's wait; nil when not waiting
 	connected bool
 	lastErr   error
 
@@ -55,8 +58,7 @@ func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger) (*Bus, error
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
-	l := &listener{cfg: cfg, log: log, subs: make(map[string][]*subscription),
-		lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	l := &listener{cfg: cfg, log: log, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -76,9 +78,8 @@ func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
 		l.log.Error("bus subscription refused", "err", err)
 		return func() {}
 	}
-	s := newSubscription(topic, fn)
+	s := l.subs.Add(topic, fn)
 	l.mu.Lock()
-	l.subs[topic] = append(l.subs[topic], s)
 	l.kick()
 	connected := l.connected
 	l.mu.Unlock()
@@ -87,24 +88,13 @@ func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
 		// after the reconnect tells the handler instead.
 		t := time.NewTimer(subscribeTimeout)
 		select {
-		case <-s.firstLive:
+		case <-s.Live():
 		case <-t.C:
 		case <-l.ctx.Done():
 		}
 		t.Stop()
 	}
-	return func() {
-		l.mu.Lock()
-		list := l.subs[topic]
-		for i, x := range list {
-			if x == s {
-				l.subs[topic] = append(list[:i:i], list[i+1:]...)
-				break
-			}
-		}
-		l.mu.Unlock()
-		s.Stop()
-	}
+	return s.Cancel
 }
 
 // kick tells the loop that the subscriptions changed; l.mu is held.
@@ -118,13 +108,9 @@ func (l *listener) kick() {
 func (l *listener) close() {
 	l.cancel()
 	<-l.done
+	l.subs.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, list := range l.subs {
-		for _, s := range list {
-			s.Stop()
-		}
-	}
 	l.connected, l.lastErr = false, errors.New("closed")
 }
 
@@ -224,14 +210,11 @@ func (l *listener) session() (connected bool, err error) {
 func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 	l.mu.Lock()
 	l.pending = false
-	var topics []string
-	for t := range l.subs {
-		if !listening[t] {
-			topics = append(topics, t)
-		}
-	}
 	l.mu.Unlock()
-	for _, t := range topics {
+	for _, t := range l.subs.Topics() {
+		if listening[t] {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
 		_, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel(t)}.Sanitize())
 		cancel()
@@ -241,25 +224,13 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 		listening[t] = true
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !l.connected {
 		// A new connection: whatever was sent before it may have been missed.
-		for _, list := range l.subs {
-			for _, s := range list {
-				s.live = false
-			}
-		}
+		l.subs.Lost()
 		l.connected, l.lastErr = true, nil
 	}
-	for t, list := range l.subs {
-		for _, s := range list {
-			if !s.live && listening[t] {
-				s.live = true
-				s.Push(nil)
-				s.liveOnce.Do(func() { close(s.firstLive) })
-			}
-		}
-	}
+	l.mu.Unlock()
+	l.subs.MarkLive(func(t string) bool { return listening[t] })
 	return nil
 }
 
@@ -274,9 +245,5 @@ func (l *listener) dispatch(ch, payload string) {
 		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, s := range l.subs[topic] {
-		s.Push(p)
-	}
+	l.subs.Push(topic, p)
 }

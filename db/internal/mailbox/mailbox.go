@@ -1,6 +1,8 @@
-// Package mailbox hands the payloads of a Bus subscription to its handler:
-// in order, from a goroutine of its own, so that a slow handler never holds
-// up whoever delivers (the in-process Bus, or the Postgres listener).
+// Package mailbox is what the Buses of every backend share: the Registry
+// of subscriptions by topic, and a Mailbox per subscription that hands its
+// payloads to its handler in order, from a goroutine of its own, so that a
+// slow handler never holds up whoever delivers (the in-process Bus, or the
+// Postgres listener).
 package mailbox
 
 import "sync"
@@ -37,7 +39,9 @@ func (m *Mailbox) Push(p []byte) {
 	}
 }
 
-// Stop ends the calls; payloads still queued are dropped. It is idempotent.
+// Stop ends the calls: payloads still queued are dropped, and a call under
+// way runs to its end (Stop does not wait for it, so the handler itself may
+// call Stop); no other call follows. Stop is idempotent.
 func (m *Mailbox) Stop() { m.closed.Do(func() { close(m.done) }) }
 
 func (m *Mailbox) run() {
