@@ -47,52 +47,69 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer store.Close()
+	return serve(ctx, cfg, log, wire(cfg, store, bus, log, openapi))
+}
 
+// app is the server's parts, wired.
+type app struct {
+	store   api.Store
+	hub     *realtime.Hub
+	rpc     *realtime.RPC
+	bodies  *handlers.Bodies
+	handler http.Handler
+}
+
+// wire builds the engine over store and bus, and the routes over it.
+func wire(cfg Config, store api.Store, bus api.Bus, log *slog.Logger, openapi []byte) *app {
 	var access realtime.Access = realtime.AllowAll{}
-	hub := realtime.NewHub(store, bus, access, realtime.HubConfig{
+	a := &app{store: store, bodies: handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)}
+	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
 		Heartbeat:        cfg.HeartbeatInterval,
 		MaxLifetime:      cfg.StreamMaxLifetime,
 		Retry:            cfg.StreamRetry,
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
 	}, log)
-	rpc := realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
+	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
 	}, log)
-	bodies := handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)
-	handler := handlers.Routes(handlers.Deps{
+	a.handler = handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
 		Records:  realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)),
 		Events:   realtime.NewEvents(store, access),
-		Hub:      hub,
-		RPC:      rpc,
-		Metrics:  handlers.NewMetrics(&hub.Stats),
+		Hub:      a.hub,
+		RPC:      a.rpc,
+		Metrics:  handlers.NewMetrics(&a.hub.Stats),
 		Log:      log,
 		OpenAPI:  openapi,
 		OpenMode: cfg.AuthMode == "open",
-		Bodies:   bodies,
+		Bodies:   a.bodies,
 	})
+	return a
+}
 
+// serve listens and serves a until ctx ends, then drains and shuts down.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = handlers.Listener(ln)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	// The fan-out and the log trimmer outlive ctx until every stream is gone.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	errc := make(chan error, 2)
 	go func() {
-		if err := hub.Run(bg); err != nil {
+		if err := a.hub.Run(bg); err != nil {
 			errc <- fmt.Errorf("fan-out: %w", err)
 		}
 	}()
-	go trimLoop(bg, store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
-	go rpc.Run(bg)
+	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
+	go a.rpc.Run(bg)
 	go func() { errc <- srv.Serve(ln) }()
 
 	if cfg.AuthMode == "open" {
@@ -106,9 +123,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log.Info("shutting down")
-	hub.Drain()
-	rpc.Drain()
-	bodies.Drain()
+	a.hub.Drain()
+	a.rpc.Drain()
+	a.bodies.Drain()
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
