@@ -167,9 +167,30 @@ type Store interface {
 	// prefix of the log (Changes from a position in it says ErrTrimmed),
 	// and the streams not updated since o.Before.
 	Trim(ctx context.Context, o TrimOptions) error
-	// PutStream stores a stream's state; GetStream reads it, or NOT_FOUND.
+	// PutStream stores a stream's whole state, creating or replacing it
+	// (a subscription listed twice is kept once, where it first is).
+	// GetStream reads it, or NOT_FOUND: its Subs are in the order they
+	// were put or added.
 	PutStream(ctx context.Context, s StreamInfo) error
 	GetStream(ctx context.Context, id string) (StreamInfo, error)
+	// The methods below change one part of a stored stream, atomically:
+	// changes made at the same time, from any instance, all take effect.
+	// They cost what they change, not the size of the stream. Each one
+	// returns NOT_FOUND for an unknown stream (and creates nothing).
+	//
+	// AddStreamSub adds sub after the stream's subscriptions and sets the
+	// stream's Updated. A subscription that the stream has already stays
+	// where it is, with its Since (SetStreamSince changes that).
+	AddStreamSub(ctx context.Context, id string, sub StreamSub, updated time.Time) error
+	// RemoveStreamSub removes a subscription, if the stream has it, and
+	// sets the stream's Updated.
+	RemoveStreamSub(ctx context.Context, id string, sub Subscription, updated time.Time) error
+	// SetStreamSince sets the Since of the stream's subscription
+	// sub.Subscription to sub.Since; a subscription that the stream no
+	// longer has is not brought back. Updated stays as it is.
+	SetStreamSince(ctx context.Context, id string, sub StreamSub) error
+	// TouchStream sets a stream's Updated.
+	TouchStream(ctx context.Context, id string, updated time.Time) error
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -70,28 +70,17 @@ func (s *Stream) apply(ctx context.Context, c streamChange) error {
 		return err
 	}
 	// Remember where the snapshot stands, so that a resume from before it
-	// sends a fresh one instead of replaying older versions.
-	info, err := s.hub.store.GetStream(ctx, s.ID)
-	if err != nil {
-		return err
-	}
-	if i := findSub(info.Subs, c.Sub); i >= 0 {
-		info.Subs[i].Since = pos
-		return s.hub.store.PutStream(ctx, info)
-	}
-	return nil
+	// sends a fresh one instead of replaying older versions (unless the
+	// subscription was removed meanwhile: that stays so).
+	return s.hub.store.SetStreamSince(ctx, s.ID, api.StreamSub{Subscription: c.Sub, Since: pos})
 }
 
 // touch records when the stream was last open, for retention.
 func (s *Stream) touch(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	info, err := s.hub.store.GetStream(ctx, s.ID)
-	if err != nil {
-		return
-	}
-	info.Updated = time.Now()
-	if err := s.hub.store.PutStream(ctx, info); err != nil {
+	err := s.hub.store.TouchStream(ctx, s.ID, time.Now())
+	if err != nil && !api.IsCode(err, api.CodeNotFound) {
 		s.hub.log.Warn("store stream state", "stream", s.ID, "err", err)
 	}
 }

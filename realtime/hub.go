@@ -293,6 +293,10 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 			return err
 		}
 	}
+	// The store changes this one subscription, atomically: changes made
+	// at the same time on any instance all take effect. The count read
+	// above may be behind them, so concurrent adds can pass the limit by
+	// a few.
 	i := findSub(info.Subs, x)
 	switch {
 	case add && i < 0:
@@ -303,15 +307,16 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 		if err != nil {
 			return err
 		}
-		info.Subs = append(info.Subs, api.StreamSub{Subscription: x, Since: head})
+		err = h.store.AddStreamSub(ctx, id, api.StreamSub{Subscription: x, Since: head}, time.Now())
+		if err != nil {
+			return err
+		}
 	case !add && i >= 0:
-		info.Subs = append(info.Subs[:i:i], info.Subs[i+1:]...)
+		if err := h.store.RemoveStreamSub(ctx, id, x, time.Now()); err != nil {
+			return err
+		}
 	default:
 		return nil // already so
-	}
-	info.Updated = time.Now()
-	if err := h.store.PutStream(ctx, info); err != nil {
-		return err
 	}
 	msg, _ := json.Marshal(streamChange{Stream: id, Add: add, Sub: x})
 	return h.bus.Send(ctx, TopicStreams, msg)

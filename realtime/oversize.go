@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -72,18 +73,10 @@ func (s *Stream) drop(ctx context.Context, gone []*sub) error {
 		}
 	}
 	s.subs = kept
-	info, err := s.hub.store.GetStream(ctx, s.ID)
-	if err != nil {
-		return err
-	}
-	n := len(info.Subs)
 	for _, x := range gone {
-		if i := findSub(info.Subs, x.Subscription); i >= 0 {
-			info.Subs = append(info.Subs[:i:i], info.Subs[i+1:]...)
+		if err := s.hub.store.RemoveStreamSub(ctx, s.ID, x.Subscription, time.Now()); err != nil {
+			return err
 		}
 	}
-	if len(info.Subs) == n {
-		return nil
-	}
-	return s.hub.store.PutStream(ctx, info)
+	return nil
 }

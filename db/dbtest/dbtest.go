@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 		{"Concurrency", concurrencyTests()},
 		{"Retention", retentionTests()},
 		{"Streams", streamTests()},
+		{"StreamSubs", streamSubTests()},
 		{"Misc", miscTests()},
 	}
 	for _, g := range groups {

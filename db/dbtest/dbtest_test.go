@@ -177,9 +177,63 @@ func (s *memStore) Trim(ctx context.Context, o api.TrimOptions) error {
 func (s *memStore) PutStream(ctx context.Context, st api.StreamInfo) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.Subs = slices.Clone(st.Subs)
+	subs := st.Subs
+	st.Subs = nil
+	for _, x := range subs {
+		if memFind(st.Subs, x.Subscription) < 0 {
+			st.Subs = append(st.Subs, x)
+		}
+	}
 	s.streams[st.ID] = st
 	return nil
+}
+
+// memChange runs fn on the stored stream id under the lock.
+func (s *memStore) memChange(id string, fn func(st *api.StreamInfo)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.streams[id]
+	if !ok {
+		return api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
+	}
+	fn(&st)
+	s.streams[id] = st
+	return nil
+}
+
+func memFind(subs []api.StreamSub, x api.Subscription) int {
+	return slices.IndexFunc(subs, func(y api.StreamSub) bool { return y.Subscription == x })
+}
+
+func (s *memStore) AddStreamSub(ctx context.Context, id string, sub api.StreamSub, updated time.Time) error {
+	return s.memChange(id, func(st *api.StreamInfo) {
+		if memFind(st.Subs, sub.Subscription) < 0 {
+			st.Subs = append(slices.Clip(st.Subs), sub)
+		}
+		st.Updated = updated
+	})
+}
+
+func (s *memStore) RemoveStreamSub(ctx context.Context, id string, sub api.Subscription, updated time.Time) error {
+	return s.memChange(id, func(st *api.StreamInfo) {
+		if i := memFind(st.Subs, sub); i >= 0 {
+			st.Subs = slices.Delete(slices.Clone(st.Subs), i, i+1)
+		}
+		st.Updated = updated
+	})
+}
+
+func (s *memStore) SetStreamSince(ctx context.Context, id string, sub api.StreamSub) error {
+	return s.memChange(id, func(st *api.StreamInfo) {
+		if i := memFind(st.Subs, sub.Subscription); i >= 0 {
+			st.Subs = slices.Clone(st.Subs)
+			st.Subs[i].Since = sub.Since
+		}
+	})
+}
+
+func (s *memStore) TouchStream(ctx context.Context, id string, updated time.Time) error {
+	return s.memChange(id, func(st *api.StreamInfo) { st.Updated = updated })
 }
 
 func (s *memStore) GetStream(ctx context.Context, id string) (api.StreamInfo, error) {

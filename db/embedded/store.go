@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -61,10 +60,11 @@ type Store struct {
 	saved  bool // the epoch being written is stored in the bbolt file
 
 	// Owned by the commit loop: what the groups written so far did.
-	lastGroup int                        // how many requests the last group held
-	seq       int64                      // the position of the last change written
-	latest    map[string]api.RecordState // records changed since the last checkpoint, as written
-	since     int                        // changes written since the last checkpoint
+	lastGroup  int                        // how many requests the last group held
+	seq        int64                      // the position of the last change written
+	latest     map[string]api.RecordState // records changed since the last checkpoint, as written
+	streamsPut map[string]bool            // streams put since the last checkpoint, as written
+	since      int                        // changes and stream ops written since the last checkpoint
 
 	// The pipeline: the loop writes groups to the log and never waits for
 	// the disk; the syncer fsyncs what was written. An fsync that returns
@@ -88,7 +88,7 @@ type Store struct {
 	head    int64                      // the position of the last change
 	recent  []api.Change               // changes since the last checkpoint, in order
 	records map[string]api.RecordState // records changed since, as they are now
-	streams map[string]api.StreamInfo  // streams stored since
+	streams map[string][]streamOp      // the changes of streams since, in order, by stream id
 }
 
 // batch is a group of requests written to the log, waiting for an fsync.
@@ -99,11 +99,13 @@ type batch struct {
 }
 
 // request is one caller's atomic unit of work for the commit loop: a
-// batch of writes, a stream's state, or (for Trim) a checkpoint.
+// batch of writes, a change of a stream, or (for Trim) a checkpoint and
+// maybe streams to remove after it.
 type request struct {
 	writes     []api.Write
-	stream     *api.StreamInfo
+	stream     *streamOp
 	checkpoint bool
+	drop       *streamDrop
 	changes    []api.Change
 	err        error
 	done       chan struct{}
@@ -139,7 +141,7 @@ func open(dir string, opt options) (*Store, error) {
 	}
 	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
 		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
-		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}}
+		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}, streamsPut: map[string]bool{}}
 	s.synced = sync.NewCond(&s.pipe)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
@@ -154,8 +156,14 @@ func open(dir string, opt options) (*Store, error) {
 func (s *Store) recover(walPath string) error {
 	var epoch uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketLog, bucketStreams, bucketMeta} {
+		moveSubs := tx.Bucket(bucketStreamSubs) == nil // a new file, or one from before streamsubs
+		for _, b := range [][]byte{bucketRecords, bucketLog, bucketStreams, bucketMeta, bucketStreamSubs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		if moveSubs {
+			if err := moveStreamSubs(tx); err != nil {
 				return err
 			}
 		}
@@ -172,6 +180,11 @@ func (s *Store) recover(walPath string) error {
 	}
 	s.wal = w
 	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
+	for id, ops := range found.streams {
+		if lastPut(ops) >= 0 {
+			s.streamsPut[id] = true
+		}
+	}
 	for _, ch := range found.changes {
 		track(s.records, ch)
 		s.head = ch.Seq
@@ -342,29 +355,6 @@ func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Chan
 	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
 }
 
-// GetStream returns a stored stream, or NOT_FOUND.
-func (s *Store) GetStream(_ context.Context, id string) (api.StreamInfo, error) {
-	var info api.StreamInfo
-	err := s.read(func(tx *bolt.Tx) error {
-		if st, ok := s.streams[id]; ok {
-			info = st
-			return nil
-		}
-		v := tx.Bucket(bucketStreams).Get([]byte(id))
-		if v == nil {
-			return api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
-		}
-		return json.Unmarshal(v, &info)
-	})
-	return info, err
-}
-
-// PutStream stores a stream's state.
-func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) error {
-	_, err := s.submit(ctx, &request{stream: &info})
-	return err
-}
-
 // Write applies the writes atomically, in order.
 func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
 	return s.submit(ctx, &request{writes: writes})
@@ -430,6 +420,9 @@ func (s *Store) loop() {
 			err := s.checkpoint() // on failure the store stalls: see stall.go
 			for _, r := range asked {
 				r.err = err
+				if err == nil && r.drop != nil {
+					r.err = s.dropStreams(*r.drop) // here, so that no stream op comes in between
+				}
 				close(r.done)
 			}
 		}
@@ -522,21 +515,26 @@ func (s *Store) write(group []*request) {
 // requests that succeeded as a batch.
 func (s *Store) prepare(group []*request) *batch {
 	refused := s.refusal()
-	var tx *bolt.Tx // begun at the first record that did not change since the last checkpoint
+	var tx *bolt.Tx // begun at the first read of what did not change since the last checkpoint
 	defer func() {
 		if tx != nil {
 			tx.Rollback()
 		}
 	}()
+	file := func() (*bolt.Tx, error) {
+		var err error
+		if tx == nil {
+			tx, err = s.db.Begin(false)
+		}
+		return tx, err
+	}
 	current := func(name string) (api.RecordState, error) {
 		if st, ok := s.latest[name]; ok {
 			return st, nil
 		}
-		if tx == nil {
-			var err error
-			if tx, err = s.db.Begin(false); err != nil {
-				return api.RecordState{}, err
-			}
+		tx, err := file()
+		if err != nil {
+			return api.RecordState{}, err
 		}
 		rec, ok := getRecord(tx, name)
 		return api.RecordState{Version: rec.Version, Data: rec.Data, Exists: ok}, nil
@@ -551,7 +549,7 @@ func (s *Store) prepare(group []*request) *batch {
 		case refused != nil:
 			r.err = refused
 		case r.stream != nil:
-			r.err = s.wal.addStream(*r.stream, b.seq)
+			r.err = s.prepareStream(*r.stream, b.seq, file)
 		default:
 			r.changes, r.err = prepareWrites(current, r.writes)
 			for i := range r.changes {
@@ -661,8 +659,8 @@ func (s *Store) publish(done []*batch) {
 	defer s.view.Unlock()
 	for _, b := range done {
 		for _, r := range b.requests {
-			if r.stream != nil {
-				s.streams[r.stream.ID] = *r.stream
+			if op := r.stream; op != nil {
+				s.streams[op.id] = append(s.streams[op.id], *op)
 				continue
 			}
 			for _, ch := range r.changes {
@@ -704,8 +702,8 @@ func (s *Store) checkpoint() error {
 				return err
 			}
 		}
-		for _, info := range s.streams {
-			if err := putStream(tx, info); err != nil {
+		for id, ops := range s.streams {
+			if err := applyStreamOps(tx, id, ops); err != nil {
 				return err
 			}
 		}
@@ -719,9 +717,9 @@ func (s *Store) checkpoint() error {
 		return err
 	}
 	s.view.Lock()
-	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string]api.StreamInfo{}
+	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string][]streamOp{}
 	s.view.Unlock()
-	s.latest, s.since, s.saved = map[string]api.RecordState{}, 0, true
+	s.latest, s.streamsPut, s.since, s.saved = map[string]api.RecordState{}, map[string]bool{}, 0, true
 	s.wal.restart(epoch)
 	s.pipe.Lock()
 	s.stalled, s.logged = nil, 0
@@ -777,14 +775,6 @@ func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
 		Version: int64(binary.BigEndian.Uint64(v)),
 		Data:    bytes.Clone(v[8:]),
 	}, true
-}
-
-func putStream(tx *bolt.Tx, info api.StreamInfo) error {
-	v, err := json.Marshal(info)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketStreams).Put([]byte(info.ID), v)
 }
 
 func seqKey(seq int64) []byte {

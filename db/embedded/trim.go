@@ -41,7 +41,7 @@ func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 	if o.Before.IsZero() {
 		return nil // no stream is older: spare the walk over every one
 	}
-	if err := s.trimStreams(o.Before); err != nil {
+	if err := s.trimStreams(ctx, o.Before); err != nil {
 		return fmt.Errorf("trim streams: %w", err)
 	}
 	return nil
@@ -80,24 +80,54 @@ func (s *Store) trimLog(o api.TrimOptions) (more bool, err error) {
 	return more, err
 }
 
-// trimStreams removes the streams not updated since before.
-func (s *Store) trimStreams(before time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStreams)
-		var old [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var info api.StreamInfo
-			if json.Unmarshal(v, &info) != nil || info.Updated.Before(before) {
-				old = append(old, k)
+// trimStreams removes the streams not updated since before, with their
+// subscriptions. It finds them in the file, which Trim's checkpoint has
+// just brought up to date, and has the commit loop remove them, trimBatch
+// at a time (see dropStreams).
+func (s *Store) trimStreams(ctx context.Context, before time.Time) error {
+	var old []string
+	err := s.read(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStreams).ForEach(func(k, v []byte) error {
+			var h streamHeader
+			if json.Unmarshal(v, &h) != nil || h.Updated.Before(before) {
+				old = append(old, string(k))
 			}
 			return nil
 		})
-		for _, k := range old {
-			if err == nil {
-				err = b.Delete(k)
+	})
+	for err == nil && len(old) > 0 {
+		n := min(len(old), trimBatch)
+		_, err = s.submit(ctx, &request{checkpoint: true, drop: &streamDrop{ids: old[:n], before: before}})
+		old = old[n:]
+	}
+	return err
+}
+
+// streamDrop asks the commit loop to remove streams not updated since
+// before.
+type streamDrop struct {
+	ids    []string
+	before time.Time
+}
+
+// dropStreams removes the streams of d that are still not updated since
+// d.before. Only the commit loop calls it, right after a checkpoint: the
+// file then holds every op written, and none comes between the check and
+// the removal, so that a stream changed meanwhile stays and no op of a
+// stream that goes is left for a later checkpoint.
+func (s *Store) dropStreams(d streamDrop) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range d.ids {
+			v := tx.Bucket(bucketStreams).Get([]byte(id))
+			var h streamHeader
+			if v == nil || (json.Unmarshal(v, &h) == nil && !h.Updated.Before(d.before)) {
+				continue
+			}
+			if err := deleteStream(tx, id); err != nil {
+				return err
 			}
 		}
-		return err
+		return nil
 	})
 }
 

@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -29,8 +28,9 @@ import (
 // checkpoint) is not part of the log. A change entry's seq is its log
 // position and must follow the entry before it; the last change of a batch
 // says so in its type, and a batch counts only when its last change is
-// read, so that a crash never leaves part of one. A stream entry carries
-// the position it was written at. Reading stops at the first entry that is
+// read, so that a crash never leaves part of one. A stream entry (a
+// stream's whole state, or a change of one of its parts: see streamOp)
+// carries the position it was written at. Reading stops at the first entry that is
 // not whole, of the current epoch and in sequence: a write cut short by a
 // crash was never acknowledged.
 type wal struct {
@@ -58,17 +58,25 @@ const (
 	checkpointRetry = 5 * time.Second
 
 	entryChange byte = 1
-	entryStream byte = 2
+	entryStream byte = 2    // a stream's whole state (PutStream)
 	entryEnd    byte = 0x80 // flags the last change of a batch
+
+	// The changes of one part of a stream (streams.go). Logs written
+	// before they existed hold none of them and read as they did; a
+	// binary that predates them stops reading a log at the first one.
+	entryStreamAdd    byte = 3
+	entryStreamRemove byte = 4
+	entryStreamSince  byte = 5
+	entryStreamTouch  byte = 6
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// walEntries is what a log holds: its changes in order, and the latest
-// state of each stream written.
+// walEntries is what a log holds: its changes in order, and the changes
+// of each stream written, in order.
 type walEntries struct {
 	changes []api.Change
-	streams map[string]api.StreamInfo
+	streams map[string][]streamOp
 }
 
 // openWAL opens the log file at path and reads the entries of epoch that
@@ -103,7 +111,7 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 
 // read decodes the entries of data that belong to the log.
 func (w *wal) read(data []byte, head int64) (walEntries, error) {
-	out := walEntries{streams: map[string]api.StreamInfo{}}
+	out := walEntries{streams: map[string][]streamOp{}}
 	var batch []api.Change // the changes of a batch whose end is not read yet
 	for off := 0; len(data)-off >= walHeader; {
 		n := int(binary.BigEndian.Uint32(data[off:]))
@@ -127,12 +135,12 @@ func (w *wal) read(data []byte, head int64) (walEntries, error) {
 			if typ&entryEnd != 0 {
 				out.changes, batch = append(out.changes, batch...), nil
 			}
-		case typ == entryStream && seq == head && batch == nil:
-			var info api.StreamInfo
-			if err := json.Unmarshal(payload, &info); err != nil {
+		case isStreamEntry(typ) && seq == head && batch == nil:
+			op, err := decodeStreamOp(typ, payload)
+			if err != nil {
 				return out, fmt.Errorf("stream entry at %d: %w", off, err)
 			}
-			out.streams[info.ID] = info
+			out.streams[op.id] = append(out.streams[op.id], op)
 		default:
 			return out, nil
 		}
@@ -151,13 +159,13 @@ func (w *wal) addChange(ch api.Change, last bool) {
 	w.add(typ, ch.Seq, encodeChange(ch))
 }
 
-// addStream encodes a stream's state, written at position head.
-func (w *wal) addStream(info api.StreamInfo, head int64) error {
-	body, err := json.Marshal(info)
+// addStream encodes a change of a stream, written at position head.
+func (w *wal) addStream(op streamOp, head int64) error {
+	body, err := op.encode()
 	if err != nil {
 		return err
 	}
-	w.add(entryStream, head, body)
+	w.add(op.kind, head, body)
 	return nil
 }
 

@@ -23,7 +23,8 @@ func encodeWAL(w *wal, batches ...int) []int {
 			ends = append(ends, len(w.buf))
 		}
 	}
-	w.addStream(api.StreamInfo{ID: "s", User: "u", Updated: time.Unix(0, seq)}, seq)
+	w.addStream(streamOp{kind: entryStream, id: "s", info: api.StreamInfo{ID: "s", User: "u", Updated: time.Unix(0, seq)}}, seq)
+	w.addStream(streamOp{kind: entryStreamAdd, id: "s", sub: api.StreamSub{Subscription: api.Subscription{Event: "e"}, Since: seq}, updated: time.Unix(0, seq+1)}, seq)
 	return append(ends, len(w.buf))
 }
 
@@ -74,8 +75,10 @@ func TestWALRoundTrip(t *testing.T) {
 	}
 	defer w.close()
 	wantSeqs(t, found, 1, 5)
-	if st := found.streams["s"]; st.User != "u" || st.Updated.UnixNano() != 5 {
-		t.Errorf("stream s = %+v, want the one written", st)
+	ops := found.streams["s"]
+	if len(ops) != 2 || ops[0].kind != entryStream || ops[0].info.User != "u" || ops[0].info.Updated.UnixNano() != 5 ||
+		ops[1].kind != entryStreamAdd || ops[1].sub.Event != "e" || ops[1].sub.Since != 5 || ops[1].updated.UnixNano() != 6 {
+		t.Errorf("stream s = %+v, want the ops written", ops)
 	}
 }
 

@@ -268,43 +268,6 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	return out, nil
 }
 
-// GetStream returns a stored stream, or NOT_FOUND.
-func (s *Store) GetStream(ctx context.Context, id string) (_ api.StreamInfo, err error) {
-	defer unavailable(&err)
-	info := api.StreamInfo{ID: id}
-	var subs []byte
-	err = s.pool.QueryRow(ctx, `SELECT "user", subs, updated, start FROM streams WHERE id = $1`, id).
-		Scan(&info.User, &subs, &info.Updated, &info.Start)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return api.StreamInfo{}, api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
-	}
-	if err != nil {
-		return api.StreamInfo{}, fmt.Errorf("get stream %s: %w", id, err)
-	}
-	if err := json.Unmarshal(subs, &info.Subs); err != nil {
-		return api.StreamInfo{}, fmt.Errorf("get stream %s: %w", id, err)
-	}
-	return info, nil
-}
-
-// PutStream stores a stream's state, replacing what was there.
-func (s *Store) PutStream(ctx context.Context, info api.StreamInfo) (err error) {
-	defer unavailable(&err)
-	subs, err := json.Marshal(info.Subs)
-	if err != nil {
-		return fmt.Errorf("put stream %s: %w", info.ID, err)
-	}
-	_, err = s.pool.Exec(ctx, `
-		INSERT INTO streams (id, "user", subs, updated, start) VALUES ($1, $2, $3::jsonb, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", subs = excluded.subs, updated = excluded.updated,
-			start = excluded.start`,
-		info.ID, info.User, string(subs), info.Updated, info.Start)
-	if err != nil {
-		return fmt.Errorf("put stream %s: %w", info.ID, err)
-	}
-	return nil
-}
-
 // unavailable turns an error that is not the database's answer (the server
 // is down or unreachable, the connection broke) into UNAVAILABLE, so that
 // clients are told to retry rather than that the server failed.

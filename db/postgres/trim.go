@@ -76,11 +76,14 @@ func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
 	return n, tx.Commit(ctx)
 }
 
-// trimStreams removes the streams not updated since before.
+// trimStreams removes the streams not updated since before, and their
+// subscriptions with them (ON DELETE CASCADE). The condition is checked
+// again on the row to delete: a stream changed meanwhile, whose row lock
+// the DELETE waited for, stays.
 func (s *Store) trimStreams(ctx context.Context, before time.Time) error {
 	for {
 		tag, err := s.pool.Exec(ctx, `
-			DELETE FROM streams WHERE id IN (
+			DELETE FROM streams WHERE updated < $1 AND id IN (
 				SELECT id FROM streams WHERE updated < $1 LIMIT $2)`, before, trimBatch)
 		if err != nil {
 			return fmt.Errorf("trim streams: %w", err)

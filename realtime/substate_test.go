@@ -1,0 +1,68 @@
+package realtime_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+// TestConcurrentSubscriptionChanges: subscriptions added to one stream at
+// the same time are all stored, and so are the removals. The hub used to
+// read the stream's whole state and write it back, so that concurrent
+// changes lost each other.
+func TestConcurrentSubscriptionChanges(t *testing.T) {
+	store, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { hub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	user := api.User{ID: "u"}
+	s, err := hub.Open(ctx, user, []api.Subscription{{Record: "a"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 40
+	change := func(add bool) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				x := api.Subscription{Record: fmt.Sprintf("rec/%02d", i)}
+				if err := hub.ChangeSubscription(ctx, user, s.ID, x, add); err != nil {
+					t.Errorf("ChangeSubscription(%v, add %v): %v", x, add, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	change(true)
+	info, err := store.GetStream(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Subs) != n+1 || info.Subs[0].Record != "a" {
+		t.Fatalf("after %d concurrent adds the stream has %d subscriptions, want %d with a first: %+v", n, len(info.Subs), n+1, info.Subs)
+	}
+	change(false)
+	if info, err = store.GetStream(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Subs) != 1 || info.Subs[0].Record != "a" {
+		t.Fatalf("after %d concurrent removals the stream has %+v, want a alone", n, info.Subs)
+	}
+}
