@@ -111,12 +111,7 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Wake tells Run that the log has new changes.
-func (h *Hub) Wake() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
-}
+func (h *Hub) Wake() { signal(h.wake) }
 
 // Drain ends every stream and refuses new ones, so that clients resume on
 // another instance.

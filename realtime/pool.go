@@ -48,10 +48,7 @@ func (p *pool) schedule(streams ...*Stream) {
 	p.mu.Lock()
 	p.ready = append(p.ready, streams...)
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	signal(p.wake)
 }
 
 // next moves up to len(buf) ready streams into buf, waiting for one, and
@@ -65,10 +62,7 @@ func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 			clear(p.ready[:k])
 			p.ready = p.ready[k:]
 			if n > k {
-				select { // let another writer take the rest
-				case p.wake <- struct{}{}:
-				default:
-				}
+				signal(p.wake) // let another writer take the rest
 			}
 			p.mu.Unlock()
 			return buf[:k]

@@ -427,13 +427,6 @@ func (s *RPC) reaper(ctx context.Context) {
 	}
 }
 
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
 // randomID returns 128 random bits in hex.
 func randomID() string {
 	var b [16]byte

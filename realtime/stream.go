@@ -69,7 +69,7 @@ type Stream struct {
 	cleanOnce sync.Once
 
 	ctrl     []streamChange // subscription changes waiting for Run, under mu
-	signal   chan struct{}
+	wake     chan struct{}  // Run's wake-up
 	gone     chan struct{}
 	goneOnce sync.Once
 }
@@ -96,7 +96,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1), gone: make(chan struct{})}
+	s := &Stream{User: user, hub: h, wake: make(chan struct{}, 1), gone: make(chan struct{})}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -187,7 +187,7 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			if _, err := sink.Write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
-		case <-s.signal:
+		case <-s.wake:
 			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
@@ -305,10 +305,7 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 	pooled := s.pooled
 	s.mu.Unlock()
 	if !pooled {
-		select {
-		case s.signal <- struct{}{}:
-		default:
-		}
+		signal(s.wake)
 	}
 	return schedule
 }
@@ -327,10 +324,7 @@ func (s *Stream) notify() {
 	case schedule:
 		s.hub.pool.schedule(s)
 	case !pooled:
-		select {
-		case s.signal <- struct{}{}:
-		default:
-		}
+		signal(s.wake)
 	}
 }
 
