@@ -192,7 +192,8 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 	}
 	s.mu.Lock()
 	blocked = len(s.out) > 0
-	again := !blocked && (len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended)
+	queued, _ := s.q.queued()
+	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || s.ping || s.ended)
 	if !blocked {
 		// Before the stream is handed back: once scheduled is false,
 		// another writer may take it.

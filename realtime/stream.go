@@ -23,14 +23,6 @@ type Sink interface {
 	Abort()
 }
 
-// delivery is one change handed to a stream's queue, with its frame for
-// whole-record and event subscribers, encoded once and shared.
-type delivery struct {
-	change *api.Change
-	frame  []byte
-	size   int // what it costs a queue: len(frame), unless too large to be written
-}
-
 // Stream is one open SSE connection and its subscriptions. Its goroutine
 // (Run) owns the subscriptions and the sink; the hub only pushes to its
 // queue, which is bounded: a stream that falls behind is cut.
@@ -51,10 +43,9 @@ type Stream struct {
 	idBuf   []byte // scratch for id lines
 	mark    uint64 // dispatch generation, owned by the hub's Run
 
+	q queue // the hub pushes, whoever serves the stream takes
+
 	mu        sync.Mutex
-	queue     []*delivery
-	spare     []*delivery
-	qbytes    int
 	dead      bool
 	pooled    bool // served by the writer pool, not by Run
 	scheduled bool // pooled: on the ready list or being served
@@ -96,7 +87,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s := &Stream{User: user, hub: h, wake: make(chan struct{}, 1), gone: make(chan struct{})}
+	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1), gone: make(chan struct{})}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -289,15 +280,13 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		s.mu.Unlock()
 		return false
 	}
-	if s.qbytes+d.size > s.hub.cfg.BufferBytes {
+	if !s.q.push(d) {
 		s.dead = true
 		s.mu.Unlock()
 		s.hub.Stats.SlowDisconnects.Add(1)
 		s.kill()
 		return false
 	}
-	s.queue = append(s.queue, d)
-	s.qbytes += d.size
 	schedule = s.pooled && !s.scheduled
 	if schedule {
 		s.scheduled = true
@@ -328,23 +317,15 @@ func (s *Stream) notify() {
 	}
 }
 
+// drainQueue delivers everything queued.
 func (s *Stream) drainQueue(ctx context.Context) error {
-	s.mu.Lock()
-	q := s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	s.qbytes = 0
-	s.mu.Unlock()
-	for i, d := range q {
+	batch := s.q.take()
+	for _, d := range batch {
 		if err := s.deliver(ctx, d.change, d.frame); err != nil {
 			return err
 		}
-		q[i] = nil
 	}
-	s.mu.Lock()
-	if s.spare == nil && cap(q) <= 1024 {
-		s.spare = q[:0]
-	}
-	s.mu.Unlock()
+	s.q.recycle(batch)
 	return nil
 }
 
