@@ -27,6 +27,29 @@ const (
 	startTimeout = 10 * time.Second
 )
 
+// detached is the part of a stream that the writer pool serves, and the
+// stream's Sink: frames are gathered in out and written in one call.
+//
+// Who touches what: conn is set by Detach and closed by the stream's end.
+// out, blocking, blockedAt and retries belong to whoever serves the
+// stream, with no lock: the caller of Detach while the stream starts,
+// then the one writer that holds it (scheduled); the pool's lock passes
+// them from one to the next. life is set by Detach before the stream goes
+// to the pool and stopped by cleanup. scheduled and ping are under the
+// stream's mu.
+type detached struct {
+	conn Conn
+	life *time.Timer // ends the stream at the end of its lifetime
+
+	out       []byte    // bytes not yet written
+	blocking  bool      // the stream starts: a flush may wait for the socket
+	blockedAt time.Time // since when the socket has not taken all of out
+	retries   int       // flushes retried since then
+
+	scheduled bool // on the ready list or being served (by Detach's caller first): on the list at most once
+	ping      bool // a heartbeat is due
+}
+
 // pool serves detached streams from a few writer goroutines: a stream with
 // something to write is put on the ready list once, and one writer at a
 // time drains its queue and writes everything in one system call. An idle
@@ -112,7 +135,7 @@ func (h *Hub) runPool(ctx context.Context) {
 		case <-t.C:
 			h.pool.each(func(s *Stream) {
 				s.mu.Lock()
-				s.ping = true
+				s.det.ping = true
 				s.mu.Unlock()
 				s.notify()
 			})
@@ -126,9 +149,10 @@ func (h *Hub) runPool(ctx context.Context) {
 // The stream owns conn from then on and closes it when it ends.
 func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	h := s.hub
-	s.conn = conn
-	cs := &connSink{s: s, blocking: true}
-	s.sink = cs
+	// Scheduled: served by this goroutine until it hands the stream to
+	// the pool, so that a push meanwhile does not put it on the list.
+	w := &detached{conn: conn, blocking: true, scheduled: true}
+	s.det, s.sink = w, w
 	h.register(s)
 	err := s.start(ctx)
 	if err == nil {
@@ -139,15 +163,12 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 		h.unregister(s)
 		return err
 	}
-	cs.blocking = false
+	w.blocking = false
 	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
-	s.life = time.AfterFunc(life, s.kill)
+	w.life = time.AfterFunc(life, s.kill)
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}
 	h.pool.mu.Unlock()
-	s.mu.Lock()
-	s.pooled, s.scheduled = true, true
-	s.mu.Unlock()
 	h.pool.schedule(s)
 	select {
 	case <-h.draining:
@@ -160,11 +181,12 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 // serve does what a detached stream has waiting; the caller owns the
 // stream until serve returns (scheduled stays true meanwhile).
 func (h *Hub) serve(ctx context.Context, s *Stream) {
+	w := s.det
 	s.mu.Lock()
-	ended, ping := s.ended, s.ping
-	blocked := len(s.out) > 0 // the socket took not all of the last write
+	ended, ping := s.ended, w.ping
+	blocked := len(w.out) > 0 // the socket took not all of the last write
 	if !blocked {
-		s.ping = false
+		w.ping = false
 	}
 	s.mu.Unlock()
 	if ended {
@@ -191,22 +213,22 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 		return
 	}
 	s.mu.Lock()
-	blocked = len(s.out) > 0
+	blocked = len(w.out) > 0
 	queued, _ := s.q.queued()
-	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || s.ping || s.ended)
+	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || w.ping || s.ended)
 	if !blocked {
 		// Before the stream is handed back: once scheduled is false,
 		// another writer may take it.
-		s.blockedAt, s.retries = time.Time{}, 0
+		w.blockedAt, w.retries = time.Time{}, 0
 	}
 	if !again && !blocked {
-		s.scheduled = false
+		w.scheduled = false
 	}
 	s.mu.Unlock()
 	switch {
-	case blocked && s.blockedAt.IsZero():
-		s.blockedAt = time.Now()
-	case blocked && time.Since(s.blockedAt) > maxBlocked:
+	case blocked && w.blockedAt.IsZero():
+		w.blockedAt = time.Now()
+	case blocked && time.Since(w.blockedAt) > maxBlocked:
 		h.Stats.SlowDisconnects.Add(1)
 		s.end()
 		h.cleanup(s)
@@ -216,8 +238,8 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 	case again:
 		h.pool.schedule(s)
 	case blocked: // the socket is full: come back later, less often each time
-		s.retries = min(s.retries+1, 6)
-		time.AfterFunc(retryBlocked<<(s.retries-1), func() { h.pool.schedule(s) })
+		w.retries = min(w.retries+1, 6)
+		time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.schedule(s) })
 	}
 }
 
@@ -236,7 +258,7 @@ func (h *Hub) fail(s *Stream, err error) {
 // cleanup removes an ended detached stream; called by its owning writer.
 func (h *Hub) cleanup(s *Stream) {
 	s.cleanOnce.Do(func() {
-		s.life.Stop()
+		s.det.life.Stop()
 		h.pool.mu.Lock()
 		delete(h.pool.detached, s)
 		h.pool.mu.Unlock()
@@ -250,44 +272,39 @@ func (s *Stream) end() {
 	s.mu.Lock()
 	s.ended = true
 	s.mu.Unlock()
-	s.conn.Close()
+	s.det.conn.Close()
 }
 
-// connSink writes a detached stream's frames: gathered in s.out, written
-// in one call. While the stream starts (on the HTTP handler's goroutine) a
-// flush may block; in the pool a flush writes what the socket takes now
-// and keeps the rest, up to the stream's buffer limit.
-type connSink struct {
-	s        *Stream
-	blocking bool
-}
-
-func (c *connSink) Write(p []byte) (int, error) {
-	c.s.out = append(c.s.out, p...)
+// Write gathers p in out.
+func (w *detached) Write(p []byte) (int, error) {
+	w.out = append(w.out, p...)
 	return len(p), nil
 }
 
-func (c *connSink) Flush() error {
-	s := c.s
-	if len(s.out) == 0 {
+// Flush writes out in one call. While the stream starts (on the HTTP
+// handler's goroutine) it may wait for the socket; in the pool it writes
+// what the socket takes now and keeps the rest, which serve retries.
+func (w *detached) Flush() error {
+	if len(w.out) == 0 {
 		return nil
 	}
 	wait := writeSlice
-	if c.blocking {
+	if w.blocking {
 		wait = startTimeout
 	}
-	if err := s.conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
 		return err
 	}
-	n, err := s.conn.Write(s.out)
-	s.out = s.out[:copy(s.out, s.out[n:])]
-	if len(s.out) == 0 && cap(s.out) > 16<<10 {
-		s.out = nil // an idle stream keeps no large buffer
+	n, err := w.conn.Write(w.out)
+	w.out = w.out[:copy(w.out, w.out[n:])]
+	if len(w.out) == 0 && cap(w.out) > 16<<10 {
+		w.out = nil // an idle stream keeps no large buffer
 	}
-	if err != nil && !c.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil // the rest waits in s.out; serve retries it
+	if err != nil && !w.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil // the rest waits in out; serve retries it
 	}
 	return err
 }
 
-func (c *connSink) Abort() { c.s.conn.SetWriteDeadline(time.Now()) }
+// Abort makes a write under way fail now; any goroutine may call it.
+func (w *detached) Abort() { w.conn.SetWriteDeadline(time.Now()) }

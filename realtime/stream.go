@@ -45,18 +45,11 @@ type Stream struct {
 
 	q queue // the hub pushes, whoever serves the stream takes
 
+	det *detached // served by the writer pool (Detach), or nil (Run); set before the stream is registered
+
 	mu        sync.Mutex
 	dead      bool
-	pooled    bool // served by the writer pool, not by Run
-	scheduled bool // pooled: on the ready list or being served
-	ping      bool // pooled: a heartbeat is due
-	ended     bool // pooled: the connection is closed
-
-	conn      Conn        // detached streams
-	out       []byte      // detached streams: bytes not yet written, owned by the serving goroutine
-	life      *time.Timer // detached streams: the lifetime
-	blockedAt time.Time   // detached streams: since when the socket is full, owned by the serving goroutine
-	retries   int         // detached streams: writes retried since then
+	ended     bool // detached: the connection is closed
 	cleanOnce sync.Once
 
 	ctrl     []streamChange // subscription changes waiting for Run, under mu
@@ -287,13 +280,13 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		s.kill()
 		return false
 	}
-	schedule = s.pooled && !s.scheduled
+	w := s.det
+	schedule = w != nil && !w.scheduled
 	if schedule {
-		s.scheduled = true
+		w.scheduled = true
 	}
-	pooled := s.pooled
 	s.mu.Unlock()
-	if !pooled {
+	if w == nil {
 		signal(s.wake)
 	}
 	return schedule
@@ -302,18 +295,17 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 // notify wakes whoever serves the stream: its own goroutine (Run), or the
 // writer pool for a detached stream, which is scheduled at most once.
 func (s *Stream) notify() {
-	s.mu.Lock()
-	pooled := s.pooled
-	schedule := pooled && !s.scheduled
-	if schedule {
-		s.scheduled = true
-	}
-	s.mu.Unlock()
-	switch {
-	case schedule:
-		s.hub.pool.schedule(s)
-	case !pooled:
+	w := s.det
+	if w == nil {
 		signal(s.wake)
+		return
+	}
+	s.mu.Lock()
+	schedule := !w.scheduled
+	w.scheduled = true
+	s.mu.Unlock()
+	if schedule {
+		s.hub.pool.schedule(s)
 	}
 }
 
@@ -334,7 +326,7 @@ func (s *Stream) kill() {
 	s.goneOnce.Do(func() {
 		close(s.gone)
 		s.sink.Abort()
-		if s.conn != nil {
+		if s.det != nil {
 			s.end()
 			s.notify()
 		}
