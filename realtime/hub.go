@@ -118,7 +118,7 @@ func (h *Hub) Wake() { signal(h.wake) }
 func (h *Hub) Drain() {
 	h.drain.Do(func() {
 		close(h.draining)
-		h.pool.each((*Stream).kill)
+		h.pool.each(func(s *Stream) { s.end(nil) })
 	})
 }
 
@@ -136,7 +136,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 			h.mu.Lock()
 			h.pos.Store(pos)
 			for _, s := range h.streams {
-				s.kill()
+				s.end(errBehind)
 			}
 			h.mu.Unlock()
 			continue

@@ -3,7 +3,6 @@ package realtime
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync"
@@ -30,7 +29,8 @@ const (
 // detached is the part of a stream that the writer pool serves, and the
 // stream's Sink: frames are gathered in out and written in one call.
 //
-// Who touches what: conn is set by Detach and closed by the stream's end.
+// Who touches what: conn is set by Detach and closed by the stream's end
+// (Abort).
 // out, blocking, blockedAt and retries belong to whoever serves the
 // stream, with no lock: the caller of Detach while the stream starts,
 // then the one writer that holds it (scheduled); the pool's lock passes
@@ -159,20 +159,19 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 		err = s.flush()
 	}
 	if err != nil {
-		s.end()
+		s.end(err)
 		h.unregister(s)
-		return err
+		return s.err()
 	}
 	w.blocking = false
-	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
-	w.life = time.AfterFunc(life, s.kill)
+	w.life = time.AfterFunc(s.lifetime(), func() { s.end(nil) })
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}
 	h.pool.mu.Unlock()
 	h.pool.schedule(s)
 	select {
 	case <-h.draining:
-		s.kill()
+		s.end(nil)
 	default:
 	}
 	return nil
@@ -182,17 +181,17 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 // stream until serve returns (scheduled stays true meanwhile).
 func (h *Hub) serve(ctx context.Context, s *Stream) {
 	w := s.det
+	if s.ended() {
+		h.cleanup(s)
+		return
+	}
 	s.mu.Lock()
-	ended, ping := s.ended, w.ping
+	ping := w.ping
 	blocked := len(w.out) > 0 // the socket took not all of the last write
 	if !blocked {
 		w.ping = false
 	}
 	s.mu.Unlock()
-	if ended {
-		h.cleanup(s)
-		return
-	}
 	var err error
 	if !blocked {
 		// While bytes wait for the socket, new frames stay in the queue,
@@ -215,7 +214,7 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 	s.mu.Lock()
 	blocked = len(w.out) > 0
 	queued, _ := s.q.queued()
-	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || w.ping || s.ended)
+	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || w.ping || s.ended())
 	if !blocked {
 		// Before the stream is handed back: once scheduled is false,
 		// another writer may take it.
@@ -229,8 +228,7 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 	case blocked && w.blockedAt.IsZero():
 		w.blockedAt = time.Now()
 	case blocked && time.Since(w.blockedAt) > maxBlocked:
-		h.Stats.SlowDisconnects.Add(1)
-		s.end()
+		s.end(ErrSlow)
 		h.cleanup(s)
 		return
 	}
@@ -251,28 +249,20 @@ func (h *Hub) fail(s *Stream, err error) {
 	if _, ok := errors.AsType[*encodeError](err); ok {
 		h.log.Warn("stream ended", "stream", s.ID, "err", err)
 	}
-	s.end()
+	s.end(err)
 	h.cleanup(s)
 }
 
-// cleanup removes an ended detached stream; called by its owning writer.
+// cleanup lets go of an ended detached stream. The writer that holds the
+// stream calls it, once: an ended stream is never handed back (it stays
+// scheduled), so no writer serves it again.
 func (h *Hub) cleanup(s *Stream) {
-	s.cleanOnce.Do(func() {
-		s.det.life.Stop()
-		h.pool.mu.Lock()
-		delete(h.pool.detached, s)
-		h.pool.mu.Unlock()
-		h.unregister(s)
-		go s.touch(context.Background())
-	})
-}
-
-// end closes a detached stream's connection; its writer cleans up.
-func (s *Stream) end() {
-	s.mu.Lock()
-	s.ended = true
-	s.mu.Unlock()
-	s.det.conn.Close()
+	s.det.life.Stop()
+	h.pool.mu.Lock()
+	delete(h.pool.detached, s)
+	h.pool.mu.Unlock()
+	h.unregister(s)
+	go s.touch(context.Background())
 }
 
 // Write gathers p in out.
@@ -306,5 +296,6 @@ func (w *detached) Flush() error {
 	return err
 }
 
-// Abort makes a write under way fail now; any goroutine may call it.
-func (w *detached) Abort() { w.conn.SetWriteDeadline(time.Now()) }
+// Abort closes the connection, which ends a detached stream: a write under
+// way fails now. Any goroutine may call it (end does).
+func (w *detached) Abort() { w.conn.Close() }

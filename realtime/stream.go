@@ -2,17 +2,12 @@ package realtime
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
-
-// ErrSlow ends a stream whose queue overflowed: the client was too slow.
-var ErrSlow = errors.New("stream cut: the client did not keep up")
 
 // Sink is where a stream writes its frames: the SSE writer. Write and Flush
 // are called by the stream's goroutine only; Abort may be called from any
@@ -23,14 +18,20 @@ type Sink interface {
 	Abort()
 }
 
-// Stream is one open SSE connection and its subscriptions. Its goroutine
-// (Run) owns the subscriptions and the sink; the hub only pushes to its
-// queue, which is bounded: a stream that falls behind is cut.
+// Stream is one open SSE connection and its subscriptions. Whoever serves
+// it (its own goroutine in Run, or the writer pool after Detach) owns the
+// subscriptions and the sink; the hub only pushes to its queue, which is
+// bounded: a stream that falls behind is cut. A stream ends once, through
+// end (end.go).
 type Stream struct {
-	ID   string
-	User api.User
+	ID   string   // set by Open, then read-only
+	User api.User // set by Open, then read-only
 
-	hub     *Hub
+	hub *Hub
+
+	// Owned by whoever serves the stream, with no lock: Run's goroutine,
+	// or the caller of Detach and then the pool writer that holds the
+	// stream (see detached).
 	subs    []*sub
 	denied  []api.Subscription
 	resume  bool   // after is a position this stream has seen
@@ -39,23 +40,26 @@ type Stream struct {
 	reset   string // why a resume token could not be used
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
-	sink    Sink
 	idBuf   []byte // scratch for id lines
-	mark    uint64 // dispatch generation, owned by the hub's Run
 
-	q queue // the hub pushes, whoever serves the stream takes
+	mark uint64 // dispatch generation, owned by the hub's Run (dispatch)
 
-	det *detached // served by the writer pool (Detach), or nil (Run); set before the stream is registered
+	q    queue         // the hub pushes, whoever serves the stream takes; its own lock
+	det  *detached     // the writer pool's part (Detach), or nil (Run); set before the stream is registered
+	wake chan struct{} // Run's wake-up, signalled by push and notify
 
-	mu        sync.Mutex
-	dead      bool
-	ended     bool // detached: the connection is closed
-	cleanOnce sync.Once
+	mu sync.Mutex
+	// sink is written to by whoever serves the stream, with no lock. It is
+	// set before the stream is registered; Run lets go of it (nil, under
+	// mu) before it ends the stream itself, and end reads it under mu to
+	// abort a write under way.
+	sink Sink
+	ctrl []streamChange // subscription changes waiting for whoever serves the stream; under mu
 
-	ctrl     []streamChange // subscription changes waiting for Run, under mu
-	wake     chan struct{}  // Run's wake-up
-	gone     chan struct{}
-	goneOnce sync.Once
+	// The end state, reached once, by end, from any goroutine.
+	endOnce sync.Once
+	done    chan struct{} // closed by end: the stream has ended
+	reason  error         // why (nil: a normal end); written by end before done is closed
 }
 
 // Open prepares a stream for user with subs, or resumes the stream that
@@ -80,7 +84,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1), gone: make(chan struct{})}
+	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -139,20 +143,33 @@ func (s *Stream) Subscriptions() []api.Subscription {
 }
 
 // Run writes the stream to sink until the client goes, the stream's
-// lifetime ends, the hub drains, or the client falls behind (ErrSlow).
+// lifetime ends, the hub drains, or the stream is cut, and returns why it
+// ended: nil for a normal end, ErrSlow for a client that fell behind.
 func (s *Stream) Run(ctx context.Context, sink Sink) error {
 	h := s.hub
-	s.sink = sink // before register: the hub may Abort as soon as it pushes
+	s.sink = sink // before register: the hub may end the stream as soon as it pushes
 	h.register(s)
 	defer h.unregister(s)
 	defer s.touch(ctx)
+	err := s.run(ctx)
+	// Ending itself, Run writes no more: nothing to abort, and an aborted
+	// sink would cut the response before net/http ends it cleanly.
+	s.mu.Lock()
+	s.sink = nil
+	s.mu.Unlock()
+	s.end(err)
+	return s.err()
+}
+
+// run is Run's loop: the start, then whatever wakes the stream.
+func (s *Stream) run(ctx context.Context) error {
+	h := s.hub
 	if err := s.start(ctx); err != nil {
 		return err
 	}
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
-	lifetime := time.NewTimer(life)
+	lifetime := time.NewTimer(s.lifetime())
 	defer lifetime.Stop()
 	for {
 		if err := s.flush(); err != nil {
@@ -165,10 +182,10 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			return nil
 		case <-lifetime.C:
 			return nil
-		case <-s.gone:
-			return ErrSlow
+		case <-s.done:
+			return s.reason
 		case <-heartbeat.C:
-			if _, err := sink.Write([]byte(": ping\n\n")); err != nil {
+			if _, err := s.sink.Write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
 		case <-s.wake:
@@ -265,30 +282,26 @@ func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) erro
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
-// It reports whether the stream is detached and must be put on the writer
-// pool's ready list (the hub does that for many streams at once).
+// A queue that overflows ends the stream (ErrSlow). push reports whether
+// the stream is detached and must be put on the writer pool's ready list
+// (the hub does that for many streams at once).
 func (s *Stream) push(d *delivery) (schedule bool) {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	if s.ended() {
 		return false
 	}
 	if !s.q.push(d) {
-		s.dead = true
-		s.mu.Unlock()
-		s.hub.Stats.SlowDisconnects.Add(1)
-		s.kill()
+		s.end(ErrSlow)
 		return false
 	}
 	w := s.det
-	schedule = w != nil && !w.scheduled
-	if schedule {
-		w.scheduled = true
-	}
-	s.mu.Unlock()
 	if w == nil {
 		signal(s.wake)
+		return false
 	}
+	s.mu.Lock()
+	schedule = !w.scheduled
+	w.scheduled = true
+	s.mu.Unlock()
 	return schedule
 }
 
@@ -319,16 +332,4 @@ func (s *Stream) drainQueue(ctx context.Context) error {
 	}
 	s.q.recycle(batch)
 	return nil
-}
-
-// kill ends the stream from any goroutine.
-func (s *Stream) kill() {
-	s.goneOnce.Do(func() {
-		close(s.gone)
-		s.sink.Abort()
-		if s.det != nil {
-			s.end()
-			s.notify()
-		}
-	})
 }
