@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// How a stream ends. It has one end state (done and reason) and one way
-// to reach it, end, which any goroutine may call any number of times:
+// How a stream ends. It has one end state (over, and its reason) and one
+// way to reach it, end, which any goroutine may call any number of times:
 // the first call decides why. What ends a stream:
 //
 //   - whoever serves it, for its own reasons: the client went, a write
@@ -35,12 +35,13 @@ var (
 
 // end ends the stream for reason (nil: a normal end), once: later calls
 // do nothing. It interrupts whoever serves the stream: a write under way
-// is aborted (a detached stream's connection closes), and a detached
-// stream is scheduled so that its writer sees the end and cleans up.
+// is aborted (a detached stream's connection closes), and the server is
+// woken (Run's channel, or the pool for a detached stream) to see the end:
+// Run returns, a detached stream's writer cleans up.
 func (s *Stream) end(reason error) {
 	s.endOnce.Do(func() {
 		s.reason = reason
-		close(s.done)
+		s.over.Store(true)
 		if reason == ErrSlow {
 			s.hub.Stats.SlowDisconnects.Add(1)
 		}
@@ -54,15 +55,9 @@ func (s *Stream) end(reason error) {
 	})
 }
 
-// ended reports whether the stream has ended.
-func (s *Stream) ended() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+// ended reports whether the stream has ended. It is one atomic load: the
+// hub asks on every push, the pool on every serve.
+func (s *Stream) ended() bool { return s.over.Load() }
 
 // err returns why the stream ended: nil while it runs or after a normal end.
 func (s *Stream) err() error {

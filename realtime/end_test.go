@@ -15,7 +15,7 @@ func (a *abortSink) Flush() error                { return nil }
 func (a *abortSink) Abort()                      { a.aborts.Add(1) }
 
 func endingStream(sink Sink) *Stream {
-	return &Stream{hub: &Hub{}, sink: sink, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Stream{hub: &Hub{}, sink: sink, wake: make(chan struct{}, 1)}
 }
 
 // TestEndOnce: many goroutines end a stream at once, a slow disconnect

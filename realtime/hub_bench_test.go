@@ -160,7 +160,7 @@ func (discard) Close() error                     { return nil }
 
 // benchStreams opens n streams subscribed to the event bench/topic on a
 // hub that is not running: the benchmark dispatches itself.
-func benchStreams(b *testing.B, n int) (*Hub, []*Stream) {
+func benchStreams(b testing.TB, n int) (*Hub, []*Stream) {
 	store, err := embedded.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,25 +30,36 @@ const (
 // detached is the part of a stream that the writer pool serves, and the
 // stream's Sink: frames are gathered in out and written in one call.
 //
-// Who touches what: conn is set by Detach and closed by the stream's end
-// (Abort).
-// out, blocking, blockedAt and retries belong to whoever serves the
-// stream, with no lock: the caller of Detach while the stream starts,
-// then the one writer that holds it (scheduled); the pool's lock passes
-// them from one to the next. life is set by Detach before the stream goes
-// to the pool and stopped by cleanup. scheduled and ping are under the
-// stream's mu.
+// One goroutine at a time holds a detached stream and serves it: the
+// caller of Detach while the stream starts, then a writer of the pool.
+// scheduled says that someone holds it or that it waits on the ready
+// list; whoever sets it (claim) puts the stream on the list, and the
+// holder clears it when it hands the stream back (handBack), then looks
+// again for work that came meanwhile. The writer that finds the stream
+// ended cleans it up and keeps it scheduled, so that nobody serves it
+// again. The holder owns the fields below that say so, with no lock: the
+// pool's lock (on the ready list) and scheduled (an atomic) pass them
+// from one holder to the next.
+//
+// A detached is part of its Stream, not a pointer: push, on the hub's hot
+// path, reads conn and scheduled next to the stream's queue.
 type detached struct {
-	conn Conn
-	life *time.Timer // ends the stream at the end of its lifetime
+	scheduled atomic.Bool // held or on the ready list; at most once on it
+	ping      atomic.Bool // a heartbeat is due: set by the pool's ticker, cleared by the holder
 
-	out       []byte    // bytes not yet written
-	blocking  bool      // the stream starts: a flush may wait for the socket
-	blockedAt time.Time // since when the socket has not taken all of out
-	retries   int       // flushes retried since then
+	conn Conn        // set by Detach before the stream is registered (nil: served by Run); closed by the stream's end (Abort), from any goroutine
+	life *time.Timer // ends the stream at the end of its lifetime; set by Detach before the pool has the stream, stopped by cleanup
 
-	scheduled bool // on the ready list or being served (by Detach's caller first): on the list at most once
-	ping      bool // a heartbeat is due
+	out       []byte    // holder: bytes not yet written
+	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
+	blockedAt time.Time // holder: since when the socket has not taken all of out
+	retries   int       // holder: flushes retried since then
+}
+
+// claim marks the stream scheduled and reports whether the caller must
+// put it on the ready list: false when it is there or held already.
+func (w *detached) claim() bool {
+	return !w.scheduled.Load() && w.scheduled.CompareAndSwap(false, true)
 }
 
 // pool serves detached streams from a few writer goroutines: a stream with
@@ -134,9 +146,7 @@ func (h *Hub) runPool(ctx context.Context) {
 			return
 		case <-t.C:
 			h.pool.each(func(s *Stream) {
-				s.mu.Lock()
-				s.det.ping = true
-				s.mu.Unlock()
+				s.det.ping.Store(true)
 				s.notify()
 			})
 		}
@@ -149,10 +159,12 @@ func (h *Hub) runPool(ctx context.Context) {
 // The stream owns conn from then on and closes it when it ends.
 func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	h := s.hub
-	// Scheduled: served by this goroutine until it hands the stream to
-	// the pool, so that a push meanwhile does not put it on the list.
-	w := &detached{conn: conn, blocking: true, scheduled: true}
-	s.det, s.sink = w, w
+	w := &s.det
+	w.conn, w.blocking = conn, true
+	// Held by this goroutine until it hands the stream to the pool, so
+	// that a push meanwhile does not put it on the list.
+	w.scheduled.Store(true)
+	s.sink = w
 	h.register(s)
 	err := s.start(ctx)
 	if err == nil {
@@ -177,68 +189,84 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	return nil
 }
 
-// serve does what a detached stream has waiting; the caller owns the
-// stream until serve returns (scheduled stays true meanwhile).
+// serve does what a detached stream has waiting. The caller holds the
+// stream: serve hands it back, sets it aside while its socket is full,
+// or cleans it up once it has ended.
 func (h *Hub) serve(ctx context.Context, s *Stream) {
-	w := s.det
 	if s.ended() {
 		h.cleanup(s)
 		return
 	}
-	s.mu.Lock()
-	ping := w.ping
-	blocked := len(w.out) > 0 // the socket took not all of the last write
-	if !blocked {
-		w.ping = false
-	}
-	s.mu.Unlock()
-	var err error
-	if !blocked {
-		// While bytes wait for the socket, new frames stay in the queue,
-		// whose limit cuts a client that does not catch up.
-		err = s.applyControls(ctx)
-		if err == nil {
-			err = s.drainQueue(ctx)
-		}
-		if err == nil && ping {
-			_, err = s.sink.Write([]byte(": ping\n\n"))
-		}
-	}
-	if err == nil {
-		err = s.flush()
-	}
-	if err != nil {
+	if err := s.writeWaiting(ctx); err != nil {
 		h.fail(s, err)
 		return
 	}
+	if len(s.det.out) > 0 {
+		h.setAside(s)
+		return
+	}
+	h.handBack(s)
+}
+
+// writeWaiting writes what waits for a detached stream: subscription
+// changes, queued changes, a heartbeat. While bytes of an earlier flush
+// wait for the socket it only retries them: new frames stay in the
+// queue, whose limit cuts a client that does not catch up.
+func (s *Stream) writeWaiting(ctx context.Context) error {
+	w := &s.det
+	if len(w.out) == 0 {
+		ping := w.ping.Load() && w.ping.Swap(false) // Swap writes: only when a ping is due
+		if err := s.applyControls(ctx); err != nil {
+			return err
+		}
+		if err := s.drainQueue(ctx); err != nil {
+			return err
+		}
+		if ping {
+			w.out = append(w.out, ": ping\n\n"...)
+		}
+	}
+	return s.flush()
+}
+
+// handBack gives up a stream with nothing left to write, so that the
+// next push or notify schedules it again; whatever came meanwhile, it
+// schedules itself.
+func (h *Hub) handBack(s *Stream) {
+	w := &s.det
+	// Before scheduled is cleared: then another writer may take the stream.
+	w.blockedAt, w.retries = time.Time{}, 0
+	w.scheduled.Store(false)
+	if s.waiting() && w.claim() {
+		h.pool.schedule(s)
+	}
+}
+
+// waiting reports whether a detached stream has something for a writer.
+func (s *Stream) waiting() bool {
+	if n, _ := s.q.queued(); n > 0 || s.det.ping.Load() || s.ended() {
+		return true
+	}
 	s.mu.Lock()
-	blocked = len(w.out) > 0
-	queued, _ := s.q.queued()
-	again := !blocked && (queued > 0 || len(s.ctrl) > 0 || w.ping || s.ended())
-	if !blocked {
-		// Before the stream is handed back: once scheduled is false,
-		// another writer may take it.
-		w.blockedAt, w.retries = time.Time{}, 0
-	}
-	if !again && !blocked {
-		w.scheduled = false
-	}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return len(s.ctrl) > 0
+}
+
+// setAside keeps a stream whose socket is full, and serves it again
+// later, less often each time. A client that takes nothing for
+// maxBlocked is cut (ErrSlow).
+func (h *Hub) setAside(s *Stream) {
+	w := &s.det
 	switch {
-	case blocked && w.blockedAt.IsZero():
+	case w.blockedAt.IsZero():
 		w.blockedAt = time.Now()
-	case blocked && time.Since(w.blockedAt) > maxBlocked:
+	case time.Since(w.blockedAt) > maxBlocked:
 		s.end(ErrSlow)
 		h.cleanup(s)
 		return
 	}
-	switch {
-	case again:
-		h.pool.schedule(s)
-	case blocked: // the socket is full: come back later, less often each time
-		w.retries = min(w.retries+1, 6)
-		time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.schedule(s) })
-	}
+	w.retries = min(w.retries+1, 6)
+	time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.schedule(s) })
 }
 
 // fail ends a detached stream whose writer failed. Most failures are a

@@ -4,14 +4,16 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
 
 // Sink is where a stream writes its frames: the SSE writer. Write and Flush
-// are called by the stream's goroutine only; Abort may be called from any
-// goroutine and makes a blocked or later write fail soon.
+// are called by whoever serves the stream, one goroutine at a time; Abort
+// may be called from any goroutine and makes a blocked or later write
+// fail soon.
 type Sink interface {
 	Write(p []byte) (int, error)
 	Flush() error
@@ -24,6 +26,14 @@ type Sink interface {
 // bounded: a stream that falls behind is cut. A stream ends once, through
 // end (end.go).
 type Stream struct {
+	// What the hub's dispatch touches comes first, together: it visits
+	// every subscribed stream for every change.
+	mark uint64        // dispatch generation, owned by the hub's Run (dispatch)
+	over atomic.Bool   // the end state: set once, by end (end.go), after reason
+	q    queue         // the hub pushes, whoever serves the stream takes; its own lock
+	det  detached      // the writer pool's part (pool.go), used once Detach sets its conn
+	wake chan struct{} // Run's wake-up, signalled by push and notify
+
 	ID   string   // set by Open, then read-only
 	User api.User // set by Open, then read-only
 
@@ -42,12 +52,6 @@ type Stream struct {
 	frames  int64  // written since the last flush
 	idBuf   []byte // scratch for id lines
 
-	mark uint64 // dispatch generation, owned by the hub's Run (dispatch)
-
-	q    queue         // the hub pushes, whoever serves the stream takes; its own lock
-	det  *detached     // the writer pool's part (Detach), or nil (Run); set before the stream is registered
-	wake chan struct{} // Run's wake-up, signalled by push and notify
-
 	mu sync.Mutex
 	// sink is written to by whoever serves the stream, with no lock. It is
 	// set before the stream is registered; Run lets go of it (nil, under
@@ -56,10 +60,8 @@ type Stream struct {
 	sink Sink
 	ctrl []streamChange // subscription changes waiting for whoever serves the stream; under mu
 
-	// The end state, reached once, by end, from any goroutine.
-	endOnce sync.Once
-	done    chan struct{} // closed by end: the stream has ended
-	reason  error         // why (nil: a normal end); written by end before done is closed
+	endOnce sync.Once // end's: the first call decides
+	reason  error     // why the stream ended (nil: a normal end); written by end before over, then read-only
 }
 
 // Open prepares a stream for user with subs, or resumes the stream that
@@ -84,7 +86,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1)}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -182,13 +184,14 @@ func (s *Stream) run(ctx context.Context) error {
 			return nil
 		case <-lifetime.C:
 			return nil
-		case <-s.done:
-			return s.reason
 		case <-heartbeat.C:
 			if _, err := s.sink.Write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
-		case <-s.wake:
+		case <-s.wake: // by a push, a subscription change, or the end
+			if s.ended() {
+				return s.reason
+			}
 			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
@@ -293,31 +296,22 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 		s.end(ErrSlow)
 		return false
 	}
-	w := s.det
-	if w == nil {
-		signal(s.wake)
-		return false
+	if s.pooled() {
+		return s.det.claim()
 	}
-	s.mu.Lock()
-	schedule = !w.scheduled
-	w.scheduled = true
-	s.mu.Unlock()
-	return schedule
+	signal(s.wake)
+	return false
 }
+
+// pooled reports whether the stream is detached, served by the pool.
+func (s *Stream) pooled() bool { return s.det.conn != nil }
 
 // notify wakes whoever serves the stream: its own goroutine (Run), or the
 // writer pool for a detached stream, which is scheduled at most once.
 func (s *Stream) notify() {
-	w := s.det
-	if w == nil {
+	if !s.pooled() {
 		signal(s.wake)
-		return
-	}
-	s.mu.Lock()
-	schedule := !w.scheduled
-	w.scheduled = true
-	s.mu.Unlock()
-	if schedule {
+	} else if s.det.claim() {
 		s.hub.pool.schedule(s)
 	}
 }
