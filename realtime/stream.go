@@ -71,20 +71,8 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	if err := h.checkSubscriptions(len(subs)); err != nil {
 		return nil, err
 	}
-	select {
-	case <-h.draining:
-		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	default:
-	}
-	// The hub hands out changes from its start position on: a stream that
-	// started below it (its snapshot or resume point taken earlier) would
-	// never get the changes in between.
-	select {
-	case <-h.started:
-	case <-h.draining:
-		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := h.waitStarted(ctx); err != nil {
+		return nil, err
 	}
 	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1)}
 	stored := make([]api.StreamSub, len(subs))
@@ -92,29 +80,13 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		stored[i] = api.StreamSub{Subscription: x}
 	}
 	if token != "" {
-		id, pos, ok := ParseToken(token)
-		info, err := h.store.GetStream(ctx, id)
-		switch {
-		case !ok:
-			s.reset = "the resume token is not one this server issued"
-		case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != user.ID):
-			s.reset = "the stream to resume is unknown or expired"
-		case err != nil:
+		var err error
+		if stored, err = s.resumeFrom(ctx, token, stored); err != nil {
 			return nil, err
-		default:
-			s.ID, s.resume, s.after, s.begin, stored = id, true, pos, info.Start, info.Subs
 		}
 	}
-	for _, x := range stored {
-		y, err := newSub(x)
-		if err != nil {
-			return nil, err
-		}
-		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}); err != nil {
-			s.denied = append(s.denied, x.Subscription)
-			continue
-		}
-		s.subs = append(s.subs, y)
+	if err := s.subscribe(ctx, stored); err != nil {
+		return nil, err
 	}
 	if s.ID == "" {
 		// The stream's first position (that of its snapshots) is at or
@@ -126,6 +98,65 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, err
 	}
 	return s, nil
+}
+
+// waitStarted waits until the hub has its start position, and refuses a
+// stream while the hub drains. The hub hands out changes from its start
+// position on: a stream that started below it (its snapshot or resume
+// point taken earlier) would never get the changes in between.
+func (h *Hub) waitStarted(ctx context.Context) error {
+	select {
+	case <-h.draining:
+		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	default:
+	}
+	select {
+	case <-h.started:
+		return nil
+	case <-h.draining:
+		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// resumeFrom looks up the stream that token names and returns the
+// subscriptions to open. A stream that can be resumed gives s its id,
+// position and start, and its stored subscriptions replace subs; any
+// other token leaves subs, and s.reset says why.
+func (s *Stream) resumeFrom(ctx context.Context, token string, subs []api.StreamSub) ([]api.StreamSub, error) {
+	id, pos, ok := ParseToken(token)
+	info, err := s.hub.store.GetStream(ctx, id)
+	switch {
+	case !ok:
+		s.reset = "the resume token is not one this server issued"
+	case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != s.User.ID):
+		s.reset = "the stream to resume is unknown or expired"
+	case err != nil:
+		return nil, err
+	default:
+		s.ID, s.resume, s.after, s.begin = id, true, pos, info.Start
+		return info.Subs, nil
+	}
+	return subs, nil
+}
+
+// subscribe opens the stream's subscriptions; those that Access refuses
+// become denied frames.
+func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
+	for _, x := range subs {
+		y, err := newSub(x)
+		if err != nil {
+			return err
+		}
+		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}
+		if err := s.hub.access.Allow(ctx, req); err != nil {
+			s.denied = append(s.denied, x.Subscription)
+			continue
+		}
+		s.subs = append(s.subs, y)
+	}
+	return nil
 }
 
 func subscribeAction(x api.Subscription) Action {
