@@ -93,17 +93,8 @@ func (s *RPC) Drain() { s.drain.Do(func() { close(s.draining) }) }
 // for its answer. When ctx ends first (the requester went away), the
 // request is freed and ctx's error returned.
 func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte, timeout time.Duration) (json.RawMessage, error) {
-	if err := api.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if timeout <= 0 || timeout > MaxCallTimeout {
-		return nil, api.InvalidParameter("timeout", "timeout must be more than 0s and at most %s, not %s", MaxCallTimeout, timeout)
-	}
-	data, err := api.Compact(input)
+	data, err := s.checkCall(ctx, user, name, input, timeout)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.access.Allow(ctx, Request{User: user, Action: ActRequest, Name: name, Data: data}); err != nil {
 		return nil, err
 	}
 	if err := s.waitReady(ctx); err != nil {
@@ -120,14 +111,39 @@ func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte
 		s.mu.Unlock()
 	}()
 	now := time.Now()
-	err = s.queue.Enqueue(ctx, api.RPCCall{ID: id, Name: name, Data: data, Requester: user.ID,
-		Deadline: now.Add(timeout), MaxAttempts: s.cfg.MaxAttempts}, now)
+	call := api.RPCCall{ID: id, Name: name, Data: data, Requester: user.ID,
+		Deadline: now.Add(timeout), MaxAttempts: s.cfg.MaxAttempts}
+	if err := s.queue.Enqueue(ctx, call, now); err != nil {
+		return nil, err
+	}
+	return s.await(ctx, call, timeout, wake)
+}
+
+// checkCall validates a call and returns its input, compacted.
+func (s *RPC) checkCall(ctx context.Context, user api.User, name string, input []byte, timeout time.Duration) (json.RawMessage, error) {
+	if err := api.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if timeout <= 0 || timeout > MaxCallTimeout {
+		return nil, api.InvalidParameter("timeout", "timeout must be more than 0s and at most %s, not %s", MaxCallTimeout, timeout)
+	}
+	data, err := api.Compact(input)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.access.Allow(ctx, Request{User: user, Action: ActRequest, Name: name, Data: data}); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// await waits for the answer to call, woken through wake, for up to
+// timeout; then it frees the request (giveUp). It ends with RPC_TIMEOUT,
+// or, when the server shuts down, after an answer under way had
+// AckTimeout to come, with UNAVAILABLE.
+func (s *RPC) await(ctx context.Context, call api.RPCCall, timeout time.Duration, wake <-chan struct{}) (json.RawMessage, error) {
+	name, id := call.Name, call.ID
 	timedOut := api.Errorf(api.CodeRPCTimeout, "no answer from rpc %q within %s", name, timeout)
-	// When it ends: timedOut, or when the server shuts down, after an
-	// answer under way had AckTimeout to come, UNAVAILABLE.
 	end, draining := timedOut, s.draining
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -145,7 +161,7 @@ func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte
 			}
 		case <-draining:
 			draining = nil
-			if left := time.Until(now.Add(timeout)); left > s.cfg.AckTimeout {
+			if left := time.Until(call.Deadline); left > s.cfg.AckTimeout {
 				end = api.Errorf(api.CodeUnavailable, "the server is shutting down before rpc %q was answered; call again", name)
 				timer.Reset(s.cfg.AckTimeout)
 			}
