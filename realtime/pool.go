@@ -32,20 +32,21 @@ const (
 //
 // One goroutine at a time holds a detached stream and serves it: the
 // caller of Detach while the stream starts, then a writer of the pool.
-// scheduled says that someone holds it or that it waits on the ready
-// list; whoever sets it (claim) puts the stream on the list, and the
-// holder clears it when it hands the stream back (handBack), then looks
-// again for work that came meanwhile. The writer that finds the stream
-// ended cleans it up and keeps it scheduled, so that nobody serves it
-// again. The holder owns the fields below that say so, with no lock: the
-// pool's lock (on the ready list) and scheduled (an atomic) pass them
-// from one holder to the next.
+// The stream's queue says whether someone holds the stream or it waits
+// on the ready list (queue.held): whoever claims it so, by a push or by
+// notify, puts it on the list, and the holder releases it when it hands
+// the stream back (handBack), then looks again for work other than
+// deliveries that came meanwhile (poke). The writer that finds the
+// stream ended cleans it up and keeps holding it, so that nobody serves
+// it again. The holder owns the fields below that say so, with no lock:
+// the pool's lock (on the ready list) and the queue's pass them from one
+// holder to the next.
 //
 // A detached is part of its Stream, not a pointer: push, on the hub's hot
-// path, reads conn and scheduled next to the stream's queue.
+// path, reads conn next to the stream's queue.
 type detached struct {
-	scheduled atomic.Bool // held or on the ready list; at most once on it
-	ping      atomic.Bool // a heartbeat is due: set by the pool's ticker, cleared by the holder
+	poke atomic.Bool // set by notify: work other than deliveries (controls, a heartbeat, the end); cleared by the holder
+	ping atomic.Bool // a heartbeat is due: set by the pool's ticker, cleared by the holder
 
 	conn Conn        // set by Detach before the stream is registered (nil: served by Run); closed by the stream's end (Abort), from any goroutine
 	life *time.Timer // ends the stream at the end of its lifetime; set by Detach before the pool has the stream, stopped by cleanup
@@ -54,12 +55,6 @@ type detached struct {
 	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
 	blockedAt time.Time // holder: since when the socket has not taken all of out
 	retries   int       // holder: flushes retried since then
-}
-
-// claim marks the stream scheduled and reports whether the caller must
-// put it on the ready list: false when it is there or held already.
-func (w *detached) claim() bool {
-	return !w.scheduled.Load() && w.scheduled.CompareAndSwap(false, true)
 }
 
 // pool serves detached streams from a few writer goroutines: a stream with
@@ -163,7 +158,7 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	w.conn, w.blocking = conn, true
 	// Held by this goroutine until it hands the stream to the pool, so
 	// that a push meanwhile does not put it on the list.
-	w.scheduled.Store(true)
+	s.q.claim()
 	s.sink = w
 	h.register(s)
 	err := s.start(ctx)
@@ -209,15 +204,21 @@ func (h *Hub) serve(ctx context.Context, s *Stream) {
 }
 
 // writeWaiting writes what waits for a detached stream: subscription
-// changes, queued changes, a heartbeat. While bytes of an earlier flush
-// wait for the socket it only retries them: new frames stay in the
-// queue, whose limit cuts a client that does not catch up.
+// changes and a heartbeat when poked, and the queued changes. While bytes
+// of an earlier flush wait for the socket it only retries them: new
+// frames stay in the queue, whose limit cuts a client that does not
+// catch up.
 func (s *Stream) writeWaiting(ctx context.Context) error {
 	w := &s.det
 	if len(w.out) == 0 {
-		ping := w.ping.Load() && w.ping.Swap(false) // Swap writes: only when a ping is due
-		if err := s.applyControls(ctx); err != nil {
-			return err
+		ping := false
+		// Only a poke brings work other than deliveries. Load first: the
+		// common serve, for deliveries alone, writes nothing here.
+		if w.poke.Load() && w.poke.Swap(false) {
+			ping = w.ping.Swap(false)
+			if err := s.applyControls(ctx); err != nil {
+				return err
+			}
 		}
 		if err := s.drainQueue(ctx); err != nil {
 			return err
@@ -234,22 +235,11 @@ func (s *Stream) writeWaiting(ctx context.Context) error {
 // schedules itself.
 func (h *Hub) handBack(s *Stream) {
 	w := &s.det
-	// Before scheduled is cleared: then another writer may take the stream.
+	// Before the release: then another writer may take the stream.
 	w.blockedAt, w.retries = time.Time{}, 0
-	w.scheduled.Store(false)
-	if s.waiting() && w.claim() {
+	if !s.q.release() || (w.poke.Load() && s.q.claim()) {
 		h.pool.schedule(s)
 	}
-}
-
-// waiting reports whether a detached stream has something for a writer.
-func (s *Stream) waiting() bool {
-	if n, _ := s.q.queued(); n > 0 || s.det.ping.Load() || s.ended() {
-		return true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.ctrl) > 0
 }
 
 // setAside keeps a stream whose socket is full, and serves it again

@@ -29,6 +29,12 @@ const maxSpare = 1024
 // was taken in, handed back by recycle once written. A stream that keeps
 // up allocates nothing for its queue.
 //
+// A consumer that is not always at hand (the writer pool) is called when
+// there is work, once: the queue remembers whether it was called (held),
+// under the same lock as the items, so that a push costs one lock. A
+// consumer that waits on its own (Run) never releases the queue, and is
+// woken its own way.
+//
 // A queue is safe for concurrent use; the zero value with a limit set is
 // ready. Its lock is taken alone, never around another.
 type queue struct {
@@ -38,19 +44,50 @@ type queue struct {
 	items []*delivery // waiting, oldest first
 	bytes int         // the sum of their sizes, at most limit
 	spare []*delivery // empty, with the array of a batch handed back, or nil
+	held  bool        // the consumer is called or at work: see claim and release
 }
 
-// push queues d and reports true, or reports false and leaves the queue
-// as it was when d would take it past its limit.
-func (q *queue) push(d *delivery) bool {
+// push queues d and reports whether it did: it leaves the queue as it was
+// when d would take it past its limit. wake reports that the queue was
+// released: the caller must call the consumer, which now holds it.
+func (q *queue) push(d *delivery) (ok, wake bool) {
 	q.mu.Lock()
 	if q.bytes+d.size > q.limit {
 		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	q.items = append(q.items, d)
 	q.bytes += d.size
+	wake = !q.held
+	q.held = true
 	q.mu.Unlock()
+	return true, wake
+}
+
+// claim holds the queue for its consumer, for work other than deliveries,
+// and reports whether the caller must call the consumer: false when it
+// is called or at work already.
+func (q *queue) claim() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.held {
+		return false
+	}
+	q.held = true
+	return true
+}
+
+// release lets the queue go, when its consumer has nothing left to do,
+// and reports whether it did: false when deliveries wait, which the
+// consumer must take first, still holding the queue. Work of other kinds
+// that came meanwhile is the consumer's to look for after a release.
+func (q *queue) release() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 {
+		return false
+	}
+	q.held = false
 	return true
 }
 

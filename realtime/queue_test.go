@@ -27,7 +27,7 @@ func seqs(batch []*delivery) []int64 {
 func TestQueueOrder(t *testing.T) {
 	q := queue{limit: 1 << 20}
 	for seq := range int64(5) {
-		if !q.push(sized(seq+1, 10)) {
+		if ok, _ := q.push(sized(seq+1, 10)); !ok {
 			t.Fatalf("push %d refused", seq+1)
 		}
 	}
@@ -76,7 +76,7 @@ func TestQueueLimit(t *testing.T) {
 	}
 	queued := 0
 	for i, step := range steps {
-		if got := q.push(sized(int64(i+1), step.size)); got != step.ok {
+		if got, _ := q.push(sized(int64(i+1), step.size)); got != step.ok {
 			t.Fatalf("push %d of %d bytes: %v, want %v", i+1, step.size, got, step.ok)
 		}
 		if step.ok {
@@ -89,7 +89,7 @@ func TestQueueLimit(t *testing.T) {
 	if got := seqs(q.take()); len(got) != 4 || got[2] != 4 || got[3] != 6 {
 		t.Fatalf("took %v, want [1 2 4 6]: a refused push is not queued", got)
 	}
-	if !q.push(sized(7, 100)) {
+	if ok, _ := q.push(sized(7, 100)); !ok {
 		t.Fatal("a push of the whole limit after take was refused")
 	}
 }
@@ -150,7 +150,7 @@ func TestQueueConcurrent(t *testing.T) {
 		defer wg.Done()
 		deadline := time.Now().Add(10 * time.Second)
 		for seq := int64(1); seq <= n; {
-			if q.push(sized(seq, int(seq%64))) {
+			if ok, _ := q.push(sized(seq, int(seq%64))); ok {
 				seq++
 				continue
 			}
@@ -186,5 +186,82 @@ func TestQueueConcurrent(t *testing.T) {
 	}
 	if n, bytes := q.queued(); n != 0 || bytes != 0 {
 		t.Fatalf("%d deliveries of %d bytes left", n, bytes)
+	}
+}
+
+// TestQueueHeld: the consumer is called once, by the push or claim that
+// finds the queue released, and not again until it releases the queue,
+// which it cannot while deliveries wait.
+func TestQueueHeld(t *testing.T) {
+	q := queue{limit: 1 << 20}
+	if _, wake := q.push(sized(1, 1)); !wake {
+		t.Fatal("a push to a released queue did not call the consumer")
+	}
+	if _, wake := q.push(sized(2, 1)); wake {
+		t.Fatal("a push to a held queue called the consumer again")
+	}
+	if q.claim() {
+		t.Fatal("a claim of a held queue called the consumer again")
+	}
+	if q.release() {
+		t.Fatal("released with deliveries waiting")
+	}
+	q.recycle(q.take())
+	if !q.release() {
+		t.Fatal("an empty queue was not released")
+	}
+	if !q.claim() {
+		t.Fatal("a claim of a released queue did not call the consumer")
+	}
+	if _, wake := q.push(sized(3, 1)); wake {
+		t.Fatal("a push to a claimed queue called the consumer again")
+	}
+	if _, wake := (&queue{limit: 0}).push(sized(4, 1)); wake {
+		t.Fatal("a refused push called the consumer")
+	}
+}
+
+// TestQueueConcurrentCalls: one goroutine pushes while a consumer that
+// runs only when called (as the writer pool serves a stream) takes and
+// releases; every delivery is taken, and the consumer is never called
+// while it holds the queue. A wake-up lost between a release and a push
+// would leave deliveries behind. Run with -race.
+func TestQueueConcurrentCalls(t *testing.T) {
+	const n = 20000
+	q := queue{limit: 1 << 20}
+	calls := make(chan struct{}, 2) // room for a call too many, to see it
+	go func() {
+		for seq := int64(1); seq <= n; seq++ {
+			if _, wake := q.push(sized(seq, 1)); wake {
+				calls <- struct{}{}
+			}
+			if seq%8 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}()
+	next := int64(1)
+	for next <= n {
+		select {
+		case <-calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("not called for 10s with delivery %d of %d next", next, n)
+		}
+		for {
+			batch := q.take()
+			for _, d := range batch {
+				if d.change.Seq != next {
+					t.Fatalf("got change %d, want %d", d.change.Seq, next)
+				}
+				next++
+			}
+			q.recycle(batch)
+			if len(calls) > 0 {
+				t.Fatal("called while holding the queue")
+			}
+			if q.release() {
+				break
+			}
+		}
 	}
 }

@@ -30,7 +30,7 @@ type Stream struct {
 	// every subscribed stream for every change.
 	mark uint64        // dispatch generation, owned by the hub's Run (dispatch)
 	over atomic.Bool   // the end state: set once, by end (end.go), after reason
-	q    queue         // the hub pushes, whoever serves the stream takes; its own lock
+	q    queue         // the hub pushes, whoever serves the stream takes; its own lock, which also says whether a detached stream is held
 	det  detached      // the writer pool's part (pool.go), used once Detach sets its conn
 	wake chan struct{} // Run's wake-up, signalled by push and notify
 
@@ -323,12 +323,13 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 	if s.ended() {
 		return false
 	}
-	if !s.q.push(d) {
+	ok, wake := s.q.push(d)
+	if !ok {
 		s.end(ErrSlow)
 		return false
 	}
 	if s.pooled() {
-		return s.det.claim()
+		return wake
 	}
 	signal(s.wake)
 	return false
@@ -337,12 +338,17 @@ func (s *Stream) push(d *delivery) (schedule bool) {
 // pooled reports whether the stream is detached, served by the pool.
 func (s *Stream) pooled() bool { return s.det.conn != nil }
 
-// notify wakes whoever serves the stream: its own goroutine (Run), or the
-// writer pool for a detached stream, which is scheduled at most once.
+// notify wakes whoever serves the stream, for work other than a delivery
+// (a subscription change, a heartbeat, the end): its own goroutine (Run),
+// or the writer pool for a detached stream, which is scheduled at most
+// once.
 func (s *Stream) notify() {
 	if !s.pooled() {
 		signal(s.wake)
-	} else if s.det.claim() {
+		return
+	}
+	s.det.poke.Store(true) // before the claim: a holder that releases after looks at it
+	if s.q.claim() {
 		s.hub.pool.schedule(s)
 	}
 }
