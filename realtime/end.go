@@ -35,9 +35,9 @@ var (
 
 // end ends the stream for reason (nil: a normal end), once: later calls
 // do nothing. It interrupts whoever serves the stream: a write under way
-// is aborted (a detached stream's connection closes), and the server is
-// woken (Run's channel, or the pool for a detached stream) to see the end:
-// Run returns, a detached stream's writer cleans up.
+// is aborted (a detached stream's connection closes), and whoever serves
+// the stream is woken (Run's channel, or the pool for a detached stream)
+// to see the end: Run returns, a detached stream's writer cleans up.
 func (s *Stream) end(reason error) {
 	s.endOnce.Do(func() {
 		s.reason = reason
