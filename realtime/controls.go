@@ -22,7 +22,7 @@ func (s *Stream) control(c streamChange) {
 	}
 	s.mu.Unlock()
 	if full {
-		s.kill()
+		s.end(errBusy)
 		return
 	}
 	s.notify()

@@ -111,19 +111,14 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Wake tells Run that the log has new changes.
-func (h *Hub) Wake() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
-	}
-}
+func (h *Hub) Wake() { signal(h.wake) }
 
 // Drain ends every stream and refuses new ones, so that clients resume on
 // another instance.
 func (h *Hub) Drain() {
 	h.drain.Do(func() {
 		close(h.draining)
-		h.pool.each((*Stream).kill)
+		h.pool.each(func(s *Stream) { s.end(nil) })
 	})
 }
 
@@ -141,7 +136,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 			h.mu.Lock()
 			h.pos.Store(pos)
 			for _, s := range h.streams {
-				s.kill()
+				s.end(errBehind)
 			}
 			h.mu.Unlock()
 			continue

@@ -3,10 +3,10 @@ package realtime
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +26,36 @@ const (
 	maxBlocked   = 10 * time.Second      // a client that takes no bytes this long is gone
 	startTimeout = 10 * time.Second
 )
+
+// detached is the part of a stream that the writer pool serves, and the
+// stream's Sink: frames are gathered in out and written in one call.
+//
+// One goroutine at a time holds a detached stream and serves it: the
+// caller of Detach while the stream starts, then a writer of the pool.
+// The stream's queue says whether someone holds the stream or it waits
+// on the ready list (queue.held): whoever claims it so, by a push or by
+// notify, puts it on the list, and the holder releases it when it hands
+// the stream back (handBack), then looks again for work other than
+// deliveries that came meanwhile (poke). The writer that finds the
+// stream ended cleans it up and keeps holding it, so that nobody serves
+// it again. The holder owns the fields below that say so, with no lock:
+// the pool's lock (on the ready list) and the queue's pass them from one
+// holder to the next.
+//
+// A detached is part of its Stream, not a pointer: push, on the hub's hot
+// path, reads conn next to the stream's queue.
+type detached struct {
+	poke atomic.Bool // set by notify: work other than deliveries (controls, a heartbeat, the end); cleared by the holder
+	ping atomic.Bool // a heartbeat is due: set by the pool's ticker, cleared by the holder
+
+	conn Conn        // set by Detach before the stream is registered (nil: served by Run); closed by the stream's end (Abort), from any goroutine
+	life *time.Timer // ends the stream at the end of its lifetime; set by Detach before the pool has the stream, stopped by cleanup
+
+	out       []byte    // holder: bytes not yet written
+	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
+	blockedAt time.Time // holder: since when the socket has not taken all of out
+	retries   int       // holder: flushes retried since then
+}
 
 // pool serves detached streams from a few writer goroutines: a stream with
 // something to write is put on the ready list once, and one writer at a
@@ -48,10 +78,7 @@ func (p *pool) schedule(streams ...*Stream) {
 	p.mu.Lock()
 	p.ready = append(p.ready, streams...)
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	signal(p.wake)
 }
 
 // next moves up to len(buf) ready streams into buf, waiting for one, and
@@ -65,10 +92,7 @@ func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 			clear(p.ready[:k])
 			p.ready = p.ready[k:]
 			if n > k {
-				select { // let another writer take the rest
-				case p.wake <- struct{}{}:
-				default:
-				}
+				signal(p.wake) // let another writer take the rest
 			}
 			p.mu.Unlock()
 			return buf[:k]
@@ -117,9 +141,7 @@ func (h *Hub) runPool(ctx context.Context) {
 			return
 		case <-t.C:
 			h.pool.each(func(s *Stream) {
-				s.mu.Lock()
-				s.ping = true
-				s.mu.Unlock()
+				s.det.ping.Store(true)
 				s.notify()
 			})
 		}
@@ -132,98 +154,109 @@ func (h *Hub) runPool(ctx context.Context) {
 // The stream owns conn from then on and closes it when it ends.
 func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	h := s.hub
-	s.conn = conn
-	cs := &connSink{s: s, blocking: true}
-	s.sink = cs
+	w := &s.det
+	w.conn, w.blocking = conn, true
+	// Held by this goroutine until it hands the stream to the pool, so
+	// that a push meanwhile does not put it on the list.
+	s.q.claim()
+	s.sink = w
 	h.register(s)
 	err := s.start(ctx)
 	if err == nil {
 		err = s.flush()
 	}
 	if err != nil {
-		s.end()
+		s.end(err)
 		h.unregister(s)
-		return err
+		return s.err()
 	}
-	cs.blocking = false
-	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
-	s.life = time.AfterFunc(life, s.kill)
+	w.blocking = false
+	w.life = time.AfterFunc(s.lifetime(), func() { s.end(nil) })
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}
 	h.pool.mu.Unlock()
-	s.mu.Lock()
-	s.pooled, s.scheduled = true, true
-	s.mu.Unlock()
 	h.pool.schedule(s)
 	select {
 	case <-h.draining:
-		s.kill()
+		s.end(nil)
 	default:
 	}
 	return nil
 }
 
-// serve does what a detached stream has waiting; the caller owns the
-// stream until serve returns (scheduled stays true meanwhile).
+// serve does what a detached stream has waiting. The caller holds the
+// stream: serve hands it back, sets it aside while its socket is full,
+// or cleans it up once it has ended.
 func (h *Hub) serve(ctx context.Context, s *Stream) {
-	s.mu.Lock()
-	ended, ping := s.ended, s.ping
-	blocked := len(s.out) > 0 // the socket took not all of the last write
-	if !blocked {
-		s.ping = false
-	}
-	s.mu.Unlock()
-	if ended {
+	if s.ended() {
 		h.cleanup(s)
 		return
 	}
-	var err error
-	if !blocked {
-		// While bytes wait for the socket, new frames stay in the queue,
-		// whose limit cuts a client that does not catch up.
-		err = s.applyControls(ctx)
-		if err == nil {
-			err = s.drainQueue(ctx)
-		}
-		if err == nil && ping {
-			_, err = s.sink.Write([]byte(": ping\n\n"))
-		}
-	}
-	if err == nil {
-		err = s.flush()
-	}
-	if err != nil {
+	if err := s.writeWaiting(ctx); err != nil {
 		h.fail(s, err)
 		return
 	}
-	s.mu.Lock()
-	blocked = len(s.out) > 0
-	again := !blocked && (len(s.queue) > 0 || len(s.ctrl) > 0 || s.ping || s.ended)
-	if !blocked {
-		// Before the stream is handed back: once scheduled is false,
-		// another writer may take it.
-		s.blockedAt, s.retries = time.Time{}, 0
+	if len(s.det.out) > 0 {
+		h.setAside(s)
+		return
 	}
-	if !again && !blocked {
-		s.scheduled = false
+	h.handBack(s)
+}
+
+// writeWaiting writes what waits for a detached stream: subscription
+// changes and a heartbeat when poked, and the queued changes. While bytes
+// of an earlier flush wait for the socket it only retries them: new
+// frames stay in the queue, whose limit cuts a client that does not
+// catch up.
+func (s *Stream) writeWaiting(ctx context.Context) error {
+	w := &s.det
+	if len(w.out) == 0 {
+		ping := false
+		// Only a poke brings work other than deliveries. Load first: the
+		// common serve, for deliveries alone, writes nothing here.
+		if w.poke.Load() && w.poke.Swap(false) {
+			ping = w.ping.Swap(false)
+			if err := s.applyControls(ctx); err != nil {
+				return err
+			}
+		}
+		if err := s.drainQueue(ctx); err != nil {
+			return err
+		}
+		if ping {
+			w.out = append(w.out, ": ping\n\n"...)
+		}
 	}
-	s.mu.Unlock()
+	return s.flush()
+}
+
+// handBack gives up a stream with nothing left to write, so that the
+// next push or notify schedules it again; whatever came meanwhile, it
+// schedules itself.
+func (h *Hub) handBack(s *Stream) {
+	w := &s.det
+	// Before the release: then another writer may take the stream.
+	w.blockedAt, w.retries = time.Time{}, 0
+	if !s.q.release() || (w.poke.Load() && s.q.claim()) {
+		h.pool.schedule(s)
+	}
+}
+
+// setAside keeps a stream whose socket is full, and serves it again
+// later, less often each time. A client that takes nothing for
+// maxBlocked is cut (ErrSlow).
+func (h *Hub) setAside(s *Stream) {
+	w := &s.det
 	switch {
-	case blocked && s.blockedAt.IsZero():
-		s.blockedAt = time.Now()
-	case blocked && time.Since(s.blockedAt) > maxBlocked:
-		h.Stats.SlowDisconnects.Add(1)
-		s.end()
+	case w.blockedAt.IsZero():
+		w.blockedAt = time.Now()
+	case time.Since(w.blockedAt) > maxBlocked:
+		s.end(ErrSlow)
 		h.cleanup(s)
 		return
 	}
-	switch {
-	case again:
-		h.pool.schedule(s)
-	case blocked: // the socket is full: come back later, less often each time
-		s.retries = min(s.retries+1, 6)
-		time.AfterFunc(retryBlocked<<(s.retries-1), func() { h.pool.schedule(s) })
-	}
+	w.retries = min(w.retries+1, 6)
+	time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.schedule(s) })
 }
 
 // fail ends a detached stream whose writer failed. Most failures are a
@@ -234,65 +267,53 @@ func (h *Hub) fail(s *Stream, err error) {
 	if _, ok := errors.AsType[*encodeError](err); ok {
 		h.log.Warn("stream ended", "stream", s.ID, "err", err)
 	}
-	s.end()
+	s.end(err)
 	h.cleanup(s)
 }
 
-// cleanup removes an ended detached stream; called by its owning writer.
+// cleanup lets go of an ended detached stream. The writer that holds the
+// stream calls it, once: an ended stream is never handed back (it stays
+// scheduled), so no writer serves it again.
 func (h *Hub) cleanup(s *Stream) {
-	s.cleanOnce.Do(func() {
-		s.life.Stop()
-		h.pool.mu.Lock()
-		delete(h.pool.detached, s)
-		h.pool.mu.Unlock()
-		h.unregister(s)
-		go s.touch(context.Background())
-	})
+	s.det.life.Stop()
+	h.pool.mu.Lock()
+	delete(h.pool.detached, s)
+	h.pool.mu.Unlock()
+	h.unregister(s)
+	go s.touch(context.Background())
 }
 
-// end closes a detached stream's connection; its writer cleans up.
-func (s *Stream) end() {
-	s.mu.Lock()
-	s.ended = true
-	s.mu.Unlock()
-	s.conn.Close()
-}
-
-// connSink writes a detached stream's frames: gathered in s.out, written
-// in one call. While the stream starts (on the HTTP handler's goroutine) a
-// flush may block; in the pool a flush writes what the socket takes now
-// and keeps the rest, up to the stream's buffer limit.
-type connSink struct {
-	s        *Stream
-	blocking bool
-}
-
-func (c *connSink) Write(p []byte) (int, error) {
-	c.s.out = append(c.s.out, p...)
+// Write gathers p in out.
+func (w *detached) Write(p []byte) (int, error) {
+	w.out = append(w.out, p...)
 	return len(p), nil
 }
 
-func (c *connSink) Flush() error {
-	s := c.s
-	if len(s.out) == 0 {
+// Flush writes out in one call. While the stream starts (on the HTTP
+// handler's goroutine) it may wait for the socket; in the pool it writes
+// what the socket takes now and keeps the rest, which serve retries.
+func (w *detached) Flush() error {
+	if len(w.out) == 0 {
 		return nil
 	}
 	wait := writeSlice
-	if c.blocking {
+	if w.blocking {
 		wait = startTimeout
 	}
-	if err := s.conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
 		return err
 	}
-	n, err := s.conn.Write(s.out)
-	s.out = s.out[:copy(s.out, s.out[n:])]
-	if len(s.out) == 0 && cap(s.out) > 16<<10 {
-		s.out = nil // an idle stream keeps no large buffer
+	n, err := w.conn.Write(w.out)
+	w.out = w.out[:copy(w.out, w.out[n:])]
+	if len(w.out) == 0 && cap(w.out) > 16<<10 {
+		w.out = nil // an idle stream keeps no large buffer
 	}
-	if err != nil && !c.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil // the rest waits in s.out; serve retries it
+	if err != nil && !w.blocking && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil // the rest waits in out; serve retries it
 	}
 	return err
 }
 
-func (c *connSink) Abort() { c.s.conn.SetWriteDeadline(time.Now()) }
+// Abort closes the connection, which ends a detached stream: a write under
+// way fails now. Any goroutine may call it (end does).
+func (w *detached) Abort() { w.conn.Close() }

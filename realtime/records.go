@@ -117,65 +117,78 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 		return api.Write{}, err
 	}
 	w := api.Write{Name: op.Name, Cond: op.Cond}
-	var change func(cur json.RawMessage, exists bool) (json.RawMessage, error)
+	if op.Op == "delete" && op.Path.IsRoot() {
+		w.Kind = api.KindDelete
+		return w, r.allow(ctx, user, ActDelete, op.Name)
+	}
+	kind, edit, err := r.editOf(op)
+	if err != nil {
+		return w, err
+	}
+	w.Kind, w.Apply = kind, r.checked(ctx, user, op.Name, edit)
+	return w, nil
+}
+
+// edit is what an op does to a record's value, before any check.
+type edit func(cur json.RawMessage, exists bool) (json.RawMessage, error)
+
+// editOf returns the kind of change an op makes and its edit, for every
+// op but the delete of a whole record.
+func (r *Records) editOf(op Op) (api.Kind, edit, error) {
 	switch op.Op {
 	case "put":
 		value, err := api.Compact(op.Data)
 		if err != nil {
-			return w, err
+			return "", nil, err
 		}
-		w.Kind, change = api.KindSet, func(cur json.RawMessage, _ bool) (json.RawMessage, error) {
-			if op.Path.IsRoot() {
-				return value, nil
-			}
+		if op.Path.IsRoot() {
+			return api.KindSet, func(json.RawMessage, bool) (json.RawMessage, error) { return value, nil }, nil
+		}
+		return api.KindPatch, func(cur json.RawMessage, _ bool) (json.RawMessage, error) {
 			return setPath(cur, op.Path, value)
-		}
-		if !op.Path.IsRoot() {
-			w.Kind = api.KindPatch
-		}
+		}, nil
 	case "patch":
 		apply, err := patcher(op.ContentType, op.Data, r.maxBytes)
 		if err != nil {
-			return w, err
+			return "", nil, err
 		}
-		w.Kind, change = api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+		return api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
 			if !exists {
 				return nil, api.NotFound(op.Name)
 			}
 			return apply(cur)
-		}
+		}, nil
 	case "delete":
-		if op.Path.IsRoot() {
-			w.Kind = api.KindDelete
-			return w, r.allow(ctx, user, ActDelete, op.Name)
-		}
-		w.Kind, change = api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+		return api.KindPatch, func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
 			if !exists {
 				return nil, api.NotFound(op.Name)
 			}
 			return deletePath(op.Name, cur, op.Path)
-		}
-	default:
-		return w, api.Errorf(api.CodeInvalidJSON, "op must be \"put\", \"patch\" or \"delete\", not %q", op.Op)
+		}, nil
 	}
-	w.Apply = func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
-		next, err := change(cur, exists)
+	return "", nil, api.Errorf(api.CodeInvalidJSON, "op must be \"put\", \"patch\" or \"delete\", not %q", op.Op)
+}
+
+// checked is the Apply of a write: the edit, then the bounds of what is
+// stored and the permission to write it, with the value before and after.
+func (r *Records) checked(ctx context.Context, user api.User, name string, e edit) func(json.RawMessage, bool) (json.RawMessage, error) {
+	return func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
+		next, err := e(cur, exists)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.checkResult(op.Name, next); err != nil {
+		if err := r.checkResult(name, next); err != nil {
 			return nil, err
 		}
 		act := ActWrite
 		if !exists {
 			act = ActCreate
 		}
-		if err := r.access.Allow(ctx, Request{User: user, Action: act, Name: op.Name, Data: next, OldData: cur}); err != nil {
+		if err := r.access.Allow(ctx, Request{User: user, Action: act, Name: name, Data: next, OldData: cur}); err != nil {
 			return nil, err
 		}
 		return next, nil
 	}
-	return w, nil
 }
 
 // checkResult bounds what a write stores, whatever its body was: a small

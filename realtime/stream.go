@@ -2,43 +2,46 @@ package realtime
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
 
-// ErrSlow ends a stream whose queue overflowed: the client was too slow.
-var ErrSlow = errors.New("stream cut: the client did not keep up")
-
 // Sink is where a stream writes its frames: the SSE writer. Write and Flush
-// are called by the stream's goroutine only; Abort may be called from any
-// goroutine and makes a blocked or later write fail soon.
+// are called by whoever serves the stream, one goroutine at a time; Abort
+// may be called from any goroutine and makes a blocked or later write
+// fail soon.
 type Sink interface {
 	Write(p []byte) (int, error)
 	Flush() error
 	Abort()
 }
 
-// delivery is one change handed to a stream's queue, with its frame for
-// whole-record and event subscribers, encoded once and shared.
-type delivery struct {
-	change *api.Change
-	frame  []byte
-	size   int // what it costs a queue: len(frame), unless too large to be written
-}
-
-// Stream is one open SSE connection and its subscriptions. Its goroutine
-// (Run) owns the subscriptions and the sink; the hub only pushes to its
-// queue, which is bounded: a stream that falls behind is cut.
+// Stream is one open SSE connection and its subscriptions. Whoever serves
+// it (its own goroutine in Run, or the writer pool after Detach) owns the
+// subscriptions and the sink; the hub only pushes to its queue, which is
+// bounded: a stream that falls behind is cut. A stream ends once, through
+// end (end.go).
 type Stream struct {
-	ID   string
-	User api.User
+	// What the hub's dispatch touches comes first, together: it visits
+	// every subscribed stream for every change.
+	mark uint64        // dispatch generation, owned by the hub's Run (dispatch)
+	over atomic.Bool   // the end state: set once, by end (end.go), after reason
+	q    queue         // the hub pushes, whoever serves the stream takes; its own lock, which also says whether a detached stream is held
+	det  detached      // the writer pool's part (pool.go), used once Detach sets its conn
+	wake chan struct{} // Run's wake-up, signalled by push and notify
 
-	hub     *Hub
+	ID   string   // set by Open, then read-only
+	User api.User // set by Open, then read-only
+
+	hub *Hub
+
+	// Owned by whoever serves the stream, with no lock: Run's goroutine,
+	// or the caller of Detach and then the pool writer that holds the
+	// stream (see detached).
 	subs    []*sub
 	denied  []api.Subscription
 	resume  bool   // after is a position this stream has seen
@@ -47,31 +50,18 @@ type Stream struct {
 	reset   string // why a resume token could not be used
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
-	sink    Sink
 	idBuf   []byte // scratch for id lines
-	mark    uint64 // dispatch generation, owned by the hub's Run
 
-	mu        sync.Mutex
-	queue     []*delivery
-	spare     []*delivery
-	qbytes    int
-	dead      bool
-	pooled    bool // served by the writer pool, not by Run
-	scheduled bool // pooled: on the ready list or being served
-	ping      bool // pooled: a heartbeat is due
-	ended     bool // pooled: the connection is closed
+	mu sync.Mutex
+	// sink is written to by whoever serves the stream, with no lock. It is
+	// set before the stream is registered; Run lets go of it (nil, under
+	// mu) before it ends the stream itself, and end reads it under mu to
+	// abort a write under way.
+	sink Sink
+	ctrl []streamChange // subscription changes waiting for whoever serves the stream; under mu
 
-	conn      Conn        // detached streams
-	out       []byte      // detached streams: bytes not yet written, owned by the serving goroutine
-	life      *time.Timer // detached streams: the lifetime
-	blockedAt time.Time   // detached streams: since when the socket is full, owned by the serving goroutine
-	retries   int         // detached streams: writes retried since then
-	cleanOnce sync.Once
-
-	ctrl     []streamChange // subscription changes waiting for Run, under mu
-	signal   chan struct{}
-	gone     chan struct{}
-	goneOnce sync.Once
+	endOnce sync.Once // end's: the first call decides
+	reason  error     // why the stream ended (nil: a normal end); written by end before over, then read-only
 }
 
 // Open prepares a stream for user with subs, or resumes the stream that
@@ -81,50 +71,22 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	if err := h.checkSubscriptions(len(subs)); err != nil {
 		return nil, err
 	}
-	select {
-	case <-h.draining:
-		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	default:
+	if err := h.waitStarted(ctx); err != nil {
+		return nil, err
 	}
-	// The hub hands out changes from its start position on: a stream that
-	// started below it (its snapshot or resume point taken earlier) would
-	// never get the changes in between.
-	select {
-	case <-h.started:
-	case <-h.draining:
-		return nil, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	s := &Stream{User: user, hub: h, signal: make(chan struct{}, 1), gone: make(chan struct{})}
+	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1)}
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
 	}
 	if token != "" {
-		id, pos, ok := ParseToken(token)
-		info, err := h.store.GetStream(ctx, id)
-		switch {
-		case !ok:
-			s.reset = "the resume token is not one this server issued"
-		case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != user.ID):
-			s.reset = "the stream to resume is unknown or expired"
-		case err != nil:
+		var err error
+		if stored, err = s.resumeFrom(ctx, token, stored); err != nil {
 			return nil, err
-		default:
-			s.ID, s.resume, s.after, s.begin, stored = id, true, pos, info.Start, info.Subs
 		}
 	}
-	for _, x := range stored {
-		y, err := newSub(x)
-		if err != nil {
-			return nil, err
-		}
-		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}); err != nil {
-			s.denied = append(s.denied, x.Subscription)
-			continue
-		}
-		s.subs = append(s.subs, y)
+	if err := s.subscribe(ctx, stored); err != nil {
+		return nil, err
 	}
 	if s.ID == "" {
 		// The stream's first position (that of its snapshots) is at or
@@ -136,6 +98,65 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, err
 	}
 	return s, nil
+}
+
+// waitStarted waits until the hub has its start position, and refuses a
+// stream while the hub drains. The hub hands out changes from its start
+// position on: a stream that started below it (its snapshot or resume
+// point taken earlier) would never get the changes in between.
+func (h *Hub) waitStarted(ctx context.Context) error {
+	select {
+	case <-h.draining:
+		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	default:
+	}
+	select {
+	case <-h.started:
+		return nil
+	case <-h.draining:
+		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// resumeFrom looks up the stream that token names and returns the
+// subscriptions to open. A stream that can be resumed gives s its id,
+// position and start, and its stored subscriptions replace subs; any
+// other token leaves subs, and s.reset says why.
+func (s *Stream) resumeFrom(ctx context.Context, token string, subs []api.StreamSub) ([]api.StreamSub, error) {
+	id, pos, ok := ParseToken(token)
+	info, err := s.hub.store.GetStream(ctx, id)
+	switch {
+	case !ok:
+		s.reset = "the resume token is not one this server issued"
+	case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != s.User.ID):
+		s.reset = "the stream to resume is unknown or expired"
+	case err != nil:
+		return nil, err
+	default:
+		s.ID, s.resume, s.after, s.begin = id, true, pos, info.Start
+		return info.Subs, nil
+	}
+	return subs, nil
+}
+
+// subscribe opens the stream's subscriptions; those that Access refuses
+// become denied frames.
+func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
+	for _, x := range subs {
+		y, err := newSub(x)
+		if err != nil {
+			return err
+		}
+		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}
+		if err := s.hub.access.Allow(ctx, req); err != nil {
+			s.denied = append(s.denied, x.Subscription)
+			continue
+		}
+		s.subs = append(s.subs, y)
+	}
+	return nil
 }
 
 func subscribeAction(x api.Subscription) Action {
@@ -155,20 +176,33 @@ func (s *Stream) Subscriptions() []api.Subscription {
 }
 
 // Run writes the stream to sink until the client goes, the stream's
-// lifetime ends, the hub drains, or the client falls behind (ErrSlow).
+// lifetime ends, the hub drains, or the stream is cut, and returns why it
+// ended: nil for a normal end, ErrSlow for a client that fell behind.
 func (s *Stream) Run(ctx context.Context, sink Sink) error {
 	h := s.hub
-	s.sink = sink // before register: the hub may Abort as soon as it pushes
+	s.sink = sink // before register: the hub may end the stream as soon as it pushes
 	h.register(s)
 	defer h.unregister(s)
 	defer s.touch(ctx)
+	err := s.run(ctx)
+	// Ending itself, Run writes no more: nothing to abort, and an aborted
+	// sink would cut the response before net/http ends it cleanly.
+	s.mu.Lock()
+	s.sink = nil
+	s.mu.Unlock()
+	s.end(err)
+	return s.err()
+}
+
+// run is Run's loop: the start, then whatever wakes the stream.
+func (s *Stream) run(ctx context.Context) error {
+	h := s.hub
 	if err := s.start(ctx); err != nil {
 		return err
 	}
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	life := h.cfg.MaxLifetime - rand.N(h.cfg.MaxLifetime/10+1)
-	lifetime := time.NewTimer(life)
+	lifetime := time.NewTimer(s.lifetime())
 	defer lifetime.Stop()
 	for {
 		if err := s.flush(); err != nil {
@@ -181,13 +215,14 @@ func (s *Stream) Run(ctx context.Context, sink Sink) error {
 			return nil
 		case <-lifetime.C:
 			return nil
-		case <-s.gone:
-			return ErrSlow
 		case <-heartbeat.C:
-			if _, err := sink.Write([]byte(": ping\n\n")); err != nil {
+			if _, err := s.sink.Write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
-		case <-s.signal:
+		case <-s.wake: // by a push, a subscription change, or the end
+			if s.ended() {
+				return s.reason
+			}
 			if err := s.applyControls(ctx); err != nil {
 				return err
 			}
@@ -281,87 +316,51 @@ func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) erro
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
-// It reports whether the stream is detached and must be put on the writer
-// pool's ready list (the hub does that for many streams at once).
+// A queue that overflows ends the stream (ErrSlow). push reports whether
+// the stream is detached and must be put on the writer pool's ready list
+// (the hub does that for many streams at once).
 func (s *Stream) push(d *delivery) (schedule bool) {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	if s.ended() {
 		return false
 	}
-	if s.qbytes+d.size > s.hub.cfg.BufferBytes {
-		s.dead = true
-		s.mu.Unlock()
-		s.hub.Stats.SlowDisconnects.Add(1)
-		s.kill()
+	ok, wake := s.q.push(d)
+	if !ok {
+		s.end(ErrSlow)
 		return false
 	}
-	s.queue = append(s.queue, d)
-	s.qbytes += d.size
-	schedule = s.pooled && !s.scheduled
-	if schedule {
-		s.scheduled = true
+	if s.pooled() {
+		return wake
 	}
-	pooled := s.pooled
-	s.mu.Unlock()
-	if !pooled {
-		select {
-		case s.signal <- struct{}{}:
-		default:
-		}
-	}
-	return schedule
+	signal(s.wake)
+	return false
 }
 
-// notify wakes whoever serves the stream: its own goroutine (Run), or the
-// writer pool for a detached stream, which is scheduled at most once.
+// pooled reports whether the stream is detached, served by the pool.
+func (s *Stream) pooled() bool { return s.det.conn != nil }
+
+// notify wakes whoever serves the stream, for work other than a delivery
+// (a subscription change, a heartbeat, the end): its own goroutine (Run),
+// or the writer pool for a detached stream, which is scheduled at most
+// once.
 func (s *Stream) notify() {
-	s.mu.Lock()
-	pooled := s.pooled
-	schedule := pooled && !s.scheduled
-	if schedule {
-		s.scheduled = true
+	if !s.pooled() {
+		signal(s.wake)
+		return
 	}
-	s.mu.Unlock()
-	switch {
-	case schedule:
+	s.det.poke.Store(true) // before the claim: a holder that releases after looks at it
+	if s.q.claim() {
 		s.hub.pool.schedule(s)
-	case !pooled:
-		select {
-		case s.signal <- struct{}{}:
-		default:
-		}
 	}
 }
 
+// drainQueue delivers everything queued.
 func (s *Stream) drainQueue(ctx context.Context) error {
-	s.mu.Lock()
-	q := s.queue
-	s.queue, s.spare = s.spare[:0], nil
-	s.qbytes = 0
-	s.mu.Unlock()
-	for i, d := range q {
+	batch := s.q.take()
+	for _, d := range batch {
 		if err := s.deliver(ctx, d.change, d.frame); err != nil {
 			return err
 		}
-		q[i] = nil
 	}
-	s.mu.Lock()
-	if s.spare == nil && cap(q) <= 1024 {
-		s.spare = q[:0]
-	}
-	s.mu.Unlock()
+	s.q.recycle(batch)
 	return nil
-}
-
-// kill ends the stream from any goroutine.
-func (s *Stream) kill() {
-	s.goneOnce.Do(func() {
-		close(s.gone)
-		s.sink.Abort()
-		if s.conn != nil {
-			s.end()
-			s.notify()
-		}
-	})
 }
