@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
 
 var _ api.Store = (*Store)(nil)
@@ -528,17 +529,14 @@ func (s *Store) prepare(group []*request) *batch {
 		}
 		return tx, err
 	}
-	current := func(name string) (api.RecordState, error) {
-		if st, ok := s.latest[name]; ok {
-			return st, nil
-		}
+	recs := commit.Records{Written: s.latest, Read: func(name string) (api.RecordState, error) {
 		tx, err := file()
 		if err != nil {
 			return api.RecordState{}, err
 		}
 		rec, ok := getRecord(tx, name)
 		return api.RecordState{Version: rec.Version, Data: rec.Data, Exists: ok}, nil
-	}
+	}}
 
 	b := &batch{seq: s.seq}
 	now := time.Now()
@@ -551,12 +549,11 @@ func (s *Store) prepare(group []*request) *batch {
 		case r.stream != nil:
 			r.err = s.prepareStream(*r.stream, b.seq, file)
 		default:
-			r.changes, r.err = prepareWrites(current, r.writes)
+			r.changes, r.err = recs.Prepare(r.writes) // s.latest as written, on success
 			for i := range r.changes {
 				b.seq++
 				r.changes[i].Seq, r.changes[i].Time = b.seq, now
 				s.wal.addChange(r.changes[i], i == len(r.changes)-1)
-				track(s.latest, r.changes[i])
 			}
 			s.since += len(r.changes)
 		}
@@ -733,36 +730,6 @@ func track(states map[string]api.RecordState, ch api.Change) {
 	if ch.Kind != api.KindEvent {
 		states[ch.Name] = api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
 	}
-}
-
-// prepareWrites computes the changes of one atomic batch without writing.
-func prepareWrites(current func(string) (api.RecordState, error), writes []api.Write) ([]api.Change, error) {
-	seen := make(map[string]api.RecordState)
-	changes := make([]api.Change, 0, len(writes))
-	for i, w := range writes {
-		if w.Kind == api.KindEvent {
-			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
-			continue
-		}
-		cur, ok := seen[w.Name]
-		if !ok {
-			var err error
-			if cur, err = current(w.Name); err != nil {
-				return nil, api.Internal(err, "read %s", w.Name)
-			}
-		}
-		ch, next, err := w.Next(cur)
-		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) {
-				e = api.Internal(err, "write %d (%s)", i, w.Name)
-			}
-			return nil, e.With("index", i)
-		}
-		seen[w.Name] = next
-		changes = append(changes, ch)
-	}
-	return changes, nil
 }
 
 func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {

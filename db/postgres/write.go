@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
 
 const (
@@ -162,13 +163,18 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	st, err := lockRecords(ctx, tx, group)
+	locked, err := lockRecords(ctx, tx, group)
 	if err != nil {
 		return err
 	}
+	recs := commit.Records{
+		Read:    func(name string) (api.RecordState, error) { return locked[name], nil },
+		Check:   checkChange,
+		Written: make(map[string]api.RecordState, len(locked)),
+	}
 	var changes []*api.Change
 	for _, r := range group {
-		r.changes, r.err = st.prepare(r.writes)
+		r.changes, r.err = recs.Prepare(r.writes)
 		for i := range r.changes {
 			changes = append(changes, &r.changes[i])
 		}
@@ -176,7 +182,7 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 	if len(changes) == 0 {
 		return tx.Commit(ctx)
 	}
-	if err := st.flush(ctx, tx); err != nil {
+	if err := flush(ctx, tx, locked, recs.Written); err != nil {
 		return err
 	}
 	head, err := appendLog(ctx, tx, changes)
@@ -234,16 +240,11 @@ func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, er
 	return head, nil
 }
 
-// records is the state of the records a group touches, as its earlier
-// requests left them.
-type records struct {
-	cur     map[string]*state // by name
-	existed map[string]bool   // names that existed when locked
-}
-
 // lockRecords locks and reads every record that the group writes, in name
-// order so that groups of several instances never deadlock on them.
-func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, error) {
+// order so that groups of several instances never deadlock on them. It
+// returns them by name, with Exists set on those that exist; a name that
+// does not exist has the zero state.
+func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]api.RecordState, error) {
 	var names []string
 	for _, r := range group {
 		for _, w := range r.writes {
@@ -254,12 +255,9 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, er
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	st := &records{cur: make(map[string]*state, len(names)), existed: make(map[string]bool, len(names))}
-	for _, n := range names {
-		st.cur[n] = &state{}
-	}
+	locked := make(map[string]api.RecordState, len(names))
 	if len(names) == 0 {
-		return st, nil
+		return locked, nil
 	}
 	rows, err := tx.Query(ctx, `
 		SELECT name, version, data FROM records WHERE name = ANY($1::text[])
@@ -270,89 +268,37 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, er
 	defer rows.Close()
 	for rows.Next() {
 		var name string
-		var s state
-		if err := rows.Scan(&name, &s.Version, &s.Data); err != nil {
+		st := api.RecordState{Exists: true}
+		if err := rows.Scan(&name, &st.Version, &st.Data); err != nil {
 			return nil, fmt.Errorf("lock records: %w", err)
 		}
-		s.Exists = true
-		st.cur[name] = &s
-		st.existed[name] = true
+		locked[name] = st
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("lock records: %w", err)
 	}
-	return st, nil
+	return locked, nil
 }
 
-// prepare computes the changes of one atomic batch; only when every write
-// succeeds does the group's state move on.
-func (st *records) prepare(writes []api.Write) ([]api.Change, error) {
-	seen := make(map[string]*state)
-	changes := make([]api.Change, 0, len(writes))
-	for i, w := range writes {
-		if w.Kind == api.KindEvent {
-			if err := checkJSON(w.Data, true); err != nil {
-				return nil, err.With("index", i)
-			}
-			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
-			continue
-		}
-		cur, ok := seen[w.Name]
-		if !ok {
-			c := *st.cur[w.Name]
-			cur = &c
-			seen[w.Name] = cur
-		}
-		ch, err := apply(w, cur)
-		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) {
-				e = api.Errorf(api.CodeInternal, "write %d (%s): %v", i, w.Name, err)
-			}
-			return nil, e.With("index", i)
-		}
-		changes = append(changes, ch)
-	}
-	for name, s := range seen {
-		st.cur[name] = s
-	}
-	return changes, nil
+// checkChange refuses a change whose data the json column would refuse:
+// an event's (which may have none) or a record's new value.
+func checkChange(ch api.Change) *api.Error {
+	return checkJSON(ch.Data, ch.Kind == api.KindEvent)
 }
 
-// state is a record as a batch sees it, and whether the group wrote it.
-type state struct {
-	api.RecordState
-	dirty bool // written by the group
-}
-
-// apply moves cur forward by w, checking that the new value can be stored.
-func apply(w api.Write, cur *state) (api.Change, error) {
-	ch, next, err := w.Next(cur.RecordState)
-	if err != nil {
-		return api.Change{}, err
-	}
-	if ch.Kind != api.KindDelete {
-		if err := checkJSON(ch.Data, false); err != nil {
-			return api.Change{}, err
-		}
-	}
-	*cur = state{RecordState: next, dirty: true}
-	return ch, nil
-}
-
-// flush writes the group's records: deletes, updates of locked rows, and
-// inserts of new names, which fail the attempt (errRetry) if another
-// transaction created the name since the records were locked.
-func (st *records) flush(ctx context.Context, tx pgx.Tx) error {
+// flush writes the records the group wrote, as it left them: deletes,
+// updates of locked rows, and inserts of new names, which fail the attempt
+// (errRetry) if another transaction created the name since the records
+// were locked.
+func flush(ctx context.Context, tx pgx.Tx, locked, written map[string]api.RecordState) error {
 	var deletes, upNames, upData, inNames, inData []string
 	var upVersions, inVersions []int64
-	for name, s := range st.cur {
+	for name, s := range written {
 		switch {
-		case !s.dirty:
-		case !s.Exists && st.existed[name]:
+		case !s.Exists && locked[name].Exists:
 			deletes = append(deletes, name)
 		case !s.Exists:
-		case st.existed[name]:
+		case locked[name].Exists:
 			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.Version), append(upData, string(s.Data))
 		default:
 			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.Version), append(inData, string(s.Data))
