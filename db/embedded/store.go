@@ -40,28 +40,20 @@ var (
 	keyLogBytes   = []byte("logbytes")
 )
 
-// maxGroup bounds how many waiting requests join one group.
-const maxGroup = 512
-
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("embedded store is closed")
 
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a directory at a time.
 type Store struct {
-	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
-	closed bool
-	db     *bolt.DB
-	wal    *wal // written by the commit loop, synced by the syncer
-	bus    *Bus
-	reqs   chan *request
-	quit   chan struct{}
-	done   chan struct{}
-	opt    options
-	saved  bool // the epoch being written is stored in the bbolt file
+	db        *bolt.DB
+	wal       *wal // written by the commit loop, synced by the syncer
+	bus       *Bus
+	committer *commit.Committer[work] // the write queue; its loop is the commit loop (commitGroup)
+	opt       options
+	saved     bool // the epoch being written is stored in the bbolt file
 
 	// Owned by the commit loop: what the groups written so far did.
-	lastGroup  int                        // how many requests the last group held
 	seq        int64                      // the position of the last change written
 	latest     map[string]api.RecordState // records changed since the last checkpoint, as written
 	streamsPut map[string]bool            // streams put since the last checkpoint, as written
@@ -70,14 +62,16 @@ type Store struct {
 	// The pipeline: the loop writes groups to the log and never waits for
 	// the disk; the syncer fsyncs what was written. An fsync that returns
 	// makes every group written before it began durable.
-	wrote   chan struct{} // tells the syncer that groups were written
-	pipe    sync.Mutex    // guards written and broken
-	synced  *sync.Cond    // on pipe: groups were published or failed
-	written []*batch      // groups written, not yet published, in order
-	broken  error         // the log failed: writes fail until a restart
-	logged  int64         // where the published groups end in the log: see fail
-	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
-	retryAt time.Time     // when a stalled store tries its checkpoint again
+	wrote    chan struct{} // tells the syncer that groups were written
+	syncStop chan struct{} // closed by Close: the syncer ends
+	syncDone chan struct{} // closed by the syncer as it ends
+	pipe     sync.Mutex    // guards written and broken
+	synced   *sync.Cond    // on pipe: groups were published or failed
+	written  []*batch      // groups written, not yet published, in order
+	broken   error         // the log failed: writes fail until a restart
+	logged   int64         // where the published groups end in the log: see fail
+	stalled  error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
+	retryAt  time.Time     // when a stalled store tries its checkpoint again
 
 	// view guards what the bbolt file does not hold yet: the state since
 	// the last checkpoint. It changes under the write lock when groups are
@@ -99,18 +93,18 @@ type batch struct {
 	end      int64 // where it ends in the write-ahead log
 }
 
-// request is one caller's atomic unit of work for the commit loop: a
-// batch of writes, a change of a stream, or (for Trim) a checkpoint and
-// maybe streams to remove after it.
-type request struct {
+// work is one caller's atomic unit of work for the commit loop: a batch
+// of writes, a change of a stream, or (for Trim) a checkpoint and maybe
+// streams to remove after it.
+type work struct {
 	writes     []api.Write
 	stream     *streamOp
 	checkpoint bool
 	drop       *streamDrop
-	changes    []api.Change
-	err        error
-	done       chan struct{}
 }
+
+// request is one caller's work and its answer.
+type request = commit.Request[work]
 
 // options are what tests change in a store; Open takes the defaults.
 type options struct {
@@ -140,15 +134,23 @@ func open(dir string, opt options) (*Store, error) {
 	if err != nil {
 		return nil, dataDirError(dir, err)
 	}
-	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
-		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}, streamsPut: map[string]bool{}}
+	s := &Store{db: db, bus: NewBus(), opt: opt,
+		wrote: make(chan struct{}, 1), syncStop: make(chan struct{}), syncDone: make(chan struct{}),
+		latest: map[string]api.RecordState{}, streamsPut: map[string]bool{}}
 	s.synced = sync.NewCond(&s.pipe)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
 		return nil, dataDirError(dir, err)
 	}
-	go s.loop()
+	go s.syncer()
+	s.committer = commit.Start(commit.Config[work]{
+		Commit:  s.commitGroup,
+		Closed:  ErrClosed,
+		Linger:  linger,
+		Timer:   s.retry,
+		OnTimer: func() { s.checkpoint() }, // on failure it is tried again later
+		Stop:    s.drain,
+	})
 	return s, nil
 }
 
@@ -198,18 +200,15 @@ func (s *Store) recover(walPath string) error {
 // Bus returns the in-process Bus on which the store announces changes.
 func (s *Store) Bus() *Bus { return s.bus }
 
-// Close stops the commit loop after the group under way, checkpoints and
-// closes the files.
+// Close stops the commit loop after the group under way (its Stop waits
+// for the syncer to publish every group written), then the syncer,
+// checkpoints and closes the files.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.committer.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.quit)
-	<-s.done
+	close(s.syncStop)
+	<-s.syncDone
 	return errors.Join(s.checkpoint(), s.wal.close(), s.db.Close())
 }
 
@@ -358,130 +357,38 @@ func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Chan
 
 // Write applies the writes atomically, in order.
 func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
-	return s.submit(ctx, &request{writes: writes})
+	return s.committer.Do(ctx, work{writes: writes})
 }
 
-func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r.done = make(chan struct{})
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
-	}
-	select {
-	case s.reqs <- r: // the loop runs until Close, which waits for this lock
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return nil, ctx.Err()
-	}
-	s.mu.RUnlock()
-	<-r.done // once queued it commits or fails as a whole: wait for the outcome
-	return r.changes, r.err
-}
-
-// loop takes groups of requests until Close, appends each to the log for
-// the syncer, and checkpoints when asked or when the log is long enough.
-func (s *Store) loop() {
-	defer close(s.done)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	defer func() {
-		close(stop)
-		<-stopped
-	}()
-	go func() {
-		defer close(stopped)
-		s.syncer(stop)
-	}()
-	for {
-		var group []*request
-		select {
-		case <-s.quit:
-			s.drain()
-			s.refuse(ErrClosed)
-			return
-		case r := <-s.reqs:
-			group = s.gather(append(make([]*request, 0, max(8, s.lastGroup)), r))
-		case <-s.retry():
-			s.checkpoint() // on failure it is tried again later
-			continue
+// commitGroup appends a group of requests to the log for the syncer, and
+// checkpoints when asked or when the log is long enough. Only the
+// committer's loop calls it.
+func (s *Store) commitGroup(group []*request) {
+	s.write(group)
+	var asked []*request
+	for _, r := range group {
+		if r.Work.checkpoint {
+			asked = append(asked, r)
 		}
-		s.lastGroup = len(group)
-		s.write(group)
-		var asked []*request
-		for _, r := range group {
-			if r.checkpoint {
-				asked = append(asked, r)
+	}
+	if len(asked) > 0 || s.due() {
+		s.drain()
+		err := s.checkpoint() // on failure the store stalls: see stall.go
+		for _, r := range asked {
+			r.Err = err
+			if err == nil && r.Work.drop != nil {
+				r.Err = s.dropStreams(*r.Work.drop) // here, so that no stream op comes in between
 			}
-		}
-		if len(asked) > 0 || s.due() {
-			s.drain()
-			err := s.checkpoint() // on failure the store stalls: see stall.go
-			for _, r := range asked {
-				r.err = err
-				if err == nil && r.drop != nil {
-					r.err = s.dropStreams(*r.drop) // here, so that no stream op comes in between
-				}
-				close(r.done)
-			}
+			r.Answer()
 		}
 	}
 }
 
-// linger is the longest a group waits for more writers to join. Measured
-// with 8 closed-loop HTTP publishers: 0.25-1 ms do about the same, no
-// linger makes groups of one that cost more than they save, 2 ms waits
-// longer than an fsync.
+// linger is the longest a group waits for more writers to join (see
+// commit.Config). Measured with 8 closed-loop HTTP publishers: 0.25-1 ms
+// do about the same, no linger makes groups of one that cost more than
+// they save, 2 ms waits longer than an fsync.
 const linger = 500 * time.Microsecond
-
-// gather adds the waiting requests to group. Writers answered together
-// come back together: when the last group held several, gather waits (at
-// most linger) for as many, so that they share one append and the syncer
-// wakes once for them. A lone writer never waits.
-func (s *Store) gather(group []*request) []*request {
-	var timeout <-chan time.Time
-	if s.lastGroup > 1 {
-		t := time.NewTimer(linger)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for len(group) < maxGroup {
-		if len(group) >= s.lastGroup {
-			timeout = nil // enough: take only what is already there
-		}
-		select {
-		case r := <-s.reqs:
-			group = append(group, r)
-			continue
-		default:
-		}
-		if timeout == nil {
-			return group
-		}
-		select {
-		case r := <-s.reqs:
-			group = append(group, r)
-		case <-timeout:
-			return group
-		}
-	}
-	return group
-}
-
-// refuse answers every queued request with err.
-func (s *Store) refuse(err error) {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err = err
-			close(r.done)
-		default:
-			return
-		}
-	}
-}
 
 // write appends a group's changes to the log and wakes the syncer, whose
 // next fsync publishes them (see durable). A request that fails leaves no
@@ -542,23 +449,23 @@ func (s *Store) prepare(group []*request) *batch {
 	now := time.Now()
 	for _, r := range group {
 		switch {
-		case r.checkpoint:
-			continue // answered by the loop
+		case r.Work.checkpoint:
+			continue // answered by commitGroup
 		case refused != nil:
-			r.err = refused
-		case r.stream != nil:
-			r.err = s.prepareStream(*r.stream, b.seq, file)
+			r.Err = refused
+		case r.Work.stream != nil:
+			r.Err = s.prepareStream(*r.Work.stream, b.seq, file)
 		default:
-			r.changes, r.err = recs.Prepare(r.writes) // s.latest as written, on success
-			for i := range r.changes {
+			r.Changes, r.Err = recs.Prepare(r.Work.writes) // s.latest as written, on success
+			for i := range r.Changes {
 				b.seq++
-				r.changes[i].Seq, r.changes[i].Time = b.seq, now
-				s.wal.addChange(r.changes[i], i == len(r.changes)-1)
+				r.Changes[i].Seq, r.Changes[i].Time = b.seq, now
+				s.wal.addChange(r.Changes[i], i == len(r.Changes)-1)
 			}
-			s.since += len(r.changes)
+			s.since += len(r.Changes)
 		}
-		if r.err != nil {
-			close(r.done)
+		if r.Err != nil {
+			r.Answer()
 			continue
 		}
 		b.requests = append(b.requests, r)
@@ -567,11 +474,12 @@ func (s *Store) prepare(group []*request) *batch {
 }
 
 // syncer fsyncs the log whenever groups were written since its last
-// fsync began, until stop is closed.
-func (s *Store) syncer(stop <-chan struct{}) {
+// fsync began, until Close.
+func (s *Store) syncer() {
+	defer close(s.syncDone)
 	for {
 		select {
-		case <-stop:
+		case <-s.syncStop:
 			return
 		case <-s.wrote:
 		}
@@ -620,7 +528,7 @@ func (s *Store) durable(b *batch, err error) {
 	s.publish(done)
 	for _, w := range done {
 		for _, r := range w.requests {
-			close(r.done)
+			r.Answer()
 		}
 	}
 	s.bus.Send(context.Background(), api.TopicChanges, nil)
@@ -643,8 +551,7 @@ func (s *Store) fail(err error, groups []*batch) {
 	s.broken = err
 	for _, b := range groups {
 		for _, r := range b.requests {
-			r.changes, r.err = nil, err
-			close(r.done)
+			r.Fail(err)
 		}
 	}
 	s.written = nil
@@ -656,11 +563,11 @@ func (s *Store) publish(done []*batch) {
 	defer s.view.Unlock()
 	for _, b := range done {
 		for _, r := range b.requests {
-			if op := r.stream; op != nil {
+			if op := r.Work.stream; op != nil {
 				s.streams[op.id] = append(s.streams[op.id], *op)
 				continue
 			}
-			for _, ch := range r.changes {
+			for _, ch := range r.Changes {
 				s.recent = append(s.recent, ch)
 				track(s.records, ch)
 			}

@@ -219,7 +219,7 @@ func (s *Store) TouchStream(ctx context.Context, id string, updated time.Time) e
 }
 
 func (s *Store) changeStream(ctx context.Context, op streamOp) error {
-	_, err := s.submit(ctx, &request{stream: &op})
+	_, err := s.committer.Do(ctx, work{stream: &op})
 	return err
 }
 

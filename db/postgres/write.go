@@ -16,8 +16,6 @@ import (
 )
 
 const (
-	// maxGroup bounds how many waiting requests join one transaction.
-	maxGroup = 512
 	// maxAttempts bounds how often a group starts over after a conflict
 	// with another instance (a record created meanwhile, a deadlock).
 	maxAttempts = 8
@@ -25,85 +23,13 @@ const (
 	commitTimeout = 30 * time.Second
 )
 
-// request is one caller's atomic batch of writes for the commit loop.
-type request struct {
-	writes  []api.Write
-	changes []api.Change
-	err     error
-	done    chan struct{}
-}
+// request is one caller's atomic batch of writes for the committer.
+type request = commit.Request[[]api.Write]
 
 // Write applies the writes atomically, in order, each one change of the log.
 func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, err error) {
 	defer unavailable(&err)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r := &request{writes: writes, done: make(chan struct{})}
-	select {
-	case <-s.quit:
-		return nil, ErrClosed
-	default:
-	}
-	select {
-	case s.reqs <- r:
-	case <-s.quit:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	// Once queued it commits or fails as a whole: wait for the outcome. A
-	// request queued while Close ran may be left in the queue by the loop,
-	// which answers every request it took before it ends.
-	select {
-	case <-r.done:
-	case <-s.done:
-		select {
-		case <-r.done:
-		default:
-			return nil, ErrClosed
-		}
-	}
-	return r.changes, r.err
-}
-
-// loop is the commit loop: it takes every request waiting when a
-// transaction starts into that transaction.
-func (s *Store) loop() {
-	defer close(s.done)
-	group := make([]*request, 0, maxGroup)
-	for {
-		select {
-		case <-s.quit:
-			s.fail(ErrClosed)
-			return
-		case r := <-s.reqs:
-			group = append(group[:0], r)
-		}
-	fill:
-		for len(group) < maxGroup {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-			default:
-				break fill
-			}
-		}
-		s.commit(group)
-	}
-}
-
-// fail answers every queued request with err.
-func (s *Store) fail(err error) {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err = err
-			close(r.done)
-		default:
-			return
-		}
-	}
+	return s.committer.Do(ctx, writes)
 }
 
 // beginWrite starts a write transaction, marked as the store's so that the
@@ -115,10 +41,11 @@ const beginWrite = "BEGIN; SET LOCAL switchboard.writer = 'store'"
 // over.
 var errRetry = errors.New("a record was created by another transaction")
 
-// commit runs a group in one transaction, starting over when it conflicts
-// with another instance. A request whose writes fail leaves no trace; the
-// others commit.
-func (s *Store) commit(group []*request) {
+// commitGroup runs a group in one transaction, starting over when it conflicts
+// with another instance, and answers its requests. A request whose writes
+// fail leaves no trace; the others commit. Only the committer's loop calls
+// it.
+func (s *Store) commitGroup(group []*request) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
@@ -131,9 +58,10 @@ func (s *Store) commit(group []*request) {
 	}
 	for _, r := range group {
 		if err != nil {
-			r.changes, r.err = nil, fmt.Errorf("commit: %w", err)
+			r.Fail(fmt.Errorf("commit: %w", err))
+			continue
 		}
-		close(r.done)
+		r.Answer()
 	}
 }
 
@@ -174,9 +102,9 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 	}
 	var changes []*api.Change
 	for _, r := range group {
-		r.changes, r.err = recs.Prepare(r.writes)
-		for i := range r.changes {
-			changes = append(changes, &r.changes[i])
+		r.Changes, r.Err = recs.Prepare(r.Work)
+		for i := range r.Changes {
+			changes = append(changes, &r.Changes[i])
 		}
 	}
 	if len(changes) == 0 {
@@ -247,7 +175,7 @@ func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, er
 func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]api.RecordState, error) {
 	var names []string
 	for _, r := range group {
-		for _, w := range r.writes {
+		for _, w := range r.Work {
 			if w.Kind != api.KindEvent {
 				names = append(names, w.Name)
 			}

@@ -1,7 +1,3 @@
-// Package commit is what the Stores of every backend share on a write's
-// way to the log: Records, which computes the changes of the batches of
-// writes of a group. A backend keeps only its own I/O: reading the
-// records and storing the changes.
 package commit
 
 import (
