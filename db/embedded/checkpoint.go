@@ -10,6 +10,13 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 )
 
+// Recovery and checkpoints. Open recovers: it replays the write-ahead log
+// of the bbolt file's epoch into the readers' view and checkpoints it.
+// The commit loop checkpoints when the log is long enough (due) or Trim
+// asks: the view goes into the bbolt file in one transaction, which
+// stores the next epoch, and the log starts over in it. A checkpoint that
+// fails stalls the store (stall.go).
+
 // recover opens the write-ahead log, replays it into memory and
 // checkpoints it.
 func (s *Store) recover(walPath string) error {
@@ -26,29 +33,29 @@ func (s *Store) recover(walPath string) error {
 				return err
 			}
 		}
-		s.head = headOf(tx)
+		s.view.head = headOf(tx)
 		epoch = uint64(getInt(tx.Bucket(bucketMeta), keyEpoch))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	w, found, err := openWAL(walPath, epoch, s.head)
+	w, found, err := openWAL(walPath, epoch, s.view.head)
 	if err != nil {
 		return err
 	}
 	s.wal = w
-	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
+	s.view.recent, s.view.streams, s.view.records = found.changes, found.streams, map[string]api.RecordState{}
 	for id, ops := range found.streams {
 		if lastPut(ops) >= 0 {
-			s.streamsPut[id] = true
+			s.written.streamsPut[id] = true
 		}
 	}
 	for _, ch := range found.changes {
-		track(s.records, ch)
-		s.head = ch.Seq
+		track(s.view.records, ch)
+		s.view.head = ch.Seq
 	}
-	s.seq = s.head
+	s.written.seq = s.view.head
 	s.checkpoint() // on failure the store opens stalled, on what it replayed: see stall.go
 	return nil
 }
@@ -58,52 +65,57 @@ func (s *Store) recover(walPath string) error {
 // commit loop calls it, once every group written is published (or Open
 // and Close, when the loop is not running).
 func (s *Store) checkpoint() error {
-	if len(s.recent) == 0 && len(s.streams) == 0 && s.wal.off == 0 && s.saved {
+	if len(s.view.recent) == 0 && len(s.view.streams) == 0 && s.wal.off == 0 && s.written.saved {
 		return nil // the log holds nothing of this epoch, not even failed writes
 	}
 	epoch := s.wal.epoch + 1
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if s.opt.fault != nil {
-			if err := s.opt.fault(); err != nil {
-				return err
-			}
-		}
-		if err := appendLog(tx, s.recent); err != nil {
-			return err
-		}
-		records := tx.Bucket(bucketRecords)
-		for name, st := range s.records {
-			var err error
-			if st.Exists {
-				err = records.Put([]byte(name), append(binary.BigEndian.AppendUint64(nil, uint64(st.Version)), st.Data...))
-			} else {
-				err = records.Delete([]byte(name))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		for id, ops := range s.streams {
-			if err := applyStreamOps(tx, id, ops); err != nil {
-				return err
-			}
-		}
-		return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
-	})
+	err := s.db.Update(func(tx *bolt.Tx) error { return s.save(tx, epoch) })
 	if err != nil {
 		err = fmt.Errorf("checkpoint: %w", err)
-		s.pipe.Lock()
-		s.stalled, s.retryAt = err, time.Now().Add(s.opt.retry)
-		s.pipe.Unlock()
+		s.pipe.mu.Lock()
+		s.pipe.stalled, s.pipe.retryAt = err, time.Now().Add(s.opt.retry)
+		s.pipe.mu.Unlock()
 		return err
 	}
-	s.view.Lock()
-	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string][]streamOp{}
-	s.view.Unlock()
-	s.latest, s.streamsPut, s.since, s.saved = map[string]api.RecordState{}, map[string]bool{}, 0, true
+	s.view.mu.Lock()
+	s.view.recent, s.view.records, s.view.streams = nil, map[string]api.RecordState{}, map[string][]streamOp{}
+	s.view.mu.Unlock()
+	s.written.records, s.written.streamsPut = map[string]api.RecordState{}, map[string]bool{}
+	s.written.since, s.written.saved = 0, true
 	s.wal.restart(epoch)
-	s.pipe.Lock()
-	s.stalled, s.logged = nil, 0
-	s.pipe.Unlock()
+	s.pipe.mu.Lock()
+	s.pipe.stalled, s.pipe.logged = nil, 0
+	s.pipe.mu.Unlock()
 	return nil
+}
+
+// save writes the readers' view into the bbolt file, in the checkpoint's
+// transaction tx, and stores epoch as the log's next.
+func (s *Store) save(tx *bolt.Tx, epoch uint64) error {
+	if s.opt.fault != nil {
+		if err := s.opt.fault(); err != nil {
+			return err
+		}
+	}
+	if err := appendLog(tx, s.view.recent); err != nil {
+		return err
+	}
+	records := tx.Bucket(bucketRecords)
+	for name, st := range s.view.records {
+		var err error
+		if st.Exists {
+			err = records.Put([]byte(name), append(binary.BigEndian.AppendUint64(nil, uint64(st.Version)), st.Data...))
+		} else {
+			err = records.Delete([]byte(name))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for id, ops := range s.view.streams {
+		if err := applyStreamOps(tx, id, ops); err != nil {
+			return err
+		}
+	}
+	return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
 }

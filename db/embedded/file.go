@@ -9,6 +9,10 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 )
 
+// The bbolt file's buckets: records (name -> version uint64 | data), log
+// (position -> change: log.go), streams and streamsubs (streamfile.go),
+// and meta, whose keys hold numbers: the position trimmed up to, the
+// write-ahead log's epoch, and the log's size (trim.go).
 var (
 	bucketRecords = []byte("records")
 	bucketLog     = []byte("log")
@@ -19,6 +23,7 @@ var (
 	keyLogBytes   = []byte("logbytes")
 )
 
+// getRecord returns a record as the file holds it.
 func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
 	v := tx.Bucket(bucketRecords).Get([]byte(name))
 	if v == nil {

@@ -7,6 +7,14 @@
 // order. The bbolt file catches up at checkpoints, many groups in one
 // transaction; until then readers see the groups since the last
 // checkpoint in memory.
+//
+// The files: store.go opens and closes the store; commitloop.go is the
+// commit loop (what the commit.Committer's loop does with a group:
+// prepare it and append it to the log); syncer.go the log syncer (fsync,
+// publish in order, break the store when an fsync fails); view.go what
+// readers see; checkpoint.go recovery and checkpoints, and stall.go what
+// a failed checkpoint does; wal.go the write-ahead log's format; file.go,
+// log.go, streamfile.go and trim.go the bbolt file.
 package embedded
 
 import (
@@ -23,53 +31,29 @@ import (
 	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
 
-var _ api.Store = (*Store)(nil)
-
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("embedded store is closed")
 
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a directory at a time.
+//
+// Its state is in groups, each with its owner or its lock: written is
+// the commit loop's alone; pipe is shared by the loop, the syncer and
+// every write (for its refusal), under pipe.mu; view is the readers',
+// under view.mu. The syncer publishes holding both: pipe.mu first.
 type Store struct {
-	db        *bolt.DB
-	wal       *wal // written by the commit loop, synced by the syncer
-	bus       *Bus
+	db  *bolt.DB
+	wal *wal // encoded and appended to by the commit loop, fsynced by the syncer
+	bus *Bus
+	opt options
+
 	committer *commit.Committer[work] // the write queue; its loop is the commit loop (commitGroup)
-	opt       options
-	saved     bool // the epoch being written is stored in the bbolt file
-
-	// Owned by the commit loop: what the groups written so far did.
-	seq        int64                      // the position of the last change written
-	latest     map[string]api.RecordState // records changed since the last checkpoint, as written
-	streamsPut map[string]bool            // streams put since the last checkpoint, as written
-	since      int                        // changes and stream ops written since the last checkpoint
-
-	// The pipeline: the loop writes groups to the log and never waits for
-	// the disk; the syncer fsyncs what was written. An fsync that returns
-	// makes every group written before it began durable.
-	wrote    chan struct{} // tells the syncer that groups were written
-	syncStop chan struct{} // closed by Close: the syncer ends
-	syncDone chan struct{} // closed by the syncer as it ends
-	pipe     sync.Mutex    // guards written and broken
-	synced   *sync.Cond    // on pipe: groups were published or failed
-	written  []*batch      // groups written, not yet published, in order
-	broken   error         // the log failed: writes fail until a restart
-	logged   int64         // where the published groups end in the log: see fail
-	stalled  error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
-	retryAt  time.Time     // when a stalled store tries its checkpoint again
-
-	// view guards what the bbolt file does not hold yet: the state since
-	// the last checkpoint. It changes under the write lock when groups are
-	// published and at checkpoints. A reader holds the read lock from
-	// before it begins a bbolt transaction until it is done, so that a
-	// checkpoint (committed to bbolt, then dropped from memory under the
-	// write lock) is seen once, never twice or not at all.
-	view    sync.RWMutex
-	head    int64                      // the position of the last change
-	recent  []api.Change               // changes since the last checkpoint, in order
-	records map[string]api.RecordState // records changed since, as they are now
-	streams map[string][]streamOp      // the changes of streams since, in order, by stream id
+	written   written                 // the commit loop's: what the groups written to the log did
+	pipe      pipeline                // groups written and not yet durable, and why writes fail
+	view      view                    // what readers see that the bbolt file does not hold yet
 }
+
+var _ api.Store = (*Store)(nil)
 
 // options are what tests change in a store; Open takes the defaults.
 type options struct {
@@ -100,9 +84,9 @@ func open(dir string, opt options) (*Store, error) {
 		return nil, dataDirError(dir, err)
 	}
 	s := &Store{db: db, bus: NewBus(), opt: opt,
-		wrote: make(chan struct{}, 1), syncStop: make(chan struct{}), syncDone: make(chan struct{}),
-		latest: map[string]api.RecordState{}, streamsPut: map[string]bool{}}
-	s.synced = sync.NewCond(&s.pipe)
+		written: written{records: map[string]api.RecordState{}, streamsPut: map[string]bool{}},
+		pipe:    pipeline{wrote: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}}
+	s.pipe.synced = sync.NewCond(&s.pipe.mu)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
 		return nil, dataDirError(dir, err)
@@ -114,7 +98,7 @@ func open(dir string, opt options) (*Store, error) {
 		Linger:  linger,
 		Timer:   s.retry,
 		OnTimer: func() { s.checkpoint() }, // on failure it is tried again later
-		Stop:    s.drain,
+		Stop:    s.waitSynced,
 	})
 	return s, nil
 }
@@ -129,8 +113,8 @@ func (s *Store) Close() error {
 	if !s.committer.Close() {
 		return nil
 	}
-	close(s.syncStop)
-	<-s.syncDone
+	close(s.pipe.stop)
+	<-s.pipe.stopped
 	return errors.Join(s.checkpoint(), s.wal.close(), s.db.Close())
 }
 

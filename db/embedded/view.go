@@ -5,23 +5,39 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
 
+// view is what readers see that the bbolt file does not hold yet: the
+// groups published since the last checkpoint. It changes under mu's write
+// lock when the syncer publishes groups and when the commit loop
+// checkpoints. A reader holds the read lock from before it begins a bbolt
+// transaction until it is done, so that a checkpoint (committed to bbolt,
+// then dropped from memory under the write lock) is seen once, never
+// twice or not at all.
+type view struct {
+	mu      sync.RWMutex
+	head    int64                      // the position of the last change
+	recent  []api.Change               // changes since the last checkpoint, in order
+	records map[string]api.RecordState // records changed since, as they are now
+	streams map[string][]streamOp      // the changes of streams since, in order, by stream id
+}
+
 // read runs fn with a read transaction, under the view's read lock.
 func (s *Store) read(fn func(tx *bolt.Tx) error) error {
-	s.view.RLock()
-	defer s.view.RUnlock()
+	s.view.mu.RLock()
+	defer s.view.mu.RUnlock()
 	return s.db.View(fn)
 }
 
 // record returns a record as readers see it: changed since the last
 // checkpoint, or in the file. The caller holds the view's read lock.
 func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
-	if st, ok := s.records[name]; ok {
+	if st, ok := s.view.records[name]; ok {
 		if !st.Exists {
 			return api.Record{Name: name}, false
 		}
@@ -50,7 +66,7 @@ func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.
 	err := s.read(func(tx *bolt.Tx) error {
 		// The records changed since the checkpoint, merged into the file's.
 		var changed []string
-		for name := range s.records {
+		for name := range s.view.records {
 			if strings.HasPrefix(name, prefix) && name > after {
 				changed = append(changed, name)
 			}
@@ -93,7 +109,7 @@ func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record
 	var pos int64
 	out := make([]api.Record, len(names))
 	err := s.read(func(tx *bolt.Tx) error {
-		pos = s.head
+		pos = s.view.head
 		for i, n := range names {
 			out[i], _ = s.record(tx, n)
 			out[i].Name = n
@@ -106,13 +122,13 @@ func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record
 // Changes returns up to limit changes after position after: those in the
 // bbolt file, then those since the last checkpoint.
 func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change, error) {
-	s.view.RLock()
-	if len(s.recent) > 0 && after >= s.recent[0].Seq-1 { // a reader near the head: all in memory
+	s.view.mu.RLock()
+	if len(s.view.recent) > 0 && after >= s.view.recent[0].Seq-1 { // a reader near the head: all in memory
 		out := s.recentAfter(nil, after, limit)
-		s.view.RUnlock()
+		s.view.mu.RUnlock()
 		return out, nil
 	}
-	s.view.RUnlock()
+	s.view.mu.RUnlock()
 	var out []api.Change
 	err := s.read(func(tx *bolt.Tx) error {
 		if after < getInt(tx.Bucket(bucketMeta), keyTrimmed) {
@@ -139,29 +155,30 @@ func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change
 // follow position after, until out holds limit. The caller holds the
 // view's read lock.
 func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Change {
-	if len(s.recent) == 0 || len(out) >= limit {
+	if len(s.view.recent) == 0 || len(out) >= limit {
 		return out
 	}
-	i := min(max(0, int(after+1-s.recent[0].Seq)), len(s.recent))
-	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
+	i := min(max(0, int(after+1-s.view.recent[0].Seq)), len(s.view.recent))
+	return append(out, s.view.recent[i:min(len(s.view.recent), i+limit-len(out))]...)
 }
 
-// publish shows durable groups to readers.
-func (s *Store) publish(done []*batch) {
-	s.view.Lock()
-	defer s.view.Unlock()
-	for _, b := range done {
-		for _, r := range b.requests {
+// publish shows durable groups to readers. The syncer calls it, holding
+// pipe.mu.
+func (s *Store) publish(done []*walGroup) {
+	s.view.mu.Lock()
+	defer s.view.mu.Unlock()
+	for _, g := range done {
+		for _, r := range g.requests {
 			if op := r.Work.stream; op != nil {
-				s.streams[op.id] = append(s.streams[op.id], *op)
+				s.view.streams[op.id] = append(s.view.streams[op.id], *op)
 				continue
 			}
 			for _, ch := range r.Changes {
-				s.recent = append(s.recent, ch)
-				track(s.records, ch)
+				s.view.recent = append(s.view.recent, ch)
+				track(s.view.records, ch)
 			}
 		}
-		s.head = b.seq
+		s.view.head = g.seq
 	}
 }
 
