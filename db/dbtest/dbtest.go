@@ -60,6 +60,22 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 	}
 }
 
+// Opened is what a backend's open function gives the suite (and its own
+// tests): s, which t closes when it ends, failing if Close does. When err
+// is set, it fails t at once.
+func Opened[S interface{ Close() error }](t testing.TB, s S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
 // set returns a KindSet write whose Apply returns data, a fresh copy on
 // every call.
 func set(name, data string) api.Write {

@@ -26,15 +26,7 @@ func TestConformanceCheckpoints(t *testing.T) {
 func opener(open func(dir string) (*embedded.Store, error)) func(t *testing.T) api.Store {
 	return func(t *testing.T) api.Store {
 		s, err := open(t.TempDir())
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		return s
+		return dbtest.Opened(t, s, err)
 	}
 }
 

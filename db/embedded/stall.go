@@ -29,12 +29,12 @@ import "time"
 // refusal returns the error that every write fails with now, if any: the
 // log failed, or the store is stalled.
 func (s *Store) refusal() error {
-	s.pipe.Lock()
-	defer s.pipe.Unlock()
-	if s.broken != nil {
-		return s.broken
+	s.pipe.mu.Lock()
+	defer s.pipe.mu.Unlock()
+	if s.pipe.broken != nil {
+		return s.pipe.broken
 	}
-	return s.stalled
+	return s.pipe.stalled
 }
 
 // retry returns a channel that fires when a stalled store should try its
@@ -42,12 +42,12 @@ func (s *Store) refusal() error {
 // calls it, each time it waits for work: the time is counted from the
 // failure, so that the writes it refuses meanwhile do not put it off.
 func (s *Store) retry() <-chan time.Time {
-	s.pipe.Lock()
-	defer s.pipe.Unlock()
-	if s.stalled == nil {
+	s.pipe.mu.Lock()
+	defer s.pipe.mu.Unlock()
+	if s.pipe.stalled == nil {
 		return nil
 	}
-	return time.After(time.Until(s.retryAt))
+	return time.After(time.Until(s.pipe.retryAt))
 }
 
 // due reports whether the log is long enough for a checkpoint. A stalled
@@ -55,8 +55,8 @@ func (s *Store) retry() <-chan time.Time {
 // refuses must not each cost a failing commit, which rebuilds bbolt's free
 // list by walking the whole file.
 func (s *Store) due() bool {
-	s.pipe.Lock()
-	stalled := s.stalled != nil
-	s.pipe.Unlock()
-	return !stalled && (s.wal.off >= checkpointBytes || s.since >= s.opt.every)
+	s.pipe.mu.Lock()
+	stalled := s.pipe.stalled != nil
+	s.pipe.mu.Unlock()
+	return !stalled && (s.wal.off >= checkpointBytes || s.written.since >= s.opt.every)
 }

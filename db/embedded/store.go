@@ -7,109 +7,53 @@
 // order. The bbolt file catches up at checkpoints, many groups in one
 // transaction; until then readers see the groups since the last
 // checkpoint in memory.
+//
+// The files: store.go opens and closes the store; commitloop.go is the
+// commit loop (what the commit.Committer's loop does with a group:
+// prepare it and append it to the log); syncer.go the log syncer (fsync,
+// publish in order, break the store when an fsync fails); view.go what
+// readers see; checkpoint.go recovery and checkpoints, and stall.go what
+// a failed checkpoint does; wal.go the write-ahead log's format; file.go,
+// log.go, streamfile.go and trim.go the bbolt file.
 package embedded
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
-
-var _ api.Store = (*Store)(nil)
-
-var (
-	bucketRecords = []byte("records")
-	bucketLog     = []byte("log")
-	bucketStreams = []byte("streams")
-	bucketMeta    = []byte("meta")
-	keyTrimmed    = []byte("trimmed")
-	keyEpoch      = []byte("epoch")
-	keyLogBytes   = []byte("logbytes")
-)
-
-// maxGroup bounds how many waiting requests join one group.
-const maxGroup = 512
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("embedded store is closed")
 
 // Store is the embedded api.Store. It is safe for concurrent use; only one
 // process may open a directory at a time.
+//
+// Its state is in groups, each with its owner or its lock: written is
+// the commit loop's alone; pipe is shared by the loop, the syncer and
+// every write (for its refusal), under pipe.mu; view is the readers',
+// under view.mu. The syncer publishes holding both: pipe.mu first.
 type Store struct {
-	mu     sync.RWMutex // held to queue a request; Close takes it to stop queueing
-	closed bool
-	db     *bolt.DB
-	wal    *wal // written by the commit loop, synced by the syncer
-	bus    *Bus
-	reqs   chan *request
-	quit   chan struct{}
-	done   chan struct{}
-	opt    options
-	saved  bool // the epoch being written is stored in the bbolt file
+	db  *bolt.DB
+	wal *wal // encoded and appended to by the commit loop, fsynced by the syncer
+	bus *Bus
+	opt options
 
-	// Owned by the commit loop: what the groups written so far did.
-	lastGroup  int                        // how many requests the last group held
-	seq        int64                      // the position of the last change written
-	latest     map[string]api.RecordState // records changed since the last checkpoint, as written
-	streamsPut map[string]bool            // streams put since the last checkpoint, as written
-	since      int                        // changes and stream ops written since the last checkpoint
-
-	// The pipeline: the loop writes groups to the log and never waits for
-	// the disk; the syncer fsyncs what was written. An fsync that returns
-	// makes every group written before it began durable.
-	wrote   chan struct{} // tells the syncer that groups were written
-	pipe    sync.Mutex    // guards written and broken
-	synced  *sync.Cond    // on pipe: groups were published or failed
-	written []*batch      // groups written, not yet published, in order
-	broken  error         // the log failed: writes fail until a restart
-	logged  int64         // where the published groups end in the log: see fail
-	stalled error         // the last checkpoint failed: writes fail until one succeeds (see stall.go)
-	retryAt time.Time     // when a stalled store tries its checkpoint again
-
-	// view guards what the bbolt file does not hold yet: the state since
-	// the last checkpoint. It changes under the write lock when groups are
-	// published and at checkpoints. A reader holds the read lock from
-	// before it begins a bbolt transaction until it is done, so that a
-	// checkpoint (committed to bbolt, then dropped from memory under the
-	// write lock) is seen once, never twice or not at all.
-	view    sync.RWMutex
-	head    int64                      // the position of the last change
-	recent  []api.Change               // changes since the last checkpoint, in order
-	records map[string]api.RecordState // records changed since, as they are now
-	streams map[string][]streamOp      // the changes of streams since, in order, by stream id
+	committer *commit.Committer[work] // the write queue; its loop is the commit loop (commitGroup)
+	written   written                 // the commit loop's: what the groups written to the log did
+	pipe      pipeline                // groups written and not yet durable, and why writes fail
+	view      view                    // what readers see that the bbolt file does not hold yet
 }
 
-// batch is a group of requests written to the log, waiting for an fsync.
-type batch struct {
-	requests []*request
-	seq      int64 // the position of its last change
-	end      int64 // where it ends in the write-ahead log
-}
-
-// request is one caller's atomic unit of work for the commit loop: a
-// batch of writes, a change of a stream, or (for Trim) a checkpoint and
-// maybe streams to remove after it.
-type request struct {
-	writes     []api.Write
-	stream     *streamOp
-	checkpoint bool
-	drop       *streamDrop
-	changes    []api.Change
-	err        error
-	done       chan struct{}
-}
+var _ api.Store = (*Store)(nil)
 
 // options are what tests change in a store; Open takes the defaults.
 type options struct {
@@ -139,76 +83,38 @@ func open(dir string, opt options) (*Store, error) {
 	if err != nil {
 		return nil, dataDirError(dir, err)
 	}
-	s := &Store{db: db, bus: NewBus(), reqs: make(chan *request, maxGroup),
-		quit: make(chan struct{}), done: make(chan struct{}), opt: opt,
-		wrote: make(chan struct{}, 1), latest: map[string]api.RecordState{}, streamsPut: map[string]bool{}}
-	s.synced = sync.NewCond(&s.pipe)
+	s := &Store{db: db, bus: NewBus(), opt: opt,
+		written: written{records: map[string]api.RecordState{}, streamsPut: map[string]bool{}},
+		pipe:    pipeline{wrote: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}}
+	s.pipe.synced = sync.NewCond(&s.pipe.mu)
 	if err := s.recover(filepath.Join(dir, "switchboard.wal")); err != nil {
 		db.Close()
 		return nil, dataDirError(dir, err)
 	}
-	go s.loop()
-	return s, nil
-}
-
-// recover opens the write-ahead log, replays it into memory and
-// checkpoints it.
-func (s *Store) recover(walPath string) error {
-	var epoch uint64
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		moveSubs := tx.Bucket(bucketStreamSubs) == nil // a new file, or one from before streamsubs
-		for _, b := range [][]byte{bucketRecords, bucketLog, bucketStreams, bucketMeta, bucketStreamSubs} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		if moveSubs {
-			if err := moveStreamSubs(tx); err != nil {
-				return err
-			}
-		}
-		s.head = headOf(tx)
-		epoch = uint64(getInt(tx.Bucket(bucketMeta), keyEpoch))
-		return nil
+	go s.syncer()
+	s.committer = commit.Start(commit.Config[work]{
+		Commit:  s.commitGroup,
+		Closed:  ErrClosed,
+		Linger:  linger,
+		Timer:   s.retry,
+		OnTimer: func() { s.checkpoint() }, // on failure it is tried again later
+		Stop:    s.waitSynced,
 	})
-	if err != nil {
-		return err
-	}
-	w, found, err := openWAL(walPath, epoch, s.head)
-	if err != nil {
-		return err
-	}
-	s.wal = w
-	s.recent, s.streams, s.records = found.changes, found.streams, map[string]api.RecordState{}
-	for id, ops := range found.streams {
-		if lastPut(ops) >= 0 {
-			s.streamsPut[id] = true
-		}
-	}
-	for _, ch := range found.changes {
-		track(s.records, ch)
-		s.head = ch.Seq
-	}
-	s.seq = s.head
-	s.checkpoint() // on failure the store opens stalled, on what it replayed: see stall.go
-	return nil
+	return s, nil
 }
 
 // Bus returns the in-process Bus on which the store announces changes.
 func (s *Store) Bus() *Bus { return s.bus }
 
-// Close stops the commit loop after the group under way, checkpoints and
-// closes the files.
+// Close stops the commit loop after the group under way (its Stop waits
+// for the syncer to publish every group written), then the syncer,
+// checkpoints and closes the files.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.committer.Close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.quit)
-	<-s.done
+	close(s.pipe.stop)
+	<-s.pipe.stopped
 	return errors.Join(s.checkpoint(), s.wal.close(), s.db.Close())
 }
 
@@ -218,591 +124,4 @@ func (s *Store) Ping(context.Context) error {
 		return err
 	}
 	return s.db.View(func(*bolt.Tx) error { return nil })
-}
-
-// read runs fn with a read transaction, under the view's read lock.
-func (s *Store) read(fn func(tx *bolt.Tx) error) error {
-	s.view.RLock()
-	defer s.view.RUnlock()
-	return s.db.View(fn)
-}
-
-// record returns a record as readers see it: changed since the last
-// checkpoint, or in the file. The caller holds the view's read lock.
-func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
-	if st, ok := s.records[name]; ok {
-		if !st.Exists {
-			return api.Record{Name: name}, false
-		}
-		return api.Record{Name: name, Version: st.Version, Data: st.Data}, true
-	}
-	return getRecord(tx, name)
-}
-
-// Get returns a record, or NOT_FOUND.
-func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
-	var rec api.Record
-	err := s.read(func(tx *bolt.Tx) error {
-		var ok bool
-		if rec, ok = s.record(tx, name); !ok {
-			return api.NotFound(name)
-		}
-		rec.Data = bytes.Clone(rec.Data)
-		return nil
-	})
-	return rec, err
-}
-
-// List returns records under prefix after the cursor, in name order.
-func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
-	var out []api.Record
-	err := s.read(func(tx *bolt.Tx) error {
-		// The records changed since the checkpoint, merged into the file's.
-		var changed []string
-		for name := range s.records {
-			if strings.HasPrefix(name, prefix) && name > after {
-				changed = append(changed, name)
-			}
-		}
-		slices.Sort(changed)
-		add := func(name string) {
-			if rec, ok := s.record(tx, name); ok {
-				out = append(out, api.Record{Name: name, Version: rec.Version})
-			}
-		}
-		c := tx.Bucket(bucketRecords).Cursor()
-		k, _ := c.Seek([]byte(max(prefix, after)))
-		for len(out) < limit {
-			var stored, name string // the file's next name under prefix, and the next to list
-			if k != nil && bytes.HasPrefix(k, []byte(prefix)) {
-				stored = string(k)
-			}
-			switch {
-			case len(changed) > 0 && (stored == "" || changed[0] <= stored):
-				name, changed = changed[0], changed[1:]
-			case stored != "":
-				name = stored
-			default:
-				return nil
-			}
-			if name == stored {
-				k, _ = c.Next()
-			}
-			if name > after {
-				add(name)
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Snapshot reads records at one log position.
-func (s *Store) Snapshot(_ context.Context, names []string) (int64, []api.Record, error) {
-	var pos int64
-	out := make([]api.Record, len(names))
-	err := s.read(func(tx *bolt.Tx) error {
-		pos = s.head
-		for i, n := range names {
-			out[i], _ = s.record(tx, n)
-			out[i].Name = n
-		}
-		return nil
-	})
-	return pos, out, err
-}
-
-// Changes returns up to limit changes after position after: those in the
-// bbolt file, then those since the last checkpoint.
-func (s *Store) Changes(_ context.Context, after int64, limit int) ([]api.Change, error) {
-	s.view.RLock()
-	if len(s.recent) > 0 && after >= s.recent[0].Seq-1 { // a reader near the head: all in memory
-		out := s.recentAfter(nil, after, limit)
-		s.view.RUnlock()
-		return out, nil
-	}
-	s.view.RUnlock()
-	var out []api.Change
-	err := s.read(func(tx *bolt.Tx) error {
-		if after < getInt(tx.Bucket(bucketMeta), keyTrimmed) {
-			return api.ErrTrimmed
-		}
-		last := after
-		c := tx.Bucket(bucketLog).Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			ch, err := decodeChange(k, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, ch)
-			last = ch.Seq
-		}
-		// A checkpoint may have put recent changes in the file already.
-		out = s.recentAfter(out, last, limit)
-		return nil
-	})
-	return out, err
-}
-
-// recentAfter appends to out the changes since the last checkpoint that
-// follow position after, until out holds limit. The caller holds the
-// view's read lock.
-func (s *Store) recentAfter(out []api.Change, after int64, limit int) []api.Change {
-	if len(s.recent) == 0 || len(out) >= limit {
-		return out
-	}
-	i := min(max(0, int(after+1-s.recent[0].Seq)), len(s.recent))
-	return append(out, s.recent[i:min(len(s.recent), i+limit-len(out))]...)
-}
-
-// Write applies the writes atomically, in order.
-func (s *Store) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
-	return s.submit(ctx, &request{writes: writes})
-}
-
-func (s *Store) submit(ctx context.Context, r *request) ([]api.Change, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r.done = make(chan struct{})
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
-	}
-	select {
-	case s.reqs <- r: // the loop runs until Close, which waits for this lock
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return nil, ctx.Err()
-	}
-	s.mu.RUnlock()
-	<-r.done // once queued it commits or fails as a whole: wait for the outcome
-	return r.changes, r.err
-}
-
-// loop takes groups of requests until Close, appends each to the log for
-// the syncer, and checkpoints when asked or when the log is long enough.
-func (s *Store) loop() {
-	defer close(s.done)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	defer func() {
-		close(stop)
-		<-stopped
-	}()
-	go func() {
-		defer close(stopped)
-		s.syncer(stop)
-	}()
-	for {
-		var group []*request
-		select {
-		case <-s.quit:
-			s.drain()
-			s.refuse(ErrClosed)
-			return
-		case r := <-s.reqs:
-			group = s.gather(append(make([]*request, 0, max(8, s.lastGroup)), r))
-		case <-s.retry():
-			s.checkpoint() // on failure it is tried again later
-			continue
-		}
-		s.lastGroup = len(group)
-		s.write(group)
-		var asked []*request
-		for _, r := range group {
-			if r.checkpoint {
-				asked = append(asked, r)
-			}
-		}
-		if len(asked) > 0 || s.due() {
-			s.drain()
-			err := s.checkpoint() // on failure the store stalls: see stall.go
-			for _, r := range asked {
-				r.err = err
-				if err == nil && r.drop != nil {
-					r.err = s.dropStreams(*r.drop) // here, so that no stream op comes in between
-				}
-				close(r.done)
-			}
-		}
-	}
-}
-
-// linger is the longest a group waits for more writers to join. Measured
-// with 8 closed-loop HTTP publishers: 0.25-1 ms do about the same, no
-// linger makes groups of one that cost more than they save, 2 ms waits
-// longer than an fsync.
-const linger = 500 * time.Microsecond
-
-// gather adds the waiting requests to group. Writers answered together
-// come back together: when the last group held several, gather waits (at
-// most linger) for as many, so that they share one append and the syncer
-// wakes once for them. A lone writer never waits.
-func (s *Store) gather(group []*request) []*request {
-	var timeout <-chan time.Time
-	if s.lastGroup > 1 {
-		t := time.NewTimer(linger)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for len(group) < maxGroup {
-		if len(group) >= s.lastGroup {
-			timeout = nil // enough: take only what is already there
-		}
-		select {
-		case r := <-s.reqs:
-			group = append(group, r)
-			continue
-		default:
-		}
-		if timeout == nil {
-			return group
-		}
-		select {
-		case r := <-s.reqs:
-			group = append(group, r)
-		case <-timeout:
-			return group
-		}
-	}
-	return group
-}
-
-// refuse answers every queued request with err.
-func (s *Store) refuse(err error) {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err = err
-			close(r.done)
-		default:
-			return
-		}
-	}
-}
-
-// write appends a group's changes to the log and wakes the syncer, whose
-// next fsync publishes them (see durable). A request that fails leaves no
-// trace and is answered at once.
-func (s *Store) write(group []*request) {
-	b := s.prepare(group)
-	if len(b.requests) == 0 {
-		return
-	}
-	err := s.wal.write()
-	b.end = s.wal.off
-	s.pipe.Lock()
-	if err == nil {
-		err = s.broken // an fsync failed while b was prepared on what it lost
-	}
-	if err != nil {
-		s.fail(err, append(s.written, b))
-		s.pipe.Unlock()
-		return
-	}
-	s.written = append(s.written, b)
-	s.pipe.Unlock()
-	s.seq = b.seq
-	select {
-	case s.wrote <- struct{}{}:
-	default: // the syncer has a wake-up pending already
-	}
-}
-
-// prepare computes the group's changes on the state the groups written so
-// far left, encodes them into the log's group under way, and returns the
-// requests that succeeded as a batch.
-func (s *Store) prepare(group []*request) *batch {
-	refused := s.refusal()
-	var tx *bolt.Tx // begun at the first read of what did not change since the last checkpoint
-	defer func() {
-		if tx != nil {
-			tx.Rollback()
-		}
-	}()
-	file := func() (*bolt.Tx, error) {
-		var err error
-		if tx == nil {
-			tx, err = s.db.Begin(false)
-		}
-		return tx, err
-	}
-	current := func(name string) (api.RecordState, error) {
-		if st, ok := s.latest[name]; ok {
-			return st, nil
-		}
-		tx, err := file()
-		if err != nil {
-			return api.RecordState{}, err
-		}
-		rec, ok := getRecord(tx, name)
-		return api.RecordState{Version: rec.Version, Data: rec.Data, Exists: ok}, nil
-	}
-
-	b := &batch{seq: s.seq}
-	now := time.Now()
-	for _, r := range group {
-		switch {
-		case r.checkpoint:
-			continue // answered by the loop
-		case refused != nil:
-			r.err = refused
-		case r.stream != nil:
-			r.err = s.prepareStream(*r.stream, b.seq, file)
-		default:
-			r.changes, r.err = prepareWrites(current, r.writes)
-			for i := range r.changes {
-				b.seq++
-				r.changes[i].Seq, r.changes[i].Time = b.seq, now
-				s.wal.addChange(r.changes[i], i == len(r.changes)-1)
-				track(s.latest, r.changes[i])
-			}
-			s.since += len(r.changes)
-		}
-		if r.err != nil {
-			close(r.done)
-			continue
-		}
-		b.requests = append(b.requests, r)
-	}
-	return b
-}
-
-// syncer fsyncs the log whenever groups were written since its last
-// fsync began, until stop is closed.
-func (s *Store) syncer(stop <-chan struct{}) {
-	for {
-		select {
-		case <-stop:
-			return
-		case <-s.wrote:
-		}
-		s.pipe.Lock()
-		var last *batch
-		if len(s.written) > 0 {
-			last = s.written[len(s.written)-1]
-		}
-		s.pipe.Unlock()
-		if last != nil {
-			s.durable(last, s.wal.sync())
-		}
-	}
-}
-
-// drain waits until every group written is published or failed.
-func (s *Store) drain() {
-	s.pipe.Lock()
-	defer s.pipe.Unlock()
-	for len(s.written) > 0 {
-		s.synced.Wait()
-	}
-}
-
-// durable is called when an fsync that began after b was written
-// returns. Without an error, b and every group written before it are on
-// disk: they are published, in order, and answered. After an error
-// nothing written since the last published group can be trusted, nor can
-// the file: every write from now on fails, and a restart recovers what
-// the log holds.
-func (s *Store) durable(b *batch, err error) {
-	s.pipe.Lock()
-	defer s.pipe.Unlock()
-	defer s.synced.Broadcast()
-	if err != nil {
-		s.fail(err, s.written)
-		return
-	}
-	n := slices.Index(s.written, b) + 1
-	if n == 0 {
-		return // failed meanwhile: the store is broken
-	}
-	done := s.written[:n]
-	s.written = s.written[n:]
-	s.logged = b.end
-	s.publish(done)
-	for _, w := range done {
-		for _, r := range w.requests {
-			close(r.done)
-		}
-	}
-	s.bus.Send(context.Background(), api.TopicChanges, nil)
-}
-
-// fail breaks the store with err and answers the groups with it. The
-// caller holds pipe.
-//
-// The groups were written to the log, and a restart would read back those
-// that reached the disk if nothing else happened: Close's checkpoint
-// starts a new epoch of the log, which leaves them behind, but it cannot
-// when the disk is full, nor after a kill. So the log is cut where the
-// published groups end, once, as the store breaks. That write goes where
-// the log has written already, so it needs no new space on the disk; if
-// it fails too, a failed write may come back after the restart.
-func (s *Store) fail(err error, groups []*batch) {
-	if s.broken == nil {
-		s.wal.cut(s.logged) // best effort: see above
-	}
-	s.broken = err
-	for _, b := range groups {
-		for _, r := range b.requests {
-			r.changes, r.err = nil, err
-			close(r.done)
-		}
-	}
-	s.written = nil
-}
-
-// publish shows durable groups to readers.
-func (s *Store) publish(done []*batch) {
-	s.view.Lock()
-	defer s.view.Unlock()
-	for _, b := range done {
-		for _, r := range b.requests {
-			if op := r.stream; op != nil {
-				s.streams[op.id] = append(s.streams[op.id], *op)
-				continue
-			}
-			for _, ch := range r.changes {
-				s.recent = append(s.recent, ch)
-				track(s.records, ch)
-			}
-		}
-		s.head = b.seq
-	}
-}
-
-// checkpoint writes what changed since the last checkpoint into the bbolt
-// file, in one transaction, and starts the write-ahead log over. Only the
-// commit loop calls it, once every group written is published (or Open
-// and Close, when the loop is not running).
-func (s *Store) checkpoint() error {
-	if len(s.recent) == 0 && len(s.streams) == 0 && s.wal.off == 0 && s.saved {
-		return nil // the log holds nothing of this epoch, not even failed writes
-	}
-	epoch := s.wal.epoch + 1
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if s.opt.fault != nil {
-			if err := s.opt.fault(); err != nil {
-				return err
-			}
-		}
-		if err := appendLog(tx, s.recent); err != nil {
-			return err
-		}
-		records := tx.Bucket(bucketRecords)
-		for name, st := range s.records {
-			var err error
-			if st.Exists {
-				err = records.Put([]byte(name), append(binary.BigEndian.AppendUint64(nil, uint64(st.Version)), st.Data...))
-			} else {
-				err = records.Delete([]byte(name))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		for id, ops := range s.streams {
-			if err := applyStreamOps(tx, id, ops); err != nil {
-				return err
-			}
-		}
-		return putInt(tx.Bucket(bucketMeta), keyEpoch, int64(epoch))
-	})
-	if err != nil {
-		err = fmt.Errorf("checkpoint: %w", err)
-		s.pipe.Lock()
-		s.stalled, s.retryAt = err, time.Now().Add(s.opt.retry)
-		s.pipe.Unlock()
-		return err
-	}
-	s.view.Lock()
-	s.recent, s.records, s.streams = nil, map[string]api.RecordState{}, map[string][]streamOp{}
-	s.view.Unlock()
-	s.latest, s.streamsPut, s.since, s.saved = map[string]api.RecordState{}, map[string]bool{}, 0, true
-	s.wal.restart(epoch)
-	s.pipe.Lock()
-	s.stalled, s.logged = nil, 0
-	s.pipe.Unlock()
-	return nil
-}
-
-// track records in states what a change did to its record; events change
-// no record.
-func track(states map[string]api.RecordState, ch api.Change) {
-	if ch.Kind != api.KindEvent {
-		states[ch.Name] = api.RecordState{Version: ch.Version, Data: ch.Data, Exists: ch.Kind != api.KindDelete}
-	}
-}
-
-// prepareWrites computes the changes of one atomic batch without writing.
-func prepareWrites(current func(string) (api.RecordState, error), writes []api.Write) ([]api.Change, error) {
-	seen := make(map[string]api.RecordState)
-	changes := make([]api.Change, 0, len(writes))
-	for i, w := range writes {
-		if w.Kind == api.KindEvent {
-			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
-			continue
-		}
-		cur, ok := seen[w.Name]
-		if !ok {
-			var err error
-			if cur, err = current(w.Name); err != nil {
-				return nil, api.Internal(err, "read %s", w.Name)
-			}
-		}
-		ch, next, err := w.Next(cur)
-		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) {
-				e = api.Internal(err, "write %d (%s)", i, w.Name)
-			}
-			return nil, e.With("index", i)
-		}
-		seen[w.Name] = next
-		changes = append(changes, ch)
-	}
-	return changes, nil
-}
-
-func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
-	v := tx.Bucket(bucketRecords).Get([]byte(name))
-	if v == nil {
-		return api.Record{Name: name}, false
-	}
-	return api.Record{
-		Name:    name,
-		Version: int64(binary.BigEndian.Uint64(v)),
-		Data:    bytes.Clone(v[8:]),
-	}, true
-}
-
-func seqKey(seq int64) []byte {
-	k := make([]byte, 8)
-	binary.BigEndian.PutUint64(k, uint64(seq))
-	return k
-}
-
-func getInt(b *bolt.Bucket, key []byte) int64 {
-	v := b.Get(key)
-	if len(v) != 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(v))
-}
-
-// headOf returns the position of the last change: the last key of the
-// log, or when the whole log was trimmed, the last position trimmed. It is
-// derived rather than stored so that a commit writes no page but the log's
-// and the records'.
-func headOf(tx *bolt.Tx) int64 {
-	k, _ := tx.Bucket(bucketLog).Cursor().Last()
-	if k != nil {
-		return int64(binary.BigEndian.Uint64(k))
-	}
-	return getInt(tx.Bucket(bucketMeta), keyTrimmed)
-}
-
-func putInt(b *bolt.Bucket, key []byte, n int64) error {
-	return b.Put(key, seqKey(n))
 }

@@ -162,7 +162,7 @@ func (m memSubs) list() []api.StreamSub {
 func (s *Store) GetStream(_ context.Context, id string) (api.StreamInfo, error) {
 	var info api.StreamInfo
 	err := s.read(func(tx *bolt.Tx) error {
-		ops := s.streams[id]
+		ops := s.view.streams[id]
 		h, subs := (*streamHeader)(nil), memSubs{}
 		if i := lastPut(ops); i >= 0 {
 			ops = ops[i:] // a whole state: what came before does not matter
@@ -219,7 +219,7 @@ func (s *Store) TouchStream(ctx context.Context, id string, updated time.Time) e
 }
 
 func (s *Store) changeStream(ctx context.Context, op streamOp) error {
-	_, err := s.submit(ctx, &request{stream: &op})
+	_, err := s.committer.Do(ctx, work{stream: &op})
 	return err
 }
 
@@ -229,7 +229,7 @@ func (s *Store) changeStream(ctx context.Context, op streamOp) error {
 // streams put since the last checkpoint exist; others exist when the file
 // has them (streams leave the file only by the loop's dropStreams).
 func (s *Store) prepareStream(op streamOp, head int64, file func() (*bolt.Tx, error)) error {
-	if op.kind != entryStream && !s.streamsPut[op.id] {
+	if op.kind != entryStream && !s.written.streamsPut[op.id] {
 		tx, err := file()
 		if err != nil {
 			return api.Internal(err, "read stream %s", op.id)
@@ -242,8 +242,8 @@ func (s *Store) prepareStream(op streamOp, head int64, file func() (*bolt.Tx, er
 		return fmt.Errorf("stream %s: %w", op.id, err)
 	}
 	if op.kind == entryStream {
-		s.streamsPut[op.id] = true
+		s.written.streamsPut[op.id] = true
 	}
-	s.since++ // the checkpoint bounds the ops kept in memory too
+	s.written.since++ // the checkpoint bounds the ops kept in memory too
 	return nil
 }

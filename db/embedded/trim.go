@@ -26,7 +26,7 @@ const trimBatch = 1000
 // kept by the transactions that change the log: checkpoints add, Trim
 // subtracts. Finding the cut reads only the entries it removes.
 func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
-	if _, err := s.submit(ctx, &request{checkpoint: true}); err != nil {
+	if _, err := s.committer.Do(ctx, work{checkpoint: true}); err != nil {
 		return err
 	}
 	for more := true; more; {
@@ -97,7 +97,7 @@ func (s *Store) trimStreams(ctx context.Context, before time.Time) error {
 	})
 	for err == nil && len(old) > 0 {
 		n := min(len(old), trimBatch)
-		_, err = s.submit(ctx, &request{checkpoint: true, drop: &streamDrop{ids: old[:n], before: before}})
+		_, err = s.committer.Do(ctx, work{checkpoint: true, drop: &streamDrop{ids: old[:n], before: before}})
 		old = old[n:]
 	}
 	return err

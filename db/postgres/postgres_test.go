@@ -15,15 +15,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func open(t testing.TB, url string) *postgres.Store {
 	t.Helper()
 	s, err := postgres.Open(t.Context(), url, "", nil)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return dbtest.Opened(t, s, err)
 }
 
 // TestConformance runs the api.Store conformance suite on a database of

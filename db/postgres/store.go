@@ -28,9 +28,10 @@
 // positions until their commit is done. Two things keep that short: the
 // counter is taken after every record has been locked, read, passed through
 // Apply and written, so only the log insert, the NOTIFY and the commit run
-// under it; and writes are group committed: one goroutine per Store takes
-// every request waiting when a transaction starts (up to maxGroup) into one
-// transaction, so one commit, one fsync and one NOTIFY serve many writes.
+// under it; and writes are group committed: one goroutine per Store (the
+// loop of a commit.Committer) takes every request waiting when a
+// transaction starts (up to commit.MaxGroup) into one transaction, so one
+// commit, one fsync and one NOTIFY serve many writes.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -67,6 +68,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
 
 var _ api.Store = (*Store)(nil)
@@ -81,9 +83,7 @@ type Store struct {
 	bus  *Bus
 	log  *slog.Logger
 
-	reqs      chan *request
-	quit      chan struct{}
-	done      chan struct{}
+	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
 	closeOnce sync.Once
 }
 
@@ -117,9 +117,8 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, bus: bus, log: log,
-		reqs: make(chan *request, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
-	go s.loop()
+	s := &Store{pool: pool, bus: bus, log: log}
+	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
 	return s, nil
 }
 
@@ -130,8 +129,7 @@ func (s *Store) Bus() *Bus { return s.bus }
 // listener and the pool. It may be called more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.quit)
-		<-s.done
+		s.committer.Close()
 		s.bus.close()
 		s.pool.Close()
 	})

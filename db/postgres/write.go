@@ -12,11 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/internal/commit"
 )
 
 const (
-	// maxGroup bounds how many waiting requests join one transaction.
-	maxGroup = 512
 	// maxAttempts bounds how often a group starts over after a conflict
 	// with another instance (a record created meanwhile, a deadlock).
 	maxAttempts = 8
@@ -24,85 +23,13 @@ const (
 	commitTimeout = 30 * time.Second
 )
 
-// request is one caller's atomic batch of writes for the commit loop.
-type request struct {
-	writes  []api.Write
-	changes []api.Change
-	err     error
-	done    chan struct{}
-}
+// request is one caller's atomic batch of writes for the committer.
+type request = commit.Request[[]api.Write]
 
 // Write applies the writes atomically, in order, each one change of the log.
 func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, err error) {
 	defer unavailable(&err)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r := &request{writes: writes, done: make(chan struct{})}
-	select {
-	case <-s.quit:
-		return nil, ErrClosed
-	default:
-	}
-	select {
-	case s.reqs <- r:
-	case <-s.quit:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	// Once queued it commits or fails as a whole: wait for the outcome. A
-	// request queued while Close ran may be left in the queue by the loop,
-	// which answers every request it took before it ends.
-	select {
-	case <-r.done:
-	case <-s.done:
-		select {
-		case <-r.done:
-		default:
-			return nil, ErrClosed
-		}
-	}
-	return r.changes, r.err
-}
-
-// loop is the commit loop: it takes every request waiting when a
-// transaction starts into that transaction.
-func (s *Store) loop() {
-	defer close(s.done)
-	group := make([]*request, 0, maxGroup)
-	for {
-		select {
-		case <-s.quit:
-			s.fail(ErrClosed)
-			return
-		case r := <-s.reqs:
-			group = append(group[:0], r)
-		}
-	fill:
-		for len(group) < maxGroup {
-			select {
-			case r := <-s.reqs:
-				group = append(group, r)
-			default:
-				break fill
-			}
-		}
-		s.commit(group)
-	}
-}
-
-// fail answers every queued request with err.
-func (s *Store) fail(err error) {
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err = err
-			close(r.done)
-		default:
-			return
-		}
-	}
+	return s.committer.Do(ctx, writes)
 }
 
 // beginWrite starts a write transaction, marked as the store's so that the
@@ -114,10 +41,11 @@ const beginWrite = "BEGIN; SET LOCAL switchboard.writer = 'store'"
 // over.
 var errRetry = errors.New("a record was created by another transaction")
 
-// commit runs a group in one transaction, starting over when it conflicts
-// with another instance. A request whose writes fail leaves no trace; the
-// others commit.
-func (s *Store) commit(group []*request) {
+// commitGroup runs a group in one transaction, starting over when it conflicts
+// with another instance, and answers its requests. A request whose writes
+// fail leaves no trace; the others commit. Only the committer's loop calls
+// it.
+func (s *Store) commitGroup(group []*request) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
@@ -130,9 +58,10 @@ func (s *Store) commit(group []*request) {
 	}
 	for _, r := range group {
 		if err != nil {
-			r.changes, r.err = nil, fmt.Errorf("commit: %w", err)
+			r.Fail(fmt.Errorf("commit: %w", err))
+			continue
 		}
-		close(r.done)
+		r.Answer()
 	}
 }
 
@@ -162,21 +91,26 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	st, err := lockRecords(ctx, tx, group)
+	locked, err := lockRecords(ctx, tx, group)
 	if err != nil {
 		return err
 	}
+	recs := commit.Records{
+		Read:    func(name string) (api.RecordState, error) { return locked[name], nil },
+		Check:   checkChange,
+		Written: make(map[string]api.RecordState, len(locked)),
+	}
 	var changes []*api.Change
 	for _, r := range group {
-		r.changes, r.err = st.prepare(r.writes)
-		for i := range r.changes {
-			changes = append(changes, &r.changes[i])
+		r.Changes, r.Err = recs.Prepare(r.Work)
+		for i := range r.Changes {
+			changes = append(changes, &r.Changes[i])
 		}
 	}
 	if len(changes) == 0 {
 		return tx.Commit(ctx)
 	}
-	if err := st.flush(ctx, tx); err != nil {
+	if err := flush(ctx, tx, locked, recs.Written); err != nil {
 		return err
 	}
 	head, err := appendLog(ctx, tx, changes)
@@ -234,19 +168,14 @@ func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, er
 	return head, nil
 }
 
-// records is the state of the records a group touches, as its earlier
-// requests left them.
-type records struct {
-	cur     map[string]*state // by name
-	existed map[string]bool   // names that existed when locked
-}
-
 // lockRecords locks and reads every record that the group writes, in name
-// order so that groups of several instances never deadlock on them.
-func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, error) {
+// order so that groups of several instances never deadlock on them. It
+// returns them by name, with Exists set on those that exist; a name that
+// does not exist has the zero state.
+func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]api.RecordState, error) {
 	var names []string
 	for _, r := range group {
-		for _, w := range r.writes {
+		for _, w := range r.Work {
 			if w.Kind != api.KindEvent {
 				names = append(names, w.Name)
 			}
@@ -254,12 +183,9 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, er
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	st := &records{cur: make(map[string]*state, len(names)), existed: make(map[string]bool, len(names))}
-	for _, n := range names {
-		st.cur[n] = &state{}
-	}
+	locked := make(map[string]api.RecordState, len(names))
 	if len(names) == 0 {
-		return st, nil
+		return locked, nil
 	}
 	rows, err := tx.Query(ctx, `
 		SELECT name, version, data FROM records WHERE name = ANY($1::text[])
@@ -270,89 +196,37 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (*records, er
 	defer rows.Close()
 	for rows.Next() {
 		var name string
-		var s state
-		if err := rows.Scan(&name, &s.Version, &s.Data); err != nil {
+		st := api.RecordState{Exists: true}
+		if err := rows.Scan(&name, &st.Version, &st.Data); err != nil {
 			return nil, fmt.Errorf("lock records: %w", err)
 		}
-		s.Exists = true
-		st.cur[name] = &s
-		st.existed[name] = true
+		locked[name] = st
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("lock records: %w", err)
 	}
-	return st, nil
+	return locked, nil
 }
 
-// prepare computes the changes of one atomic batch; only when every write
-// succeeds does the group's state move on.
-func (st *records) prepare(writes []api.Write) ([]api.Change, error) {
-	seen := make(map[string]*state)
-	changes := make([]api.Change, 0, len(writes))
-	for i, w := range writes {
-		if w.Kind == api.KindEvent {
-			if err := checkJSON(w.Data, true); err != nil {
-				return nil, err.With("index", i)
-			}
-			changes = append(changes, api.Change{Kind: api.KindEvent, Name: w.Name, Data: w.Data, Publisher: w.Publisher})
-			continue
-		}
-		cur, ok := seen[w.Name]
-		if !ok {
-			c := *st.cur[w.Name]
-			cur = &c
-			seen[w.Name] = cur
-		}
-		ch, err := apply(w, cur)
-		if err != nil {
-			var e *api.Error
-			if !errors.As(err, &e) {
-				e = api.Errorf(api.CodeInternal, "write %d (%s): %v", i, w.Name, err)
-			}
-			return nil, e.With("index", i)
-		}
-		changes = append(changes, ch)
-	}
-	for name, s := range seen {
-		st.cur[name] = s
-	}
-	return changes, nil
+// checkChange refuses a change whose data the json column would refuse:
+// an event's (which may have none) or a record's new value.
+func checkChange(ch api.Change) *api.Error {
+	return checkJSON(ch.Data, ch.Kind == api.KindEvent)
 }
 
-// state is a record as a batch sees it, and whether the group wrote it.
-type state struct {
-	api.RecordState
-	dirty bool // written by the group
-}
-
-// apply moves cur forward by w, checking that the new value can be stored.
-func apply(w api.Write, cur *state) (api.Change, error) {
-	ch, next, err := w.Next(cur.RecordState)
-	if err != nil {
-		return api.Change{}, err
-	}
-	if ch.Kind != api.KindDelete {
-		if err := checkJSON(ch.Data, false); err != nil {
-			return api.Change{}, err
-		}
-	}
-	*cur = state{RecordState: next, dirty: true}
-	return ch, nil
-}
-
-// flush writes the group's records: deletes, updates of locked rows, and
-// inserts of new names, which fail the attempt (errRetry) if another
-// transaction created the name since the records were locked.
-func (st *records) flush(ctx context.Context, tx pgx.Tx) error {
+// flush writes the records the group wrote, as it left them: deletes,
+// updates of locked rows, and inserts of new names, which fail the attempt
+// (errRetry) if another transaction created the name since the records
+// were locked.
+func flush(ctx context.Context, tx pgx.Tx, locked, written map[string]api.RecordState) error {
 	var deletes, upNames, upData, inNames, inData []string
 	var upVersions, inVersions []int64
-	for name, s := range st.cur {
+	for name, s := range written {
 		switch {
-		case !s.dirty:
-		case !s.Exists && st.existed[name]:
+		case !s.Exists && locked[name].Exists:
 			deletes = append(deletes, name)
 		case !s.Exists:
-		case st.existed[name]:
+		case locked[name].Exists:
 			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.Version), append(upData, string(s.Data))
 		default:
 			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.Version), append(inData, string(s.Data))
