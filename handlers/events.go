@@ -10,11 +10,7 @@ import (
 // publish serves POST /events/{name}: 202 once the event is in the log.
 func publish(events *realtime.Events) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
-		name, err := nameParam(r)
-		if err != nil {
-			return err
-		}
-		body, err := readJSON(r, nil)
+		name, body, err := namedJSON(r)
 		if err != nil {
 			return err
 		}

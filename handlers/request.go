@@ -65,6 +65,16 @@ func nameParam(r *http.Request) (string, error) {
 	return name, api.ValidateName(name)
 }
 
+// namedJSON reads the name that ends the URL path and the JSON body.
+func namedJSON(r *http.Request) (string, []byte, error) {
+	name, err := nameParam(r)
+	if err != nil {
+		return "", nil, err
+	}
+	body, err := readJSON(r, nil)
+	return name, body, err
+}
+
 // pathQuery returns the parsed ?path=, or the root path when absent.
 func pathQuery(r *http.Request) (api.Path, error) {
 	q := r.URL.Query()

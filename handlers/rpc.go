@@ -15,15 +15,11 @@ import (
 // provider's answer.
 func callRPC(rpc *realtime.RPC) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
-		name, err := nameParam(r)
-		if err != nil {
-			return err
-		}
 		timeout, err := durationQuery(r, "timeout", realtime.DefaultCallTimeout)
 		if err != nil {
 			return err
 		}
-		body, err := readJSON(r, nil)
+		name, body, err := namedJSON(r)
 		if err != nil {
 			return err
 		}

@@ -206,17 +206,7 @@ func (s *RPC) result(name string, r api.RPCResult) (json.RawMessage, error) {
 }
 
 func (s *RPC) waitReady(ctx context.Context) error {
-	select {
-	case <-s.draining:
-		return api.Errorf(api.CodeUnavailable, "the server is shutting down; try again")
-	default:
-	}
-	select {
-	case <-s.ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return waitUntil(ctx, s.ready, s.draining, api.Errorf(api.CodeUnavailable, "the server is shutting down; try again"))
 }
 
 // onWake hands an announcement to those of this instance who wait for it;

@@ -105,19 +105,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 // position on: a stream that started below it (its snapshot or resume
 // point taken earlier) would never get the changes in between.
 func (h *Hub) waitStarted(ctx context.Context) error {
-	select {
-	case <-h.draining:
-		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	default:
-	}
-	select {
-	case <-h.started:
-		return nil
-	case <-h.draining:
-		return api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return waitUntil(ctx, h.started, h.draining, api.Errorf(api.CodeUnavailable, "the server is shutting down; connect again"))
 }
 
 // resumeFrom looks up the stream that token names and returns the
