@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -83,4 +84,29 @@ func (s *Stream) touch(ctx context.Context) {
 	if err != nil && !api.IsCode(err, api.CodeNotFound) {
 		s.hub.log.Warn("store stream state", "stream", s.ID, "err", err)
 	}
+}
+
+// reconcile brings a resumed stream up to date with its stored
+// subscriptions once it is registered. A change made from elsewhere after
+// Open read them and before the hub knew the stream found no stream to
+// tell: it is queued here like any other change. A change sent after
+// registering arrives on its own; applying one twice does nothing.
+func (s *Stream) reconcile(ctx context.Context, read []api.Subscription) error {
+	info, err := s.hub.store.GetStream(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	stored := make(map[api.Subscription]bool, len(info.Subs))
+	for _, x := range info.Subs {
+		stored[x.Subscription] = true
+		if !slices.Contains(read, x.Subscription) {
+			s.control(streamChange{Stream: s.ID, Add: true, Sub: x.Subscription})
+		}
+	}
+	for _, x := range read {
+		if !stored[x] {
+			s.control(streamChange{Stream: s.ID, Sub: x})
+		}
+	}
+	return nil
 }

@@ -45,12 +45,13 @@ func (s *Stream) end(reason error) {
 		if reason == ErrSlow {
 			s.hub.Stats.SlowDisconnects.Add(1)
 		}
+		// Abort under the lock: Run lets go of its sink under it before its
+		// handler returns, after which the sink must not be touched.
 		s.mu.Lock()
-		sink := s.sink
-		s.mu.Unlock()
-		if sink != nil {
-			sink.Abort()
+		if s.sink != nil {
+			s.sink.Abort()
 		}
+		s.mu.Unlock()
 		s.notify()
 	})
 }

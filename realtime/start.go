@@ -17,6 +17,9 @@ import (
 func (s *Stream) start(ctx context.Context) error {
 	store := s.hub.store
 	if s.resume {
+		if err := s.reconcile(ctx, append(s.Subscriptions(), s.denied...)); err != nil {
+			return err
+		}
 		if err := s.checkResume(ctx); err != nil {
 			return err
 		}

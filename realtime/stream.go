@@ -88,6 +88,15 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	if err := s.subscribe(ctx, stored); err != nil {
 		return nil, err
 	}
+	if s.resume {
+		// The stored subscriptions stay as they are: a change made from
+		// elsewhere since they were read must not be written over (see
+		// reconcile).
+		if err := h.store.TouchStream(ctx, s.ID, time.Now()); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 	if s.ID == "" {
 		// The stream's first position (that of its snapshots) is at or
 		// after the hub's: whatever the hub has handed out is in the store.
