@@ -222,6 +222,10 @@ type Bus interface {
 type User struct {
 	ID   string
 	Data map[string]any
+	// Claims are every claim of the caller's verified token (sub, exp,
+	// iss, data...), as permission rules see them in user.claims; nil for
+	// an anonymous user.
+	Claims map[string]any
 }
 
 // RecordState is a record as a write batch sees it, the batch's own
