@@ -55,6 +55,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
 	}
 	status := statusOf[e.Code]
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	w.Write(problem(status, e))

@@ -33,42 +33,67 @@ func userFrom(r *http.Request) api.User {
 	return u
 }
 
-// authenticate resolves the caller of every request. In open mode a
-// request without a token is an anonymous user; otherwise a token is
-// required. Token verification comes with the authentication issue: until
-// then a server outside open mode refuses every token.
-func authenticate(open bool) func(http.Handler) http.Handler {
+// Verifier checks a caller's token; auth.Verifier is the server's.
+type Verifier interface {
+	// Verify returns the token's user and expiry, or an UNAUTHENTICATED
+	// error that never repeats the token.
+	Verify(ctx context.Context, token string) (api.User, time.Time, error)
+}
+
+// authenticate resolves the caller of every request from its token (see
+// bearer), checked by v. In open mode a request without a token is an
+// anonymous user, but a token that is sent must still verify; otherwise a
+// token is required. A nil v verifies nothing: every token is refused.
+func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token := bearer(r)
-			switch {
-			case token == "" && open:
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, api.User{})))
-			case token == "":
-				writeError(w, r, api.Errorf(api.CodeUnauthenticated, "send a token: Authorization: Bearer <token>"))
-			default:
-				writeError(w, r, api.Errorf(api.CodeUnauthenticated, "the token cannot be verified: no verifier is configured"))
+			token, err := bearer(r)
+			if err != nil {
+				writeError(w, r, err)
+				return
 			}
+			var user api.User
+			switch {
+			case token == "" && !open:
+				writeError(w, r, api.Errorf(api.CodeUnauthenticated, "send a token: Authorization: Bearer <token>"))
+				return
+			case token != "" && v == nil:
+				writeError(w, r, api.Errorf(api.CodeUnauthenticated, "the token cannot be verified: no verifier is configured"))
+				return
+			case token != "":
+				if user, _, err = v.Verify(r.Context(), token); err != nil {
+					writeError(w, r, err)
+					return
+				}
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 		})
 	}
 }
 
-// bearer returns the request's token: the Authorization header, or for
-// GET streams the sb_token cookie or ?access_token=.
-func bearer(r *http.Request) string {
-	if h, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return strings.TrimSpace(h)
+// bearer returns the request's token: the Authorization header's, or for
+// GET only (EventSource cannot set headers, and neither a cookie nor a URL
+// may authorise a write) ?access_token= or the sb_token cookie. The header
+// wins; one that is not "Bearer <token>" is an error.
+func bearer(r *http.Request) (string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, ok := strings.Cut(h, " ")
+		token = strings.TrimSpace(token)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return "", api.Errorf(api.CodeUnauthenticated, `the Authorization header must be "Bearer <token>"`)
+		}
+		return token, nil
 	}
 	if r.Method != http.MethodGet {
-		return ""
+		return "", nil
 	}
 	if t := r.URL.Query().Get("access_token"); t != "" {
-		return t
+		return t, nil
 	}
 	if c, err := r.Cookie("sb_token"); err == nil {
-		return c.Value
+		return c.Value, nil
 	}
-	return ""
+	return "", nil
 }
 
 // logRequests writes one log line per request, and observes its latency.

@@ -13,16 +13,19 @@ import (
 
 // Deps are what the routes need.
 type Deps struct {
-	Store    api.Store
-	Bus      api.Bus
-	Records  *realtime.Records
-	Events   *realtime.Events
-	Hub      *realtime.Hub
-	RPC      *realtime.RPC
-	Metrics  *Metrics
-	Log      *slog.Logger
-	OpenAPI  []byte
+	Store   api.Store
+	Bus     api.Bus
+	Records *realtime.Records
+	Events  *realtime.Events
+	Hub     *realtime.Hub
+	RPC     *realtime.RPC
+	Metrics *Metrics
+	Log     *slog.Logger
+	OpenAPI []byte
+	// OpenMode serves requests without a token as an anonymous user.
 	OpenMode bool
+	// Verifier checks tokens; nil refuses every token.
+	Verifier Verifier
 	Bodies   *Bodies
 }
 
@@ -36,7 +39,7 @@ func Routes(d Deps) http.Handler {
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
 
 	r.Group(func(r chi.Router) {
-		r.Use(d.Bodies.limit, authenticate(d.OpenMode))
+		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode))
 		stream := openStream(d.Hub, d.Log)
 
 		r.Get("/records", listRecords(d.Records))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/auth"
 	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/handlers"
 	"github.com/switchboard-dev/switchboard/realtime"
@@ -24,6 +25,9 @@ type options struct {
 	bodyTimeout time.Duration // BODY_TIMEOUT; 10s when 0
 	token       bool          // AUTH_MODE=token rather than open
 }
+
+// testSecret is the JWT_SECRET of newServer's verifier.
+var testSecret = []byte("handlers-test-secret-of-32-bytes")
 
 // newServer serves handlers.Routes on httptest wired as the server wires
 // it: over the embedded store in t's temporary directory, with the hub and
@@ -63,6 +67,11 @@ func newServer(t *testing.T, o options) (*httptest.Server, handlers.Deps) {
 		Bodies:   handlers.NewBodies(o.maxBody, o.bodyTimeout),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	v, err := auth.New(ctx, auth.Config{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Verifier = v
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := hub.Run(ctx); err != nil {
