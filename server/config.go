@@ -3,12 +3,15 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"reflect"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/switchboard-dev/switchboard/auth"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -21,6 +24,10 @@ type Config struct {
 	DatabaseURL          string        `env:"DATABASE_URL"`
 	DatabaseDirectURL    string        `env:"DATABASE_DIRECT_URL"`
 	AuthMode             string        `env:"AUTH_MODE" envDefault:"token"`
+	JWTSecret            string        `env:"JWT_SECRET"` // never logged
+	JWKSURL              string        `env:"JWKS_URL"`
+	JWTIssuer            string        `env:"JWT_ISSUER"`
+	JWTAudience          string        `env:"JWT_AUDIENCE"`
 	MaxBodyBytes         int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	MaxRecordBytes       int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
 	BodyTimeout          time.Duration `env:"BODY_TIMEOUT" envDefault:"10s"`
@@ -94,6 +101,9 @@ func (c Config) validate() error {
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json" or "text"`, c.LogFormat == "json" || c.LogFormat == "text"},
+		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),
+			c.JWTSecret == "" || len(c.JWTSecret) >= auth.MinSecretBytes},
+		{"JWKS_URL", "an absolute http:// or https:// URL", c.JWKSURL == "" || isHTTPURL(c.JWKSURL)},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -101,4 +111,32 @@ func (c Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// checkAuth says whether the server can serve in its AUTH_MODE: outside
+// open mode every request needs a token, so something must verify them.
+// Subcommands do not need it.
+func (c Config) checkAuth() error {
+	if c.AuthMode == "token" && c.JWTSecret == "" && c.JWKSURL == "" {
+		return errors.New("AUTH_MODE=token needs JWT_SECRET (HS256 tokens) or JWKS_URL (an identity provider's keys), or both; " +
+			"set AUTH_MODE=open to serve requests without a token as anonymous users")
+	}
+	return nil
+}
+
+// authConfig is the verifier's configuration, or false when no key is
+// configured.
+func (c Config) authConfig(log *slog.Logger) (auth.Config, bool) {
+	return auth.Config{
+		Secret:   []byte(c.JWTSecret),
+		JWKSURL:  c.JWKSURL,
+		Issuer:   c.JWTIssuer,
+		Audience: c.JWTAudience,
+		Log:      log,
+	}, c.JWTSecret != "" || c.JWKSURL != ""
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

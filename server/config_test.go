@@ -68,3 +68,51 @@ func TestStreamBufferHoldsTheLargestFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthConfig: token mode needs a key to verify tokens with; a short
+// secret or a JWKS_URL that is not an http(s) URL is refused, and an error
+// never shows the secret.
+func TestAuthConfig(t *testing.T) {
+	const short = "too-short-a-secret"
+	for _, tc := range []struct {
+		env  map[string]string
+		fail []string // what the error names; nil when the server starts
+	}{
+		{map[string]string{"AUTH_MODE": "token"}, []string{"JWT_SECRET", "JWKS_URL", "AUTH_MODE=open"}},
+		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": short}, []string{"JWT_SECRET", "32 bytes"}},
+		{map[string]string{"AUTH_MODE": "open", "JWT_SECRET": short}, []string{"JWT_SECRET"}},
+		{map[string]string{"JWKS_URL": "keys.json"}, []string{"JWKS_URL"}},
+		{map[string]string{"JWKS_URL": "ftp://id.example/keys"}, []string{"JWKS_URL"}},
+		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": "0123456789abcdef0123456789abcdef"}, nil},
+		{map[string]string{"AUTH_MODE": "open"}, nil},
+	} {
+		env := map[string]string{"DATA_DIR": t.TempDir(), "HOST": "127.0.0.1", "PORT": "0"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if tc.fail == nil {
+			cancel() // a server that starts stops at once
+		}
+		err := Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, nil)
+		cancel()
+		if tc.fail == nil {
+			if err != nil {
+				t.Errorf("%v: %v", tc.env, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%v: the server started", tc.env)
+			continue
+		}
+		for _, want := range tc.fail {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: error %q does not name %s", tc.env, err, want)
+			}
+		}
+		if strings.Contains(err.Error(), short) {
+			t.Errorf("%v: error %q shows the secret", tc.env, err)
+		}
+	}
+}

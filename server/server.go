@@ -15,10 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/auth"
 	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/handlers"
@@ -42,12 +44,36 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return command(ctx, cfg, args[1], log)
 	}
+	if err := cfg.checkAuth(); err != nil {
+		return err
+	}
+	verifier, err := newVerifier(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	store, bus, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	return serve(ctx, cfg, log, wire(cfg, store, bus, log, openapi))
+	return serve(ctx, cfg, log, wire(cfg, store, bus, verifier, log, openapi))
+}
+
+// newVerifier returns the verifier of tokens, or nil when no key is
+// configured (open mode only: every token sent is then refused). Its JWK
+// Set, if any, is refreshed until ctx ends.
+func newVerifier(ctx context.Context, cfg Config, log *slog.Logger) (handlers.Verifier, error) {
+	ac, ok := cfg.authConfig(log)
+	if !ok {
+		return nil, nil
+	}
+	v, err := auth.New(ctx, ac)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("tokens are verified", "jwt_secret", cfg.JWTSecret != "", "jwks_url", redacted(cfg.JWKSURL),
+		"issuer", cfg.JWTIssuer, "audience", cfg.JWTAudience)
+	return v, nil
 }
 
 // app is the server's parts, wired.
@@ -60,7 +86,7 @@ type app struct {
 }
 
 // wire builds the engine over store and bus, and the routes over it.
-func wire(cfg Config, store api.Store, bus api.Bus, log *slog.Logger, openapi []byte) *app {
+func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, log *slog.Logger, openapi []byte) *app {
 	var access realtime.Access = realtime.AllowAll{}
 	a := &app{store: store, bodies: handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)}
 	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
@@ -85,6 +111,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, log *slog.Logger, openapi []
 		Log:      log,
 		OpenAPI:  openapi,
 		OpenMode: cfg.AuthMode == "open",
+		Verifier: verifier,
 		Bodies:   a.bodies,
 	})
 	return a
@@ -189,4 +216,13 @@ func storeName(cfg Config) string {
 		return "postgres"
 	}
 	return "embedded:" + cfg.DataDir
+}
+
+// redacted is a URL for the log, without a password it may hold.
+func redacted(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return ""
+	}
+	return u.Redacted()
 }
