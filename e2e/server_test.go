@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -37,6 +38,26 @@ type testServer struct {
 	DataDir string
 	stop    context.CancelFunc
 	done    chan error
+	log     lockedBuffer // everything the server logged
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Log returns what the server has logged so far.
+func (s *testServer) Log() string {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.log.buf.String()
 }
 
 // startServer starts a server with the embedded store in a temporary
@@ -63,7 +84,7 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 		s.done <- err
 	}()
 	select {
-	case s.URL = <-listening(pr):
+	case s.URL = <-listening(io.TeeReader(pr, &s.log)):
 	case err := <-s.done:
 		t.Fatalf("server did not start: %v", err)
 	case <-time.After(10 * time.Second):

@@ -263,7 +263,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 // TestTokenRequired: outside open mode a request without a token is 401.
 func TestTokenRequired(t *testing.T) {
-	srv := startServer(t, map[string]string{"AUTH_MODE": "token"})
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
 	for _, r := range [][2]string{{"GET", "/records/a"}, {"PUT", "/records/a"}, {"GET", "/stream"}, {"POST", "/events/a"}} {
 		st, h, b := do(t, r[0], srv.URL+r[1], "application/json", `1`)
 		if st != 401 || h.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), `"UNAUTHENTICATED"`) {
