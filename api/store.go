@@ -226,6 +226,10 @@ type User struct {
 	// iss, data...), as permission rules see them in user.claims; nil for
 	// an anonymous user.
 	Claims map[string]any
+	// Expires is when the caller's token expires: a stream opened with it
+	// ends then, and the client resumes with a fresh one. Zero: never
+	// (an anonymous user).
+	Expires time.Time
 }
 
 // RecordState is a record as a write batch sees it, the batch's own

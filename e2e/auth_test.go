@@ -132,3 +132,36 @@ func TestAuthOpenModeVerifiesSentTokens(t *testing.T) {
 		t.Errorf("expired token: %d %s", st, b)
 	}
 }
+
+// TestStreamEndsWithItsToken: a stream ends when the token it was opened
+// with expires; the client resumes with a fresh token and its last id and
+// misses nothing published meanwhile.
+func TestStreamEndsWithItsToken(t *testing.T) {
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
+	writer := signToken(t, "writer", time.Hour)
+	publish := func(data string) {
+		t.Helper()
+		if st, _, b := do(t, "POST", srv.URL+"/events/news", "application/json", data, "Authorization", "Bearer "+writer); st != http.StatusAccepted {
+			t.Fatalf("publish: %d %s", st, b)
+		}
+	}
+	start := time.Now()
+	c := openSSE(t, srv.URL+"/stream?event=news&access_token="+url.QueryEscape(signToken(t, "alice", 2*time.Second)), "")
+	c.Expect(t, "ready")
+	publish(`1`)
+	last := c.Expect(t, "event").ID
+	for { // until the stream ends (or 10 s pass: the check below fails)
+		if _, ok := c.TryNext(10 * time.Second); !ok {
+			break
+		}
+	}
+	if d := time.Since(start); d < 500*time.Millisecond || d > 8*time.Second {
+		t.Fatalf("the stream of a token valid for 2s ended after %s", d)
+	}
+	publish(`2`)
+	c = openSSE(t, srv.URL+"/stream?event=news&access_token="+url.QueryEscape(signToken(t, "alice", time.Hour)), last)
+	c.Expect(t, "ready")
+	if f := c.Expect(t, "event"); !strings.Contains(f.Data, `"data":2`) {
+		t.Fatalf("after the resume: %s", f.Data)
+	}
+}

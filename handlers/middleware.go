@@ -61,10 +61,12 @@ func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 				writeError(w, r, api.Errorf(api.CodeUnauthenticated, "the token cannot be verified: no verifier is configured"))
 				return
 			case token != "":
-				if user, _, err = v.Verify(r.Context(), token); err != nil {
+				var exp time.Time
+				if user, exp, err = v.Verify(r.Context(), token); err != nil {
 					writeError(w, r, err)
 					return
 				}
+				user.Expires = exp
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 		})

@@ -69,8 +69,13 @@ func (s *Stream) err() error {
 }
 
 // lifetime is how long the stream stays open: MaxLifetime less up to 10%,
-// so that streams opened together do not all come back together.
+// so that streams opened together do not all come back together, and no
+// longer than its user's token lasts.
 func (s *Stream) lifetime() time.Duration {
 	limit := s.hub.cfg.MaxLifetime
-	return limit - rand.N(limit/10+1)
+	life := limit - rand.N(limit/10+1)
+	if exp := s.User.Expires; !exp.IsZero() {
+		life = max(0, min(life, time.Until(exp)))
+	}
+	return life
 }
