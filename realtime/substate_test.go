@@ -1,17 +1,13 @@
 package realtime_test
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -20,18 +16,8 @@ import (
 // read the stream's whole state and write it back, so that concurrent
 // changes lost each other.
 func TestConcurrentSubscriptionChanges(t *testing.T) {
-	store, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
-		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { hub.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	f := newFixture(t, realtime.HubConfig{Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20})
+	store, hub, ctx := f.store, f.hub, t.Context()
 	user := api.User{ID: "u"}
 	s, err := hub.Open(ctx, user, []api.Subscription{{Record: "a"}}, "")
 	if err != nil {
