@@ -170,6 +170,8 @@ func TestLogin(t *testing.T) {
 			t.Errorf("login %s %q: %d %s, want %s", c.query, c.body, resp.StatusCode, body, c.code)
 		}
 	}
+	resp, body := send(t, "POST", s.URL+"/auth/login", "application/json", `"`+strings.Repeat("x", 1<<20)+`"`)
+	wantProblem(t, "login with a body over MAX_BODY_BYTES", resp, body, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE")
 	if n := s.calls.Load(); n != calls {
 		t.Errorf("bad requests called the webhook %d times", n-calls)
 	}
@@ -185,7 +187,7 @@ func TestLogin(t *testing.T) {
 	}
 
 	none := newLoginServer(t, "200 {}", "", func(d *handlers.Deps) { d.Webhook = nil })
-	resp, body := send(t, "POST", none.URL+"/auth/login", "application/json", `{}`)
+	resp, body = send(t, "POST", none.URL+"/auth/login", "application/json", `{}`)
 	if p := wantProblem(t, "no webhook", resp, body, 503, "AUTH_UNAVAILABLE"); !strings.Contains(p.Detail, "AUTH_WEBHOOK_URL") {
 		t.Errorf("no webhook: detail %q does not name AUTH_WEBHOOK_URL", p.Detail)
 	}
