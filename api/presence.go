@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -36,7 +37,7 @@ type PresenceStore interface {
 
 // MaxUserIDBytes bounds the length of a user id that presence counts and
 // that GET /presence?user= accepts.
-const MaxUserIDBytes = 1024
+const MaxUserIDBytes = 256
 
 // ValidateUserID checks that id can be a presence user: 1 to
 // MaxUserIDBytes bytes of UTF-8 without control characters (so that every
@@ -47,7 +48,7 @@ func ValidateUserID(id string) error {
 		return Errorf(CodeInvalidParameter, "a user id is 1 to %d bytes of UTF-8", MaxUserIDBytes)
 	}
 	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return Errorf(CodeInvalidParameter, "a user id has no control characters")
 		}
 	}
