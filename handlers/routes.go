@@ -19,9 +19,11 @@ type Deps struct {
 	Events  *realtime.Events
 	Hub     *realtime.Hub
 	RPC     *realtime.RPC
-	Metrics *Metrics
-	Log     *slog.Logger
-	OpenAPI []byte
+	// Presence serves GET /presence.
+	Presence *realtime.Presence
+	Metrics  *Metrics
+	Log      *slog.Logger
+	OpenAPI  []byte
 	// OpenMode serves requests without a token as an anonymous user.
 	OpenMode bool
 	// Verifier checks tokens; nil refuses every token.
@@ -59,6 +61,8 @@ func Routes(d Deps) http.Handler {
 		r.Post("/rpc/*", callRPC(d.RPC))
 		r.Get("/rpc-requests", pollRPC(d.RPC))
 		r.Post("/rpc-requests/{id}", answerRPC(d.RPC))
+
+		r.Get("/presence", getPresence(d.Presence))
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))

@@ -65,9 +65,10 @@ func NewInstanceID() string {
 // and Closed only count, under mu; the view and the watchers have their
 // own lock, wmu. Presence is safe for concurrent use.
 type Presence struct {
-	store api.PresenceStore
-	bus   api.Bus
-	cfg   PresenceConfig
+	store  api.PresenceStore
+	bus    api.Bus
+	access Access
+	cfg    PresenceConfig
 	log   *slog.Logger
 
 	mu      sync.Mutex
@@ -94,7 +95,7 @@ type round struct{ done chan struct{} }
 
 // NewPresence returns the presence service of this instance. Run must run
 // for it to write rows and feed subscriptions.
-func NewPresence(store api.PresenceStore, bus api.Bus, cfg PresenceConfig, log *slog.Logger) *Presence {
+func NewPresence(store api.PresenceStore, bus api.Bus, access Access, cfg PresenceConfig, log *slog.Logger) *Presence {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = defaultPresenceHeartbeat
 	}
@@ -105,7 +106,7 @@ func NewPresence(store api.PresenceStore, bus api.Bus, cfg PresenceConfig, log *
 		cfg.Refresh = defaultPresenceRefresh
 	}
 	return &Presence{
-		store: store, bus: bus, cfg: cfg, log: log,
+		store: store, bus: bus, access: access, cfg: cfg, log: log,
 		local:   make(map[string]*holder),
 		written: make(map[string]bool),
 		wake:    make(chan struct{}, 1),

@@ -43,7 +43,7 @@ func newInstance(t *testing.T, store *embedded.Store, grace time.Duration) *inst
 	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
 		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
 	}, quiet)
-	p := realtime.NewPresence(store, store.Bus(), realtime.PresenceConfig{
+	p := realtime.NewPresence(store, store.Bus(), realtime.AllowAll{}, realtime.PresenceConfig{
 		Instance: realtime.NewInstanceID(), LeaveGrace: grace, Refresh: 50 * time.Millisecond,
 	}, quiet)
 	hub.SetPresence(p, p)
@@ -179,7 +179,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func wantOnline(t *testing.T, p *realtime.Presence, want ...string) {
 	t.Helper()
-	got, err := p.Online(t.Context(), nil)
+	got, err := p.Online(t.Context(), api.User{ID: "reader"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestPresenceRace(t *testing.T) {
 		want = []string{}
 	}
 	eventually(t, "the Store's online set", func() bool {
-		got, err := in.presence.Online(t.Context(), nil)
+		got, err := in.presence.Online(t.Context(), api.User{ID: "reader"}, nil)
 		return err == nil && slices.Equal(got, want)
 	})
 	for _, w := range watchers {

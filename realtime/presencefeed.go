@@ -134,6 +134,17 @@ func (p *Presence) apply(online []string) {
 
 // Online returns the users online now, in id order, from the Store (the
 // truth; GET /presence). When users is not nil, only those among them.
-func (p *Presence) Online(ctx context.Context, users []string) ([]string, error) {
+// The caller must be allowed to read the presence of every user ("*") or
+// of each user named.
+func (p *Presence) Online(ctx context.Context, caller api.User, users []string) ([]string, error) {
+	names := users
+	if users == nil {
+		names = []string{"*"}
+	}
+	for _, u := range names {
+		if err := p.access.Allow(ctx, Request{User: caller, Action: ActPresence, Name: u}); err != nil {
+			return nil, err
+		}
+	}
 	return p.store.Online(ctx, time.Now(), users)
 }

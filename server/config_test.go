@@ -25,6 +25,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"MAX_SUBSCRIPTIONS_PER_STREAM": "0",
 		"MAX_RECORD_BYTES":             "0",
 		"BODY_TIMEOUT":                 "0s",
+		"LEAVE_GRACE":                  "-1s",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
