@@ -32,16 +32,16 @@ type PresenceConfig struct {
 	// Expiry, and every instance sees it within Refresh more.
 	Heartbeat, Expiry time.Duration
 	// Refresh is how often the online set is read again when nothing
-	// wakes it (default 5s), so that expired rows are seen.
+	// wakes it (default 3s), so that expired rows are seen.
 	Refresh time.Duration
 }
 
-// The defaults keep a dead instance's users online at most 25 s (Expiry
-// and Refresh): the contract says 30.
+// The defaults keep a dead instance's users online at most 23 s after it
+// died (Expiry after its last renewal, and Refresh): the contract says 30.
 const (
 	defaultPresenceHeartbeat = 5 * time.Second
 	defaultPresenceExpiry    = 20 * time.Second
-	defaultPresenceRefresh   = 5 * time.Second
+	defaultPresenceRefresh   = 3 * time.Second
 	// watchWait bounds how long a subscription waits for a fresh read of
 	// the online set before it takes the one it has.
 	watchWait = 5 * time.Second
@@ -69,7 +69,7 @@ type Presence struct {
 	bus    api.Bus
 	access Access
 	cfg    PresenceConfig
-	log   *slog.Logger
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	local   map[string]*holder // users with streams here, or in their grace
