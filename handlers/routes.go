@@ -19,16 +19,15 @@ type Deps struct {
 	Events  *realtime.Events
 	Hub     *realtime.Hub
 	RPC     *realtime.RPC
-	// Presence serves GET /presence.
-	Presence *realtime.Presence
-	Metrics  *Metrics
-	Log      *slog.Logger
-	OpenAPI  []byte
+	Metrics *Metrics
+	Log     *slog.Logger
+	OpenAPI []byte
 	// OpenMode serves requests without a token as an anonymous user.
 	OpenMode bool
 	// Verifier checks tokens; nil refuses every token.
 	Verifier Verifier
 	Bodies   *Bodies
+	Presence *realtime.Presence // serves GET /presence
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.

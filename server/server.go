@@ -78,12 +78,13 @@ func newVerifier(ctx context.Context, cfg Config, log *slog.Logger) (handlers.Ve
 
 // app is the server's parts, wired.
 type app struct {
-	store    api.Store
-	hub      *realtime.Hub
-	rpc      *realtime.RPC
+	store   api.Store
+	hub     *realtime.Hub
+	rpc     *realtime.RPC
+	bodies  *handlers.Bodies
+	handler http.Handler
+
 	presence *realtime.Presence
-	bodies   *handlers.Bodies
-	handler  http.Handler
 }
 
 // wire builds the engine over store and bus, and the routes over it.
