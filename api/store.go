@@ -191,6 +191,8 @@ type Store interface {
 	SetStreamSince(ctx context.Context, id string, sub StreamSub) error
 	// TouchStream sets a stream's Updated.
 	TouchStream(ctx context.Context, id string, updated time.Time) error
+	// PresenceStore keeps who is online (presence.go).
+	PresenceStore
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -38,6 +38,7 @@ type Deps struct {
 	// Origins are CORS_ORIGINS: pages of these origins, besides the
 	// server's own, may refresh and log out with the cookie.
 	Origins Origins
+	Presence *realtime.Presence // serves GET /presence
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
@@ -70,6 +71,8 @@ func Routes(d Deps) http.Handler {
 		r.Post("/rpc/*", callRPC(d.RPC))
 		r.Get("/rpc-requests", pollRPC(d.RPC))
 		r.Post("/rpc-requests/{id}", answerRPC(d.RPC))
+
+		r.Get("/presence", getPresence(d.Presence))
 	})
 
 	r.With(d.Bodies.limit).Post("/auth/login", login(d.Webhook, d.Issuer))

@@ -47,6 +47,7 @@ type Config struct {
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
+	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
 	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
 }
 
@@ -105,6 +106,7 @@ func (c Config) validate() error {
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
+		{"LEAVE_GRACE", "a duration from 0s to 5m", c.LeaveGrace >= 0 && c.LeaveGrace <= 5*time.Minute},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json" or "text"`, c.LogFormat == "json" || c.LogFormat == "text"},
 		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),

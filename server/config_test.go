@@ -29,6 +29,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"AUTH_WEBHOOK_URL":             "login.example/hook",
 		"AUTH_WEBHOOK_TIMEOUT":         "0s",
 		"CORS_ORIGINS":                 "https://app.example/",
+		"LEAVE_GRACE":                  "-1s",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)

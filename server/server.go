@@ -87,6 +87,8 @@ type app struct {
 	rpc     *realtime.RPC
 	bodies  *handlers.Bodies
 	handler http.Handler
+
+	presence *realtime.Presence
 }
 
 // wire builds the engine over store and bus, and the routes over it.
@@ -100,6 +102,11 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
 	}, log)
+	a.presence = realtime.NewPresence(store, bus, access, realtime.PresenceConfig{
+		Instance:   realtime.NewInstanceID(),
+		LeaveGrace: cfg.LeaveGrace,
+	}, log)
+	a.hub.SetPresence(a.presence, a.presence)
 	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
@@ -111,6 +118,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Events:   realtime.NewEvents(store, access),
 		Hub:      a.hub,
 		RPC:      a.rpc,
+		Presence: a.presence,
 		Metrics:  handlers.NewMetrics(&a.hub.Stats),
 		Log:      log,
 		OpenAPI:  openapi,
@@ -144,6 +152,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	}()
 	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
 	go a.rpc.Run(bg)
+	// Presence stops after the streams: its last act lets its rows expire.
+	presence, stopPresence := context.WithCancel(bg)
+	presenceDone := make(chan struct{})
+	go func() { a.presence.Run(presence); close(presenceDone) }()
+	defer func() { stopPresence(); <-presenceDone }()
 	go func() { errc <- srv.Serve(ln) }()
 
 	if cfg.AuthMode == "open" {

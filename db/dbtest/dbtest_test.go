@@ -35,6 +35,8 @@ type memStore struct {
 	trimmed int64 // the Seq of the last trimmed change
 	streams map[string]api.StreamInfo
 	closed  bool
+
+	presence map[string]map[string]time.Time // instance -> user -> expiry (presence_test.go)
 }
 
 var _ api.Store = (*memStore)(nil)

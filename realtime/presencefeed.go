@@ -1,0 +1,150 @@
+package realtime
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// feed is the presence service's side facing subscriptions: the online
+// set as last read from the Store (the view) and the streams watching it.
+// A subscription's state and the changes after it come from the same view
+// under the same lock, so that they meet with no gap and no overlap: every
+// frame after the state flips what the subscriber knows of that user.
+type feed struct {
+	wmu  sync.Mutex
+	view map[string]bool                 // online users
+	all  map[*Stream]struct{}            // presence=* watchers
+	one  map[string]map[*Stream]struct{} // presence=USER watchers, by user
+}
+
+func newFeed() *feed {
+	return &feed{
+		view: make(map[string]bool),
+		all:  make(map[*Stream]struct{}),
+		one:  make(map[string]map[*Stream]struct{}),
+	}
+}
+
+func (f *feed) lock()   { f.wmu.Lock() }
+func (f *feed) unlock() { f.wmu.Unlock() }
+
+// presenceData is the data of a presence frame.
+type presenceData struct {
+	User   string `json:"user"`
+	Online bool   `json:"online"`
+}
+
+func presenceFrame(user string, online bool) []byte {
+	frame, _ := jsonFrame("presence", presenceData{User: user, Online: online}) // strings and a bool always encode
+	return frame
+}
+
+// Watch starts feeding a presence subscription of s and returns its state:
+// one frame per user online now in id order (presence=*), or the user's
+// state (presence=USER). The state is read from the Store first, after
+// this instance's own rows are written (s's user's included), unless that
+// takes longer than watchWait.
+func (p *Presence) Watch(s *Stream, x api.Subscription) [][]byte {
+	r := p.request()
+	t := time.NewTimer(watchWait)
+	select {
+	case <-r.done:
+	case <-t.C:
+		p.log.Warn("presence: the online set was not read in time; a subscription gets the last one read")
+	}
+	t.Stop()
+	p.lock()
+	defer p.unlock()
+	if x.Presence != "*" {
+		set := p.one[x.Presence]
+		if set == nil {
+			set = make(map[*Stream]struct{})
+			p.one[x.Presence] = set
+		}
+		set[s] = struct{}{}
+		return [][]byte{presenceFrame(x.Presence, p.view[x.Presence])}
+	}
+	p.all[s] = struct{}{}
+	users := make([]string, 0, len(p.view))
+	for u := range p.view {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	frames := make([][]byte, len(users))
+	for i, u := range users {
+		frames[i] = presenceFrame(u, true)
+	}
+	return frames
+}
+
+// Unwatch stops feeding a presence subscription of s.
+func (p *Presence) Unwatch(s *Stream, x api.Subscription) {
+	p.lock()
+	defer p.unlock()
+	if x.Presence == "*" {
+		delete(p.all, s)
+		return
+	}
+	if set := p.one[x.Presence]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(p.one, x.Presence)
+		}
+	}
+}
+
+// apply makes online (in id order) the view, and pushes a frame for each
+// user who came or went to their watchers, in id order.
+func (p *Presence) apply(online []string) {
+	p.lock()
+	defer p.unlock()
+	now := make(map[string]bool, len(online))
+	var changed []string
+	for _, u := range online {
+		now[u] = true
+		if !p.view[u] {
+			changed = append(changed, u)
+		}
+	}
+	for u := range p.view {
+		if !now[u] {
+			changed = append(changed, u)
+		}
+	}
+	p.view = now
+	slices.Sort(changed)
+	all := api.Subscription{Presence: "*"}
+	for _, u := range changed {
+		frame := presenceFrame(u, now[u])
+		for s := range p.all {
+			s.Push(frame, all)
+		}
+		if set := p.one[u]; len(set) > 0 {
+			one := api.Subscription{Presence: u}
+			for s := range set {
+				s.Push(frame, one)
+			}
+		}
+	}
+}
+
+// Online returns the users online now, in id order, from the Store (the
+// truth; GET /presence). When users is not nil, only those among them.
+// The caller must be allowed to read the presence of every user ("*") or
+// of each user named.
+func (p *Presence) Online(ctx context.Context, caller api.User, users []string) ([]string, error) {
+	names := users
+	if users == nil {
+		names = []string{"*"}
+	}
+	for _, u := range names {
+		if err := p.access.Allow(ctx, Request{User: caller, Action: ActPresence, Name: u}); err != nil {
+			return nil, err
+		}
+	}
+	return p.store.Online(ctx, time.Now(), users)
+}
