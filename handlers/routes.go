@@ -37,7 +37,7 @@ type Deps struct {
 	Revoker Revoker
 	// Origins are CORS_ORIGINS: pages of these origins, besides the
 	// server's own, may refresh and log out with the cookie.
-	Origins Origins
+	Origins  Origins
 	Presence *realtime.Presence // serves GET /presence
 }
 
