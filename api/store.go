@@ -192,6 +192,8 @@ type Store interface {
 	// TouchStream sets a stream's Updated.
 	TouchStream(ctx context.Context, id string, updated time.Time) error
 	// Ping reports whether the store is reachable.
+	// Listening is the demand and listeners of listen subscriptions (listen.go).
+	Listening
 	Ping(ctx context.Context) error
 	Close() error
 }

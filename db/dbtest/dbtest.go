@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 		{"Retention", retentionTests()},
 		{"Streams", streamTests()},
 		{"StreamSubs", streamSubTests()},
+		{"Listen", listenTests()},
 		{"Misc", miscTests()},
 	}
 	for _, g := range groups {

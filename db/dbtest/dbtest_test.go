@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/dbtest"
+	"github.com/switchboard-dev/switchboard/db/embedded"
 )
 
 // TestMemory runs the suite against memStore, a plain reading of the
@@ -35,6 +36,8 @@ type memStore struct {
 	trimmed int64 // the Seq of the last trimmed change
 	streams map[string]api.StreamInfo
 	closed  bool
+
+	embedded.Listening // in memory already: the embedded store's
 }
 
 var _ api.Store = (*memStore)(nil)

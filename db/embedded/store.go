@@ -51,6 +51,7 @@ type Store struct {
 	written   written                 // the commit loop's: what the groups written to the log did
 	pipe      pipeline                // groups written and not yet durable, and why writes fail
 	view      view                    // what readers see that the bbolt file does not hold yet
+	Listening                         // listening's demand, listeners and choices, in memory (listen.go)
 }
 
 var _ api.Store = (*Store)(nil)
