@@ -22,8 +22,10 @@ const (
 	ActDelete    Action = "delete"
 	ActPublish   Action = "publish"
 	ActSubscribe Action = "subscribe"
-	ActProvide   Action = "provide" // serve an RPC: poll for its requests
-	ActRequest   Action = "request" // call an RPC; Data is the input
+	ActProvide   Action = "provide"  // serve an RPC: poll for its requests
+	ActRequest   Action = "request"  // call an RPC; Data is the input
+	ActPresence  Action = "presence" // read the presence of a user ("*": every user)
+	ActListen    Action = "listen"   // be told of the demand for names under a prefix
 )
 
 // Request is one question to the permission check point. Data is the value

@@ -50,6 +50,7 @@ func (s *Stream) apply(ctx context.Context, c streamChange) error {
 			if !c.Add {
 				s.hub.indexOne(s, x, -1)
 				s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
+				s.unwatch([]*sub{x})
 			}
 			return nil
 		}
@@ -64,7 +65,7 @@ func (s *Stream) apply(ctx context.Context, c streamChange) error {
 	s.hub.indexOne(s, x, 1)
 	s.subs = append(s.subs, x)
 	if x.Record == "" {
-		return nil
+		return s.watch([]*sub{x})
 	}
 	pos, err := s.snapshot(ctx, []*sub{x}, false)
 	if err != nil {

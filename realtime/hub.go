@@ -59,6 +59,10 @@ type Hub struct {
 	gen      uint64                     // dispatch generation, owned by Run
 	ready    []*Stream                  // detached streams to schedule, owned by Run
 
+	presence Feed     // serves presence subscriptions; nil: refused
+	listen   Feed     // serves listen subscriptions; nil: refused
+	observer Observer // told of every stream; may be nil
+
 	pool     *pool
 	wake     chan struct{}
 	started  chan struct{} // closed once Run has its start position; Open waits for it
@@ -196,6 +200,9 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 	var m map[string]map[*Stream]int
 	var key string
 	switch {
+	case x.Presence != "" || x.Listen != "":
+		h.Stats.Subscriptions.Add(int64(n))
+		return // fed by their Feed, not by the log
 	case x.Record != "":
 		m, key = h.records, x.Record
 	case x.isPrefix:
@@ -220,21 +227,25 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 }
 
 // register indexes a stream's subscriptions and returns the log position
-// from which its queue receives every change.
+// from which its queue receives every change. The observer hears of the
+// stream after.
 func (h *Hub) register(s *Stream) int64 {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.streams[s.ID] = s
 	for _, x := range s.subs {
 		h.index(s, x, 1)
 	}
 	h.Stats.Streams.Add(1)
-	return h.pos.Load()
+	pos := h.pos.Load()
+	h.mu.Unlock()
+	h.observe(s, true)
+	return pos
 }
 
+// unregister forgets an ended stream: its index entries, its side
+// subscriptions' feeds, and then the observer hears of it.
 func (h *Hub) unregister(s *Stream) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.streams[s.ID] == s {
 		delete(h.streams, s.ID)
 	}
@@ -242,6 +253,9 @@ func (h *Hub) unregister(s *Stream) {
 		h.index(s, x, -1)
 	}
 	h.Stats.Streams.Add(-1)
+	h.mu.Unlock()
+	s.unwatch(s.subs)
+	h.observe(s, false)
 }
 
 func (h *Hub) indexOne(s *Stream, x *sub, n int) {
@@ -276,6 +290,9 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	if err := ValidateSubscription(x); err != nil {
 		return err
 	}
+	if err := h.checkFeed(x); err != nil {
+		return err
+	}
 	info, err := h.store.GetStream(ctx, id)
 	if err != nil {
 		return err
@@ -283,8 +300,8 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	if info.User != user.ID {
 		return api.Errorf(api.CodePermissionDenied, "only the user who opened stream %q may change it", id)
 	}
-	if add && x.Record != "" {
-		if err := h.access.Allow(ctx, Request{User: user, Action: ActRead, Name: x.Record}); err != nil {
+	if add && (x.Record != "" || x.Presence != "" || x.Listen != "") {
+		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x), Name: subscribedName(x)}); err != nil {
 			return err
 		}
 	}

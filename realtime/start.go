@@ -27,7 +27,10 @@ func (s *Stream) start(ctx context.Context) error {
 	if !s.resume {
 		pos, err := s.snapshot(ctx, s.subs, true)
 		s.lastSeq = pos
-		return err
+		if err != nil {
+			return err
+		}
+		return s.watch(s.subs)
 	}
 	s.lastSeq = s.after
 	if err := s.writeReady(true); err != nil { // the client has every frame up to its resume point
@@ -46,8 +49,11 @@ func (s *Stream) start(ctx context.Context) error {
 	}
 	for {
 		changes, err := store.Changes(ctx, s.lastSeq, 1000)
-		if err != nil || len(changes) == 0 {
+		if err != nil {
 			return err
+		}
+		if len(changes) == 0 {
+			return s.watch(s.subs)
 		}
 		for i := range changes {
 			if err := s.deliver(ctx, &changes[i], nil); err != nil {

@@ -146,7 +146,10 @@ func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
 		if err != nil {
 			return err
 		}
-		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: x.Record + x.Event}
+		if err := s.hub.checkFeed(x.Subscription); err != nil {
+			return err
+		}
+		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: subscribedName(x.Subscription)}
 		if err := s.hub.access.Allow(ctx, req); err != nil {
 			s.denied = append(s.denied, x.Subscription)
 			continue
@@ -157,10 +160,20 @@ func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
 }
 
 func subscribeAction(x api.Subscription) Action {
-	if x.Record != "" {
+	switch {
+	case x.Record != "":
 		return ActRead
+	case x.Presence != "":
+		return ActPresence
+	case x.Listen != "":
+		return ActListen
 	}
 	return ActSubscribe
+}
+
+// subscribedName is the name (or pattern) that a subscription asks for.
+func subscribedName(x api.Subscription) string {
+	return x.Record + x.Event + x.Presence + x.Listen
 }
 
 // Subscriptions returns the stream's subscriptions, as its ready frame lists them.
@@ -354,7 +367,13 @@ func (s *Stream) notify() {
 func (s *Stream) drainQueue(ctx context.Context) error {
 	batch := s.q.take()
 	for _, d := range batch {
-		if err := s.deliver(ctx, d.change, d.frame); err != nil {
+		var err error
+		if d.change == nil {
+			err = s.deliverSide(d)
+		} else {
+			err = s.deliver(ctx, d.change, d.frame)
+		}
+		if err != nil {
 			return err
 		}
 	}

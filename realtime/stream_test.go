@@ -50,13 +50,18 @@ type fixture struct {
 	events  *realtime.Events
 }
 
-func newFixture(t *testing.T, cfg realtime.HubConfig) *fixture {
+// newFixture starts a hub over a new embedded store, after setup (if
+// any) has made its settings.
+func newFixture(t *testing.T, cfg realtime.HubConfig, setup ...func(*realtime.Hub)) *fixture {
 	store, err := embedded.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, f := range setup {
+		f(hub)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { hub.Run(ctx); close(done) }()

@@ -52,8 +52,21 @@ func newSub(s api.StreamSub) (*sub, error) {
 		if out.pattern, out.isPrefix, err = api.ValidatePattern(s.Event); err != nil {
 			return nil, err
 		}
+	case s.Presence != "":
+		if s.Presence != "*" {
+			if err := validUser(s.Presence); err != nil {
+				return nil, err.(*api.Error).With("parameter", "presence")
+			}
+		}
 	default:
-		return nil, api.Errorf(api.CodeUnavailable, "presence and listen subscriptions are not available in this version")
+		prefix, isPrefix, err := api.ValidatePattern(s.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if !isPrefix {
+			return nil, api.Errorf(api.CodeInvalidName, "listen takes a prefix: %q", s.Listen+"/*")
+		}
+		out.pattern, out.isPrefix = prefix, true
 	}
 	return out, nil
 }
