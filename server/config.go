@@ -42,6 +42,7 @@ type Config struct {
 	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
 	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
+	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
 }
 
 // loadConfig reads and validates the configuration. An error names the

@@ -81,6 +81,7 @@ type app struct {
 	store   api.Store
 	hub     *realtime.Hub
 	rpc     *realtime.RPC
+	listen  *realtime.Listen
 	bodies  *handlers.Bodies
 	handler http.Handler
 }
@@ -95,6 +96,10 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Retry:            cfg.StreamRetry,
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
+	}, log)
+	a.listen = realtime.NewListen(store, bus, a.hub, realtime.ListenConfig{
+		Instance:   realtime.NewInstanceID(),
+		LeaveGrace: cfg.LeaveGrace,
 	}, log)
 	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
@@ -137,6 +142,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	}()
 	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
 	go a.rpc.Run(bg)
+	go a.listen.Run(bg)
 	go func() { errc <- srv.Serve(ln) }()
 
 	if cfg.AuthMode == "open" {
