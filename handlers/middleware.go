@@ -75,27 +75,32 @@ func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 
 // bearer returns the request's token: the Authorization header's, or for
 // GET only (EventSource cannot set headers, and neither a cookie nor a URL
-// may authorise a write) ?access_token= or the sb_token cookie. The header
-// wins; one that is not "Bearer <token>" is an error.
+// may authorise a write) ?access_token= or the sb_token cookie; the cookie
+// also where allowCookie let it (refresh and logout, from a trusted page).
+// The header wins; one that is not "Bearer <token>" is an error.
 func bearer(r *http.Request) (string, error) {
+	token, _, err := credential(r)
+	return token, err
+}
+
+// credential is bearer, and says whether the token came by cookie.
+func credential(r *http.Request) (token string, byCookie bool, err error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, token, ok := strings.Cut(h, " ")
 		token = strings.TrimSpace(token)
 		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return "", api.Errorf(api.CodeUnauthenticated, `the Authorization header must be "Bearer <token>"`)
+			return "", false, api.Errorf(api.CodeUnauthenticated, `the Authorization header must be "Bearer <token>"`)
 		}
-		return token, nil
+		return token, false, nil
 	}
-	if r.Method != http.MethodGet {
-		return "", nil
+	get := r.Method == http.MethodGet
+	if t := r.URL.Query().Get("access_token"); get && t != "" {
+		return t, false, nil
 	}
-	if t := r.URL.Query().Get("access_token"); t != "" {
-		return t, nil
+	if c, err := r.Cookie(tokenCookie); err == nil && c.Value != "" && (get || cookieAllowed(r)) {
+		return c.Value, true, nil
 	}
-	if c, err := r.Cookie("sb_token"); err == nil {
-		return c.Value, nil
-	}
-	return "", nil
+	return "", false, nil
 }
 
 // logRequests writes one log line per request, and observes its latency.

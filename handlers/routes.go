@@ -27,6 +27,17 @@ type Deps struct {
 	// Verifier checks tokens; nil refuses every token.
 	Verifier Verifier
 	Bodies   *Bodies
+	// Webhook logs users in (POST /auth/login); nil: login answers 503
+	// AUTH_UNAVAILABLE (AUTH_WEBHOOK_URL is not set).
+	Webhook Webhook
+	// Issuer signs the server's tokens (JWT_SECRET); nil: none are issued.
+	Issuer Issuer
+	// Revoker revokes the token of a logout; nil: logout only clears the
+	// cookie.
+	Revoker Revoker
+	// Origins are CORS_ORIGINS: pages of these origins, besides the
+	// server's own, may refresh and log out with the cookie.
+	Origins Origins
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
@@ -60,6 +71,11 @@ func Routes(d Deps) http.Handler {
 		r.Get("/rpc-requests", pollRPC(d.RPC))
 		r.Post("/rpc-requests/{id}", answerRPC(d.RPC))
 	})
+
+	r.With(d.Bodies.limit).Post("/auth/login", login(d.Webhook, d.Issuer))
+	r.With(d.Bodies.limit, allowCookie(d.Origins), authenticate(d.Verifier, d.OpenMode)).Post("/auth/refresh", refresh(d.Issuer))
+	r.With(d.Bodies.limit, allowCookie(d.Origins)).Post("/auth/logout", logout(d.Verifier, d.Revoker))
+
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -21,9 +21,10 @@ import (
 
 // options are what the tests vary of a server.
 type options struct {
-	maxBody     int64         // MAX_BODY_BYTES; 1 MiB when 0
-	bodyTimeout time.Duration // BODY_TIMEOUT; 10s when 0
-	token       bool          // AUTH_MODE=token rather than open
+	maxBody     int64                // MAX_BODY_BYTES; 1 MiB when 0
+	bodyTimeout time.Duration        // BODY_TIMEOUT; 10s when 0
+	token       bool                 // AUTH_MODE=token rather than open
+	deps        func(*handlers.Deps) // changes the Deps before the routes are made
 }
 
 // testSecret is the JWT_SECRET of newServer's verifier.
@@ -81,6 +82,9 @@ func newServer(t *testing.T, o options) (*httptest.Server, handlers.Deps) {
 	wg.Go(func() { rpc.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
+	if o.deps != nil {
+		o.deps(&d)
+	}
 	srv := httptest.NewUnstartedServer(handlers.Routes(d))
 	srv.Listener = handlers.Listener(srv.Listener)
 	srv.Start()
@@ -162,6 +166,9 @@ func TestMethodNotAllowedEveryRoute(t *testing.T) {
 		{"/rpc/add", "POST"},
 		{"/rpc-requests", "GET"},
 		{"/rpc-requests/id", "POST"},
+		{"/auth/login", "POST"},
+		{"/auth/refresh", "POST"},
+		{"/auth/logout", "POST"},
 	}
 	for _, r := range routes {
 		for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {

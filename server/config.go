@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/switchboard-dev/switchboard/auth"
+	"github.com/switchboard-dev/switchboard/handlers"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -28,6 +29,11 @@ type Config struct {
 	JWKSURL              string        `env:"JWKS_URL"`
 	JWTIssuer            string        `env:"JWT_ISSUER"`
 	JWTAudience          string        `env:"JWT_AUDIENCE"`
+	JWTTTL               time.Duration `env:"JWT_TTL" envDefault:"1h"`
+	AuthWebhookURL       string        `env:"AUTH_WEBHOOK_URL"`
+	AuthWebhookSecret    string        `env:"AUTH_WEBHOOK_SECRET"` // never logged
+	AuthWebhookTimeout   time.Duration `env:"AUTH_WEBHOOK_TIMEOUT" envDefault:"5s"`
+	CORSOrigins          string        `env:"CORS_ORIGINS"`
 	MaxBodyBytes         int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	MaxRecordBytes       int64         `env:"MAX_RECORD_BYTES" envDefault:"1048576"`
 	BodyTimeout          time.Duration `env:"BODY_TIMEOUT" envDefault:"10s"`
@@ -105,11 +111,17 @@ func (c Config) validate() error {
 		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),
 			c.JWTSecret == "" || len(c.JWTSecret) >= auth.MinSecretBytes},
 		{"JWKS_URL", "an absolute http:// or https:// URL", c.JWKSURL == "" || isHTTPURL(c.JWKSURL)},
+		{"JWT_TTL", "a duration of at least 1s (a token's exp counts whole seconds)", c.JWTTTL >= time.Second},
+		{"AUTH_WEBHOOK_URL", "an absolute http:// or https:// URL", c.AuthWebhookURL == "" || isHTTPURL(c.AuthWebhookURL)},
+		{"AUTH_WEBHOOK_TIMEOUT", "a positive duration", c.AuthWebhookTimeout > 0},
 	}
 	for _, c := range checks {
 		if !c.ok {
 			return fmt.Errorf("invalid %s: must be %s", c.name, c.want)
 		}
+	}
+	if _, err := handlers.ParseOrigins(c.CORSOrigins); err != nil {
+		return fmt.Errorf("invalid CORS_ORIGINS: %w", err)
 	}
 	return nil
 }
@@ -121,6 +133,12 @@ func (c Config) checkAuth() error {
 	if c.AuthMode == "token" && c.JWTSecret == "" && c.JWKSURL == "" {
 		return errors.New("AUTH_MODE=token needs JWT_SECRET (HS256 tokens) or JWKS_URL (an identity provider's keys), or both; " +
 			"set AUTH_MODE=open to serve requests without a token as anonymous users")
+	}
+	if c.AuthWebhookURL != "" && c.AuthWebhookSecret == "" {
+		return errors.New("AUTH_WEBHOOK_URL needs AUTH_WEBHOOK_SECRET: the webhook checks the X-Signature made with it to know that the server calls it")
+	}
+	if c.AuthWebhookURL != "" && c.JWTSecret == "" {
+		return errors.New("AUTH_WEBHOOK_URL needs JWT_SECRET: the tokens that login issues are signed with it")
 	}
 	return nil
 }

@@ -25,6 +25,10 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"MAX_SUBSCRIPTIONS_PER_STREAM": "0",
 		"MAX_RECORD_BYTES":             "0",
 		"BODY_TIMEOUT":                 "0s",
+		"JWT_TTL":                      "500ms",
+		"AUTH_WEBHOOK_URL":             "login.example/hook",
+		"AUTH_WEBHOOK_TIMEOUT":         "0s",
+		"CORS_ORIGINS":                 "https://app.example/",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
@@ -85,6 +89,9 @@ func TestAuthConfig(t *testing.T) {
 		{map[string]string{"JWKS_URL": "ftp://id.example/keys"}, []string{"JWKS_URL"}},
 		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": "0123456789abcdef0123456789abcdef"}, nil},
 		{map[string]string{"AUTH_MODE": "open"}, nil},
+		{map[string]string{"AUTH_MODE": "open", "AUTH_WEBHOOK_URL": "http://127.0.0.1:9/login", "JWT_SECRET": "0123456789abcdef0123456789abcdef"}, []string{"AUTH_WEBHOOK_SECRET"}},
+		{map[string]string{"AUTH_MODE": "open", "AUTH_WEBHOOK_URL": "http://127.0.0.1:9/login", "AUTH_WEBHOOK_SECRET": "s"}, []string{"JWT_SECRET"}},
+		{map[string]string{"AUTH_WEBHOOK_URL": "http://127.0.0.1:9/login", "AUTH_WEBHOOK_SECRET": "s", "JWT_SECRET": "0123456789abcdef0123456789abcdef", "JWT_TTL": "2s", "CORS_ORIGINS": "https://a.example,http://localhost:3000"}, nil},
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), "HOST": "127.0.0.1", "PORT": "0"}
 		for k, v := range tc.env {

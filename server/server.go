@@ -51,12 +51,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	login, err := newLogin(cfg, log)
+	if err != nil {
+		return err
+	}
 	store, bus, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	return serve(ctx, cfg, log, wire(cfg, store, bus, verifier, log, openapi))
+	return serve(ctx, cfg, log, wire(cfg, store, bus, verifier, login, log, openapi))
 }
 
 // newVerifier returns the verifier of tokens, or nil when no key is
@@ -87,7 +91,7 @@ type app struct {
 }
 
 // wire builds the engine over store and bus, and the routes over it.
-func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, log *slog.Logger, openapi []byte) *app {
+func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, login loginParts, log *slog.Logger, openapi []byte) *app {
 	var access realtime.Access = realtime.AllowAll{}
 	a := &app{store: store, bodies: handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)}
 	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
@@ -118,6 +122,9 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		OpenMode: cfg.AuthMode == "open",
 		Verifier: verifier,
 		Bodies:   a.bodies,
+		Webhook:  login.webhook,
+		Issuer:   login.issuer,
+		Origins:  login.origins,
 	})
 	return a
 }
