@@ -194,6 +194,8 @@ type Store interface {
 	// PresenceStore keeps who is online (presence.go).
 	PresenceStore
 	// Ping reports whether the store is reachable.
+	// Listening is the demand and listeners of listen subscriptions (listen.go).
+	Listening
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -63,6 +63,8 @@ type Hub struct {
 	listen   Feed     // serves listen subscriptions; nil: refused
 	observer Observer // told of every stream; may be nil
 
+	demand demandHook // told of exact names' local subscribers (listendemand.go); may be nil
+
 	pool     *pool
 	wake     chan struct{}
 	started  chan struct{} // closed once Run has its start position; Open waits for it
@@ -198,17 +200,17 @@ func (h *Hub) dispatch(ch *api.Change) {
 // index adds (n=1) or removes (n=-1) a subscription of s.
 func (h *Hub) index(s *Stream, x *sub, n int) {
 	var m map[string]map[*Stream]int
-	var key string
+	var key, kind string // kind: of an exact name, demand for listeners
 	switch {
 	case x.Presence != "" || x.Listen != "":
 		h.Stats.Subscriptions.Add(int64(n))
 		return // fed by their Feed, not by the log
 	case x.Record != "":
-		m, key = h.records, x.Record
+		m, key, kind = h.records, x.Record, api.ListenRecord
 	case x.isPrefix:
 		m, key = h.prefixes, x.pattern
 	case x.Event != "":
-		m, key = h.events, x.pattern
+		m, key, kind = h.events, x.pattern, api.ListenEvent
 	default:
 		return
 	}
@@ -217,11 +219,15 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 		set = make(map[*Stream]int)
 		m[key] = set
 	}
+	before := len(set)
 	if set[s] += n; set[s] <= 0 {
 		delete(set, s)
 		if len(set) == 0 {
 			delete(m, key)
 		}
+	}
+	if kind != "" {
+		h.countDemand(kind, key, set, before)
 	}
 	h.Stats.Subscriptions.Add(int64(n))
 }

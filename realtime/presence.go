@@ -47,7 +47,8 @@ const (
 	watchWait = 5 * time.Second
 )
 
-// NewInstanceID returns a random id for this process's presence rows.
+// NewInstanceID returns a random id for this process: it names the rows
+// that presence and listening keep in the Store for it.
 func NewInstanceID() string {
 	var b [12]byte
 	rand.Read(b[:])

@@ -85,6 +85,7 @@ type app struct {
 	store   api.Store
 	hub     *realtime.Hub
 	rpc     *realtime.RPC
+	listen  *realtime.Listen
 	bodies  *handlers.Bodies
 	handler http.Handler
 
@@ -102,11 +103,16 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
 	}, log)
+	instance := realtime.NewInstanceID() // names this process's presence and listening rows
 	a.presence = realtime.NewPresence(store, bus, access, realtime.PresenceConfig{
-		Instance:   realtime.NewInstanceID(),
+		Instance:   instance,
 		LeaveGrace: cfg.LeaveGrace,
 	}, log)
 	a.hub.SetPresence(a.presence, a.presence)
+	a.listen = realtime.NewListen(store, bus, a.hub, realtime.ListenConfig{
+		Instance:   instance,
+		LeaveGrace: cfg.LeaveGrace,
+	}, log)
 	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
@@ -152,6 +158,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	}()
 	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
 	go a.rpc.Run(bg)
+	go a.listen.Run(bg)
 	// Presence stops after the streams: its last act lets its rows expire.
 	presence, stopPresence := context.WithCancel(bg)
 	presenceDone := make(chan struct{})

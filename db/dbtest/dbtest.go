@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 		{"Streams", streamTests()},
 		{"StreamSubs", streamSubTests()},
 		{"Presence", presenceTests()},
+		{"Listen", listenTests()},
 		{"Misc", miscTests()},
 	}
 	for _, g := range groups {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/dbtest"
+	"github.com/switchboard-dev/switchboard/db/embedded"
 )
 
 // TestMemory runs the suite against memStore, a plain reading of the
@@ -36,7 +37,8 @@ type memStore struct {
 	streams map[string]api.StreamInfo
 	closed  bool
 
-	presence map[string]map[string]time.Time // instance -> user -> expiry (presence_test.go)
+	presence           map[string]map[string]time.Time // instance -> user -> expiry (presence_test.go)
+	embedded.Listening                                 // in memory already: the embedded store's
 }
 
 var _ api.Store = (*memStore)(nil)

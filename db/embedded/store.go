@@ -52,6 +52,7 @@ type Store struct {
 	pipe      pipeline                // groups written and not yet durable, and why writes fail
 	view      view                    // what readers see that the bbolt file does not hold yet
 	presence  presence                // who is online: in memory, under its own lock (presence.go)
+	Listening                         // listening's demand, listeners and choices, in memory (listen.go)
 }
 
 var _ api.Store = (*Store)(nil)

@@ -1,0 +1,414 @@
+package realtime
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// Listening (listen=PREFIX/*): this instance's part of the state that
+// every instance shares through api.Listening. Listen tells the Store of
+// this instance's demand (its streams' exact record and event
+// subscriptions, from the hub's index) and of its listeners (listen
+// subscriptions, through the Feed seam), renews their rows, and tells each
+// of its listening streams what the Store has chosen for it. The Store is
+// the truth: what a listener has been told is compared with the Store's
+// choices whenever the Bus says that they changed, and on every renewal.
+
+// TopicListen is the Bus topic of listening's wake-ups: "p" (a prefix may
+// be listened on that was not: read them again) or "i:<instance>" (that
+// instance's choices changed).
+const TopicListen = "listen"
+
+// ListenConfig holds the settings of listening.
+type ListenConfig struct {
+	// Instance identifies this process among every instance: its rows and
+	// its listeners' choices carry it. Unique per process.
+	Instance string
+	// LeaveGrace is how long a name stays in demand after its last local
+	// subscriber left, so that a stream that comes back (or resumes on
+	// another instance) causes no inactive/active flap.
+	LeaveGrace time.Duration
+	// Renew is how often this instance renews its rows and sweeps the
+	// expired ones of every instance (default 5s); TTL is how long its
+	// rows live without a renewal (default 15s). A killed instance's
+	// demand and listeners are gone within TTL+Renew.
+	Renew time.Duration
+	TTL   time.Duration
+}
+
+// Listen serves listen subscriptions and tracks demand. It is safe for
+// concurrent use; one goroutine (Run) does its Store work, in order.
+type Listen struct {
+	store api.Listening
+	bus   api.Bus
+	cfg   ListenConfig
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	prefixes  map[string]bool // listened on, as last read or added here
+	demand    map[api.ListenKey]*demandState
+	dirty     map[api.ListenKey]bool // demand that may differ from its row
+	writing   api.ListenKey          // the demand Run is storing
+	ops       []listenOp             // listeners to add or remove, in order
+	listeners map[string]*listener   // this instance's, by id
+	watched   map[watchKey]*listener
+	resync    bool // read the choices again
+	reload    bool // read the prefixes again
+	next      int  // listener ids
+	kick      chan struct{}
+}
+
+// listener is a listen subscription of one of this instance's streams.
+type listener struct {
+	api.Listener
+	s    *Stream
+	sub  api.Subscription
+	told map[api.ListenKey]bool // the names it was told active
+}
+
+type watchKey struct {
+	s   *Stream
+	sub api.Subscription
+}
+
+type listenOp struct {
+	add bool
+	l   api.Listener
+}
+
+// NewListen returns the listening service of hub's streams and makes the
+// hub use it. Run it with Run.
+func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log *slog.Logger) *Listen {
+	if cfg.Renew <= 0 {
+		cfg.Renew = 5 * time.Second
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 3 * cfg.Renew
+	}
+	l := &Listen{
+		store: store, bus: bus, cfg: cfg, log: log,
+		prefixes:  map[string]bool{},
+		demand:    map[api.ListenKey]*demandState{},
+		dirty:     map[api.ListenKey]bool{},
+		listeners: map[string]*listener{},
+		watched:   map[watchKey]*listener{},
+		reload:    true,
+		kick:      make(chan struct{}, 1),
+	}
+	hub.SetListen(l)
+	hub.mu.Lock()
+	hub.demand = l.onDemand
+	hub.mu.Unlock()
+	return l
+}
+
+// Watch registers a listener for x of s. It says nothing at once: the
+// names chosen for it are pushed as Run learns of them.
+func (l *Listen) Watch(s *Stream, x api.Subscription) [][]byte {
+	prefix, isPrefix, err := api.ValidatePattern(x.Listen)
+	if err != nil || !isPrefix {
+		return nil // newSub refused it already
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := watchKey{s, x}
+	if l.watched[k] != nil {
+		return nil
+	}
+	l.next++
+	li := &listener{
+		Listener: api.Listener{ID: l.cfg.Instance + "-" + strconv.Itoa(l.next), Instance: l.cfg.Instance, Stream: s.ID, Prefix: prefix},
+		s:        s, sub: x, told: map[api.ListenKey]bool{},
+	}
+	l.watched[k], l.listeners[li.ID] = li, li
+	l.ops = append(l.ops, listenOp{add: true, l: li.Listener})
+	signal(l.kick)
+	return nil
+}
+
+// Unwatch forgets the listener of x of s; Run removes it from the Store,
+// which hands its names over.
+func (l *Listen) Unwatch(s *Stream, x api.Subscription) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := watchKey{s, x}
+	li := l.watched[k]
+	if li == nil {
+		return
+	}
+	delete(l.watched, k)
+	delete(l.listeners, li.ID)
+	l.ops = append(l.ops, listenOp{l: li.Listener})
+	signal(l.kick)
+}
+
+// Run does the Store work until ctx ends: listeners added and removed,
+// demand, renewals, and what listeners are told.
+func (l *Listen) Run(ctx context.Context) {
+	stop := l.bus.Subscribe(TopicListen, l.onWake)
+	defer stop()
+	renew := time.NewTicker(l.cfg.Renew)
+	defer renew.Stop()
+	later := time.NewTimer(time.Hour)
+	defer later.Stop()
+	for {
+		next := l.work(ctx)
+		if !next.IsZero() {
+			later.Reset(max(time.Until(next), time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			l.finish()
+			return
+		case <-l.kick:
+		case <-later.C:
+		case <-renew.C:
+			l.renew(ctx)
+		}
+	}
+}
+
+// onWake handles the Bus: nil (wake-ups may have been missed) reads
+// everything again.
+func (l *Listen) onWake(p []byte) {
+	l.mu.Lock()
+	switch s := string(p); {
+	case p == nil:
+		l.reload, l.resync = true, true
+	case s == "p":
+		l.reload = true
+	case s == "i:"+l.cfg.Instance:
+		l.resync = true
+	default:
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	signal(l.kick)
+}
+
+// work does what is waiting, and returns when it should run again
+// (zero: when woken).
+func (l *Listen) work(ctx context.Context) time.Time {
+	w := map[string]bool{}
+	retry := l.applyOps(ctx, w)
+	l.mu.Lock()
+	reload := l.reload
+	l.reload = false
+	l.mu.Unlock()
+	if reload {
+		if err := l.readPrefixes(ctx); err != nil {
+			l.log.Warn("listening: read the listened prefixes", "err", err)
+			retry = true
+		}
+	}
+	next := l.writeDemand(ctx, w)
+	if len(w) > 0 {
+		l.wake(ctx, w)
+	}
+	l.mu.Lock()
+	resync := l.resync
+	l.resync = false
+	l.mu.Unlock()
+	if resync {
+		if err := l.tell(ctx); err != nil {
+			l.log.Warn("listening: read the choices", "err", err)
+			retry = true
+		}
+	}
+	if retry {
+		l.mu.Lock()
+		l.resync, l.reload = l.resync || resync, l.reload || reload
+		l.mu.Unlock()
+		if t := time.Now().Add(time.Second); next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next
+}
+
+// applyOps adds and removes listeners in the Store, in order. It reports
+// whether one failed (the rest wait for a retry).
+func (l *Listen) applyOps(ctx context.Context, w map[string]bool) (failed bool) {
+	for {
+		l.mu.Lock()
+		if len(l.ops) == 0 {
+			l.mu.Unlock()
+			return false
+		}
+		op := l.ops[0]
+		l.mu.Unlock()
+		now := time.Now()
+		var wake []string
+		var err error
+		if op.add {
+			wake, err = l.store.AddListener(ctx, op.l, now.Add(l.cfg.TTL), now)
+		} else {
+			wake, err = l.store.RemoveListener(ctx, op.l.ID, now)
+		}
+		if err != nil {
+			l.log.Warn("listening: store a listener", "prefix", op.l.Prefix, "add", op.add, "err", err)
+			return true
+		}
+		for _, i := range wake {
+			w[i] = true
+		}
+		l.mu.Lock()
+		l.ops = l.ops[1:]
+		if op.add && !l.prefixes[op.l.Prefix] {
+			l.prefixes[op.l.Prefix] = true
+			l.markUnder(op.l.Prefix)
+			l.mu.Unlock()
+			// Other instances may hold demand under it that they do not store.
+			if err := l.bus.Send(ctx, TopicListen, []byte("p")); err != nil {
+				l.log.Warn("listening: announce a prefix", "err", err)
+			}
+			continue
+		}
+		l.mu.Unlock()
+	}
+}
+
+// readPrefixes reads the listened prefixes, and marks the local demand
+// under a new one to be stored.
+func (l *Listen) readPrefixes(ctx context.Context) error {
+	ps, err := l.store.ListenPrefixes(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fresh := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		fresh[p] = true
+		if !l.prefixes[p] {
+			l.markUnder(p)
+		}
+	}
+	for _, li := range l.listeners { // added here, maybe not stored yet
+		fresh[li.Prefix] = true
+	}
+	l.prefixes = fresh
+	return nil
+}
+
+// wake tells the instances in w that their choices changed: this one
+// directly, the others through the Bus.
+func (l *Listen) wake(ctx context.Context, w map[string]bool) {
+	for i := range w {
+		if i == l.cfg.Instance {
+			l.mu.Lock()
+			l.resync = true
+			l.mu.Unlock()
+			continue
+		}
+		if err := l.bus.Send(ctx, TopicListen, []byte("i:"+i)); err != nil {
+			l.log.Warn("listening: wake an instance", "err", err)
+		}
+	}
+}
+
+// tell reads this instance's choices and pushes to each listener the
+// difference from what it was told.
+func (l *Listen) tell(ctx context.Context) error {
+	cs, err := l.store.Chosen(ctx, l.cfg.Instance)
+	if err != nil {
+		return err
+	}
+	want := make(map[string][]api.ListenKey)
+	for _, c := range cs {
+		want[c.Listener] = append(want[c.Listener], c.ListenKey)
+	}
+	type push struct {
+		li    *listener
+		frame []byte
+	}
+	var out []push
+	l.mu.Lock()
+	for id, li := range l.listeners {
+		now := make(map[api.ListenKey]bool, len(want[id]))
+		for _, k := range want[id] {
+			now[k] = true
+		}
+		var changed []api.ListenKey
+		for k := range li.told {
+			if !now[k] {
+				changed = append(changed, k)
+			}
+		}
+		for k := range now {
+			if !li.told[k] {
+				changed = append(changed, k)
+			}
+		}
+		slices.SortFunc(changed, func(a, b api.ListenKey) int {
+			return strings.Compare(a.Name+" "+a.Kind, b.Name+" "+b.Kind)
+		})
+		for _, k := range changed {
+			if now[k] {
+				li.told[k] = true
+			} else {
+				delete(li.told, k)
+			}
+			out = append(out, push{li, listenFrame(k, now[k])})
+		}
+	}
+	l.mu.Unlock()
+	for _, p := range out {
+		p.li.s.Push(p.frame, p.li.sub)
+	}
+	return nil
+}
+
+// renew extends this instance's rows, sweeps the expired rows of every
+// instance, and reads prefixes and choices again (wake-ups may have been
+// lost).
+func (l *Listen) renew(ctx context.Context) {
+	now := time.Now()
+	if err := l.store.RenewListen(ctx, l.cfg.Instance, now.Add(l.cfg.TTL)); err != nil {
+		l.log.Warn("listening: renew", "err", err)
+	}
+	wake, err := l.store.ExpireListen(ctx, now)
+	if err != nil {
+		l.log.Warn("listening: expire", "err", err)
+	}
+	w := map[string]bool{}
+	for _, i := range wake {
+		w[i] = true
+	}
+	l.wake(ctx, w)
+	l.mu.Lock()
+	l.reload, l.resync = true, true
+	l.mu.Unlock()
+}
+
+// finish removes the listeners waiting to be removed as the server stops,
+// so that their names go to other instances' listeners now; this
+// instance's demand expires with its rows, which lets streams resume
+// elsewhere without a flap.
+func (l *Listen) finish() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	w := map[string]bool{}
+	l.applyOps(ctx, w)
+	delete(w, l.cfg.Instance)
+	l.wake(ctx, w)
+}
+
+// listenFrame is the listen frame of a name.
+func listenFrame(k api.ListenKey, active bool) []byte {
+	d := append([]byte(`{"kind":`), appendString(nil, k.Kind)...)
+	d = append(d, `,"name":`...)
+	d = appendString(d, k.Name)
+	d = append(d, `,"active":`...)
+	d = strconv.AppendBool(d, active)
+	d = append(d, '}')
+	return appendFrame(nil, "listen", d)
+}

@@ -1,0 +1,213 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/embedded"
+)
+
+// countingListening counts and keeps the demand a Listen stores.
+type countingListening struct {
+	api.Listening
+	mu     sync.Mutex
+	writes []api.Demand
+}
+
+func (c *countingListening) SetDemand(ctx context.Context, d api.Demand, expires, now time.Time) ([]string, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, d)
+	c.mu.Unlock()
+	return c.Listening.SetDemand(ctx, d, expires, now)
+}
+
+func (c *countingListening) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.writes)
+}
+
+// listenFixture is a hub that is not running and a running Listen over an
+// embedded store whose demand writes are counted.
+type listenFixture struct {
+	hub     *Hub
+	listen  *Listen
+	counted *countingListening
+}
+
+func newListenFixture(t testing.TB, grace time.Duration) *listenFixture {
+	return newListenFixtureWith(t, grace, true)
+}
+
+func newListenFixtureWith(t testing.TB, grace time.Duration, listening bool) *listenFixture {
+	store, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+	}, log)
+	close(hub.started)
+	counted := &countingListening{Listening: store}
+	if !listening {
+		return &listenFixture{hub: hub, counted: counted}
+	}
+	l := NewListen(counted, store.Bus(), hub, ListenConfig{Instance: "i1", LeaveGrace: grace}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &listenFixture{hub: hub, listen: l, counted: counted}
+}
+
+// stream opens a registered stream with no subscriptions.
+func (f *listenFixture) stream(t testing.TB) *Stream {
+	s, err := f.hub.Open(context.Background(), api.User{}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sink = discard{}
+	f.hub.register(s)
+	return s
+}
+
+func (f *listenFixture) subscribe(t testing.TB, s *Stream, x api.Subscription, n int) {
+	y, err := newSub(api.StreamSub{Subscription: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hub.indexOne(s, y, n)
+}
+
+// settle waits until Listen has done all its work.
+func (f *listenFixture) settle(t testing.TB) {
+	if f.listen == nil {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		l := f.listen
+		l.mu.Lock()
+		idle := len(l.ops) == 0 && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
+		l.mu.Unlock()
+		if idle {
+			time.Sleep(5 * time.Millisecond) // a write under way has cleared dirty already
+			l.mu.Lock()
+			idle = len(l.ops) == 0 && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
+			l.mu.Unlock()
+			if idle {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatal("listening did not settle in 10s")
+}
+
+// Demand is stored only for exact names under a listened prefix, only
+// when the number of local subscribers goes between 0, 1 and 2 or more;
+// a decrease only after the grace.
+func TestListenDemandWrites(t *testing.T) {
+	f := newListenFixture(t, 50*time.Millisecond)
+	a, b, c := f.stream(t), f.stream(t), f.stream(t)
+	want := func(n int, what string) {
+		t.Helper()
+		if !strings.Contains(what, "within the grace") {
+			f.settle(t)
+		}
+		if got := f.counted.count(); got != n {
+			t.Fatalf("%s: %d demand writes, want %d: %+v", what, got, n, f.counted.writes)
+		}
+	}
+	eur := api.Subscription{Record: "prices/eur"}
+	f.subscribe(t, a, eur, 1)
+	want(0, "nobody listens")
+
+	listener := f.stream(t)
+	f.listen.Watch(listener, api.Subscription{Listen: "prices/*"})
+	want(1, "a listener comes: the demand under its prefix")
+	f.subscribe(t, b, eur, 1)
+	want(2, "a second subscriber")
+	f.subscribe(t, c, eur, 1)
+	f.subscribe(t, c, api.Subscription{Record: "prices/eur", Path: "x"}, 1)
+	f.subscribe(t, a, api.Subscription{Event: "prices/*"}, 1)
+	f.subscribe(t, a, api.Subscription{Record: "rates/eur"}, 1)
+	want(2, "a third subscriber, a path of a subscribed record, a wildcard, a name under no prefix")
+
+	f.subscribe(t, c, eur, -1)
+	f.subscribe(t, c, api.Subscription{Record: "prices/eur", Path: "x"}, -1)
+	f.subscribe(t, b, eur, -1)
+	time.Sleep(20 * time.Millisecond)
+	want(2, "down to one subscriber, within the grace")
+	time.Sleep(60 * time.Millisecond)
+	want(3, "down to one subscriber, after the grace")
+	last := f.counted.writes[2]
+	if last.Count != 1 || last.Stream != a.ID {
+		t.Errorf("demand after the grace = %+v, want count 1 of stream %s", last, a.ID)
+	}
+	f.subscribe(t, a, eur, -1)
+	f.subscribe(t, a, eur, 1) // back within the grace
+	time.Sleep(80 * time.Millisecond)
+	want(3, "gone and back within the grace")
+	f.subscribe(t, a, eur, -1)
+	time.Sleep(80 * time.Millisecond)
+	want(4, "gone")
+	if last := f.counted.writes[3]; last.Count != 0 {
+		t.Errorf("last demand = %+v, want count 0", last)
+	}
+}
+
+// BenchmarkSubscribeDemand measures what an exact subscription costs for
+// listening: the hub's hook, and the demand stored (writes/op), when
+// nobody listens, when a listener's prefix covers the name (the first
+// subscriber of each name), and for the third subscriber of a name under
+// a listener's prefix. The time includes Listen storing the demand, on
+// the embedded store (in memory).
+func BenchmarkSubscribeDemand(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		service  bool
+		listener bool
+		third    bool
+	}{
+		{"no-listening-service", false, false, false},
+		{"nobody-listens", true, false, false},
+		{"first-under-a-listener", true, true, false},
+		{"third-under-a-listener", true, true, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newListenFixtureWith(b, time.Hour, tc.service)
+			s1, s2, s3 := f.stream(b), f.stream(b), f.stream(b)
+			if tc.listener {
+				f.listen.Watch(f.stream(b), api.Subscription{Listen: "prices/*"})
+			}
+			subs := make([]*sub, b.N)
+			for i := range subs {
+				subs[i], _ = newSub(api.StreamSub{Subscription: api.Subscription{Record: fmt.Sprintf("prices/%d", i)}})
+				if tc.third {
+					f.hub.indexOne(s1, subs[i], 1)
+					f.hub.indexOne(s2, subs[i], 1)
+				}
+			}
+			f.settle(b)
+			before := f.counted.count()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				f.hub.indexOne(s3, subs[i], 1)
+			}
+			f.settle(b)
+			b.StopTimer()
+			b.ReportMetric(float64(f.counted.count()-before)/float64(b.N), "writes/op")
+		})
+	}
+}
