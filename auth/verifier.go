@@ -51,6 +51,8 @@ type Verifier struct {
 
 	secret  []byte
 	keyfunc func(ctx context.Context) jwt.Keyfunc
+
+	cache tokenCache // tokens verified lately (cache.go)
 }
 
 // hmacMethods and jwksMethods are the algorithms that each kind of key
@@ -104,8 +106,22 @@ func parserOptions(cfg Config, methods []string) []jwt.ParserOption {
 
 // Verify checks token and returns its user and its expiry. Every failure
 // is an UNAUTHENTICATED *api.Error whose detail says what is wrong without
-// repeating the token.
+// repeating the token. The user's Data and Claims are shared by every
+// request with the same token: read-only.
 func (v *Verifier) Verify(ctx context.Context, token string) (api.User, time.Time, error) {
+	now := time.Now()
+	if e, ok := v.cache.get(token, now); ok {
+		return e.user, e.exp, nil
+	}
+	user, exp, err := v.verify(ctx, token)
+	if err == nil {
+		v.cache.put(token, user, exp, now)
+	}
+	return user, exp, err
+}
+
+// verify checks token's signature and claims.
+func (v *Verifier) verify(ctx context.Context, token string) (api.User, time.Time, error) {
 	alg, err := headerAlg(token)
 	if err != nil {
 		return api.User{}, time.Time{}, err
