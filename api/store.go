@@ -193,6 +193,8 @@ type Store interface {
 	TouchStream(ctx context.Context, id string, updated time.Time) error
 	// PresenceStore keeps who is online (presence.go).
 	PresenceStore
+	// Revocations keeps the revoked tokens (revoke.go).
+	Revocations
 	// Ping reports whether the store is reachable.
 	// Listening is the demand and listeners of listen subscriptions (listen.go).
 	Listening

@@ -70,6 +70,8 @@ type Hub struct {
 	started  chan struct{} // closed once Run has its start position; Open waits for it
 	draining chan struct{}
 	drain    sync.Once
+
+	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
 }
 
 // NewHub returns a hub over store and bus.
@@ -238,6 +240,7 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 func (h *Hub) register(s *Stream) int64 {
 	h.mu.Lock()
 	h.streams[s.ID] = s
+	h.revokedAtRegister(s)
 	for _, x := range s.subs {
 		h.index(s, x, 1)
 	}

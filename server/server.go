@@ -90,6 +90,8 @@ type app struct {
 	handler http.Handler
 
 	presence *realtime.Presence
+
+	revocations *realtime.Revocations // the revoked tokens; Load before serving, Run
 }
 
 // wire builds the engine over store and bus, and the routes over it.
@@ -113,6 +115,10 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Instance:   instance,
 		LeaveGrace: cfg.LeaveGrace,
 	}, log)
+	a.revocations = realtime.NewRevocations(store, bus, a.hub, realtime.RevocationsConfig{}, log)
+	if verifier != nil {
+		verifier = a.revocations.Refusing(verifier)
+	}
 	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
@@ -134,6 +140,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Webhook:  login.webhook,
 		Issuer:   login.issuer,
 		Origins:  login.origins,
+		Revoker:  a.revocations,
 	})
 	return a
 }
@@ -150,6 +157,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	// The fan-out and the log trimmer outlive ctx until every stream is gone.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
+	if err := a.revocations.Load(bg); err != nil { // bg: a server whose ctx ends at once still starts, then stops
+		ln.Close()
+		return err
+	}
+	go a.revocations.Run(bg)
 	errc := make(chan error, 2)
 	go func() {
 		if err := a.hub.Run(bg); err != nil {

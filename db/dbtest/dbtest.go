@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 		{"Presence", presenceTests()},
 		{"Listen", listenTests()},
 		{"Misc", miscTests()},
+		{"Revocations", revokeTests()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

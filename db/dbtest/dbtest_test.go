@@ -39,6 +39,8 @@ type memStore struct {
 
 	presence           map[string]map[string]time.Time // instance -> user -> expiry (presence_test.go)
 	embedded.Listening                                 // in memory already: the embedded store's
+
+	memRevocations // revoke_test.go
 }
 
 var _ api.Store = (*memStore)(nil)
