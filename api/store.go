@@ -195,9 +195,9 @@ type Store interface {
 	PresenceStore
 	// Revocations keeps the revoked tokens (revoke.go).
 	Revocations
-	// Ping reports whether the store is reachable.
 	// Listening is the demand and listeners of listen subscriptions (listen.go).
 	Listening
+	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	Close() error
 }
