@@ -38,7 +38,8 @@ type testServer struct {
 	DataDir string
 	stop    context.CancelFunc
 	done    chan error
-	log     lockedBuffer // everything the server logged
+	log     lockedBuffer  // everything the server logged
+	logged  chan struct{} // closed once the whole log is in log
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.
@@ -77,14 +78,14 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 	spec := openapiYAML(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &testServer{DataDir: vars["DATA_DIR"], stop: cancel, done: make(chan error, 1)}
+	s := &testServer{DataDir: vars["DATA_DIR"], stop: cancel, done: make(chan error, 1), logged: make(chan struct{})}
 	go func() {
 		err := server.Run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw, spec)
 		pw.CloseWithError(io.EOF)
 		s.done <- err
 	}()
 	select {
-	case s.URL = <-listening(io.TeeReader(pr, &s.log)):
+	case s.URL = <-listening(io.TeeReader(pr, &s.log), s.logged):
 	case err := <-s.done:
 		t.Fatalf("server did not start: %v", err)
 	case <-time.After(10 * time.Second):
@@ -96,10 +97,16 @@ func startServer(t testing.TB, env map[string]string) *testServer {
 }
 
 // listening reads a server's JSON log from r to its end, and sends the
-// address of its "listening" line on the channel it returns.
-func listening(r io.Reader) <-chan string {
+// address of its "listening" line on the channel it returns. It closes
+// each of done once it has read the end.
+func listening(r io.Reader, done ...chan struct{}) <-chan string {
 	addr := make(chan string, 1)
 	go func() {
+		defer func() {
+			for _, c := range done {
+				close(c)
+			}
+		}()
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -132,6 +139,12 @@ func (s *testServer) Stop(t testing.TB) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Error("server did not stop in 15s")
+		return
+	}
+	select { // the last lines may still be on their way to s.log
+	case <-s.logged:
+	case <-time.After(5 * time.Second):
+		t.Error("the server's log did not end in 5s")
 	}
 }
 
