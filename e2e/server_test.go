@@ -164,6 +164,10 @@ func waitHealthy(t testing.TB, url string) {
 	t.Fatalf("%s/healthz never answered 200", url)
 }
 
+// doClient is do's: a request that has not ended in a minute (a stream
+// opened by mistake) fails the test rather than hanging it.
+var doClient = &http.Client{Timeout: time.Minute}
+
 // do sends a request with an optional JSON body and returns the status,
 // the headers and the body.
 func do(t testing.TB, method, url, contentType, body string, headers ...string) (int, http.Header, []byte) {
@@ -178,7 +182,7 @@ func do(t testing.TB, method, url, contentType, body string, headers ...string) 
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
