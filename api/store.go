@@ -236,6 +236,11 @@ type User struct {
 	// ends then, and the client resumes with a fresh one. Zero: never
 	// (an anonymous user).
 	Expires time.Time
+	// TokenID names the caller's token for revocation: its jti claim when
+	// it has one of at most MaxJTIBytes, else "sha256:" and the hex SHA-256
+	// of the token itself, so that every token can be revoked. Empty for
+	// an anonymous user.
+	TokenID string
 }
 
 // RecordState is a record as a write batch sees it, the batch's own

@@ -1,9 +1,13 @@
 package auth
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -27,6 +31,39 @@ func userOf(claims jwt.MapClaims) (api.User, time.Time, error) {
 		data = map[string]any{}
 	}
 	return api.User{ID: sub, Data: data, Claims: claims}, exp.Time, nil
+}
+
+// MaxTokenBytes bounds a token: real ones are well under 2 KiB.
+const MaxTokenBytes = 8 << 10
+
+// checkShape refuses, before any parsing, a token longer than
+// MaxTokenBytes or holding anything but the base64url alphabet and the
+// dots between its parts. Base64 decoders skip some other bytes (line
+// breaks): without this check one token could be sent in endless
+// variants, each a new entry of the cache of verified tokens.
+func checkShape(token string) error {
+	if len(token) > MaxTokenBytes {
+		return unauthenticated("the token is longer than %d bytes", MaxTokenBytes)
+	}
+	for i := range len(token) {
+		switch c := token[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return unauthenticated("the token is not a well-formed JWT")
+		}
+	}
+	return nil
+}
+
+// tokenID names a verified token for revocation (api.User.TokenID): its
+// jti when it has a usable one, else a hash of the token itself.
+func tokenID(claims jwt.MapClaims, token string) string {
+	jti, _ := claims["jti"].(string)
+	if jti != "" && len(jti) <= api.MaxJTIBytes && utf8.ValidString(jti) && !strings.Contains(jti, "\x00") {
+		return jti
+	}
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // refusal explains why golang-jwt refused a token, in a sentence that

@@ -109,6 +109,9 @@ func parserOptions(cfg Config, methods []string) []jwt.ParserOption {
 // repeating the token. The user's Data and Claims are shared by every
 // request with the same token: read-only.
 func (v *Verifier) Verify(ctx context.Context, token string) (api.User, time.Time, error) {
+	if err := checkShape(token); err != nil {
+		return api.User{}, time.Time{}, err
+	}
 	now := time.Now()
 	if e, ok := v.cache.get(token, now); ok {
 		return e.user, e.exp, nil
@@ -138,7 +141,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (api.User, time.Tim
 	if err != nil {
 		return api.User{}, time.Time{}, refusal(err)
 	}
-	return userOf(claims)
+	user, exp, err := userOf(claims)
+	user.TokenID = tokenID(claims, token)
+	return user, exp, err
 }
 
 // accepted lists the algorithms that v verifies, for an error's detail.

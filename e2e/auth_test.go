@@ -165,3 +165,31 @@ func TestStreamEndsWithItsToken(t *testing.T) {
 		t.Fatalf("after the resume: %s", f.Data)
 	}
 }
+
+// TestLogoutWithoutJTI: a token without a jti (as identity providers'
+// often are) is revoked by logout all the same, and only that token; a
+// token sent in another spelling (line breaks, which base64 decoders
+// skip) or longer than 8 KiB is refused before it is parsed.
+func TestLogoutWithoutJTI(t *testing.T) {
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
+	revoked, kept := signToken(t, "alice", time.Hour), signToken(t, "alice", 2*time.Hour)
+	if st, _, b := do(t, "POST", srv.URL+"/auth/logout", "", "", "Authorization", "Bearer "+revoked); st != http.StatusNoContent {
+		t.Fatalf("logout: %d %s", st, b)
+	}
+	if st, _, b := do(t, "GET", srv.URL+"/records", "", "", "Authorization", "Bearer "+revoked); st != http.StatusUnauthorized || !strings.Contains(string(b), "revoked") {
+		t.Errorf("the revoked token: %d %s", st, b)
+	}
+	if st, _, b := do(t, "GET", srv.URL+"/records", "", "", "Authorization", "Bearer "+kept); st != http.StatusOK {
+		t.Errorf("another token of the same user: %d %s", st, b)
+	}
+	i := strings.LastIndexByte(kept, '.') + 4
+	for name, tok := range map[string]string{
+		"with a line break": kept[:i] + "\n" + kept[i:],
+		"longer than 8 KiB": kept + strings.Repeat("A", 8<<10),
+	} {
+		st, _, b := do(t, "GET", srv.URL+"/records?access_token="+url.QueryEscape(tok), "", "")
+		if st != http.StatusUnauthorized {
+			t.Errorf("a token %s: %d %s", name, st, b)
+		}
+	}
+}

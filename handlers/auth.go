@@ -120,18 +120,20 @@ func refresh(issuer Issuer) http.HandlerFunc {
 	})
 }
 
-// logout is POST /auth/logout: it clears the cookie whatever comes, and
-// revokes the token it was called with (the header's, or the cookie's from
-// a page of a trusted origin) until it expires. A token that does not
-// verify is UNAUTHENTICATED: nothing was revoked.
+// logout is POST /auth/logout: it revokes the token it was called with
+// (the header's, or the cookie's from a page of a trusted origin) until it
+// expires, and clears the cookie. A token that does not verify is
+// UNAUTHENTICATED: nothing was revoked (the cookie is cleared all the
+// same). Without a token nothing happens: a form on another site, whose
+// cookie is not taken, cannot log the browser out.
 func logout(v Verifier, revoker Revoker) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
-		http.SetCookie(w, clearedCookie(r))
 		token, _, err := credential(r)
 		if err != nil {
 			return err
 		}
 		if token != "" {
+			http.SetCookie(w, clearedCookie(r))
 			if v == nil {
 				return api.Errorf(api.CodeUnauthenticated, "the token cannot be verified: no verifier is configured")
 			}
@@ -139,8 +141,8 @@ func logout(v Verifier, revoker Revoker) http.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			if jti, _ := user.Claims["jti"].(string); jti != "" && revoker != nil {
-				if err := revoker.Revoke(r.Context(), jti, exp); err != nil {
+			if user.TokenID != "" && revoker != nil {
+				if err := revoker.Revoke(r.Context(), user.TokenID, exp); err != nil {
 					return api.Internal(err, "revoke a token")
 				}
 			}

@@ -187,8 +187,8 @@ type TokenVerifier interface {
 }
 
 // Refusing returns v refusing revoked tokens as UNAUTHENTICATED, after v
-// has verified them (so that only signed ids are looked up). A token
-// without a jti claim cannot be revoked. A nil v stays nil.
+// has verified them (so that only signed ids are looked up), by their
+// api.User.TokenID. A nil v stays nil.
 func (r *Revocations) Refusing(v TokenVerifier) TokenVerifier {
 	if v == nil {
 		return nil
@@ -206,7 +206,7 @@ func (f refusing) Verify(ctx context.Context, token string) (api.User, time.Time
 	if err != nil {
 		return u, exp, err
 	}
-	if jti := jtiOf(u); jti != "" && f.r.Revoked(jti) {
+	if jti := u.TokenID; jti != "" && f.r.Revoked(jti) {
 		return api.User{}, time.Time{}, api.Errorf(api.CodeUnauthenticated, "the token was revoked")
 	}
 	return u, exp, nil

@@ -2,6 +2,8 @@ package realtime_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -166,8 +168,8 @@ func signJTI(t testing.TB, sub, jti string) string {
 }
 
 // TestRefusing: the verifier wrapped by Refusing refuses a revoked token
-// with UNAUTHENTICATED, and passes every other token (one without a jti
-// cannot be revoked) and every other refusal as it was.
+// with UNAUTHENTICATED (one without a jti by its hash), and passes every
+// other token and every other refusal as it was.
 func TestRefusing(t *testing.T) {
 	store := openStore(t)
 	r := realtime.NewRevocations(store, store.Bus(), nil, realtime.RevocationsConfig{}, quiet)
@@ -195,6 +197,13 @@ func TestRefusing(t *testing.T) {
 	if _, _, err := checked.Verify(t.Context(), "garbage"); !api.IsCode(err, api.CodeUnauthenticated) || strings.Contains(err.Error(), "revoked") {
 		t.Errorf("a malformed token: %v, want the verifier's own refusal", err)
 	}
+	sum := sha256.Sum256([]byte(none))
+	if err := r.Revoke(t.Context(), "sha256:"+hex.EncodeToString(sum[:]), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := checked.Verify(t.Context(), none); !api.IsCode(err, api.CodeUnauthenticated) || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("a token without a jti, revoked by its hash: %v, want UNAUTHENTICATED, revoked", err)
+	}
 }
 
 // TestRevokeEndsStreams: with both writers, revoking a token ends the
@@ -209,7 +218,7 @@ func TestRevokeEndsStreams(t *testing.T) {
 			r := realtime.NewRevocations(f.store, f.store.Bus(), f.hub, realtime.RevocationsConfig{}, quiet)
 			runRevocations(t, r)
 			user := func(jti string) api.User {
-				return api.User{ID: "alice", Claims: map[string]any{"sub": "alice", "jti": jti}, Expires: time.Now().Add(time.Hour)}
+				return api.User{ID: "alice", Claims: map[string]any{"sub": "alice", "jti": jti}, Expires: time.Now().Add(time.Hour), TokenID: jti}
 			}
 			open := func(u api.User) <-chan string {
 				s, err := f.hub.Open(t.Context(), u, []api.Subscription{{Event: "chat"}}, "")
