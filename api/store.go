@@ -153,6 +153,11 @@ type Store interface {
 	// List returns up to limit records (without data) whose names start
 	// with prefix and sort after after, in name order.
 	List(ctx context.Context, prefix, after string, limit int) ([]Record, error)
+	// ListData returns up to limit records, with their data, whose names
+	// start with prefix and sort after after, in name order: a page of a
+	// collection's snapshot. Each call reads at one moment; pages read by
+	// successive calls may be at different log positions.
+	ListData(ctx context.Context, prefix, after string, limit int) ([]Record, error)
 	// Write applies every write or none, in order, each one change of the
 	// log, and returns the changes. A failing write's error is an *Error
 	// with the field "index" set to its position.

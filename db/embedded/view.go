@@ -62,6 +62,13 @@ func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
 
 // List returns records under prefix after the cursor, in name order.
 func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
+	return s.list(prefix, after, limit, false)
+}
+
+// list returns records under prefix after the cursor, in name order, with
+// their data when withData is set. It reads under one read lock, so the
+// page is one position of the log.
+func (s *Store) list(prefix, after string, limit int, withData bool) ([]api.Record, error) {
 	var out []api.Record
 	err := s.read(func(tx *bolt.Tx) error {
 		// The records changed since the checkpoint, merged into the file's.
@@ -74,7 +81,10 @@ func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.
 		slices.Sort(changed)
 		add := func(name string) {
 			if rec, ok := s.record(tx, name); ok {
-				out = append(out, api.Record{Name: name, Version: rec.Version})
+				if !withData {
+					rec.Data = nil
+				}
+				out = append(out, api.Record{Name: name, Version: rec.Version, Data: rec.Data})
 			}
 		}
 		c := tx.Bucket(bucketRecords).Cursor()
