@@ -68,7 +68,7 @@ func (s *memStore) List(ctx context.Context, prefix, after string, limit int) ([
 	return out[:min(limit, len(out))], nil
 }
 
-func (s *memStore) ListData(ctx context.Context, prefix, after string, limit int) ([]api.Record, error) {
+func (s *memStore) ListData(ctx context.Context, prefix, after string, limit int) (int64, []api.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []api.Record
@@ -78,7 +78,7 @@ func (s *memStore) ListData(ctx context.Context, prefix, after string, limit int
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out[:min(limit, len(out))], nil
+	return s.seq, out[:min(limit, len(out))], nil
 }
 
 func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {

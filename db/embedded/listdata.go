@@ -8,6 +8,8 @@ import (
 
 // ListData returns a page of the records under prefix after the cursor,
 // with their data, in name order, read at one position of the log.
-func (s *Store) ListData(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
-	return s.list(prefix, after, limit, true)
+func (s *Store) ListData(_ context.Context, prefix, after string, limit int) (int64, []api.Record, error) {
+	var pos int64
+	recs, err := s.list(prefix, after, limit, true, &pos)
+	return pos, recs, err
 }

@@ -4,30 +4,44 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/switchboard-dev/switchboard/api"
 )
 
 // ListData returns a page of the records under prefix after the cursor,
 // with their data, in byte order of names (the column's collation is C).
-// One statement reads the page, so the page is one MVCC snapshot.
-func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (_ []api.Record, err error) {
+// One statement reads the log's head and the page, so the page is the
+// records as the log up to that head left them (the package comment says
+// why a snapshot sees a prefix of the log).
+func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (_ int64, _ []api.Record, err error) {
 	defer unavailable(&err)
 	rows, err := s.pool.Query(ctx, `
-		SELECT name, version, data FROM records
-		WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
-		ORDER BY name LIMIT $4`, prefix, prefixEnd(prefix), after, limit)
+		SELECT h.seq, r.name, r.version, r.data
+		FROM log_head h LEFT JOIN LATERAL (
+			SELECT name, version, data FROM records
+			WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
+			ORDER BY name LIMIT $4
+		) r ON true
+		ORDER BY r.name`, prefix, prefixEnd(prefix), after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list records with data: %w", err)
+		return 0, nil, fmt.Errorf("list records with data: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (api.Record, error) {
+	defer rows.Close()
+	var pos int64
+	var out []api.Record
+	for rows.Next() {
+		var name *string
+		var version *int64
 		var rec api.Record
-		err := r.Scan(&rec.Name, &rec.Version, (*[]byte)(&rec.Data))
-		return rec, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list records with data: %w", err)
+		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
+			return 0, nil, fmt.Errorf("list records with data: %w", err)
+		}
+		if name != nil {
+			rec.Name, rec.Version = *name, *version
+			out = append(out, rec)
+		}
 	}
-	return out, nil
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("list records with data: %w", err)
+	}
+	return pos, out, nil
 }
