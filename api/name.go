@@ -44,10 +44,14 @@ func nameByte(c byte) bool {
 	return strings.IndexByte("-_.~/:@!", c) >= 0
 }
 
-// ValidatePattern checks a subscription pattern: a name, or a prefix
-// followed by "/*" that matches every name under that prefix.
-// It returns the name or prefix (with its trailing '/') and whether it is a prefix.
+// ValidatePattern checks a subscription pattern: a name, a prefix
+// followed by "/*" that matches every name under that prefix, or "*" that
+// matches every name. It returns the name or prefix (with its trailing
+// '/'; "" for "*") and whether it is a prefix.
 func ValidatePattern(p string) (string, bool, error) {
+	if p == "*" {
+		return "", true, nil
+	}
 	if prefix, ok := strings.CutSuffix(p, "/*"); ok {
 		if err := ValidateName(prefix); err != nil {
 			return "", false, err

@@ -153,6 +153,14 @@ type Store interface {
 	// List returns up to limit records (without data) whose names start
 	// with prefix and sort after after, in name order.
 	List(ctx context.Context, prefix, after string, limit int) ([]Record, error)
+	// ListData returns up to limit records, with their data, whose names
+	// start with prefix and sort after after, in name order: a page of a
+	// collection's snapshot, read at one log position, which it returns:
+	// the page holds every record of its range (after its cursor, up to
+	// its last name, or to the end when it is not full) as the log up to
+	// that position left it. Successive pages may be read at different
+	// positions.
+	ListData(ctx context.Context, prefix, after string, limit int) (int64, []Record, error)
 	// Write applies every write or none, in order, each one change of the
 	// log, and returns the changes. A failing write's error is an *Error
 	// with the field "index" set to its position.

@@ -67,14 +67,14 @@ func (s *Stream) apply(ctx context.Context, c streamChange) error {
 	if x.Record == "" {
 		return s.watch([]*sub{x})
 	}
-	pos, err := s.snapshot(ctx, []*sub{x}, false)
-	if err != nil {
+	if _, err := s.snapshot(ctx, []*sub{x}, false); err != nil {
 		return err
 	}
-	// Remember where the snapshot stands, so that a resume from before it
-	// sends a fresh one instead of replaying older versions (unless the
-	// subscription was removed meanwhile: that stays so).
-	return s.hub.store.SetStreamSince(ctx, s.ID, api.StreamSub{Subscription: c.Sub, Since: pos})
+	// Remember where the snapshot stands (for a collection, where its
+	// last page was read), so that a resume from before it sends a fresh
+	// one instead of replaying older versions (unless the subscription was
+	// removed meanwhile: that stays so).
+	return s.hub.store.SetStreamSince(ctx, s.ID, api.StreamSub{Subscription: c.Sub, Since: x.Since})
 }
 
 // touch records when the stream was last open, for retention.

@@ -28,6 +28,9 @@ type HubConfig struct {
 	// MaxSubscriptions bounds the subscriptions of one stream, on opening
 	// and on adding one (0: no bound).
 	MaxSubscriptions int
+	// MaxCollection bounds the records of one collection subscription
+	// (MAX_COLLECTION_RECORDS; 0: no bound).
+	MaxCollection int
 }
 
 // Stats counts what the hub does; every field is safe to read at any time.
@@ -53,7 +56,8 @@ type Hub struct {
 	mu       sync.RWMutex
 	records  map[string]map[*Stream]int // by record name: how many subs of the stream
 	events   map[string]map[*Stream]int // by event name
-	prefixes map[string]map[*Stream]int // by event prefix, with its '/'
+	prefixes map[string]map[*Stream]int // by event prefix, with its '/' ("" for event=*)
+	colls    map[string]map[*Stream]int // by collection prefix, with its '/' ("" for record=*)
 	streams  map[string]*Stream         // by stream id
 	pos      atomic.Int64               // the last change handed out; moves under mu's read lock
 	gen      uint64                     // dispatch generation, owned by Run
@@ -81,6 +85,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		records:  make(map[string]map[*Stream]int),
 		events:   make(map[string]map[*Stream]int),
 		prefixes: make(map[string]map[*Stream]int),
+		colls:    make(map[string]map[*Stream]int),
 		streams:  make(map[string]*Stream),
 		pool:     newPool(),
 		wake:     make(chan struct{}, 1),
@@ -180,22 +185,35 @@ func (h *Hub) dispatch(ch *api.Change) {
 	}
 	if ch.Kind == api.KindEvent {
 		push(h.events[ch.Name])
-		for i := strings.IndexByte(ch.Name, '/'); i >= 0; {
-			push(h.prefixes[ch.Name[:i+1]])
-			j := strings.IndexByte(ch.Name[i+1:], '/')
-			if j < 0 {
-				break
-			}
-			i += j + 1
-		}
+		walkPrefixes(ch.Name, h.prefixes, push)
 	} else {
 		push(h.records[ch.Name])
+		walkPrefixes(ch.Name, h.colls, push)
 	}
 	h.pos.Store(ch.Seq)
 	if len(h.ready) > 0 {
 		h.pool.schedule(h.ready...)
 		clear(h.ready)
 		h.ready = h.ready[:0]
+	}
+}
+
+// walkPrefixes pushes to the streams indexed in m under each prefix of
+// name: "" (every name), then each run of segments with its '/'. It costs
+// one map lookup per segment of the name, whatever the number of
+// subscriptions.
+func walkPrefixes(name string, m map[string]map[*Stream]int, push func(map[*Stream]int)) {
+	if len(m) == 0 {
+		return
+	}
+	push(m[""])
+	for i := strings.IndexByte(name, '/'); i >= 0; {
+		push(m[name[:i+1]])
+		j := strings.IndexByte(name[i+1:], '/')
+		if j < 0 {
+			break
+		}
+		i += j + 1
 	}
 }
 
@@ -207,6 +225,8 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 	case x.Presence != "" || x.Listen != "":
 		h.Stats.Subscriptions.Add(int64(n))
 		return // fed by their Feed, not by the log
+	case x.coll != nil: // never demand for listeners (API.md)
+		m, key = h.colls, x.coll.prefix
 	case x.Record != "":
 		m, key, kind = h.records, x.Record, api.ListenRecord
 	case x.isPrefix:
@@ -309,7 +329,9 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	if info.User != user.ID {
 		return api.Errorf(api.CodePermissionDenied, "only the user who opened stream %q may change it", id)
 	}
-	if add && (x.Record != "" || x.Presence != "" || x.Listen != "") {
+	// A collection is checked record by record, at its snapshot and (with
+	// the rules to come) on each change: see snapshotCollection.
+	if add && ((x.Record != "" && !isCollection(x)) || x.Presence != "" || x.Listen != "") {
 		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x), Name: subscribedName(x)}); err != nil {
 			return err
 		}

@@ -30,6 +30,9 @@ func (s *Stream) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := s.storeSince(ctx, s.subs, pos); err != nil {
+			return err
+		}
 		return s.watch(s.subs)
 	}
 	s.lastSeq = s.after
@@ -44,6 +47,9 @@ func (s *Stream) start(ctx context.Context) error {
 	}
 	if len(late) > 0 {
 		if _, err := s.snapshot(ctx, late, false); err != nil {
+			return err
+		}
+		if err := s.storeSince(ctx, late, s.after); err != nil {
 			return err
 		}
 	}
@@ -99,12 +105,18 @@ func (s *Stream) checkResume(ctx context.Context) error {
 }
 
 // snapshot reads the records of subs at one position and writes their
-// snapshot frames, preceded by ready (and reset) when first is set.
-// Changes up to that position are then skipped for those subscriptions.
+// snapshot frames, then the snapshots of its collections (read in pages
+// after that position: collection.go), preceded by ready (and reset) when
+// first is set. Changes up to that position are then skipped for those
+// subscriptions.
 func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, error) {
 	var names []string
+	colls := 0
 	for _, x := range subs {
-		if x.Record != "" {
+		switch {
+		case x.coll != nil:
+			colls++
+		case x.Record != "":
 			names = append(names, x.Record)
 		}
 	}
@@ -118,14 +130,14 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		// connection before it has every snapshot has no id to resume
 		// from, and starts over.
 		s.lastSeq = pos
-		if err := s.writeReady(len(names) == 0); err != nil {
+		if err := s.writeReady(len(names) == 0 && colls == 0); err != nil {
 			return 0, err
 		}
 	}
 	i := 0
 	var denied []*sub
 	for _, x := range subs {
-		if x.Record == "" {
+		if x.Record == "" || x.coll != nil {
 			continue
 		}
 		rec := recs[i]
@@ -141,13 +153,29 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 			}
 			denied = append(denied, x)
 		}
-		if first && i == len(names) {
+		if first && i == len(names) && colls == 0 {
 			if err := s.writeID(pos); err != nil {
 				return 0, err
 			}
 		}
 		if err := s.write(0, frame); err != nil {
 			return 0, err
+		}
+	}
+	for _, x := range subs {
+		if x.coll == nil {
+			continue
+		}
+		var id int64
+		if colls--; first && colls == 0 {
+			id = pos
+		}
+		gone, err := s.snapshotCollection(ctx, x, pos, id)
+		if err != nil {
+			return 0, err
+		}
+		if gone {
+			denied = append(denied, x)
 		}
 	}
 	return pos, s.drop(ctx, denied)

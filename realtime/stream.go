@@ -88,6 +88,13 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	if err := s.subscribe(ctx, stored); err != nil {
 		return nil, err
 	}
+	if !s.resume {
+		// A new stream's collections are counted before anything is
+		// sent (a resumed one gets a denied frame instead: start).
+		if err := s.checkCollections(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if s.resume {
 		// The stored subscriptions stay as they are: a change made from
 		// elsewhere since they were read must not be written over (see
@@ -150,6 +157,12 @@ func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
 			return err
 		}
 		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: subscribedName(x.Subscription)}
+		if y.coll != nil {
+			// Checked record by record, at its snapshot and (with the
+			// rules to come) on each change: snapshotCollection, deliver.
+			s.subs = append(s.subs, y)
+			continue
+		}
 		if err := s.hub.access.Allow(ctx, req); err != nil {
 			s.denied = append(s.denied, x.Subscription)
 			continue
@@ -288,6 +301,11 @@ func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) erro
 		if !x.concerns(ch) {
 			continue
 		}
+		// The permissions seam for collections: a change delivered to a
+		// collection is to pass its record's read rule here (per
+		// delivery, in memory, only when the rule reads data; a delete
+		// only to a stream that could read the record before).
+		// Subscriptions of single records get the same check here.
 		if x.path != nil && ch.Kind == api.KindDelete {
 			x.last = []byte("null") // and the delete frame, shared
 		}

@@ -12,7 +12,8 @@ type sub struct {
 	path     *api.Path // record subscriptions of one path
 	pattern  string    // events: the name, or the prefix with its '/'
 	isPrefix bool
-	last     []byte // path subscriptions: the value last sent, "null" if missing
+	last     []byte      // path subscriptions: the value last sent, "null" if missing
+	coll     *collection // record=PREFIX/* and record=*: a live collection (collection.go)
 }
 
 // ValidateSubscription checks that exactly one kind is set and that its
@@ -35,8 +36,16 @@ func newSub(s api.StreamSub) (*sub, error) {
 	out := &sub{StreamSub: s}
 	switch {
 	case s.Record != "":
-		if err := api.ValidateName(s.Record); err != nil {
+		prefix, isPrefix, err := api.ValidatePattern(s.Record)
+		if err != nil {
 			return nil, err
+		}
+		if isPrefix {
+			if s.Path != "" {
+				return nil, api.Errorf(api.CodeInvalidPath, "a path goes with a single record, not a collection")
+			}
+			out.coll = &collection{prefix: prefix}
+			return out, nil
 		}
 		if s.Path != "" {
 			p, err := api.ParsePath(s.Path)
@@ -63,8 +72,11 @@ func newSub(s api.StreamSub) (*sub, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !isPrefix {
+		switch {
+		case !isPrefix:
 			return nil, api.Errorf(api.CodeInvalidName, "listen takes a prefix: %q", s.Listen+"/*")
+		case prefix == "":
+			return nil, api.Errorf(api.CodeInvalidName, "listen takes a prefix, as in \"chat/*\", not \"*\"")
 		}
 		out.pattern, out.isPrefix = prefix, true
 	}
@@ -76,6 +88,9 @@ func newSub(s api.StreamSub) (*sub, error) {
 func (s *sub) concerns(ch *api.Change) bool {
 	if ch.Kind == api.KindEvent {
 		return s.Event != "" && s.matchesEvent(ch.Name)
+	}
+	if s.coll != nil {
+		return s.coll.concerns(ch)
 	}
 	return s.Record == ch.Name && ch.Seq > s.Since
 }

@@ -44,6 +44,7 @@ type Config struct {
 	StreamRetry          time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes    int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
 	MaxSubscriptions     int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
+	MaxCollectionRecords int           `env:"MAX_COLLECTION_RECORDS" envDefault:"10000"`
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
@@ -103,6 +104,7 @@ func (c Config) validate() error {
 		{"STREAM_BUFFER_BYTES", fmt.Sprintf("at least %d bytes, for two of the largest frames that MAX_RECORD_BYTES and MAX_BODY_BYTES allow", minBuffer),
 			int64(c.StreamBufferBytes) >= minBuffer},
 		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
+		{"MAX_COLLECTION_RECORDS", "a positive whole number", c.MaxCollectionRecords > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},

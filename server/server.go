@@ -104,6 +104,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Retry:            cfg.StreamRetry,
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
+		MaxCollection:    cfg.MaxCollectionRecords,
 	}, log)
 	instance := realtime.NewInstanceID() // names this process's presence and listening rows
 	a.presence = realtime.NewPresence(store, bus, access, realtime.PresenceConfig{

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 		{"Batch", batchTests()},
 		{"Events", eventTests()},
 		{"List", listTests()},
+		{"ListData", listDataTests()},
 		{"Snapshot", snapshotTests()},
 		{"Changes", changesTests()},
 		{"Concurrency", concurrencyTests()},

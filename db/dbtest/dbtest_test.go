@@ -68,6 +68,19 @@ func (s *memStore) List(ctx context.Context, prefix, after string, limit int) ([
 	return out[:min(limit, len(out))], nil
 }
 
+func (s *memStore) ListData(ctx context.Context, prefix, after string, limit int) (int64, []api.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []api.Record
+	for name, r := range s.records {
+		if strings.HasPrefix(name, prefix) && name > after {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return s.seq, out[:min(limit, len(out))], nil
+}
+
 func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

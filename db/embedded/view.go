@@ -62,8 +62,18 @@ func (s *Store) Get(_ context.Context, name string) (api.Record, error) {
 
 // List returns records under prefix after the cursor, in name order.
 func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.Record, error) {
+	return s.list(prefix, after, limit, false, nil)
+}
+
+// list returns records under prefix after the cursor, in name order, with
+// their data when withData is set. It reads under one read lock, so the
+// page is one position of the log, which it stores in pos when not nil.
+func (s *Store) list(prefix, after string, limit int, withData bool, pos *int64) ([]api.Record, error) {
 	var out []api.Record
 	err := s.read(func(tx *bolt.Tx) error {
+		if pos != nil {
+			*pos = s.view.head
+		}
 		// The records changed since the checkpoint, merged into the file's.
 		var changed []string
 		for name := range s.view.records {
@@ -74,7 +84,10 @@ func (s *Store) List(_ context.Context, prefix, after string, limit int) ([]api.
 		slices.Sort(changed)
 		add := func(name string) {
 			if rec, ok := s.record(tx, name); ok {
-				out = append(out, api.Record{Name: name, Version: rec.Version})
+				if !withData {
+					rec.Data = nil
+				}
+				out = append(out, api.Record{Name: name, Version: rec.Version, Data: rec.Data})
 			}
 		}
 		c := tx.Bucket(bucketRecords).Cursor()
