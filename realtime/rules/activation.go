@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/common/functions"
@@ -15,9 +16,7 @@ import (
 	"github.com/go-json-experiment/json"
 )
 
-// activation is what one evaluation's expression sees. data, oldData and
-// changed are decoded on first use only, so that a rule that does not read
-// them costs no JSON decoding.
+// activation is what one evaluation's expression sees.
 type activation struct {
 	ctx     context.Context
 	q       Query
@@ -26,14 +25,11 @@ type activation struct {
 	vals    []string // and their values in the name
 	valsBuf [4]string
 	records Records
-
-	data, oldData any
-	dataOK, oldOK bool
-	changed       []string
-	changedOK     bool
-	lookups       int
-	looked        map[string]ref.Val
-	failed        error // a failed lookup: denies whatever the result
+	values  *Values // q.Values, or own
+	own     Values
+	lookups int
+	looked  map[string]ref.Val
+	failed  error // a failed lookup: denies whatever the result
 }
 
 var _ interpreter.FunctionActivation = (*activation)(nil)
@@ -54,11 +50,11 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case varNow:
 		return types.Timestamp{Time: a.now}, true
 	case varData:
-		return a.getData(), true
+		return a.values.Data(), true
 	case varOldData:
-		return a.getOldData(), true
+		return a.values.OldData(), true
 	case varChanged:
-		return a.getChanged(), true
+		return a.values.Changed(), true
 	}
 	if v, ok := strings.CutPrefix(name, varPrefix); ok {
 		if i := slices.Index(a.vars, v); i >= 0 && i < len(a.vals) {
@@ -86,18 +82,34 @@ func orEmpty(m map[string]any) map[string]any {
 	return m
 }
 
-func (a *activation) getData() any {
-	if !a.dataOK {
-		a.data, a.dataOK = decode(a.q.Data), true
-	}
-	return a.data
+// Values is a change's data and oldData, decoded on first use only (a
+// rule that does not read them costs no decoding) and then once for every
+// evaluation that shares it: the hub passes one Values in the queries of
+// one delivery to many subscribers. It is safe for concurrent use; the
+// decoded values are never modified.
+type Values struct {
+	data, oldData []byte
+	dOnce, oOnce  sync.Once
+	cOnce         sync.Once
+	dv, ov        any
+	changed       []string
 }
 
-func (a *activation) getOldData() any {
-	if !a.oldOK {
-		a.oldData, a.oldOK = decode(a.q.OldData), true
-	}
-	return a.oldData
+// NewValues returns the Values of data and oldData (nil or empty: null).
+func NewValues(data, oldData []byte) *Values {
+	return &Values{data: data, oldData: oldData}
+}
+
+// Data returns data decoded.
+func (v *Values) Data() any {
+	v.dOnce.Do(func() { v.dv = decode(v.data) })
+	return v.dv
+}
+
+// OldData returns oldData decoded.
+func (v *Values) OldData() any {
+	v.oOnce.Do(func() { v.ov = decode(v.oldData) })
+	return v.ov
 }
 
 // decode turns JSON into what CEL adapts (maps, lists, strings, float64
@@ -116,28 +128,26 @@ func decode(raw []byte) any {
 	return v
 }
 
-// getChanged returns the top-level keys whose values differ between
-// oldData and data, sorted. A side that is not an object has no keys.
-func (a *activation) getChanged() any {
-	if a.changedOK {
-		return a.changed
-	}
-	a.changedOK = true
-	oldM, _ := a.getOldData().(map[string]any)
-	newM, _ := a.getData().(map[string]any)
-	a.changed = []string{}
-	for k, v := range newM {
-		if ov, ok := oldM[k]; !ok || !reflect.DeepEqual(ov, v) {
-			a.changed = append(a.changed, k)
+// Changed returns the top-level keys whose values differ between oldData
+// and data, sorted. A side that is not an object has no keys.
+func (v *Values) Changed() []string {
+	v.cOnce.Do(func() {
+		oldM, _ := v.OldData().(map[string]any)
+		newM, _ := v.Data().(map[string]any)
+		v.changed = []string{}
+		for k, x := range newM {
+			if ox, ok := oldM[k]; !ok || !reflect.DeepEqual(ox, x) {
+				v.changed = append(v.changed, k)
+			}
 		}
-	}
-	for k := range oldM {
-		if _, ok := newM[k]; !ok {
-			a.changed = append(a.changed, k)
+		for k := range oldM {
+			if _, ok := newM[k]; !ok {
+				v.changed = append(v.changed, k)
+			}
 		}
-	}
-	slices.Sort(a.changed)
-	return a.changed
+		slices.Sort(v.changed)
+	})
+	return v.changed
 }
 
 // record serves record(name): that record's data, or null. Lookups of one

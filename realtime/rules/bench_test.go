@@ -40,6 +40,11 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("write", func(b *testing.B) {
 		run(b, rules.Query{Section: "record", Action: "write", Name: "auction/item/sam/lamp", User: bidder, Data: itemAfter, OldData: itemBefore}, nil)
 	})
+	// One change delivered to many subscribers: the data is decoded once.
+	b.Run("shared", func(b *testing.B) {
+		v := rules.NewValues(itemAfter, itemBefore)
+		run(b, rules.Query{Section: "record", Action: "write", Name: "auction/item/sam/lamp", User: bidder, Values: v}, nil)
+	})
 	b.Run("record", func(b *testing.B) {
 		recs := &records{data: map[string]string{"auction/item/sam/lamp": string(itemBefore)}}
 		run(b, rules.Query{Section: "record", Action: "read", Name: "lot/lamp", User: api.User{ID: "sam"}}, recs)

@@ -1,11 +1,14 @@
 package rules_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/realtime/rules"
 )
 
@@ -123,27 +126,43 @@ func TestCompileAccepts(t *testing.T) {
 	}
 }
 
+// FuzzCompile: no file and no expression makes Compile (or, for an
+// expression that compiles, Decide) panic or hang; problems are Errors.
 func FuzzCompile(f *testing.F) {
-	f.Add([]byte(auctionRules))
-	f.Add([]byte("record:\n  \"a/$x\":\n    read: \"record('b/' + $x) == null && changed.size() > 0\"\n"))
-	f.Add([]byte("record:\n  a:\n    read: |\n      user.id != '' &&\n      $nope\n"))
-	f.Add([]byte("x: &a {b: *a}\n"))
-	f.Add([]byte("event:\n  \"*\":\n    publish: \"'$x' + r\\\"$y\\\" == ''\"\n"))
-	f.Fuzz(func(t *testing.T, src []byte) {
+	f.Add([]byte(auctionRules), "user.id == $x && data.price > oldData.price")
+	f.Add([]byte("record:\n  \"a/$x\":\n    read: \"record('b/' + $x) == null && changed.size() > 0\"\n"), "record('b/' + $x).?y.orValue(1) == 1")
+	f.Add([]byte("record:\n  a:\n    read: |\n      user.id != '' &&\n      $nope\n"), "[1, 2].all(i, i in data.list) || 'x$y'.startsWith(r'$')")
+	f.Add([]byte("x: &a {b: *a}\n"), "now > timestamp(data.when) && name.matches('^a/.*')")
+	f.Add([]byte("event:\n  \"*\":\n    publish: \"'$x' + r\\\"$y\\\" == ''\"\n"), "user.claims.exp > 3 && changed == ['a'] // '")
+	f.Fuzz(func(t *testing.T, src []byte, expr string) {
 		r, err := rules.Compile("f.yaml", src)
-		if (r == nil) == (err == nil) {
-			t.Fatalf("rules %v and error %v", r != nil, err)
-		}
-		if err != nil {
-			var errs rules.Errors
-			if !errors.As(err, &errs) || len(errs) == 0 {
-				t.Fatalf("error %T %v", err, err)
-			}
-			for _, e := range errs {
-				if e.File != "f.yaml" || e.Msg == "" || e.Line < 0 {
-					t.Fatalf("error %+v", e)
-				}
-			}
+		checkCompiled(t, r, err)
+		quoted, _ := json.Marshal(expr) // a JSON string is a YAML one
+		r, err = rules.Compile("f.yaml", []byte("record:\n  \"a/$x\":\n    write: "+string(quoted)+"\n"))
+		checkCompiled(t, r, err)
+		if r != nil {
+			recs := &records{data: map[string]string{"b/b": `{"y":2}`}}
+			r.Decide(context.Background(), rules.Query{Section: "record", Action: "write", Name: "a/b",
+				User: api.User{ID: "u", Data: map[string]any{"n": 1.0}, Claims: map[string]any{"exp": 4.0}},
+				Data: json.RawMessage(`{"a":1,"list":[1,2],"when":"2020-01-01T00:00:00Z"}`), OldData: json.RawMessage(`{"a":2}`)}, recs)
 		}
 	})
+}
+
+func checkCompiled(t *testing.T, r *rules.Rules, err error) {
+	t.Helper()
+	if (r == nil) == (err == nil) {
+		t.Fatalf("rules %v and error %v", r != nil, err)
+	}
+	if err != nil {
+		var errs rules.Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error %T %v", err, err)
+		}
+		for _, e := range errs {
+			if e.File != "f.yaml" || e.Msg == "" || e.Line < 0 {
+				t.Fatalf("error %+v", e)
+			}
+		}
+	}
 }

@@ -22,8 +22,9 @@ type Records interface {
 
 // Query is one question to the rules: may User do Action (in Section) on
 // Name? Data and OldData are what API.md's Permissions says for the action
-// (nil or empty: null). Now is what expressions see as now (zero: the
-// time of the evaluation).
+// (nil or empty: null); Values, when set, stands for both, decoded once for
+// many queries. Now is what expressions see as now (zero: the time of the
+// evaluation).
 type Query struct {
 	Section string
 	Action  string
@@ -31,6 +32,7 @@ type Query struct {
 	User    api.User
 	Data    json.RawMessage
 	OldData json.RawMessage
+	Values  *Values
 	Now     time.Time
 }
 
@@ -116,6 +118,11 @@ func (r *Rules) eval(ctx context.Context, ru *rule, q Query, lookup Records) (bo
 	}
 	a := &activation{ctx: ctx, q: q, vars: ru.pattern.vars, records: lookup, now: q.Now}
 	a.vals = a.valsBuf[:0]
+	a.values = q.Values
+	if a.values == nil {
+		a.own = Values{data: q.Data, oldData: q.OldData}
+		a.values = &a.own
+	}
 	ru.pattern.match(q.Name, &a.vals)
 	if a.now.IsZero() {
 		a.now = time.Now()

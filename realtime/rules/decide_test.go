@@ -318,6 +318,27 @@ func TestDependsOnData(t *testing.T) {
 	}
 }
 
+// TestSharedValues: one Values serves the queries of many subscribers at
+// once, and means what Data and OldData mean.
+func TestSharedValues(t *testing.T) {
+	r := compile(t, "record:\n  \"u/$id\":\n    read: \"data.owner == $id && changed == ['owner'] && oldData.owner != $id\"\n")
+	v := rules.NewValues(raw(`{"owner":"u3","n":1}`), raw(`{"owner":"u1","n":1}`))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			name := fmt.Sprintf("u/u%d", i)
+			d := r.Decide(context.Background(), rules.Query{Section: "record", Action: "read", Name: name, Values: v}, nil)
+			if d.Allowed != (i == 3) {
+				t.Errorf("%s: %+v", name, d)
+			}
+		})
+	}
+	wg.Wait()
+	if got := v.Changed(); fmt.Sprint(got) != "[owner]" {
+		t.Errorf("Changed: %v", got)
+	}
+}
+
 // TestConcurrentDecide: one Rules serves many goroutines (run with -race).
 func TestConcurrentDecide(t *testing.T) {
 	r := compile(t, auctionRules+"  \"x/$id\":\n    read: \"record('y/' + $id) != null && changed.size() >= 0\"\n")

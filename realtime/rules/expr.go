@@ -171,7 +171,7 @@ func compileExpr(env *cel.Env, src string, costLimit uint64) (compiled, []exprEr
 	if iss != nil && iss.Err() != nil {
 		var errs []exprError
 		for _, e := range iss.Errors() {
-			line, col := e.Location.Line(), e.Location.Column()
+			line, col := max(e.Location.Line(), 1), max(e.Location.Column(), 0)
 			lineStart := 0
 			for n, k := 1, 0; n < line && k < len(rw); k++ {
 				if rw[k] == '\n' {
