@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -165,4 +166,19 @@ func checkCompiled(t *testing.T, r *rules.Rules, err error) {
 			}
 		}
 	}
+}
+
+// TestConcurrentCompile: files compile concurrently (a reload while a
+// check runs); the shared environment is only read. Run with -race.
+func TestConcurrentCompile(t *testing.T) {
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			src := fmt.Sprintf("record:\n  \"a/$x%d/$y\":\n    read: \"$x%d == $y\"\n", i, i)
+			if _, err := rules.Compile("f.yaml", []byte(src)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
