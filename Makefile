@@ -28,7 +28,7 @@ deps:
 # bench runs the in-process benchmarks; those of whole servers (./e2e/) run
 # one by one with the commands in the README's Benchmarks section.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./realtime/ ./db/...
+	$(GO) test -run '^$$' -bench . -benchmem ./realtime/ ./realtime/rules/ ./db/...
 
 # fuzz runs each parser fuzzer for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -39,3 +39,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzWALRead -fuzztime $(FUZZTIME) ./db/embedded/
 	$(GO) test -run '^$$' -fuzz FuzzQuery -fuzztime $(FUZZTIME) ./handlers/
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./realtime/
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./realtime/rules/
+	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./realtime/rules/

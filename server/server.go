@@ -34,6 +34,9 @@ import (
 // takes the log, and openapi is the OpenAPI document served at
 // /openapi.yaml (the command embeds the repository's openapi.yaml).
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, openapi []byte) error {
+	if len(args) > 1 && args[1] == "rules" { // reads no configuration: usable in any CI
+		return rulesCommand(ctx, args[2:], stdout)
+	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -221,7 +224,7 @@ func command(ctx context.Context, cfg Config, name string, log *slog.Logger) err
 		log.Info("migrations applied")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (the only one is \"migrate\")", name)
+	return fmt.Errorf("unknown command %q (the commands are \"migrate\" and \"rules\")", name)
 }
 
 // openStore opens Postgres when DATABASE_URL is set, else the embedded store.
