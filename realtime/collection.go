@@ -73,6 +73,9 @@ func (c *collection) concerns(ch *api.Change) bool {
 // nor in its changes (a single record's subscription is checked once, when
 // it is opened). Access decides in memory.
 func (s *Stream) mayRead(ctx context.Context, ch *api.Change) bool {
+	if _, all := s.hub.access.(AllowAll); all {
+		return true // no rules: spare every delivery the request
+	}
 	return s.hub.access.Allow(ctx, Request{User: s.User, Action: ActRead, Name: ch.Name, Data: ch.Data}) == nil
 }
 
