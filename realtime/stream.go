@@ -298,7 +298,7 @@ func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) erro
 	var denied []*sub
 	sent := false // the shared frame
 	for _, x := range s.subs {
-		if !x.concerns(ch) {
+		if !x.concerns(ch) || (x.coll != nil && !s.mayRead(ctx, ch)) {
 			continue
 		}
 		// The permissions seam for collections: a change delivered to a
