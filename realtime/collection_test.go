@@ -592,6 +592,8 @@ func (noSecrets) Allow(_ context.Context, r realtime.Request) error {
 	return nil
 }
 
+func (noSecrets) DependsOnData(realtime.Section, realtime.Action, string) bool { return false }
+
 // newFixtureWith is newFixture with an Access of its own.
 func newFixtureWith(t *testing.T, cfg realtime.HubConfig, access realtime.Access) *fixture {
 	f := newFixture(t, collectionConfig()) // for its store; its hub idles
