@@ -58,7 +58,7 @@ type Listen struct {
 	writing   api.ListenKey          // the demand Run is storing
 	ops       []listenOp             // listeners to add or remove, in order
 	listeners map[string]*listener   // this instance's, by id
-	watched   map[watchKey]*listener
+	watched   map[Watch]*listener
 	resync    bool // read the choices again
 	reload    bool // read the prefixes again
 	next      int  // listener ids
@@ -68,14 +68,8 @@ type Listen struct {
 // listener is a listen subscription of one of this instance's streams.
 type listener struct {
 	api.Listener
-	s    *Stream
-	sub  api.Subscription
+	w    Watch
 	told map[api.ListenKey]bool // the names it was told active
-}
-
-type watchKey struct {
-	s   *Stream
-	sub api.Subscription
 }
 
 type listenOp struct {
@@ -98,7 +92,7 @@ func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log
 		demand:    map[api.ListenKey]*demandState{},
 		dirty:     map[api.ListenKey]bool{},
 		listeners: map[string]*listener{},
-		watched:   map[watchKey]*listener{},
+		watched:   map[Watch]*listener{},
 		reload:    true,
 		kick:      make(chan struct{}, 1),
 	}
@@ -111,23 +105,22 @@ func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log
 
 // Watch registers a listener for x of s. It says nothing at once: the
 // names chosen for it are pushed as Run learns of them.
-func (l *Listen) Watch(s *Stream, x api.Subscription) [][]byte {
-	prefix, isPrefix, err := api.ValidatePattern(x.Listen)
+func (l *Listen) Watch(w Watch) [][]byte {
+	prefix, isPrefix, err := api.ValidatePattern(w.Subscription().Listen)
 	if err != nil || !isPrefix {
 		return nil // newSub refused it already
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := watchKey{s, x}
-	if l.watched[k] != nil {
+	if l.watched[w] != nil {
 		return nil
 	}
 	l.next++
 	li := &listener{
-		Listener: api.Listener{ID: l.cfg.Instance + "-" + strconv.Itoa(l.next), Instance: l.cfg.Instance, Stream: s.ID, Prefix: prefix},
-		s:        s, sub: x, told: map[api.ListenKey]bool{},
+		Listener: api.Listener{ID: l.cfg.Instance + "-" + strconv.Itoa(l.next), Instance: l.cfg.Instance, Stream: w.Stream().ID, Prefix: prefix},
+		w:        w, told: map[api.ListenKey]bool{},
 	}
-	l.watched[k], l.listeners[li.ID] = li, li
+	l.watched[w], l.listeners[li.ID] = li, li
 	l.ops = append(l.ops, listenOp{add: true, l: li.Listener})
 	signal(l.kick)
 	return nil
@@ -135,15 +128,14 @@ func (l *Listen) Watch(s *Stream, x api.Subscription) [][]byte {
 
 // Unwatch forgets the listener of x of s; Run removes it from the Store,
 // which hands its names over.
-func (l *Listen) Unwatch(s *Stream, x api.Subscription) {
+func (l *Listen) Unwatch(w Watch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := watchKey{s, x}
-	li := l.watched[k]
+	li := l.watched[w]
 	if li == nil {
 		return
 	}
-	delete(l.watched, k)
+	delete(l.watched, w)
 	delete(l.listeners, li.ID)
 	l.ops = append(l.ops, listenOp{l: li.Listener})
 	signal(l.kick)
@@ -362,7 +354,7 @@ func (l *Listen) tell(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 	for _, p := range out {
-		p.li.s.Push(p.frame, p.li.sub)
+		p.li.w.Push(p.frame)
 	}
 	return nil
 }

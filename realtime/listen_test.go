@@ -88,6 +88,15 @@ func (f *listenFixture) subscribe(t testing.TB, s *Stream, x api.Subscription, n
 	f.hub.indexOne(s, y, n)
 }
 
+// watchOf returns a Watch of a new subscription x of s (not added to s).
+func watchOf(t testing.TB, s *Stream, x api.Subscription) Watch {
+	y, err := newSub(api.StreamSub{Subscription: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Watch{s, y}
+}
+
 // settle waits until Listen has done all its work.
 func (f *listenFixture) settle(t testing.TB) {
 	if f.listen == nil {
@@ -133,7 +142,7 @@ func TestListenDemandWrites(t *testing.T) {
 	want(0, "nobody listens")
 
 	listener := f.stream(t)
-	f.listen.Watch(listener, api.Subscription{Listen: "prices/*"})
+	f.listen.Watch(watchOf(t, listener, api.Subscription{Listen: "prices/*"}))
 	want(1, "a listener comes: the demand under its prefix")
 	f.subscribe(t, b, eur, 1)
 	want(2, "a second subscriber")
@@ -188,7 +197,7 @@ func BenchmarkSubscribeDemand(b *testing.B) {
 			f := newListenFixtureWith(b, time.Hour, tc.service)
 			s1, s2, s3 := f.stream(b), f.stream(b), f.stream(b)
 			if tc.listener {
-				f.listen.Watch(f.stream(b), api.Subscription{Listen: "prices/*"})
+				f.listen.Watch(watchOf(b, f.stream(b), api.Subscription{Listen: "prices/*"}))
 			}
 			subs := make([]*sub, b.N)
 			for i := range subs {
