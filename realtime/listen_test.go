@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -218,5 +219,54 @@ func BenchmarkSubscribeDemand(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(f.counted.count()-before)/float64(b.N), "writes/op")
 		})
+	}
+}
+
+// TestListenResumedStreamIsOneStream: while a stream's old self is still
+// registered next to its resumed self (one id, two *Stream), the stream's
+// subscription is its own, not demand by two: its own listener is not
+// chosen, and no count of 2 is stored. It used to be counted twice.
+func TestListenResumedStreamIsOneStream(t *testing.T) {
+	f := newListenFixture(t, time.Millisecond)
+	old, resumed := f.stream(t), f.stream(t)
+	resumed.ID = old.ID
+	eur := api.Subscription{Record: "prices/eur"}
+	f.listen.Watch(watchOf(t, old, api.Subscription{Listen: "prices/*"}))
+	f.subscribe(t, old, eur, 1)
+	f.settle(t)
+	f.subscribe(t, resumed, eur, 1)
+	f.listen.Watch(watchOf(t, resumed, api.Subscription{Listen: "prices/*"}))
+	f.settle(t)
+	f.subscribe(t, old, eur, -1)
+	time.Sleep(10 * time.Millisecond) // past the grace
+	f.settle(t)
+	f.counted.mu.Lock()
+	writes := slices.Clone(f.counted.writes)
+	f.counted.mu.Unlock()
+	for _, d := range writes {
+		if d.Count != 1 || d.Stream != old.ID {
+			t.Errorf("demand stored %+v, want only count 1 of stream %s", d, old.ID)
+		}
+	}
+	cs, err := f.counted.Chosen(t.Context(), "i1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 0 {
+		t.Errorf("chosen %+v: the stream's own listener", cs)
+	}
+
+	// Another stream's subscription is demand again, and then not.
+	other := f.stream(t)
+	f.subscribe(t, other, eur, 1)
+	f.settle(t)
+	if cs, _ := f.counted.Chosen(t.Context(), "i1"); len(cs) != 1 {
+		t.Errorf("with another subscriber: chosen %+v, want one", cs)
+	}
+	f.subscribe(t, other, eur, -1)
+	time.Sleep(10 * time.Millisecond)
+	f.settle(t)
+	if cs, _ := f.counted.Chosen(t.Context(), "i1"); len(cs) != 0 {
+		t.Errorf("the other subscriber gone: chosen %+v", cs)
 	}
 }

@@ -23,6 +23,7 @@ func listenTests() []test {
 		{"ListenerThenDemand", testListenListenerFirst},
 		{"LongestPrefix", testListenLongestPrefix},
 		{"OwnSubscription", testListenOwnSubscription},
+		{"OwnSubscriptionResuming", testListenOwnResuming},
 		{"Kinds", testListenKinds},
 		{"HandOver", testListenHandOver},
 		{"DemandOfTwoInstances", testListenTwoInstances},
@@ -194,6 +195,22 @@ func testListenOwnSubscription(t *testing.T, s api.Store) {
 	l.listener("l2", "b", "prices/")
 	wantWake(t, l.demand(recKey("prices/eur"), "a", 1, "s-l1"), "a", "b")
 	l.wantChosen([]string{"record prices/eur=l2"}, "a", "b")
+}
+
+// A stream that resumes on another instance is counted by both for a
+// while (the old one's demand lasts its grace): its subscription is still
+// its own, not demand for its listeners; another stream's is.
+func testListenOwnResuming(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "prices/")
+	l.demand(recKey("prices/eur"), "a", 1, "s-l1")
+	wantWake(t, l.demand(recKey("prices/eur"), "b", 1, "s-l1"))
+	l.wantChosen(nil, "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "c", 1, "x"), "a")
+	l.wantChosen([]string{"record prices/eur=l1"}, "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "c", 0, ""), "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "a", 0, ""))
+	l.wantChosen(nil, "a")
 }
 
 // A record and an event of the same name are two names.
