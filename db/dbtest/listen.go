@@ -31,6 +31,7 @@ func listenTests() []test {
 		{"Prefixes", testListenPrefixes},
 		{"ConcurrentChoices", testListenConcurrentChoices},
 		{"ConcurrentRemovals", testListenConcurrentRemovals},
+		{"FirstDemandAndNewListener", testListenFirstDemandRacesListener},
 	}
 }
 
@@ -435,4 +436,60 @@ func testListenConcurrentRemovals(t *testing.T, s api.Store) {
 	}
 	sort.Strings(want)
 	l.wantChosen(want, "i0", "i1")
+}
+
+// A new name's first demand and a new listener of its prefix, at the same
+// time, many times: once both calls returned, the name has its choice
+// (one of them saw the other), not only after ExpireListen repairs it.
+func testListenFirstDemandRacesListener(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	ctx := t.Context()
+	const pairs, parallel = 500, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*pairs)
+	sem := make(chan struct{}, parallel)
+	for i := range pairs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			prefix := fmt.Sprintf("r%d/", i)
+			start := make(chan struct{})
+			var pair sync.WaitGroup
+			pair.Go(func() {
+				<-start
+				d := api.Demand{ListenKey: evtKey(prefix + "x"), Instance: "d", Count: 1, Stream: "x"}
+				if _, err := l.SetDemand(ctx, d, l.at(3600), l.at(0)); err != nil {
+					errs <- err
+				}
+			})
+			pair.Go(func() {
+				<-start
+				li := api.Listener{ID: fmt.Sprintf("l%d", i), Instance: fmt.Sprintf("i%d", i), Stream: "s", Prefix: prefix}
+				if _, err := l.AddListener(ctx, li, l.at(3600), l.at(0)); err != nil {
+					errs <- err
+				}
+			})
+			close(start)
+			pair.Wait()
+			cs, err := l.Chosen(ctx, fmt.Sprintf("i%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if len(cs) != 1 || cs[0].Name != prefix+"x" || cs[0].Listener != fmt.Sprintf("l%d", i) {
+				errs <- fmt.Errorf("%sx: chosen %+v right after its first demand and a new listener, want l%d", prefix, cs, i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 5 {
+			t.Error(err)
+		}
+	}
+	if n > 0 {
+		t.Errorf("%d of %d pairs failed", n, pairs)
+	}
 }
