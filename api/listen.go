@@ -83,6 +83,11 @@ type Listening interface {
 	// RemoveListener removes the listener (an unknown id is not an error)
 	// and re-makes the choice of the names it had.
 	RemoveListener(ctx context.Context, id string, now time.Time) (wake []string, err error)
+	// RemoveListenersExcept removes every listener of instance whose id
+	// is not in keep, and re-makes the choice of the names they had: what
+	// an instance that lost count of the listeners it removed does to
+	// catch up at once.
+	RemoveListenersExcept(ctx context.Context, instance string, keep []string, now time.Time) (wake []string, err error)
 	// RenewListen sets the expiry of every demand and listener of instance.
 	RenewListen(ctx context.Context, instance string, expires time.Time) error
 	// ExpireListen deletes the rows that expired at or before now and

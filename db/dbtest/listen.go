@@ -26,6 +26,7 @@ func listenTests() []test {
 		{"OwnSubscriptionResuming", testListenOwnResuming},
 		{"Kinds", testListenKinds},
 		{"HandOver", testListenHandOver},
+		{"RemoveListenersExcept", testListenRemoveExcept},
 		{"DemandOfTwoInstances", testListenTwoInstances},
 		{"Expiry", testListenExpiry},
 		{"Prefixes", testListenPrefixes},
@@ -249,6 +250,35 @@ func testListenHandOver(t *testing.T, s api.Store) {
 	l.remove(other)
 	l.wantChosen(nil, "a", "b")
 	wantWake(t, l.remove("l9")) // an unknown listener
+}
+
+// RemoveListenersExcept removes the instance's other listeners only, and
+// their names go to the listeners left.
+func testListenRemoveExcept(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "p/")
+	l.demand(recKey("p/x"), "c", 1, "x")
+	l.wantChosen([]string{"record p/x=l1"}, "a")
+	l.listener("l2", "a", "p/")
+	l.listener("l3", "a", "q/")
+	l.listener("l4", "b", "p/")
+	w, err := l.RemoveListenersExcept(t.Context(), "a", []string{"l3"}, l.at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "a", "b")
+	l.wantChosen([]string{"record p/x=l4"}, "a", "b")
+	l.demand(recKey("q/y"), "c", 1, "x")
+	l.wantChosen([]string{"record p/x=l4", "record q/y=l3"}, "a", "b")
+	if w, err = l.RemoveListenersExcept(t.Context(), "a", nil, l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "a")
+	l.wantChosen([]string{"record p/x=l4"}, "a", "b")
+	if w, err = l.RemoveListenersExcept(t.Context(), "a", nil, l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w)
 }
 
 // Demand is per instance: one instance's rows do not replace another's.

@@ -105,6 +105,35 @@ func (s *Store) RemoveListener(ctx context.Context, id string, now time.Time) (_
 	return s.decideAll(ctx, keys, now)
 }
 
+// RemoveListenersExcept deletes the listeners of instance not in keep,
+// then re-makes the choice of the names they had (after the delete has
+// committed, as RemoveListener).
+func (s *Store) RemoveListenersExcept(ctx context.Context, instance string, keep []string, now time.Time) (_ []string, err error) {
+	defer unavailable(&err)
+	if keep == nil {
+		keep = []string{}
+	}
+	rows, err := s.pool.Query(ctx, `
+		DELETE FROM listen_listeners WHERE id IN (
+			SELECT id FROM listen_listeners WHERE instance = $1 AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE)
+		RETURNING id`, sqlText(instance), keep)
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	keys, err := s.listenKeys(ctx, `SELECT kind, name FROM listen_choices WHERE listener = ANY($1)`, gone)
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
+	}
+	return s.decideAll(ctx, keys, now)
+}
+
 // RenewListen sets the expiry of every row of instance.
 func (s *Store) RenewListen(ctx context.Context, instance string, expires time.Time) (err error) {
 	defer unavailable(&err)
