@@ -249,7 +249,7 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 		}
 	}
 	if kind != "" {
-		h.countDemand(kind, key, set, before)
+		h.countDemand(kind, key, set, s, before)
 	}
 	h.Stats.Subscriptions.Add(int64(n))
 }

@@ -12,8 +12,8 @@ type delivery struct {
 	change *api.Change
 	frame  []byte
 	size   int // what it costs a queue: len(frame), unless too large to be written
-	// side is the subscription of a side frame (change is nil then): see Push.
-	side api.Subscription
+	// side is the subscription of a side frame (change is nil then): see Watch.Push.
+	side *sub
 }
 
 // maxSpare bounds the array a queue keeps for reuse, in deliveries: the

@@ -63,7 +63,7 @@ func newSub(s api.StreamSub) (*sub, error) {
 		}
 	case s.Presence != "":
 		if s.Presence != "*" {
-			if err := validUser(s.Presence); err != nil {
+			if err := api.ValidateUserID(s.Presence); err != nil {
 				return nil, err.(*api.Error).With("parameter", "presence")
 			}
 		}
