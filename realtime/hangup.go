@@ -22,7 +22,7 @@ func (h *Hub) watchHangups(ctx context.Context) {
 	t := time.NewTicker(hangupInterval)
 	defer t.Stop()
 	var list []*Stream
-	buf := make([]byte, 512)
+	l := newLook()
 	for {
 		select {
 		case <-ctx.Done():
@@ -31,7 +31,7 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		}
 		list = h.pool.list(list[:0])
 		for _, s := range list {
-			if !s.ended() && hungUp(s.det.conn, buf) {
+			if !s.ended() && l.hungUp(s.det.conn) {
 				s.end(nil) // the client went: a normal end, as Run's is
 			}
 		}
@@ -39,12 +39,26 @@ func (h *Hub) watchHangups(ctx context.Context) {
 	}
 }
 
+// look is the scratch of watchHangups, made once so that a look at a
+// connection allocates (almost) nothing. Not safe for concurrent use.
+type look struct {
+	buf  []byte
+	gone bool
+	read func(fd uintptr) // sets gone
+}
+
+func newLook() *look {
+	l := &look{buf: make([]byte, 512)}
+	l.read = func(fd uintptr) { l.gone = peerClosed(fd, l.buf) }
+	return l
+}
+
 // hungUp reports whether the peer of conn has closed it or reset it. It
 // reads without waiting and throws away what it reads: a client sends
 // nothing meaningful on a stream's connection (its response says
 // Connection: close, and nobody reads the socket after the server took
 // it over), and bytes left unread would hide a close behind them.
-func hungUp(conn Conn, buf []byte) bool {
+func (l *look) hungUp(conn Conn) bool {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return false
@@ -53,9 +67,9 @@ func hungUp(conn Conn, buf []byte) bool {
 	if err != nil {
 		return false
 	}
-	gone := false
 	// Control holds the descriptor open meanwhile: a concurrent Close
 	// cannot hand its number to another connection under the read.
-	err = rc.Control(func(fd uintptr) { gone = peerClosed(fd, buf) })
-	return err == nil && gone
+	l.gone = false
+	err = rc.Control(l.read)
+	return err == nil && l.gone
 }
