@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,19 +110,27 @@ func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 
 // each calls f for every detached stream.
 func (p *pool) each(f func(*Stream)) {
-	p.mu.Lock()
-	list := make([]*Stream, 0, len(p.detached))
-	for s := range p.detached {
-		list = append(list, s)
-	}
-	p.mu.Unlock()
-	for _, s := range list {
+	for _, s := range p.list(nil) {
 		f(s)
 	}
 }
 
-// runPool runs the writers and the heartbeat of detached streams.
+// list appends every detached stream to buf and returns it: a copy, so
+// that the caller works on them without the lock.
+func (p *pool) list(buf []*Stream) []*Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	buf = slices.Grow(buf, len(p.detached))
+	for s := range p.detached {
+		buf = append(buf, s)
+	}
+	return buf
+}
+
+// runPool runs the writers, the heartbeat and the hangup watch
+// (hangup.go) of detached streams.
 func (h *Hub) runPool(ctx context.Context) {
+	go h.watchHangups(ctx)
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		go func() {
 			buf := make([]*Stream, 64)
