@@ -29,7 +29,7 @@ type hangupFixture struct {
 }
 
 func newHangupFixture(t *testing.T) *hangupFixture {
-	feed := &testFeed{watched: make(map[*realtime.Stream][]api.Subscription)}
+	feed := &testFeed{watched: make(map[*realtime.Stream][]realtime.Watch)}
 	f := newFixture(t, realtime.HubConfig{
 		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
 	}, func(h *realtime.Hub) { h.SetPresence(feed, feed) })
