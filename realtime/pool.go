@@ -54,8 +54,9 @@ type detached struct {
 
 	out       []byte    // holder: bytes not yet written
 	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
-	blockedAt time.Time // holder: since when the socket has not taken all of out
+	blockedAt time.Time // holder: since when the socket has taken nothing of out
 	retries   int       // holder: flushes retried since then
+	left      int       // holder: len(out) when the stream was last set aside
 }
 
 // pool serves detached streams from a few writer goroutines: a stream with
@@ -252,13 +253,16 @@ func (h *Hub) handBack(s *Stream) {
 }
 
 // setAside keeps a stream whose socket is full, and serves it again
-// later, less often each time. A client that takes nothing for
-// maxBlocked is cut (ErrSlow).
+// later, less often each time it takes nothing. A client that takes some
+// of what waits is retried at once again (it reads slowly, but reads); one
+// that takes nothing for maxBlocked is cut (ErrSlow).
 func (h *Hub) setAside(s *Stream) {
 	w := &s.det
+	progressed := len(w.out) < w.left // out only shrinks while it waits
+	w.left = len(w.out)
 	switch {
-	case w.blockedAt.IsZero():
-		w.blockedAt = time.Now()
+	case w.blockedAt.IsZero() || progressed:
+		w.blockedAt, w.retries = time.Now(), 0
 	case time.Since(w.blockedAt) > maxBlocked:
 		s.end(ErrSlow)
 		h.cleanup(s)
