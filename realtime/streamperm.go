@@ -65,7 +65,7 @@ type decisionKey struct {
 type deliveryPerm struct {
 	vals *rules.Values
 	mu   sync.Mutex
-	by   map[userKey]bool
+	by   map[userKey]*verdictOnce
 }
 
 type userKey struct{ id, token string }
@@ -116,7 +116,8 @@ func (s *Stream) may(ctx context.Context, sec Section, act Action, name string, 
 	return s.evaluate(ctx, Request{User: s.User, Section: sec, Action: act, Name: name, Data: data}, d)
 }
 
-// evaluate asks Access, once per delivery and token when d is set.
+// evaluate asks Access, once per delivery and token when d is set: the
+// streams of one token wait for the first one's answer.
 func (s *Stream) evaluate(ctx context.Context, r Request, d *delivery) bool {
 	if d == nil || d.change == nil {
 		return s.hub.access.Allow(ctx, r) == nil
@@ -125,19 +126,23 @@ func (s *Stream) evaluate(ctx context.Context, r Request, d *delivery) bool {
 	r.Values = p.vals
 	k := userKey{s.User.ID, s.User.TokenID}
 	p.mu.Lock()
-	ok, known := p.by[k]
-	p.mu.Unlock()
-	if known {
-		return ok
+	e := p.by[k]
+	if e == nil {
+		if p.by == nil {
+			p.by = make(map[userKey]*verdictOnce)
+		}
+		e = &verdictOnce{}
+		p.by[k] = e
 	}
-	ok = s.hub.access.Allow(ctx, r) == nil
-	p.mu.Lock()
-	if p.by == nil {
-		p.by = make(map[userKey]bool)
-	}
-	p.by[k] = ok
 	p.mu.Unlock()
-	return ok
+	e.once.Do(func() { e.ok = s.hub.access.Allow(ctx, r) == nil })
+	return e.ok
+}
+
+// verdictOnce is one user's decision on one delivery.
+type verdictOnce struct {
+	once sync.Once
+	ok   bool
 }
 
 // admit decides whether subscription x may open, and notes whether its
