@@ -103,6 +103,9 @@ func (s *Stream) watch(subs []*sub) error {
 			continue
 		}
 		for _, frame := range f.Watch(Watch{s, x}) {
+			if !s.sideAllowed(x.Subscription, frame) {
+				continue
+			}
 			if err := s.write(0, frame); err != nil {
 				return err
 			}
@@ -125,6 +128,9 @@ func (s *Stream) unwatch(subs []*sub) {
 func (s *Stream) deliverSide(d *delivery) error {
 	for _, x := range s.subs {
 		if x == d.side {
+			if !s.sideAllowed(x.Subscription, d.frame) {
+				return nil
+			}
 			return s.write(0, d.frame)
 		}
 	}
