@@ -70,18 +70,6 @@ func (c *collection) concerns(ch *api.Change) bool {
 	return true
 }
 
-// mayRead reports whether the stream's user may read the record of a
-// change delivered to one of its collections: a collection never reveals
-// a record its user may not read, nor its name, neither in its snapshot
-// nor in its changes (a single record's subscription is checked once, when
-// it is opened). Access decides in memory.
-func (s *Stream) mayRead(ctx context.Context, ch *api.Change) bool {
-	if _, all := s.hub.access.(AllowAll); all {
-		return true // no rules: spare every delivery the request
-	}
-	return s.hub.access.Allow(ctx, Request{User: s.User, Action: ActRead, Name: ch.Name, Data: ch.Data}) == nil
-}
-
 type syncedData struct {
 	Record string `json:"record"`
 	Count  int    `json:"count"`

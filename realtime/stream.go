@@ -285,7 +285,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 	sent := false // the shared frame
 	var memo int8 // the rules' decision on the change, once made
 	for _, x := range s.subs {
-		if !x.concerns(ch) || (x.coll != nil && !s.mayRead(ctx, ch)) {
+		if !x.concerns(ch) {
 			continue
 		}
 		switch send, end := s.gate(ctx, x, d, &memo); {
