@@ -73,7 +73,7 @@ func (p *Permissions) Allow(ctx context.Context, r Request) error {
 	if d.Allowed {
 		return nil
 	}
-	return api.Errorf(api.CodePermissionDenied, "the permission rules do not allow %s %s %q", verb(sec, act), sec, r.Name)
+	return refusal(r, sec, act)
 }
 
 // DependsOnData reports whether the rule in force for act on name reads
@@ -114,17 +114,27 @@ func ruleAction(r Request) (string, string) {
 	return string(sec), string(r.Action)
 }
 
-// verb is how a refusal names an action.
-func verb(sec, act string) string {
+// refusal is the PERMISSION_DENIED of a request: it names the user, the
+// action and the name, never the data.
+func refusal(r Request, sec, act string) error {
+	who := "an anonymous user"
+	if r.User.ID != "" {
+		who = fmt.Sprintf("user %q", r.User.ID)
+	}
+	what := act + " " + sec
 	switch {
 	case sec == string(SecPresence):
-		return "reading the presence of"
+		what = "read the presence of user"
 	case act == "listen":
-		return "listening for"
-	case act == "read":
-		return "reading"
+		what = "listen to " + sec
+	case act == "subscribe":
+		what = "subscribe to event"
+	case act == "provide":
+		what = "provide rpc"
+	case act == "request":
+		what = "call rpc"
 	}
-	return act + " on"
+	return api.Errorf(api.CodePermissionDenied, "the permission rules do not allow %s to %s %q", who, what, r.Name)
 }
 
 // storeRecords serves record() lookups from the Store.
