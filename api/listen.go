@@ -13,8 +13,9 @@ import (
 // last one leaves. The state is shared by every instance, in the Store:
 //
 //   - demand: per instance and name, how many of the instance's streams
-//     subscribe to the name exactly, counted up to 2, and the stream's id
-//     when it is 1 (a stream's own subscription is not demand for itself);
+//     subscribe to the name exactly (distinct stream ids), counted up to
+//     2, and the stream's id when it is 1 (a stream's own subscription is
+//     not demand for itself);
 //   - listeners: every listen subscription of every instance's streams;
 //   - choices: per name, the one listener that is told of it.
 //
@@ -39,8 +40,9 @@ type ListenKey struct {
 }
 
 // Demand is one instance's demand for a name: Count is how many of its
-// streams subscribe to the name exactly, counted up to 2, and Stream is
-// that stream's id when Count is 1. Count 0 is no demand.
+// streams (distinct stream ids) subscribe to the name exactly, counted up
+// to 2, and Stream is that stream's id when Count is 1. Count 0 is no
+// demand.
 type Demand struct {
 	ListenKey
 	Instance string
@@ -81,6 +83,11 @@ type Listening interface {
 	// RemoveListener removes the listener (an unknown id is not an error)
 	// and re-makes the choice of the names it had.
 	RemoveListener(ctx context.Context, id string, now time.Time) (wake []string, err error)
+	// RemoveListenersExcept removes every listener of instance whose id
+	// is not in keep, and re-makes the choice of the names they had: what
+	// an instance that lost count of the listeners it removed does to
+	// catch up at once.
+	RemoveListenersExcept(ctx context.Context, instance string, keep []string, now time.Time) (wake []string, err error)
 	// RenewListen sets the expiry of every demand and listener of instance.
 	RenewListen(ctx context.Context, instance string, expires time.Time) error
 	// ExpireListen deletes the rows that expired at or before now and
@@ -108,27 +115,32 @@ func Covers(prefix, name string) bool {
 // is the one rule every backend applies:
 //
 //   - no demand, no listener;
-//   - demand by one stream only is not demand for that stream's own
-//     listeners;
+//   - demand by one stream only (every row counts one stream, the same
+//     one: a stream resuming on another instance has a row on both for a
+//     while) is not demand for that stream's own listeners;
 //   - of the listeners left, only those of the longest prefix;
 //   - the current one if it is among them (a listener keeps its names),
 //     else the one that rendezvous hashing of the name and the listener's
 //     id ranks first, so that the names of a prefix spread over its
 //     listeners and every instance would pick the same.
 func Choose(key ListenKey, current string, demand []Demand, listeners []Listener) (Listener, bool) {
-	total, only := 0, ""
+	// only is the one stream of all the demand: every row counts one
+	// stream, the same (a stream that resumes on another instance is
+	// counted by both for a while).
+	rows, only := 0, ""
 	for _, d := range demand {
 		if d.Count <= 0 {
 			continue
 		}
-		total += d.Count
-		only = d.Stream
+		if rows++; rows == 1 {
+			only = d.Stream
+		}
+		if d.Count != 1 || d.Stream != only {
+			only = ""
+		}
 	}
-	if total == 0 {
+	if rows == 0 {
 		return Listener{}, false
-	}
-	if total > 1 {
-		only = ""
 	}
 	best, found, longest := Listener{}, false, -1
 	var rank uint64

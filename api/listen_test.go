@@ -59,7 +59,11 @@ func TestChoose(t *testing.T) {
 		{"own subscription is not demand, even of the longest prefix", "", one("b", "s3"), []api.Listener{l1, long}, "l1"},
 		{"own and another stream on one instance", "", []api.Demand{{ListenKey: key, Instance: "a", Count: 2}}, []api.Listener{l1}, "l1"},
 		{"own and another stream on two instances", "", append(one("a", "s1"), one("b", "y")...), []api.Listener{l1}, "l1"},
-		{"the same stream on two instances is demand by two", "", append(one("a", "s1"), one("b", "s1")...), []api.Listener{l1}, "l1"},
+		{"the same stream on two instances (a resume) is not demand", "", append(one("a", "s1"), one("b", "s1")...), []api.Listener{l1}, ""},
+		{"the same stream on two instances: another listener", "l1", append(one("a", "s1"), one("b", "s1")...), []api.Listener{l1, l2}, "l2"},
+		{"the same stream on two instances and a third row", "", append(append(one("a", "s1"), one("b", "s1")...), one("c", "y")...), []api.Listener{l1}, "l1"},
+		{"the same stream on one instance, two on another", "", append(one("a", "s1"), api.Demand{ListenKey: key, Instance: "b", Count: 2}), []api.Listener{l1}, "l1"},
+		{"rows of count 0 do not count", "", append(one("a", "s1"), api.Demand{ListenKey: key, Instance: "b", Stream: "y"}), []api.Listener{l1}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

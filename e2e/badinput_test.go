@@ -564,7 +564,7 @@ func badInputCases(subs string) []badCase {
 			{`{"record":"fx/doc/"}`, "INVALID_NAME"},
 			{`{"event":"a//b"}`, "INVALID_NAME"},
 			{`{"event":"ev/*/*"}`, "INVALID_NAME"},
-			{`{"event":"*"}`, "INVALID_NAME"},
+			{`{"event":"**"}`, "INVALID_NAME"}, // "*" is every event (a collection)
 			{`{"record":"fx/doc","path":"a..b"}`, "INVALID_PATH"},
 			{`{"event":"ev/x","path":"a"}`, "INVALID_PATH"},
 		} {

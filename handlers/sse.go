@@ -3,6 +3,7 @@ package handlers
 import (
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -122,7 +123,8 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		if r.ProtoMajor == 1 {
 			// HTTP/1: take the connection over and hand the stream to the
 			// writer pool; this goroutine and net/http's buffers go away.
-			if conn, _, err := rc.Hijack(); err == nil {
+			if c, _, err := rc.Hijack(); err == nil {
+				conn := rawConn(c)
 				if _, err = io.WriteString(conn, streamHead); err == nil {
 					err = s.Detach(r.Context(), conn)
 				}
@@ -143,6 +145,17 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 			log.Info("stream ended", "stream", s.ID, "err", err)
 		}
 	}
+}
+
+// rawConn returns the connection under Listener's wrapper, which only
+// rewrites net/http's own error answers: a detached stream writes SSE
+// frames, and the writer pool needs the socket itself to notice that its
+// client has closed it (a syscall.Conn).
+func rawConn(c net.Conn) net.Conn {
+	if w, ok := c.(conn); ok {
+		return w.Conn
+	}
+	return c
 }
 
 // changeSubscription serves POST and DELETE /stream/{stream}/subscriptions.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -578,4 +579,98 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 		t.Fatal("accept failed")
 	}
 	return server, client
+}
+
+// noSecrets is an Access that refuses to read any name containing
+// "secret", and allows everything else.
+type noSecrets struct{}
+
+func (noSecrets) Allow(_ context.Context, r realtime.Request) error {
+	if r.Action == realtime.ActRead && strings.Contains(r.Name, "secret") {
+		return api.Errorf(api.CodePermissionDenied, "no")
+	}
+	return nil
+}
+
+func (noSecrets) DependsOnData(realtime.Section, realtime.Action, string) bool { return false }
+
+// newFixtureWith is newFixture with an Access of its own.
+func newFixtureWith(t *testing.T, cfg realtime.HubConfig, access realtime.Access) *fixture {
+	f := newFixture(t, collectionConfig()) // for its store; its hub idles
+	hub := realtime.NewHub(f.store, f.store.Bus(), access, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { hub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.hub = hub
+	return f
+}
+
+// TestCollectionHidesUnreadable: with an Access that refuses to read some
+// names, a collection's snapshot holds neither their data nor their
+// names, over several pages, synced counts only what was sent, and no
+// later change of theirs (a write, a create, a delete) reaches the stream,
+// whether the collection came with the stream or was added to it.
+func TestCollectionHidesUnreadable(t *testing.T) {
+	for writer := range writers {
+		t.Run(writer, func(t *testing.T) {
+			f := newFixtureWith(t, collectionConfig(), noSecrets{})
+			ctx := context.Background()
+			user := api.User{ID: "u"}
+			var want []string // the snapshot's names, in order
+			for i := range 700 {
+				name := fmt.Sprintf("c/%04d", i)
+				if i%3 == 1 {
+					name += "-secret"
+				} else {
+					want = append(want, name)
+				}
+				putRaw(t, f.store, name, json.RawMessage(fmt.Sprintf(`{"i":%d,"tag":"plain"}`, i)))
+			}
+			putRaw(t, f.store, "c/zz-secret", json.RawMessage(`{"tag":"secret"}`))
+			check := func(c conn, record string) {
+				t.Helper()
+				for i, name := range want {
+					fr := nextFrame(t, c)
+					var d frameData
+					json.Unmarshal([]byte(fr.data), &d)
+					if fr.event != "snapshot" || d.Name != name {
+						t.Fatalf("%s: frame %d: %s %.80s, want the snapshot of %s", record, i, fr.event, fr.data, name)
+					}
+				}
+				fr := nextFrame(t, c)
+				if got, w := fr.event+" "+fr.data, fmt.Sprintf(`synced {"record":%q,"count":%d}`, record, len(want)); got != w {
+					t.Fatalf("got %q, want %q", got, w)
+				}
+			}
+			c, err := connectWith(t, f.hub, writer, user, []api.Subscription{{Record: "c/*"}}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := nextFrame(t, c)
+			var rd frameData
+			json.Unmarshal([]byte(ready.data), &rd)
+			check(c, "c/*")
+			if err := f.hub.ChangeSubscription(ctx, user, rd.Stream, api.Subscription{Record: "*"}, true); err != nil {
+				t.Fatal(err)
+			}
+			check(c, "*")
+
+			putRaw(t, f.store, "c/0001-secret", json.RawMessage(`{"tag":"secret"}`)) // a write
+			putRaw(t, f.store, "c/new-secret", json.RawMessage(`{"tag":"secret"}`))  // a create
+			if _, err := f.store.Write(ctx, []api.Write{{Kind: api.KindDelete, Name: "c/zz-secret"}}); err != nil {
+				t.Fatal(err)
+			}
+			putRaw(t, f.store, "c/0000", json.RawMessage(`{"tag":"last"}`))
+			fr := nextFrame(t, c)
+			if got := fr.event + " " + fr.data; got != `record {"name":"c/0000","version":2,"data":{"tag":"last"},"op":"set"}` {
+				t.Fatalf("got %q, want only the change of c/0000", got)
+			}
+			select {
+			case fr := <-c.frames:
+				t.Fatalf("extra frame %s %s", fr.event, fr.data)
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
+	}
 }

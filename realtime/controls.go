@@ -29,8 +29,12 @@ func (s *Stream) control(c streamChange) {
 	s.notify()
 }
 
-// applyControls applies the waiting subscription changes, in order.
+// applyControls applies a change of the rules, then the waiting
+// subscription changes, in order.
 func (s *Stream) applyControls(ctx context.Context) error {
+	if err := s.checkRules(ctx); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	ctrl := s.ctrl
 	s.ctrl = nil
@@ -61,6 +65,9 @@ func (s *Stream) apply(ctx context.Context, c streamChange) error {
 	x, err := newSub(api.StreamSub{Subscription: c.Sub})
 	if err != nil {
 		return nil // validated by the sender; nothing to do
+	}
+	if !s.admit(ctx, x) {
+		return s.refuse(ctx, x)
 	}
 	s.hub.indexOne(s, x, 1)
 	s.subs = append(s.subs, x)

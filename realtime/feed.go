@@ -1,9 +1,6 @@
 package realtime
 
 import (
-	"unicode"
-	"unicode/utf8"
-
 	"github.com/switchboard-dev/switchboard/api"
 )
 
@@ -12,18 +9,52 @@ import (
 // subscribes, then pushes frames to the stream as things change. Their
 // frames carry no id and are not replayed on a resume: a resumed stream
 // subscribes again and gets the state anew.
+//
+// A Watch names one subscription of one stream for as long as it lasts:
+// the feed keeps the Watch it was given and pushes through it. A frame is
+// written only if that very subscription is still the stream's when its
+// turn comes, so that frames queued for a subscription that was removed
+// are dropped even if an equal one was added since (that one has a Watch
+// of its own, whose state follows the removal).
 
 // Feed serves the presence or the listen subscriptions of this instance's
 // streams. Implementations are safe for concurrent use.
 type Feed interface {
-	// Watch starts feeding subscription x of s, and returns the frames
-	// that state what holds now: the stream writes them at once, before
-	// any frame pushed after Watch returns. Whoever serves the stream
-	// calls it, never under the hub's lock.
-	Watch(s *Stream, x api.Subscription) [][]byte
-	// Unwatch stops feeding x of s, when the subscription is removed or
-	// the stream ends. A subscription that was never watched is ignored.
-	Unwatch(s *Stream, x api.Subscription)
+	// Watch starts feeding w and returns the frames that state what holds
+	// now: the stream writes them at once, before any frame pushed after
+	// Watch returns. Whoever serves the stream calls it, never under the
+	// hub's lock, and maybe on a writer shared by many streams: it must
+	// not wait (for the Store or anything else).
+	Watch(w Watch) [][]byte
+	// Unwatch stops feeding w (equal to the one given to Watch), when the
+	// subscription is removed or the stream ends. A Watch that was never
+	// watched is ignored.
+	Unwatch(w Watch)
+}
+
+// Watch is one side subscription of one stream, from Watch to Unwatch.
+// It is a small comparable value (feeds may use it as a map key): two
+// Watches are equal only if they name the same subscription instance.
+type Watch struct {
+	s *Stream
+	x *sub
+}
+
+// Stream returns the watching stream.
+func (w Watch) Stream() *Stream { return w.s }
+
+// Subscription returns the subscription watched.
+func (w Watch) Subscription() api.Subscription { return w.x.Subscription }
+
+// Push queues a side frame for the subscription. It never blocks: a
+// stream whose queue is full is cut, as for any change. The frame is
+// written, without an id, only if the stream still has this subscription
+// when its turn comes.
+func (w Watch) Push(frame []byte) {
+	s := w.s
+	if s.push(&delivery{frame: frame, size: len(frame), side: w.x}) {
+		s.hub.pool.schedule(s)
+	}
 }
 
 // Observer is told of every stream of this instance: Opened once the hub
@@ -63,16 +94,6 @@ func (h *Hub) checkFeed(x api.Subscription) error {
 	return nil
 }
 
-// Push queues a side frame for subscription x of the stream. It never
-// blocks: a stream whose queue is full is cut, as for any change. The
-// frame is written, without an id, only if the stream still has x when
-// its turn comes.
-func (s *Stream) Push(frame []byte, x api.Subscription) {
-	if s.push(&delivery{frame: frame, size: len(frame), side: x}) {
-		s.hub.pool.schedule(s)
-	}
-}
-
 // watch starts the feeds of side subscriptions and writes what they say
 // holds now.
 func (s *Stream) watch(subs []*sub) error {
@@ -81,7 +102,10 @@ func (s *Stream) watch(subs []*sub) error {
 		if f == nil {
 			continue
 		}
-		for _, frame := range f.Watch(s, x.Subscription) {
+		for _, frame := range f.Watch(Watch{s, x}) {
+			if !s.sideAllowed(x.Subscription, frame) {
+				continue
+			}
 			if err := s.write(0, frame); err != nil {
 				return err
 			}
@@ -94,15 +118,19 @@ func (s *Stream) watch(subs []*sub) error {
 func (s *Stream) unwatch(subs []*sub) {
 	for _, x := range subs {
 		if f := s.hub.feedOf(x.Subscription); f != nil {
-			f.Unwatch(s, x.Subscription)
+			f.Unwatch(Watch{s, x})
 		}
 	}
 }
 
-// deliverSide writes a side frame if the stream still has its subscription.
+// deliverSide writes a side frame if the stream still has the
+// subscription instance it was pushed for.
 func (s *Stream) deliverSide(d *delivery) error {
 	for _, x := range s.subs {
-		if x.Subscription == d.side {
+		if x == d.side {
+			if !s.sideAllowed(x.Subscription, d.frame) {
+				return nil
+			}
 			return s.write(0, d.frame)
 		}
 	}
@@ -118,18 +146,4 @@ func (h *Hub) observe(s *Stream, opened bool) {
 	default:
 		h.observer.Closed(s)
 	}
-}
-
-// validUser checks a user id named by a presence subscription: 1-256
-// bytes of UTF-8 without control characters.
-func validUser(id string) error {
-	if id == "" || len(id) > 256 || !utf8.ValidString(id) {
-		return api.Errorf(api.CodeInvalidParameter, "a user id is 1-256 bytes of UTF-8")
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return api.Errorf(api.CodeInvalidParameter, "a user id has no control characters")
-		}
-	}
-	return nil
 }

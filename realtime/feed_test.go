@@ -15,22 +15,22 @@ import (
 // testFeed is a Feed and an Observer that records what the hub tells it.
 type testFeed struct {
 	mu      sync.Mutex
-	watched map[*realtime.Stream][]api.Subscription
+	watched map[*realtime.Stream][]realtime.Watch
 	opened  []string // user ids, in order
 	closed  []string
 }
 
-func (f *testFeed) Watch(s *realtime.Stream, x api.Subscription) [][]byte {
+func (f *testFeed) Watch(w realtime.Watch) [][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.watched[s] = append(f.watched[s], x)
+	f.watched[w.Stream()] = append(f.watched[w.Stream()], w)
 	return [][]byte{[]byte("event: presence\ndata: {\"user\":\"now\",\"online\":true}\n\n")}
 }
 
-func (f *testFeed) Unwatch(s *realtime.Stream, x api.Subscription) {
+func (f *testFeed) Unwatch(w realtime.Watch) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.watched[s] = slices.DeleteFunc(f.watched[s], func(y api.Subscription) bool { return y == x })
+	f.watched[w.Stream()] = slices.DeleteFunc(f.watched[w.Stream()], func(y realtime.Watch) bool { return y == w })
 }
 
 func (f *testFeed) Opened(s *realtime.Stream) {
@@ -49,7 +49,22 @@ func (f *testFeed) Closed(s *realtime.Stream) {
 func (f *testFeed) watching(s *realtime.Stream) []api.Subscription {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.watched[s])
+	var out []api.Subscription
+	for _, w := range f.watched[s] {
+		out = append(out, w.Subscription())
+	}
+	return out
+}
+
+// watch returns the feed's Watch of s's first side subscription.
+func (f *testFeed) watch(t *testing.T, s *realtime.Stream) realtime.Watch {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.watched[s]) == 0 {
+		t.Fatal("the feed watches nothing of the stream")
+	}
+	return f.watched[s][0]
 }
 
 // TestSideFrames: a presence subscription is watched once the stream
@@ -59,7 +74,7 @@ func (f *testFeed) watching(s *realtime.Stream) []api.Subscription {
 func TestSideFrames(t *testing.T) {
 	for name, serve := range writers {
 		t.Run(name, func(t *testing.T) {
-			feed := &testFeed{watched: make(map[*realtime.Stream][]api.Subscription)}
+			feed := &testFeed{watched: make(map[*realtime.Stream][]realtime.Watch)}
 			f := newFixture(t, realtime.HubConfig{
 				Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
 			}, func(h *realtime.Hub) { h.SetPresence(feed, feed) })
@@ -80,8 +95,9 @@ func TestSideFrames(t *testing.T) {
 			if got := feed.watching(s); !slices.Equal(got, []api.Subscription{presence}) {
 				t.Fatalf("watched %v", got)
 			}
+			w := feed.watch(t, s)
 			for _, u := range []string{"bob", "carol"} {
-				s.Push([]byte("event: presence\ndata: {\"user\":\""+u+"\",\"online\":true}\n\n"), presence)
+				w.Push([]byte("event: presence\ndata: {\"user\":\"" + u + "\",\"online\":true}\n\n"))
 			}
 			for _, u := range []string{"bob", "carol"} {
 				if got := next(t, frames, true); got != `presence {"user":"`+u+`","online":true}` {
@@ -94,7 +110,7 @@ func TestSideFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, func() bool { return len(feed.watching(s)) == 0 })
-			s.Push([]byte("event: presence\ndata: {\"user\":\"late\",\"online\":true}\n\n"), presence)
+			w.Push([]byte("event: presence\ndata: {\"user\":\"late\",\"online\":true}\n\n"))
 			if err := f.hub.ChangeSubscription(ctx, alice, s.ID, api.Subscription{Event: "chat"}, true); err != nil {
 				t.Fatal(err)
 			}

@@ -76,6 +76,8 @@ type Hub struct {
 	drain    sync.Once
 
 	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
+
+	rulesGen atomic.Uint64 // counts RulesChanged calls (streamperm_reload.go)
 }
 
 // NewHub returns a hub over store and bus.
@@ -249,7 +251,7 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 		}
 	}
 	if kind != "" {
-		h.countDemand(kind, key, set, before)
+		h.countDemand(kind, key, set, s, before)
 	}
 	h.Stats.Subscriptions.Add(int64(n))
 }
@@ -329,13 +331,9 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	if info.User != user.ID {
 		return api.Errorf(api.CodePermissionDenied, "only the user who opened stream %q may change it", id)
 	}
-	// A collection is checked record by record, at its snapshot and (with
-	// the rules to come) on each change: see snapshotCollection.
-	if add && ((x.Record != "" && !isCollection(x)) || x.Presence != "" || x.Listen != "") {
-		if err := h.access.Allow(ctx, Request{User: user, Action: subscribeAction(x), Name: subscribedName(x)}); err != nil {
-			return err
-		}
-	}
+	// The rules decide on the stream's instance, as for the subscriptions
+	// a stream opens with: a refused one gets a denied frame there (a read
+	// rule on the data needs the value its snapshot reads).
 	// The store changes this one subscription, atomically: changes made
 	// at the same time on any instance all take effect. The count read
 	// above may be behind them, so concurrent adds can pass the limit by

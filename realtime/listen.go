@@ -56,31 +56,39 @@ type Listen struct {
 	demand    map[api.ListenKey]*demandState
 	dirty     map[api.ListenKey]bool // demand that may differ from its row
 	writing   api.ListenKey          // the demand Run is storing
-	ops       []listenOp             // listeners to add or remove, in order
-	listeners map[string]*listener   // this instance's, by id
-	watched   map[watchKey]*listener
-	resync    bool // read the choices again
-	reload    bool // read the prefixes again
-	next      int  // listener ids
+	listeners map[string]*listener   // this instance's live ones, by id
+	watched   map[Watch]*listener
+	pending   map[string]*listener // whose row may not be as it should: see listener
+	gone      int                  // of pending, the gone ones
+	purge     bool                 // remove every row of a listener not live (gone ones were let go)
+	busy      bool                 // Run is at work (tests wait for it to settle)
+	resync    bool                 // read the choices again
+	reload    bool                 // read the prefixes again
+	next      int                  // listener ids
 	kick      chan struct{}
+
+	failed time.Time // Run's own: when a listener call last failed (wait a second)
 }
+
+// maxGone bounds the listeners gone from this instance whose rows wait to
+// be removed (while the Store is down, say). Past it they are let go, and
+// Run removes every row of this instance's listeners that are not live in
+// one call (RemoveListenersExcept) instead.
+const maxGone = 1024
 
 // listener is a listen subscription of one of this instance's streams.
+// Its row in the Store should exist while it is live and not once it is
+// gone (unwatched): Run adds or removes it while it is pending. Changes
+// coalesce: a listener gone before Run tried to add it costs no Store
+// work, and a stream that listens again on the prefix of its listener
+// still waiting to be removed gets that one back.
 type listener struct {
 	api.Listener
-	s    *Stream
-	sub  api.Subscription
-	told map[api.ListenKey]bool // the names it was told active
-}
-
-type watchKey struct {
-	s   *Stream
-	sub api.Subscription
-}
-
-type listenOp struct {
-	add bool
-	l   api.Listener
+	w      Watch
+	told   map[api.ListenKey]bool // the names it was told active
+	gone   bool
+	tried  bool // Run began to add it: its row may exist
+	stored bool // Run added it, and did not begin to remove it since
 }
 
 // NewListen returns the listening service of hub's streams and makes the
@@ -98,7 +106,8 @@ func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log
 		demand:    map[api.ListenKey]*demandState{},
 		dirty:     map[api.ListenKey]bool{},
 		listeners: map[string]*listener{},
-		watched:   map[watchKey]*listener{},
+		watched:   map[Watch]*listener{},
+		pending:   map[string]*listener{},
 		reload:    true,
 		kick:      make(chan struct{}, 1),
 	}
@@ -109,43 +118,82 @@ func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log
 	return l
 }
 
-// Watch registers a listener for x of s. It says nothing at once: the
-// names chosen for it are pushed as Run learns of them.
-func (l *Listen) Watch(s *Stream, x api.Subscription) [][]byte {
-	prefix, isPrefix, err := api.ValidatePattern(x.Listen)
+// Watch registers a listener for w. It says nothing at once: the names
+// chosen for it are pushed as Run learns of them.
+func (l *Listen) Watch(w Watch) [][]byte {
+	prefix, isPrefix, err := api.ValidatePattern(w.Subscription().Listen)
 	if err != nil || !isPrefix {
 		return nil // newSub refused it already
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := watchKey{s, x}
-	if l.watched[k] != nil {
+	if l.watched[w] != nil {
+		return nil
+	}
+	if li := l.revive(w, prefix); li != nil {
+		l.watched[w], l.listeners[li.ID] = li, li
 		return nil
 	}
 	l.next++
 	li := &listener{
-		Listener: api.Listener{ID: l.cfg.Instance + "-" + strconv.Itoa(l.next), Instance: l.cfg.Instance, Stream: s.ID, Prefix: prefix},
-		s:        s, sub: x, told: map[api.ListenKey]bool{},
+		Listener: api.Listener{ID: l.cfg.Instance + "-" + strconv.Itoa(l.next), Instance: l.cfg.Instance, Stream: w.Stream().ID, Prefix: prefix},
+		w:        w, told: map[api.ListenKey]bool{},
 	}
-	l.watched[k], l.listeners[li.ID] = li, li
-	l.ops = append(l.ops, listenOp{add: true, l: li.Listener})
+	l.watched[w], l.listeners[li.ID], l.pending[li.ID] = li, li, li
 	signal(l.kick)
 	return nil
 }
 
-// Unwatch forgets the listener of x of s; Run removes it from the Store,
-// which hands its names over.
-func (l *Listen) Unwatch(s *Stream, x api.Subscription) {
+// revive returns the stream's gone listener of prefix that waits to be
+// removed, live again for w, or nil: when its row is stored, nothing is
+// left to do but tell the new subscription its names; otherwise it waits
+// to be added again. Under l.mu.
+func (l *Listen) revive(w Watch, prefix string) *listener {
+	if l.gone == 0 {
+		return nil
+	}
+	for _, li := range l.pending {
+		if !li.gone || li.Stream != w.Stream().ID || li.Prefix != prefix {
+			continue
+		}
+		l.gone--
+		li.gone, li.w, li.told = false, w, map[api.ListenKey]bool{}
+		if li.stored {
+			delete(l.pending, li.ID)
+			l.resync = true // tell the new subscription its names
+		}
+		signal(l.kick)
+		return li
+	}
+	return nil
+}
+
+// Unwatch forgets the listener of w; Run removes it from the Store, which
+// hands its names over.
+func (l *Listen) Unwatch(w Watch) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := watchKey{s, x}
-	li := l.watched[k]
+	li := l.watched[w]
 	if li == nil {
 		return
 	}
-	delete(l.watched, k)
+	delete(l.watched, w)
 	delete(l.listeners, li.ID)
-	l.ops = append(l.ops, listenOp{l: li.Listener})
+	li.gone = true
+	if !li.tried {
+		delete(l.pending, li.ID) // never stored: nothing to undo
+		return
+	}
+	l.pending[li.ID] = li // maybe pending already, to be added: live, not counted
+	l.gone++
+	if l.gone > maxGone {
+		for id, p := range l.pending {
+			if p.gone {
+				delete(l.pending, id)
+			}
+		}
+		l.gone, l.purge = 0, true
+	}
 	signal(l.kick)
 }
 
@@ -197,8 +245,21 @@ func (l *Listen) onWake(p []byte) {
 // work does what is waiting, and returns when it should run again
 // (zero: when woken).
 func (l *Listen) work(ctx context.Context) time.Time {
+	l.mu.Lock()
+	l.busy = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.busy = false
+		l.mu.Unlock()
+	}()
 	w := map[string]bool{}
-	retry := l.applyOps(ctx, w)
+	retry := true
+	if time.Since(l.failed) >= time.Second { // not at every kick while the Store is down
+		if retry = l.applyOps(ctx, w); retry {
+			l.failed = time.Now()
+		}
+	}
 	l.mu.Lock()
 	reload := l.reload
 	l.reload = false
@@ -234,37 +295,55 @@ func (l *Listen) work(ctx context.Context) time.Time {
 	return next
 }
 
-// applyOps adds and removes listeners in the Store, in order. It reports
-// whether one failed (the rest wait for a retry).
+// applyOps makes the Store's rows of this instance's listeners what they
+// should be: every row of a listener not live removed first if some were
+// let go, then each pending listener added or removed. It reports whether
+// a call failed (the rest waits for a retry).
 func (l *Listen) applyOps(ctx context.Context, w map[string]bool) (failed bool) {
+	if !l.purgeRows(ctx, w) {
+		return true
+	}
 	for {
 		l.mu.Lock()
-		if len(l.ops) == 0 {
+		var li *listener
+		for _, li = range l.pending {
+			break
+		}
+		if li == nil {
 			l.mu.Unlock()
 			return false
 		}
-		op := l.ops[0]
+		delete(l.pending, li.ID)
+		add := !li.gone
+		if add {
+			li.tried = true
+		} else {
+			l.gone--
+			li.stored = false
+		}
 		l.mu.Unlock()
 		now := time.Now()
 		var wake []string
 		var err error
-		if op.add {
-			wake, err = l.store.AddListener(ctx, op.l, now.Add(l.cfg.TTL), now)
+		if add {
+			wake, err = l.store.AddListener(ctx, li.Listener, now.Add(l.cfg.TTL), now)
 		} else {
-			wake, err = l.store.RemoveListener(ctx, op.l.ID, now)
-		}
-		if err != nil {
-			l.log.Warn("listening: store a listener", "prefix", op.l.Prefix, "add", op.add, "err", err)
-			return true
+			wake, err = l.store.RemoveListener(ctx, li.ID, now)
 		}
 		for _, i := range wake {
 			w[i] = true
 		}
 		l.mu.Lock()
-		l.ops = l.ops[1:]
-		if op.add && !l.prefixes[op.l.Prefix] {
-			l.prefixes[op.l.Prefix] = true
-			l.markUnder(op.l.Prefix)
+		if err != nil {
+			l.log.Warn("listening: store a listener", "prefix", li.Prefix, "add", add, "err", err)
+			l.retry(li)
+			l.mu.Unlock()
+			return true
+		}
+		li.stored = add
+		if add && !l.prefixes[li.Prefix] {
+			l.prefixes[li.Prefix] = true
+			l.markUnder(li.Prefix)
 			l.mu.Unlock()
 			// Other instances may hold demand under it that they do not store.
 			if err := l.bus.Send(ctx, TopicListen, []byte("p")); err != nil {
@@ -274,6 +353,50 @@ func (l *Listen) applyOps(ctx context.Context, w map[string]bool) (failed bool) 
 		}
 		l.mu.Unlock()
 	}
+}
+
+// retry makes li pending again after a failed call, unless an Unwatch
+// made it pending meanwhile or a purge let it go. Under l.mu.
+func (l *Listen) retry(li *listener) {
+	if l.pending[li.ID] != nil {
+		return
+	}
+	if li.gone {
+		if l.purge {
+			return // its row goes with the purge
+		}
+		l.gone++
+	}
+	l.pending[li.ID] = li
+}
+
+// purgeRows removes every row of this instance's listeners that are not
+// live, when gone ones were let go. It reports whether that is done.
+func (l *Listen) purgeRows(ctx context.Context, w map[string]bool) bool {
+	l.mu.Lock()
+	if !l.purge {
+		l.mu.Unlock()
+		return true
+	}
+	keep := make([]string, 0, len(l.listeners))
+	for id, li := range l.listeners {
+		if li.tried {
+			keep = append(keep, id)
+		}
+	}
+	l.mu.Unlock()
+	wake, err := l.store.RemoveListenersExcept(ctx, l.cfg.Instance, keep, time.Now())
+	for _, i := range wake {
+		w[i] = true
+	}
+	if err != nil {
+		l.log.Warn("listening: remove the listeners gone", "err", err)
+		return false
+	}
+	l.mu.Lock()
+	l.purge = false
+	l.mu.Unlock()
+	return true
 }
 
 // readPrefixes reads the listened prefixes, and marks the local demand
@@ -327,7 +450,7 @@ func (l *Listen) tell(ctx context.Context) error {
 		want[c.Listener] = append(want[c.Listener], c.ListenKey)
 	}
 	type push struct {
-		li    *listener
+		w     Watch // read under l.mu: a revived listener changes it
 		frame []byte
 	}
 	var out []push
@@ -357,12 +480,12 @@ func (l *Listen) tell(ctx context.Context) error {
 			} else {
 				delete(li.told, k)
 			}
-			out = append(out, push{li, listenFrame(k, now[k])})
+			out = append(out, push{li.w, listenFrame(k, now[k])})
 		}
 	}
 	l.mu.Unlock()
 	for _, p := range out {
-		p.li.s.Push(p.frame, p.li.sub)
+		p.w.Push(p.frame)
 	}
 	return nil
 }

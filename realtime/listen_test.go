@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,11 +16,41 @@ import (
 	"github.com/switchboard-dev/switchboard/db/embedded"
 )
 
-// countingListening counts and keeps the demand a Listen stores.
+// countingListening counts and keeps the demand a Listen stores, counts
+// the listener calls that reached the store, and fails them all while
+// down.
 type countingListening struct {
 	api.Listening
 	mu     sync.Mutex
 	writes []api.Demand
+	down   atomic.Bool
+	calls  struct{ add, remove, except atomic.Int64 }
+}
+
+var errDown = api.Errorf(api.CodeUnavailable, "the store is down")
+
+func (c *countingListening) AddListener(ctx context.Context, l api.Listener, expires, now time.Time) ([]string, error) {
+	if c.down.Load() {
+		return nil, errDown
+	}
+	c.calls.add.Add(1)
+	return c.Listening.AddListener(ctx, l, expires, now)
+}
+
+func (c *countingListening) RemoveListener(ctx context.Context, id string, now time.Time) ([]string, error) {
+	if c.down.Load() {
+		return nil, errDown
+	}
+	c.calls.remove.Add(1)
+	return c.Listening.RemoveListener(ctx, id, now)
+}
+
+func (c *countingListening) RemoveListenersExcept(ctx context.Context, instance string, keep []string, now time.Time) ([]string, error) {
+	if c.down.Load() {
+		return nil, errDown
+	}
+	c.calls.except.Add(1)
+	return c.Listening.RemoveListenersExcept(ctx, instance, keep, now)
 }
 
 func (c *countingListening) SetDemand(ctx context.Context, d api.Demand, expires, now time.Time) ([]string, error) {
@@ -88,6 +120,15 @@ func (f *listenFixture) subscribe(t testing.TB, s *Stream, x api.Subscription, n
 	f.hub.indexOne(s, y, n)
 }
 
+// watchOf returns a Watch of a new subscription x of s (not added to s).
+func watchOf(t testing.TB, s *Stream, x api.Subscription) Watch {
+	y, err := newSub(api.StreamSub{Subscription: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Watch{s, y}
+}
+
 // settle waits until Listen has done all its work.
 func (f *listenFixture) settle(t testing.TB) {
 	if f.listen == nil {
@@ -97,12 +138,12 @@ func (f *listenFixture) settle(t testing.TB) {
 	for time.Now().Before(deadline) {
 		l := f.listen
 		l.mu.Lock()
-		idle := len(l.ops) == 0 && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
+		idle := len(l.pending) == 0 && !l.purge && !l.busy && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
 		l.mu.Unlock()
 		if idle {
 			time.Sleep(5 * time.Millisecond) // a write under way has cleared dirty already
 			l.mu.Lock()
-			idle = len(l.ops) == 0 && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
+			idle = len(l.pending) == 0 && !l.purge && !l.busy && len(l.dirty) == 0 && l.writing == (api.ListenKey{})
 			l.mu.Unlock()
 			if idle {
 				return
@@ -133,7 +174,7 @@ func TestListenDemandWrites(t *testing.T) {
 	want(0, "nobody listens")
 
 	listener := f.stream(t)
-	f.listen.Watch(listener, api.Subscription{Listen: "prices/*"})
+	f.listen.Watch(watchOf(t, listener, api.Subscription{Listen: "prices/*"}))
 	want(1, "a listener comes: the demand under its prefix")
 	f.subscribe(t, b, eur, 1)
 	want(2, "a second subscriber")
@@ -188,7 +229,7 @@ func BenchmarkSubscribeDemand(b *testing.B) {
 			f := newListenFixtureWith(b, time.Hour, tc.service)
 			s1, s2, s3 := f.stream(b), f.stream(b), f.stream(b)
 			if tc.listener {
-				f.listen.Watch(f.stream(b), api.Subscription{Listen: "prices/*"})
+				f.listen.Watch(watchOf(b, f.stream(b), api.Subscription{Listen: "prices/*"}))
 			}
 			subs := make([]*sub, b.N)
 			for i := range subs {
@@ -210,4 +251,157 @@ func BenchmarkSubscribeDemand(b *testing.B) {
 			b.ReportMetric(float64(f.counted.count()-before)/float64(b.N), "writes/op")
 		})
 	}
+}
+
+// TestListenResumedStreamIsOneStream: while a stream's old self is still
+// registered next to its resumed self (one id, two *Stream), the stream's
+// subscription is its own, not demand by two: its own listener is not
+// chosen, and no count of 2 is stored. It used to be counted twice.
+func TestListenResumedStreamIsOneStream(t *testing.T) {
+	f := newListenFixture(t, time.Millisecond)
+	old, resumed := f.stream(t), f.stream(t)
+	resumed.ID = old.ID
+	eur := api.Subscription{Record: "prices/eur"}
+	f.listen.Watch(watchOf(t, old, api.Subscription{Listen: "prices/*"}))
+	f.subscribe(t, old, eur, 1)
+	f.settle(t)
+	f.subscribe(t, resumed, eur, 1)
+	f.listen.Watch(watchOf(t, resumed, api.Subscription{Listen: "prices/*"}))
+	f.settle(t)
+	f.subscribe(t, old, eur, -1)
+	time.Sleep(10 * time.Millisecond) // past the grace
+	f.settle(t)
+	f.counted.mu.Lock()
+	writes := slices.Clone(f.counted.writes)
+	f.counted.mu.Unlock()
+	for _, d := range writes {
+		if d.Count != 1 || d.Stream != old.ID {
+			t.Errorf("demand stored %+v, want only count 1 of stream %s", d, old.ID)
+		}
+	}
+	cs, err := f.counted.Chosen(t.Context(), "i1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 0 {
+		t.Errorf("chosen %+v: the stream's own listener", cs)
+	}
+
+	// Another stream's subscription is demand again, and then not.
+	other := f.stream(t)
+	f.subscribe(t, other, eur, 1)
+	f.settle(t)
+	if cs, _ := f.counted.Chosen(t.Context(), "i1"); len(cs) != 1 {
+		t.Errorf("with another subscriber: chosen %+v, want one", cs)
+	}
+	f.subscribe(t, other, eur, -1)
+	time.Sleep(10 * time.Millisecond)
+	f.settle(t)
+	if cs, _ := f.counted.Chosen(t.Context(), "i1"); len(cs) != 0 {
+		t.Errorf("the other subscriber gone: chosen %+v", cs)
+	}
+}
+
+// TestListenToggleCoalesces: a client that adds and removes listen=a/*
+// thousands of times while the Store is down leaves one listener to add,
+// not thousands of calls waiting (each AddListener re-makes the choice of
+// every name in demand under the prefix); once the Store is back, the
+// listener that stays is added once and told its name.
+func TestListenToggleCoalesces(t *testing.T) {
+	f := newListenFixture(t, time.Millisecond)
+	s, other := f.stream(t), f.stream(t)
+	f.subscribe(t, other, api.Subscription{Record: "a/x"}, 1)
+	out := &recorder{}
+	s.sink = out
+	f.counted.down.Store(true)
+	listen := api.Subscription{Listen: "a/*"}
+	const toggles = 2000
+	for range toggles {
+		w := watchOf(t, s, listen)
+		f.listen.Watch(w)
+		f.listen.Unwatch(w)
+	}
+	last := watchOf(t, s, listen)
+	s.subs = append(s.subs, last.x)
+	f.listen.Watch(last)
+	f.listen.mu.Lock()
+	waiting := len(f.listen.pending)
+	f.listen.mu.Unlock()
+	if waiting > 1 {
+		t.Errorf("%d listener changes wait for the store, want 1", waiting)
+	}
+	f.counted.down.Store(false)
+	f.settle(t)
+	if n := f.counted.calls.add.Load() + f.counted.calls.remove.Load(); n != 1 {
+		t.Errorf("%d listener calls reached the store once it was back, want 1", n)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if err := s.drainQueue(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.take(), `"name":"a/x","active":true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the listener was not told of a/x in 10s")
+		}
+	}
+}
+
+// TestListenGoneBounded: listeners gone while the Store is down wait to be
+// removed up to a bound; past it they are let go, and once the Store is
+// back every row of this instance's listeners that are not live is
+// removed in one call: their names go to the listener that stayed.
+func TestListenGoneBounded(t *testing.T) {
+	f := newListenFixture(t, time.Millisecond)
+	s, other := f.stream(t), f.stream(t)
+	f.subscribe(t, other, api.Subscription{Record: "p7/x"}, 1)
+	var ws []Watch
+	for i := range maxGone + 50 {
+		w := watchOf(t, s, api.Subscription{Listen: fmt.Sprintf("p%d/*", i)})
+		f.listen.Watch(w)
+		ws = append(ws, w)
+	}
+	f.settle(t)
+	if cs, _ := f.counted.Chosen(t.Context(), "i1"); len(cs) != 1 || cs[0].Name != "p7/x" {
+		t.Fatalf("chosen %+v, want p7/x", cs)
+	}
+	f.counted.down.Store(true)
+	for _, w := range ws {
+		f.listen.Unwatch(w)
+	}
+	stays := watchOf(t, s, api.Subscription{Listen: "p7/*"})
+	f.listen.Watch(stays)
+	f.listen.mu.Lock()
+	waiting := len(f.listen.pending)
+	f.listen.mu.Unlock()
+	if waiting > maxGone+1 {
+		t.Errorf("%d listener changes wait for the store, want at most %d", waiting, maxGone+1)
+	}
+	f.counted.down.Store(false)
+	f.settle(t)
+	if n := f.counted.calls.except.Load(); n != 1 {
+		t.Errorf("%d purges, want 1", n)
+	}
+	ps, err := f.counted.ListenPrefixes(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ps, []string{"p7/"}) {
+		t.Errorf("listened prefixes %q, want only p7/", ps)
+	}
+	cs, _ := f.counted.Chosen(t.Context(), "i1")
+	if len(cs) != 1 || cs[0].Name != "p7/x" || cs[0].Listener != f.listenerOf(stays) {
+		t.Errorf("chosen %+v, want p7/x for the listener that stayed", cs)
+	}
+}
+
+// listenerOf returns the id of w's listener.
+func (f *listenFixture) listenerOf(w Watch) string {
+	f.listen.mu.Lock()
+	defer f.listen.mu.Unlock()
+	if li := f.listen.watched[w]; li != nil {
+		return li.ID
+	}
+	return ""
 }

@@ -18,8 +18,11 @@ import (
 
 // demandHook is what the hub calls, under its lock, when the number of
 // local streams subscribing to a name exactly goes between 0, 1 and 2 or
-// more: count is that number, up to 2, and sole the stream when it is 1.
-type demandHook func(kind, name string, count int, sole *Stream)
+// more: count is that number, up to 2, and sole the stream's id when it is
+// 1. Streams are counted by id: a stream that resumes here while its old
+// self is still registered is one stream, not two (it would otherwise be
+// demand for its own listeners).
+type demandHook func(kind, name string, count int, sole string)
 
 // demandState is this instance's demand for a name: as it is, and as the
 // Store has it.
@@ -31,27 +34,48 @@ type demandState struct {
 	due       time.Time // when a decrease may be stored
 }
 
-// countDemand calls the hub's demand hook, if any, when an index change
-// moved set (the streams subscribing to the name exactly, before streams
-// of them before the change) between none, one and two or more. Called
-// under h.mu; it allocates nothing.
-func (h *Hub) countDemand(kind, name string, set map[*Stream]int, before int) {
-	after := len(set)
-	if h.demand == nil || min(before, 2) == min(after, 2) {
-		return
+// countDemand calls the hub's demand hook, if any, when an index change of
+// s's subscriptions moved set (the streams subscribing to the name
+// exactly, after the change; before is its size before) between none, one
+// and two or more stream ids. Called under h.mu; it allocates nothing, and
+// looks at no more than a few streams of the set unless many share an id.
+func (h *Hub) countDemand(kind, name string, set map[*Stream]int, s *Stream, before int) {
+	if h.demand == nil || len(set) == before {
+		return // s was in the set before and after, or in neither
 	}
-	var sole *Stream
-	if after == 1 {
-		for s := range set {
-			sole = s
+	count, sole := demandOf(set, nil)
+	was, wasSole := count, sole
+	switch {
+	case len(set) > before: // s came: before, the set was the others
+		was, wasSole = demandOf(set, s)
+	case count == 0: // s left: before, the set was the others and s
+		was, wasSole = 1, s.ID
+	case count == 1 && sole != s.ID:
+		was, wasSole = 2, ""
+	}
+	if was != count || wasSole != sole {
+		h.demand(kind, name, count, sole)
+	}
+}
+
+// demandOf counts the distinct ids of the streams of set other than skip,
+// up to 2, and returns the id when there is one.
+func demandOf(set map[*Stream]int, skip *Stream) (count int, sole string) {
+	for t := range set {
+		switch {
+		case t == skip:
+		case count == 0:
+			count, sole = 1, t.ID
+		case t.ID != sole:
+			return 2, ""
 		}
 	}
-	h.demand(kind, name, min(after, 2), sole)
+	return count, sole
 }
 
 // onDemand is the hub's demand hook: it records the change and lets Run
 // store it. It never blocks and does no I/O (the hub's lock is held).
-func (l *Listen) onDemand(kind, name string, count int, sole *Stream) {
+func (l *Listen) onDemand(kind, name string, count int, sole string) {
 	key := api.ListenKey{Kind: kind, Name: name}
 	l.mu.Lock()
 	st := l.demand[key]
@@ -59,10 +83,7 @@ func (l *Listen) onDemand(kind, name string, count int, sole *Stream) {
 		st = &demandState{}
 		l.demand[key] = st
 	}
-	st.count, st.sole = count, ""
-	if sole != nil {
-		st.sole = sole.ID
-	}
+	st.count, st.sole = count, sole
 	tracked := st.wrote > 0 || key == l.writing || l.covered(name)
 	if tracked {
 		l.dirty[key] = true

@@ -73,6 +73,7 @@ func (s *Stream) drop(ctx context.Context, gone []*sub) error {
 		}
 	}
 	s.subs = kept
+	s.unwatch(gone)
 	for _, x := range gone {
 		if err := s.hub.store.RemoveStreamSub(ctx, s.ID, x.Subscription, time.Now()); err != nil {
 			return err

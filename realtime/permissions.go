@@ -60,7 +60,7 @@ func (p *Permissions) Rules() *rules.Rules { return p.current.Load().rules }
 // the action and the name (never the data).
 func (p *Permissions) Allow(ctx context.Context, r Request) error {
 	cur := p.current.Load()
-	sec, act := ruleAction(r)
+	sec, act := rulesAction(r)
 	start := time.Now()
 	d := cur.rules.Decide(ctx, rules.Query{
 		Section: sec, Action: act, Name: r.Name, User: r.User,
@@ -79,7 +79,7 @@ func (p *Permissions) Allow(ctx context.Context, r Request) error {
 // DependsOnData reports whether the rule in force for act on name reads
 // the data, the time or other records.
 func (p *Permissions) DependsOnData(sec Section, act Action, name string) bool {
-	s, a := ruleAction(Request{Section: sec, Action: act})
+	s, a := rulesAction(Request{Section: sec, Action: act})
 	return p.current.Load().rules.DependsOnData(s, a, name)
 }
 
@@ -100,8 +100,8 @@ func (p *Permissions) failed(ctx context.Context, cur *loaded, sec, act, name st
 		"expression", d.Rule, "name", name, "error", d.Err.Error())
 }
 
-// ruleAction maps a request to the section and action of the rules.
-func ruleAction(r Request) (string, string) {
+// rulesAction maps a request to the section and action of the rules.
+func rulesAction(r Request) (string, string) {
 	sec := r.Sec()
 	switch r.Action {
 	case ActPresence:

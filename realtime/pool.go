@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,9 @@ type detached struct {
 
 	out       []byte    // holder: bytes not yet written
 	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
-	blockedAt time.Time // holder: since when the socket has not taken all of out
+	blockedAt time.Time // holder: since when the socket has taken nothing of out
 	retries   int       // holder: flushes retried since then
+	left      int       // holder: len(out) when the stream was last set aside
 }
 
 // pool serves detached streams from a few writer goroutines: a stream with
@@ -109,19 +111,27 @@ func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 
 // each calls f for every detached stream.
 func (p *pool) each(f func(*Stream)) {
-	p.mu.Lock()
-	list := make([]*Stream, 0, len(p.detached))
-	for s := range p.detached {
-		list = append(list, s)
-	}
-	p.mu.Unlock()
-	for _, s := range list {
+	for _, s := range p.list(nil) {
 		f(s)
 	}
 }
 
-// runPool runs the writers and the heartbeat of detached streams.
+// list appends every detached stream to buf and returns it: a copy, so
+// that the caller works on them without the lock.
+func (p *pool) list(buf []*Stream) []*Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	buf = slices.Grow(buf, len(p.detached))
+	for s := range p.detached {
+		buf = append(buf, s)
+	}
+	return buf
+}
+
+// runPool runs the writers, the heartbeat and the hangup watch
+// (hangup.go) of detached streams.
 func (h *Hub) runPool(ctx context.Context) {
+	go h.watchHangups(ctx)
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		go func() {
 			buf := make([]*Stream, 64)
@@ -243,13 +253,16 @@ func (h *Hub) handBack(s *Stream) {
 }
 
 // setAside keeps a stream whose socket is full, and serves it again
-// later, less often each time. A client that takes nothing for
-// maxBlocked is cut (ErrSlow).
+// later, less often each time it takes nothing. A client that takes some
+// of what waits is retried at once again (it reads slowly, but reads); one
+// that takes nothing for maxBlocked is cut (ErrSlow).
 func (h *Hub) setAside(s *Stream) {
 	w := &s.det
+	progressed := len(w.out) < w.left // out only shrinks while it waits
+	w.left = len(w.out)
 	switch {
-	case w.blockedAt.IsZero():
-		w.blockedAt = time.Now()
+	case w.blockedAt.IsZero() || progressed:
+		w.blockedAt, w.retries = time.Now(), 0
 	case time.Since(w.blockedAt) > maxBlocked:
 		s.end(ErrSlow)
 		h.cleanup(s)

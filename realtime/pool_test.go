@@ -116,3 +116,32 @@ func wakeWithControls(list []*Stream, stop <-chan struct{}) {
 		}
 	}
 }
+
+// TestSetAsideProgress: a stream whose socket takes part of what waits is
+// retried soon again, and its time without progress starts over; only a
+// socket that takes nothing backs off, and is cut after maxBlocked.
+func TestSetAsideProgress(t *testing.T) {
+	h := &Hub{pool: newPool()}
+	s := &Stream{hub: h}
+	w := &s.det
+	w.out = make([]byte, 1000)
+	h.setAside(s)
+	for _, left := range []int{900, 800, 700} { // a slow reader
+		w.out = w.out[:left]
+		h.setAside(s)
+		if w.retries != 1 {
+			t.Fatalf("after progress to %d bytes: retries %d, want 1", left, w.retries)
+		}
+	}
+	for want := 2; want <= 6; want++ { // a reader that stopped
+		h.setAside(s)
+		if w.retries != want {
+			t.Fatalf("without progress: retries %d, want %d", w.retries, want)
+		}
+	}
+	w.out = w.out[:600]
+	h.setAside(s)
+	if w.retries != 1 {
+		t.Fatalf("progress after a stop: retries %d, want 1", w.retries)
+	}
+}

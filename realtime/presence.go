@@ -42,9 +42,6 @@ const (
 	defaultPresenceHeartbeat = 5 * time.Second
 	defaultPresenceExpiry    = 20 * time.Second
 	defaultPresenceRefresh   = 3 * time.Second
-	// watchWait bounds how long a subscription waits for a fresh read of
-	// the online set before it takes the one it has.
-	watchWait = 5 * time.Second
 )
 
 // NewInstanceID returns a random id for this process: it names the rows
@@ -72,12 +69,10 @@ type Presence struct {
 	cfg    PresenceConfig
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	local   map[string]*holder // users with streams here, or in their grace
-	stale   bool               // the online set must be read again
-	next    *round             // what Watch waits for: the next read
-	stopped bool               // Run has ended: nobody reads any more
-	wake    chan struct{}
+	mu    sync.Mutex
+	local map[string]*holder // users with streams here, or in their grace
+	stale bool               // the online set must be read again
+	wake  chan struct{}
 
 	written map[string]bool // Run's own: this instance's rows in the store
 
@@ -90,9 +85,6 @@ type holder struct {
 	streams int
 	left    time.Time
 }
-
-// round is one read of the online set; done closes once it is applied.
-type round struct{ done chan struct{} }
 
 // NewPresence returns the presence service of this instance. Run must run
 // for it to write rows and feed subscriptions.
@@ -160,22 +152,6 @@ func (p *Presence) Closed(s *Stream) {
 	}
 }
 
-// request returns the next read of the online set, and wakes Run for it.
-func (p *Presence) request() *round {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		r := &round{done: make(chan struct{})}
-		close(r.done)
-		return r
-	}
-	if p.next == nil {
-		p.next = &round{done: make(chan struct{})}
-	}
-	signal(p.wake)
-	return p.next
-}
-
 // Run writes this instance's rows, keeps them alive and feeds the
 // watchers until ctx ends. Then it sets its rows to expire LeaveGrace
 // from now, rather than removing them: users whose streams resume on
@@ -203,9 +179,7 @@ func (p *Presence) Run(ctx context.Context) {
 			renew = false
 		}
 		p.mu.Lock()
-		r := p.next
-		p.next = nil
-		stale = stale || p.stale || r != nil
+		stale = stale || p.stale
 		p.stale = false
 		p.mu.Unlock()
 		if stale {
@@ -215,9 +189,6 @@ func (p *Presence) Run(ctx context.Context) {
 			} else {
 				stale = false
 			}
-		}
-		if r != nil {
-			close(r.done)
 		}
 		select {
 		case <-ctx.Done():
@@ -288,6 +259,9 @@ func (p *Presence) sync(ctx context.Context, renew bool) error {
 		}
 	}
 	if changed {
+		p.mu.Lock()
+		p.stale = true // read at once, not only when the Bus comes back
+		p.mu.Unlock()
 		if err := p.bus.Send(ctx, TopicPresence, nil); err != nil {
 			p.log.Warn("announce presence", "err", err) // the others see it at their next refresh
 		}
@@ -305,17 +279,8 @@ func (p *Presence) read(ctx context.Context) error {
 	return nil
 }
 
-// leave sets this instance's rows to expire LeaveGrace from now, and
-// makes later reads answer at once with the view as it is.
+// leave sets this instance's rows to expire LeaveGrace from now.
 func (p *Presence) leave() {
-	p.mu.Lock()
-	p.stopped = true
-	r := p.next
-	p.next = nil
-	p.mu.Unlock()
-	if r != nil {
-		close(r.done)
-	}
 	if len(p.written) == 0 {
 		return
 	}

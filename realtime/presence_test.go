@@ -349,3 +349,61 @@ func TestPresenceInstances(t *testing.T) {
 		t.Errorf("frames %s (%s)", strings.Join(w2.frames, " "), strings.Join(w2.bad, "; "))
 	}
 }
+
+// stalledOnline is a presence store whose reads of the online set block
+// until the test ends, once stalled.
+type stalledOnline struct {
+	*embedded.Store
+	stalled chan struct{} // closed: reads block
+	entered chan struct{} // a read blocks
+	release chan struct{}
+}
+
+func (s *stalledOnline) Online(ctx context.Context, now time.Time, users []string) ([]string, error) {
+	select {
+	case <-s.stalled:
+		select {
+		case s.entered <- struct{}{}:
+		default:
+		}
+		<-s.release
+	default:
+	}
+	return s.Store.Online(ctx, now, users)
+}
+
+// TestPresenceWatchDoesNotWait: a presence subscription gets its state
+// from the view at once while the Store does not answer: Watch may run on
+// one of the few writers shared by every detached stream, and stalling it
+// would freeze them all. It used to wait up to 5 s for a fresh read.
+func TestPresenceWatchDoesNotWait(t *testing.T) {
+	store := newStore(t)
+	slow := &stalledOnline{Store: store, stalled: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+	}, quiet)
+	p := realtime.NewPresence(slow, store.Bus(), realtime.AllowAll{}, realtime.PresenceConfig{
+		Instance: realtime.NewInstanceID(), Refresh: 20 * time.Millisecond,
+	}, quiet)
+	hub.SetPresence(p, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	hubDone, presenceDone := make(chan struct{}), make(chan struct{})
+	go func() { hub.Run(ctx); close(hubDone) }()
+	go func() { p.Run(ctx); close(presenceDone) }()
+	t.Cleanup(func() { close(slow.release); hub.Drain(); cancel(); <-hubDone; <-presenceDone })
+	in := &instance{hub: hub, presence: p}
+
+	close(slow.stalled)
+	<-slow.entered // Run is stuck reading
+	for _, serve := range []serveFunc{writers["pool"], writers["goroutine"]} {
+		w := in.watch(t, "bob", serve)
+		select {
+		case got := <-w.received:
+			if got != frame("bob", false) {
+				t.Fatalf("presence=bob starts with %s", got)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("no state within 2 s: the subscription waits for the Store")
+		}
+	}
+}

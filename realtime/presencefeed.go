@@ -10,22 +10,23 @@ import (
 )
 
 // feed is the presence service's side facing subscriptions: the online
-// set as last read from the Store (the view) and the streams watching it.
-// A subscription's state and the changes after it come from the same view
-// under the same lock, so that they meet with no gap and no overlap: every
-// frame after the state flips what the subscriber knows of that user.
+// set as last read from the Store (the view) and the subscriptions
+// watching it. A subscription's state and the changes after it come from
+// the same view under the same lock, so that they meet with no gap and no
+// overlap: every frame after the state flips what the subscriber knows of
+// that user.
 type feed struct {
 	wmu  sync.Mutex
-	view map[string]bool                 // online users
-	all  map[*Stream]struct{}            // presence=* watchers
-	one  map[string]map[*Stream]struct{} // presence=USER watchers, by user
+	view map[string]bool               // online users
+	all  map[Watch]struct{}            // presence=* watchers
+	one  map[string]map[Watch]struct{} // presence=USER watchers, by user
 }
 
 func newFeed() *feed {
 	return &feed{
 		view: make(map[string]bool),
-		all:  make(map[*Stream]struct{}),
-		one:  make(map[string]map[*Stream]struct{}),
+		all:  make(map[Watch]struct{}),
+		one:  make(map[string]map[Watch]struct{}),
 	}
 }
 
@@ -43,32 +44,25 @@ func presenceFrame(user string, online bool) []byte {
 	return frame
 }
 
-// Watch starts feeding a presence subscription of s and returns its state:
-// one frame per user online now in id order (presence=*), or the user's
-// state (presence=USER). The state is read from the Store first, after
-// this instance's own rows are written (s's user's included), unless that
-// takes longer than watchWait.
-func (p *Presence) Watch(s *Stream, x api.Subscription) [][]byte {
-	r := p.request()
-	t := time.NewTimer(watchWait)
-	select {
-	case <-r.done:
-	case <-t.C:
-		p.log.Warn("presence: the online set was not read in time; a subscription gets the last one read")
-	}
-	t.Stop()
+// Watch starts feeding a presence subscription and returns its state from
+// the view: one frame per user online now in id order (presence=*), or the
+// user's state (presence=USER). It never waits for the Store: it may run
+// on a writer shared by many streams. Whatever the view does not have yet
+// (the subscriber's own user coming online, say) arrives as a change.
+func (p *Presence) Watch(w Watch) [][]byte {
+	user := w.Subscription().Presence
 	p.lock()
 	defer p.unlock()
-	if x.Presence != "*" {
-		set := p.one[x.Presence]
+	if user != "*" {
+		set := p.one[user]
 		if set == nil {
-			set = make(map[*Stream]struct{})
-			p.one[x.Presence] = set
+			set = make(map[Watch]struct{})
+			p.one[user] = set
 		}
-		set[s] = struct{}{}
-		return [][]byte{presenceFrame(x.Presence, p.view[x.Presence])}
+		set[w] = struct{}{}
+		return [][]byte{presenceFrame(user, p.view[user])}
 	}
-	p.all[s] = struct{}{}
+	p.all[w] = struct{}{}
 	users := make([]string, 0, len(p.view))
 	for u := range p.view {
 		users = append(users, u)
@@ -81,18 +75,19 @@ func (p *Presence) Watch(s *Stream, x api.Subscription) [][]byte {
 	return frames
 }
 
-// Unwatch stops feeding a presence subscription of s.
-func (p *Presence) Unwatch(s *Stream, x api.Subscription) {
+// Unwatch stops feeding a presence subscription.
+func (p *Presence) Unwatch(w Watch) {
+	user := w.Subscription().Presence
 	p.lock()
 	defer p.unlock()
-	if x.Presence == "*" {
-		delete(p.all, s)
+	if user == "*" {
+		delete(p.all, w)
 		return
 	}
-	if set := p.one[x.Presence]; set != nil {
-		delete(set, s)
+	if set := p.one[user]; set != nil {
+		delete(set, w)
 		if len(set) == 0 {
-			delete(p.one, x.Presence)
+			delete(p.one, user)
 		}
 	}
 }
@@ -117,17 +112,13 @@ func (p *Presence) apply(online []string) {
 	}
 	p.view = now
 	slices.Sort(changed)
-	all := api.Subscription{Presence: "*"}
 	for _, u := range changed {
 		frame := presenceFrame(u, now[u])
-		for s := range p.all {
-			s.Push(frame, all)
+		for w := range p.all {
+			w.Push(frame)
 		}
-		if set := p.one[u]; len(set) > 0 {
-			one := api.Subscription{Presence: u}
-			for s := range set {
-				s.Push(frame, one)
-			}
+		for w := range p.one[u] {
+			w.Push(frame)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -12,8 +13,10 @@ type delivery struct {
 	change *api.Change
 	frame  []byte
 	size   int // what it costs a queue: len(frame), unless too large to be written
-	// side is the subscription of a side frame (change is nil then): see Push.
-	side api.Subscription
+	// side is the subscription of a side frame (change is nil then): see Watch.Push.
+	side *sub
+	// shared is what the permission checks of every stream share (streamperm.go).
+	shared atomic.Pointer[deliveryPerm]
 }
 
 // maxSpare bounds the array a queue keeps for reuse, in deliveries: the

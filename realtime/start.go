@@ -13,8 +13,16 @@ import (
 // records or, on a resume, every frame it missed.
 
 // start writes the ready frame, then either the snapshots or the frames
-// missed since the resume point.
+// missed since the resume point, and then applies a change of the rules
+// made since the stream was opened.
 func (s *Stream) start(ctx context.Context) error {
+	if err := s.startFrames(ctx); err != nil {
+		return err
+	}
+	return s.checkRules(ctx)
+}
+
+func (s *Stream) startFrames(ctx context.Context) error {
 	store := s.hub.store
 	if s.resume {
 		if err := s.reconcile(ctx, append(s.Subscriptions(), s.denied...)); err != nil {
@@ -62,7 +70,7 @@ func (s *Stream) start(ctx context.Context) error {
 			return s.watch(s.subs)
 		}
 		for i := range changes {
-			if err := s.deliver(ctx, &changes[i], nil); err != nil {
+			if err := s.deliver(ctx, &delivery{change: &changes[i]}); err != nil {
 				return err
 			}
 		}
@@ -143,6 +151,23 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		rec := recs[i]
 		i++
 		x.Since = pos
+		if !s.snapshotAllowed(ctx, x, rec) {
+			// A read rule on the data refuses the value: no snapshot.
+			frame, err := permDenied(x)
+			if err != nil {
+				return 0, err
+			}
+			if first && i == len(names) && colls == 0 {
+				if err := s.writeID(pos); err != nil {
+					return 0, err
+				}
+			}
+			if err := s.write(0, frame); err != nil {
+				return 0, err
+			}
+			denied = append(denied, x)
+			continue
+		}
 		frame, err := x.snapshotFrame(rec)
 		if err != nil {
 			return 0, err

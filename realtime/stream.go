@@ -51,6 +51,11 @@ type Stream struct {
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
 	idBuf   []byte // scratch for id lines
+	// rulesGen is the hub's rulesGen its subscriptions were admitted
+	// under, and decided its decisions on names that hold whatever the
+	// data (streamperm.go).
+	rulesGen uint64
+	decided  map[decisionKey]verdict
 
 	mu sync.Mutex
 	// sink is written to by whoever serves the stream, with no lock. It is
@@ -75,6 +80,7 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, err
 	}
 	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1)}
+	s.rulesGen = h.rulesGen.Load() // before any decision: a change of the rules after it is seen
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
 		stored[i] = api.StreamSub{Subscription: x}
@@ -156,37 +162,13 @@ func (s *Stream) subscribe(ctx context.Context, subs []api.StreamSub) error {
 		if err := s.hub.checkFeed(x.Subscription); err != nil {
 			return err
 		}
-		req := Request{User: s.User, Action: subscribeAction(x.Subscription), Name: subscribedName(x.Subscription)}
-		if y.coll != nil {
-			// Checked record by record, at its snapshot and (with the
-			// rules to come) on each change: snapshotCollection, deliver.
-			s.subs = append(s.subs, y)
-			continue
-		}
-		if err := s.hub.access.Allow(ctx, req); err != nil {
+		if !s.admit(ctx, y) {
 			s.denied = append(s.denied, x.Subscription)
 			continue
 		}
 		s.subs = append(s.subs, y)
 	}
 	return nil
-}
-
-func subscribeAction(x api.Subscription) Action {
-	switch {
-	case x.Record != "":
-		return ActRead
-	case x.Presence != "":
-		return ActPresence
-	case x.Listen != "":
-		return ActListen
-	}
-	return ActSubscribe
-}
-
-// subscribedName is the name (or pattern) that a subscription asks for.
-func subscribedName(x api.Subscription) string {
-	return x.Record + x.Event + x.Presence + x.Listen
 }
 
 // Subscriptions returns the stream's subscriptions, as its ready frame lists them.
@@ -287,25 +269,32 @@ func (s *Stream) flush() error {
 }
 
 // deliver writes what a change means to this stream's subscriptions, at
-// most once per position. frame is the shared encoding, or nil. A frame
-// too large for the stream's buffer is not written: the subscriptions it
-// concerns are denied and end (see oversize.go).
-func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) error {
+// most once per position. d.frame is the shared encoding, or nil. Each
+// subscription passes the rules (gate, streamperm.go): a refused change is
+// not written, and a record subscription whose read rule now refuses gets
+// a denied frame and ends. A frame too large for the stream's buffer is
+// not written: the subscriptions it concerns are denied and end (see
+// oversize.go).
+func (s *Stream) deliver(ctx context.Context, d *delivery) error {
+	ch, frame := d.change, d.frame
 	if ch.Seq <= s.lastSeq {
 		return nil
 	}
 	s.lastSeq = ch.Seq
-	var denied []*sub
+	var denied, refused []*sub
 	sent := false // the shared frame
+	var memo int8 // the rules' decision on the change, once made
 	for _, x := range s.subs {
 		if !x.concerns(ch) {
 			continue
 		}
-		// The permissions seam for collections: a change delivered to a
-		// collection is to pass its record's read rule here (per
-		// delivery, in memory, only when the rule reads data; a delete
-		// only to a stream that could read the record before).
-		// Subscriptions of single records get the same check here.
+		switch send, end := s.gate(ctx, x, d, &memo); {
+		case end:
+			refused = append(refused, x)
+			continue
+		case !send:
+			continue
+		}
 		if x.path != nil && ch.Kind == api.KindDelete {
 			x.last = []byte("null") // and the delete frame, shared
 		}
@@ -340,7 +329,16 @@ func (s *Stream) deliver(ctx context.Context, ch *api.Change, frame []byte) erro
 			break // every event subscription shares the one frame
 		}
 	}
-	return s.drop(ctx, denied)
+	for _, x := range refused {
+		out, err := permDenied(x)
+		if err != nil {
+			return err
+		}
+		if err := s.write(0, out); err != nil {
+			return err
+		}
+	}
+	return s.drop(ctx, append(denied, refused...))
 }
 
 // push queues a delivery; called by the hub's goroutine, it never blocks.
@@ -381,15 +379,18 @@ func (s *Stream) notify() {
 	}
 }
 
-// drainQueue delivers everything queued.
+// drainQueue delivers everything queued, under the rules as they are now.
 func (s *Stream) drainQueue(ctx context.Context) error {
+	if err := s.checkRules(ctx); err != nil {
+		return err
+	}
 	batch := s.q.take()
 	for _, d := range batch {
 		var err error
 		if d.change == nil {
 			err = s.deliverSide(d)
 		} else {
-			err = s.deliver(ctx, d.change, d.frame)
+			err = s.deliver(ctx, d)
 		}
 		if err != nil {
 			return err

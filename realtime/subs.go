@@ -14,6 +14,7 @@ type sub struct {
 	isPrefix bool
 	last     []byte      // path subscriptions: the value last sent, "null" if missing
 	coll     *collection // record=PREFIX/* and record=*: a live collection (collection.go)
+	dep      bool        // its read (or subscribe) rule depends on the data: checked per delivery (streamperm.go)
 }
 
 // ValidateSubscription checks that exactly one kind is set and that its
@@ -63,7 +64,7 @@ func newSub(s api.StreamSub) (*sub, error) {
 		}
 	case s.Presence != "":
 		if s.Presence != "*" {
-			if err := validUser(s.Presence); err != nil {
+			if err := api.ValidateUserID(s.Presence); err != nil {
 				return nil, err.(*api.Error).With("parameter", "presence")
 			}
 		}

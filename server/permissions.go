@@ -76,8 +76,6 @@ func (a *app) reloadRules(file string, log *slog.Logger) bool {
 	}
 	a.perms.Load(r)
 	log.Info("SIGHUP: permission rules reloaded", "file", file)
-	// TODO(permstream): re-check the open subscriptions against the new
-	// rules, once the hub has its method for it:
-	// a.hub.RulesChanged()
+	a.hub.RulesChanged() // open subscriptions the new rules refuse get denied
 	return true
 }

@@ -23,13 +23,16 @@ func listenTests() []test {
 		{"ListenerThenDemand", testListenListenerFirst},
 		{"LongestPrefix", testListenLongestPrefix},
 		{"OwnSubscription", testListenOwnSubscription},
+		{"OwnSubscriptionResuming", testListenOwnResuming},
 		{"Kinds", testListenKinds},
 		{"HandOver", testListenHandOver},
+		{"RemoveListenersExcept", testListenRemoveExcept},
 		{"DemandOfTwoInstances", testListenTwoInstances},
 		{"Expiry", testListenExpiry},
 		{"Prefixes", testListenPrefixes},
 		{"ConcurrentChoices", testListenConcurrentChoices},
 		{"ConcurrentRemovals", testListenConcurrentRemovals},
+		{"FirstDemandAndNewListener", testListenFirstDemandRacesListener},
 	}
 }
 
@@ -196,6 +199,22 @@ func testListenOwnSubscription(t *testing.T, s api.Store) {
 	l.wantChosen([]string{"record prices/eur=l2"}, "a", "b")
 }
 
+// A stream that resumes on another instance is counted by both for a
+// while (the old one's demand lasts its grace): its subscription is still
+// its own, not demand for its listeners; another stream's is.
+func testListenOwnResuming(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "prices/")
+	l.demand(recKey("prices/eur"), "a", 1, "s-l1")
+	wantWake(t, l.demand(recKey("prices/eur"), "b", 1, "s-l1"))
+	l.wantChosen(nil, "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "c", 1, "x"), "a")
+	l.wantChosen([]string{"record prices/eur=l1"}, "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "c", 0, ""), "a")
+	wantWake(t, l.demand(recKey("prices/eur"), "a", 0, ""))
+	l.wantChosen(nil, "a")
+}
+
 // A record and an event of the same name are two names.
 func testListenKinds(t *testing.T, s api.Store) {
 	l := newListenT(t, s)
@@ -231,6 +250,35 @@ func testListenHandOver(t *testing.T, s api.Store) {
 	l.remove(other)
 	l.wantChosen(nil, "a", "b")
 	wantWake(t, l.remove("l9")) // an unknown listener
+}
+
+// RemoveListenersExcept removes the instance's other listeners only, and
+// their names go to the listeners left.
+func testListenRemoveExcept(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "p/")
+	l.demand(recKey("p/x"), "c", 1, "x")
+	l.wantChosen([]string{"record p/x=l1"}, "a")
+	l.listener("l2", "a", "p/")
+	l.listener("l3", "a", "q/")
+	l.listener("l4", "b", "p/")
+	w, err := l.RemoveListenersExcept(t.Context(), "a", []string{"l3"}, l.at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "a", "b")
+	l.wantChosen([]string{"record p/x=l4"}, "a", "b")
+	l.demand(recKey("q/y"), "c", 1, "x")
+	l.wantChosen([]string{"record p/x=l4", "record q/y=l3"}, "a", "b")
+	if w, err = l.RemoveListenersExcept(t.Context(), "a", nil, l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "a")
+	l.wantChosen([]string{"record p/x=l4"}, "a", "b")
+	if w, err = l.RemoveListenersExcept(t.Context(), "a", nil, l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w)
 }
 
 // Demand is per instance: one instance's rows do not replace another's.
@@ -418,4 +466,60 @@ func testListenConcurrentRemovals(t *testing.T, s api.Store) {
 	}
 	sort.Strings(want)
 	l.wantChosen(want, "i0", "i1")
+}
+
+// A new name's first demand and a new listener of its prefix, at the same
+// time, many times: once both calls returned, the name has its choice
+// (one of them saw the other), not only after ExpireListen repairs it.
+func testListenFirstDemandRacesListener(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	ctx := t.Context()
+	const pairs, parallel = 500, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*pairs)
+	sem := make(chan struct{}, parallel)
+	for i := range pairs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			prefix := fmt.Sprintf("r%d/", i)
+			start := make(chan struct{})
+			var pair sync.WaitGroup
+			pair.Go(func() {
+				<-start
+				d := api.Demand{ListenKey: evtKey(prefix + "x"), Instance: "d", Count: 1, Stream: "x"}
+				if _, err := l.SetDemand(ctx, d, l.at(3600), l.at(0)); err != nil {
+					errs <- err
+				}
+			})
+			pair.Go(func() {
+				<-start
+				li := api.Listener{ID: fmt.Sprintf("l%d", i), Instance: fmt.Sprintf("i%d", i), Stream: "s", Prefix: prefix}
+				if _, err := l.AddListener(ctx, li, l.at(3600), l.at(0)); err != nil {
+					errs <- err
+				}
+			})
+			close(start)
+			pair.Wait()
+			cs, err := l.Chosen(ctx, fmt.Sprintf("i%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if len(cs) != 1 || cs[0].Name != prefix+"x" || cs[0].Listener != fmt.Sprintf("l%d", i) {
+				errs <- fmt.Errorf("%sx: chosen %+v right after its first demand and a new listener, want l%d", prefix, cs, i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 5 {
+			t.Error(err)
+		}
+	}
+	if n > 0 {
+		t.Errorf("%d of %d pairs failed", n, pairs)
+	}
 }

@@ -82,6 +82,31 @@ func (s *Listening) RemoveListener(_ context.Context, id string, now time.Time) 
 	return w.list(), nil
 }
 
+// RemoveListenersExcept removes the listeners of instance not in keep and
+// re-makes the choice of their names.
+func (s *Listening) RemoveListenersExcept(_ context.Context, instance string, keep []string, now time.Time) ([]string, error) {
+	l := s.lock()
+	defer l.mu.Unlock()
+	kept := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		kept[id] = true
+	}
+	gone := map[string]bool{}
+	for id, r := range l.listeners {
+		if r.Instance == instance && !kept[id] {
+			delete(l.listeners, id)
+			gone[id] = true
+		}
+	}
+	w := wakes{}
+	for key, c := range l.choices {
+		if gone[c.Listener] {
+			l.decide(key, now, w)
+		}
+	}
+	return w.list(), nil
+}
+
 // RenewListen sets the expiry of every row of instance.
 func (s *Listening) RenewListen(_ context.Context, instance string, expires time.Time) error {
 	l := s.lock()

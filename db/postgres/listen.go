@@ -24,10 +24,18 @@ var _ api.Listening = (*Store)(nil)
 // until it commits: a listener removed at the same time is either deleted
 // before decide reads (and not chosen) or deleted after decide commits (and
 // RemoveListener, which looks for its choices after its delete has
-// committed, finds the choice and re-makes it). A change of demand or of a
-// listener is written before the choices it concerns are read and
-// re-made, so of two concurrent changes (a listener added, demand added)
-// the later one always sees the other.
+// committed, finds the choice and re-makes it).
+//
+// Every change of demand or of a listener commits first, and only then
+// are the choices it concerns read and re-made, in transactions of their
+// own. Of two concurrent changes (a name's demand set, a listener added
+// under its prefix), each commits its write before it reads the other's
+// table, so the one that reads last sees the other's write: SetDemand's
+// decision sees the listener, or AddListener finds the demand and
+// decides. (Were the write and the reads in one transaction, each could
+// read before the other committed, and neither would choose.) A call that
+// fails between its write and its decisions leaves a choice that
+// ExpireListen repairs.
 //
 // Rows of listeners are locked in id order, by decide and by ExpireListen's
 // delete alike, and an instance's renewal changes no key column (which KEY
@@ -43,29 +51,23 @@ const listenLockClass = 0x4c53 // "LS"
 // again.
 const maxListenRetries = 5
 
-// SetDemand stores d and re-makes the choice of its name, in one
-// transaction.
+// SetDemand stores d, then re-makes the choice of its name in a
+// transaction of its own: the write has committed when the listeners are
+// read (see the package comment on listening).
 func (s *Store) SetDemand(ctx context.Context, d api.Demand, expires, now time.Time) (_ []string, err error) {
 	defer unavailable(&err)
-	w := wakes{}
-	err = s.listenTx(ctx, func(tx pgx.Tx) error {
-		clear(w)
-		write := func(b *pgx.Batch) {
-			if d.Count <= 0 {
-				b.Queue(`DELETE FROM listen_demand WHERE name = $1 AND kind = $2 AND instance = $3`, d.Name, d.Kind, sqlText(d.Instance))
-				return
-			}
-			b.Queue(`
-				INSERT INTO listen_demand (kind, name, instance, count, stream, expires) VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (name, kind, instance) DO UPDATE SET count = excluded.count, stream = excluded.stream, expires = excluded.expires`,
-				d.Kind, d.Name, sqlText(d.Instance), min(d.Count, 2), sqlText(d.Stream), expires)
-		}
-		return decide(ctx, tx, d.ListenKey, now, write, w)
-	})
+	if d.Count <= 0 {
+		_, err = s.pool.Exec(ctx, `DELETE FROM listen_demand WHERE name = $1 AND kind = $2 AND instance = $3`, d.Name, d.Kind, sqlText(d.Instance))
+	} else {
+		_, err = s.pool.Exec(ctx, `
+			INSERT INTO listen_demand (kind, name, instance, count, stream, expires) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (name, kind, instance) DO UPDATE SET count = excluded.count, stream = excluded.stream, expires = excluded.expires`,
+			d.Kind, d.Name, sqlText(d.Instance), min(d.Count, 2), sqlText(d.Stream), expires)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("set listen demand %s %s: %w", d.Kind, d.Name, err)
 	}
-	return w.list(), nil
+	return s.decideAll(ctx, []api.ListenKey{d.ListenKey}, now)
 }
 
 // AddListener stores l, then re-makes the choice of every name under its
@@ -99,6 +101,35 @@ func (s *Store) RemoveListener(ctx context.Context, id string, now time.Time) (_
 	keys, err := s.listenKeys(ctx, `SELECT kind, name FROM listen_choices WHERE listener = $1`, sqlText(id))
 	if err != nil {
 		return nil, fmt.Errorf("remove listener: %w", err)
+	}
+	return s.decideAll(ctx, keys, now)
+}
+
+// RemoveListenersExcept deletes the listeners of instance not in keep,
+// then re-makes the choice of the names they had (after the delete has
+// committed, as RemoveListener).
+func (s *Store) RemoveListenersExcept(ctx context.Context, instance string, keep []string, now time.Time) (_ []string, err error) {
+	defer unavailable(&err)
+	if keep == nil {
+		keep = []string{}
+	}
+	rows, err := s.pool.Query(ctx, `
+		DELETE FROM listen_listeners WHERE id IN (
+			SELECT id FROM listen_listeners WHERE instance = $1 AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE)
+		RETURNING id`, sqlText(instance), keep)
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	keys, err := s.listenKeys(ctx, `SELECT kind, name FROM listen_choices WHERE listener = ANY($1)`, gone)
+	if err != nil {
+		return nil, fmt.Errorf("remove listeners of %s: %w", instance, err)
 	}
 	return s.decideAll(ctx, keys, now)
 }
@@ -179,14 +210,10 @@ func (s *Store) ListenPrefixes(ctx context.Context, now time.Time) (_ []string, 
 }
 
 // decide re-makes the choice of key in tx, and adds the instances to wake
-// to w. write, when not nil, queues the statements that change the name's
-// demand: they run under the name's lock, before it is read.
-func decide(ctx context.Context, tx pgx.Tx, key api.ListenKey, now time.Time, write func(*pgx.Batch), w wakes) error {
+// to w.
+func decide(ctx context.Context, tx pgx.Tx, key api.ListenKey, now time.Time, w wakes) error {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, listenLockClass, key.Kind+" "+key.Name)
-	if write != nil {
-		write(b)
-	}
 	var cur api.Choice
 	had := false
 	b.Queue(`SELECT listener, instance FROM listen_choices WHERE name = $1 AND kind = $2`, key.Name, key.Kind).
@@ -258,7 +285,7 @@ func (s *Store) decideAll(ctx context.Context, keys []api.ListenKey, now time.Ti
 		w := wakes{}
 		err := s.listenTx(ctx, func(tx pgx.Tx) error {
 			clear(w)
-			return decide(ctx, tx, key, now, nil, w)
+			return decide(ctx, tx, key, now, w)
 		})
 		if err != nil {
 			return all.list(), fmt.Errorf("choose a listener of %s %s: %w", key.Kind, key.Name, err)

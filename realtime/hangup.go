@@ -1,0 +1,75 @@
+package realtime
+
+import (
+	"context"
+	"syscall"
+	"time"
+)
+
+// hangupInterval is how often the pool looks for detached streams whose
+// client has closed its connection. A detached stream has no goroutine
+// reading its socket: without this look it would learn that its client
+// went only when it next writes, at the next heartbeat or change, and
+// presence would keep a user who closed their last tab online until then.
+const hangupInterval = time.Second
+
+// watchHangups ends, every hangupInterval, the detached streams whose
+// client has closed the connection (FIN or RST), as a failed write would:
+// one non-blocking read per stream from one goroutine, instead of a
+// goroutine per stream parked in a read. Connections that are not
+// sockets (a TLS conn, a pipe) are left to their writes.
+func (h *Hub) watchHangups(ctx context.Context) {
+	t := time.NewTicker(hangupInterval)
+	defer t.Stop()
+	var list []*Stream
+	l := newLook()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		list = h.pool.list(list[:0])
+		for _, s := range list {
+			if !s.ended() && l.hungUp(s.det.conn) {
+				s.end(nil) // the client went: a normal end, as Run's is
+			}
+		}
+		clear(list) // keep no ended stream alive until the next look
+	}
+}
+
+// look is the scratch of watchHangups, made once so that a look at a
+// connection allocates (almost) nothing. Not safe for concurrent use.
+type look struct {
+	buf  []byte
+	gone bool
+	read func(fd uintptr) // sets gone
+}
+
+func newLook() *look {
+	l := &look{buf: make([]byte, 512)}
+	l.read = func(fd uintptr) { l.gone = peerClosed(fd, l.buf) }
+	return l
+}
+
+// hungUp reports whether the peer of conn has closed it or reset it. It
+// reads without waiting and throws away what it reads: a client sends
+// nothing meaningful on a stream's connection (its response says
+// Connection: close, and nobody reads the socket after the server took
+// it over), and bytes left unread would hide a close behind them.
+func (l *look) hungUp(conn Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// Control holds the descriptor open meanwhile: a concurrent Close
+	// cannot hand its number to another connection under the read.
+	l.gone = false
+	err = rc.Control(l.read)
+	return err == nil && l.gone
+}
