@@ -152,8 +152,9 @@ func TestPermWarnsWithoutRules(t *testing.T) {
 }
 
 // TestPermReloadOnHangup runs the command as an operator does: on SIGHUP
-// a good rules file replaces the rules at once; a bad one is refused with
-// a log line, and the rules in force stay.
+// a good rules file replaces the rules at once (and an open subscription
+// it refuses gets denied); a bad one is refused with a log line, and the
+// rules in force stay.
 func TestPermReloadOnHangup(t *testing.T) {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
@@ -207,6 +208,17 @@ func TestPermReloadOnHangup(t *testing.T) {
 	}
 	hangup("record:\n  \"*\":\n    read: true\n")
 	waitFor("the good file took effect", func() bool { return read() == 404 })
+	// A subscription the next good file refuses is denied on the open stream.
+	sse := openSSE(t, url+"/stream?record=doc&record=other", "")
+	defer sse.Close()
+	sse.Expect(t, "ready")
+	sse.Expect(t, "snapshot")
+	sse.Expect(t, "snapshot")
+	hangup("record:\n  \"*\":\n    read: true\n  \"doc\":\n    read: false\n")
+	if got := sse.Expect(t, "denied").Data; got != `{"subscription":{"record":"doc"},"code":"PERMISSION_DENIED"}` {
+		t.Errorf("after SIGHUP: denied %s, want the subscription to doc", got)
+	}
+	waitFor("the second good file took effect", func() bool { return read() == 403 })
 	hangup("record:\n  \"*\":\n    read: nope(\n")
 	waitFor("the bad file was refused", func() bool {
 		return strings.Contains(log.String(), "the new permission rules are refused")
@@ -214,8 +226,8 @@ func TestPermReloadOnHangup(t *testing.T) {
 	if !strings.Contains(log.String(), file+":3:") {
 		t.Errorf("the refusal does not name %s:3:\n%s", file, log.String())
 	}
-	if st := read(); st != 404 {
-		t.Errorf("GET after the bad file: %d, want 404 under the rules in force", st)
+	if st := read(); st != 403 {
+		t.Errorf("GET after the bad file: %d, want 403 under the rules in force", st)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
