@@ -78,6 +78,12 @@ type Write struct {
 	// transaction, so it sees the record as it is at that moment; it must
 	// not keep or modify current. Unused for deletes and events.
 	Apply func(current json.RawMessage, exists bool) (json.RawMessage, error)
+	// Check, when set, decides a delete inside the store's transaction,
+	// with the record as it is at that moment (the value deleted, or nil
+	// and exists false): an error refuses the delete. It runs after the
+	// conditions and before NOT_FOUND, so that a refusal does not tell
+	// whether the record exists. Unused for other kinds.
+	Check func(current json.RawMessage, exists bool) error
 	// Data is an event's payload.
 	Data json.RawMessage
 	// Publisher is the user id of an event's publisher.
@@ -272,6 +278,9 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	}
 	ch := Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
 	if w.Kind == KindDelete {
+		if err := w.check(cur); err != nil {
+			return Change{}, cur, err
+		}
 		if !cur.Exists {
 			return Change{}, cur, NotFound(w.Name)
 		}
@@ -283,6 +292,19 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	}
 	ch.Data = data
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
+}
+
+// check runs w.Check, if any, as apply runs w.Apply.
+func (w Write) check(cur RecordState) (err error) {
+	if w.Check == nil {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = Internal(fmt.Errorf("panic: %v", p), "check the delete of record %q", w.Name)
+		}
+	}()
+	return w.Check(cur.Data, cur.Exists)
 }
 
 // apply runs w.Apply. It runs inside a backend's commit, where a panic

@@ -42,3 +42,31 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 	)
 	return m
 }
+
+// RegisterRules adds the metrics of permission rules: evaluations by
+// section, action and result, evaluation errors, and the time spent.
+func (m *Metrics) RegisterRules(s *realtime.RuleStats) {
+	for _, k := range realtime.RuleKinds() {
+		for _, allowed := range []bool{true, false} {
+			result := "deny"
+			if allowed {
+				result = "allow"
+			}
+			m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "switchboard_rule_evaluations_total",
+				Help:        "Permission decisions by section, action and result.",
+				ConstLabels: prometheus.Labels{"section": k.Section, "action": k.Action, "result": result},
+			}, func() float64 { return float64(s.Count(k, allowed)) }))
+		}
+	}
+	m.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_rule_errors_total",
+			Help: "Permission rule evaluations that failed (an error, the cost limit, the deadline, a fourth record() lookup) and so denied.",
+		}, func() float64 { return float64(s.Errors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_rule_evaluation_seconds_total",
+			Help: "Time spent deciding permissions, record() lookups included.",
+		}, func() float64 { return float64(s.Nanos.Load()) / 1e9 }),
+	)
+}

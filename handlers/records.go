@@ -67,15 +67,13 @@ func listRecords(records *realtime.Records) http.HandlerFunc {
 			return err
 		}
 		q := r.URL.Query()
-		// One more than asked tells whether there is a next page.
-		recs, err := records.List(r.Context(), userFrom(r), q.Get("prefix"), q.Get("after"), limit+1)
+		recs, after, err := records.List(r.Context(), userFrom(r), q.Get("prefix"), q.Get("after"), limit)
 		if err != nil {
 			return err
 		}
 		var next *string
-		if len(recs) > limit {
-			recs = recs[:limit]
-			next = &recs[limit-1].Name
+		if after != "" {
+			next = &after
 		}
 		items := make([]item, len(recs))
 		for i, rec := range recs {

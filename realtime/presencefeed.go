@@ -124,18 +124,25 @@ func (p *Presence) apply(online []string) {
 }
 
 // Online returns the users online now, in id order, from the Store (the
-// truth; GET /presence). When users is not nil, only those among them.
-// The caller must be allowed to read the presence of every user ("*") or
-// of each user named.
+// truth; GET /presence). When users is not nil, only those among them, and
+// the caller must be allowed to read the presence of each one; otherwise
+// the users whose presence the caller may not read are left out, as a
+// listing leaves out the records its caller may not read.
 func (p *Presence) Online(ctx context.Context, caller api.User, users []string) ([]string, error) {
-	names := users
-	if users == nil {
-		names = []string{"*"}
-	}
-	for _, u := range names {
+	for _, u := range users {
 		if err := p.access.Allow(ctx, Request{User: caller, Action: ActPresence, Name: u}); err != nil {
 			return nil, err
 		}
 	}
-	return p.store.Online(ctx, time.Now(), users)
+	online, err := p.store.Online(ctx, time.Now(), users)
+	if err != nil || users != nil {
+		return online, err
+	}
+	out := online[:0]
+	for _, u := range online {
+		if p.access.Allow(ctx, Request{User: caller, Action: ActPresence, Name: u}) == nil {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }

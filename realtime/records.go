@@ -48,12 +48,18 @@ type Op struct {
 	api.Cond
 }
 
-// Get returns a record, after the read check.
+// Get returns a record, after the read check, which sees the value read
+// (null when the record does not exist): a refusal is PERMISSION_DENIED
+// whether or not the record exists.
 func (r *Records) Get(ctx context.Context, user api.User, name string) (api.Record, error) {
-	if err := r.allow(ctx, user, ActRead, name); err != nil {
+	rec, err := r.store.Get(ctx, name)
+	if err != nil && !api.IsCode(err, api.CodeNotFound) {
 		return api.Record{}, err
 	}
-	return r.store.Get(ctx, name)
+	if denied := r.access.Allow(ctx, Request{User: user, Action: ActRead, Section: SecRecord, Name: name, Data: rec.Data}); denied != nil {
+		return api.Record{}, denied
+	}
+	return rec, err
 }
 
 // GetPath returns the value at path inside a record, or NOT_FOUND.
@@ -74,18 +80,80 @@ func (r *Records) GetPath(ctx context.Context, user api.User, name string, path 
 	return rec, nil
 }
 
-// List returns a page of record names and versions under prefix. The names
-// the caller may not read are left out.
-func (r *Records) List(ctx context.Context, user api.User, prefix, after string, limit int) ([]api.Record, error) {
-	recs, err := r.store.List(ctx, prefix, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := recs[:0]
-	for _, rec := range recs {
-		if r.allow(ctx, user, ActRead, rec.Name) == nil {
-			out = append(out, rec)
+// List returns a page of up to limit record names and versions under
+// prefix, after the cursor after, leaving out the names the caller may not
+// read; next is the cursor of the page after it, "" at the end. A page may
+// hold fewer than limit names (even none) and still have a next one: the
+// names read to fill it are bounded, so that a caller who may read few of
+// many names does not make one request scan them all.
+func (r *Records) List(ctx context.Context, user api.User, prefix, after string, limit int) (recs []api.Record, next string, err error) {
+	if _, all := r.access.(AllowAll); all {
+		if recs, err = r.store.List(ctx, prefix, after, limit+1); err != nil {
+			return nil, "", err
 		}
+		if len(recs) > limit {
+			recs = recs[:limit]
+			next = recs[limit-1].Name
+		}
+		return recs, next, nil
+	}
+	scan := max(limit+1, listScanMin)
+	for budget := listScanPages; budget > 0; budget-- {
+		page, err := r.store.List(ctx, prefix, after, scan)
+		if err != nil {
+			return nil, "", err
+		}
+		readable, err := r.readable(ctx, user, page)
+		if err != nil {
+			return nil, "", err
+		}
+		for i, rec := range page {
+			if !readable[i] {
+				continue
+			}
+			if len(recs) == limit {
+				return recs, recs[limit-1].Name, nil
+			}
+			recs = append(recs, rec)
+		}
+		if len(page) < scan {
+			return recs, "", nil
+		}
+		after = page[len(page)-1].Name
+	}
+	return recs, after, nil
+}
+
+// Bounds of the names one listing reads to fill a page under read rules:
+// listScanPages pages of at least listScanMin names.
+const (
+	listScanPages = 10
+	listScanMin   = 100
+)
+
+// readable decides which records of a page the caller may read. Names
+// whose rule depends on the data are decided on their data, read at one
+// position of the log (a record deleted since: null).
+func (r *Records) readable(ctx context.Context, user api.User, page []api.Record) ([]bool, error) {
+	var need []string
+	for _, rec := range page {
+		if r.access.DependsOnData(SecRecord, ActRead, rec.Name) {
+			need = append(need, rec.Name)
+		}
+	}
+	data := map[string]json.RawMessage{}
+	if len(need) > 0 {
+		_, recs, err := r.store.Snapshot(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			data[rec.Name] = rec.Data
+		}
+	}
+	out := make([]bool, len(page))
+	for i, rec := range page {
+		out[i] = r.access.Allow(ctx, Request{User: user, Action: ActRead, Section: SecRecord, Name: rec.Name, Data: data[rec.Name]}) == nil
 	}
 	return out, nil
 }
@@ -119,7 +187,10 @@ func (r *Records) write(ctx context.Context, user api.User, op Op) (api.Write, e
 	w := api.Write{Name: op.Name, Cond: op.Cond}
 	if op.Op == "delete" && op.Path.IsRoot() {
 		w.Kind = api.KindDelete
-		return w, r.allow(ctx, user, ActDelete, op.Name)
+		w.Check = func(cur json.RawMessage, _ bool) error {
+			return r.access.Allow(ctx, Request{User: user, Action: ActDelete, Name: op.Name, OldData: cur})
+		}
+		return w, nil
 	}
 	kind, edit, err := r.editOf(op)
 	if err != nil {
@@ -199,10 +270,6 @@ func (r *Records) checkResult(name string, next json.RawMessage) error {
 			"record %q would be %d bytes after this write; a record is at most %d bytes (MAX_RECORD_BYTES)", name, len(next), r.maxBytes)
 	}
 	return api.CheckDepth(next, fmt.Sprintf("record %q after this write", name))
-}
-
-func (r *Records) allow(ctx context.Context, user api.User, act Action, name string) error {
-	return r.access.Allow(ctx, Request{User: user, Action: act, Name: name})
 }
 
 func setPath(cur json.RawMessage, p api.Path, value json.RawMessage) (json.RawMessage, error) {

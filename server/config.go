@@ -50,6 +50,7 @@ type Config struct {
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
 	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
 	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
+	PermissionsFile      string        `env:"PERMISSIONS_FILE"`
 }
 
 // loadConfig reads and validates the configuration. An error names the

@@ -48,7 +48,7 @@ func startRevokeApp(t *testing.T, dir string) *revokeApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := wire(cfg, store, bus, verifier, login, log, nil)
+	a := wire(cfg, store, bus, verifier, login, log, nil, nil)
 	if err := a.revocations.Load(ctx); err != nil {
 		t.Fatal(err)
 	}

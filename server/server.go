@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/handlers"
 	"github.com/switchboard-dev/switchboard/realtime"
+	"github.com/switchboard-dev/switchboard/realtime/rules"
 )
 
 // Run starts the server and serves until ctx ends, then shuts down
@@ -58,12 +59,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	rs, err := startRules(cfg, log)
+	if err != nil {
+		return err
+	}
 	store, bus, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	return serve(ctx, cfg, log, wire(cfg, store, bus, verifier, login, log, openapi))
+	return serve(ctx, cfg, log, wire(cfg, store, bus, verifier, login, log, openapi, rs))
 }
 
 // newVerifier returns the verifier of tokens, or nil when no key is
@@ -93,14 +98,20 @@ type app struct {
 	handler http.Handler
 
 	presence *realtime.Presence
+	perms    *realtime.Permissions // nil without PERMISSIONS_FILE
 
 	revocations *realtime.Revocations // the revoked tokens; Load before serving, Run
 }
 
-// wire builds the engine over store and bus, and the routes over it.
-func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, login loginParts, log *slog.Logger, openapi []byte) *app {
+// wire builds the engine over store and bus, and the routes over it. rs
+// are the permission rules, nil when there is no rules file.
+func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, login loginParts, log *slog.Logger, openapi []byte, rs *rules.Rules) *app {
 	var access realtime.Access = realtime.AllowAll{}
 	a := &app{store: store, bodies: handlers.NewBodies(cfg.MaxBodyBytes, cfg.BodyTimeout)}
+	if cfg.PermissionsFile != "" {
+		a.perms = realtime.NewPermissions(cfg.PermissionsFile, rs, store, log)
+		access = a.perms
+	}
 	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
 		Heartbeat:        cfg.HeartbeatInterval,
 		MaxLifetime:      cfg.StreamMaxLifetime,
@@ -127,6 +138,10 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
 	}, log)
+	metrics := handlers.NewMetrics(&a.hub.Stats)
+	if a.perms != nil {
+		metrics.RegisterRules(&a.perms.Stats)
+	}
 	a.handler = handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
@@ -135,7 +150,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Hub:      a.hub,
 		RPC:      a.rpc,
 		Presence: a.presence,
-		Metrics:  handlers.NewMetrics(&a.hub.Stats),
+		Metrics:  metrics,
 		Log:      log,
 		OpenAPI:  openapi,
 		OpenMode: cfg.AuthMode == "open",
@@ -175,6 +190,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
 	go a.rpc.Run(bg)
 	go a.listen.Run(bg)
+	go reloadOnHangup(bg, cfg, a, log)
 	// Presence stops after the streams: its last act lets its rows expire.
 	presence, stopPresence := context.WithCancel(bg)
 	presenceDone := make(chan struct{})

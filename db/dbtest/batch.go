@@ -1,6 +1,7 @@
 package dbtest
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -12,6 +13,7 @@ func batchTests() []test {
 		{"AllOrNothing", testBatchAllOrNothing},
 		{"SameRecord", testBatchSameRecord},
 		{"Order", testBatchOrder},
+		{"DeleteCheck", testBatchDeleteCheck},
 	}
 }
 
@@ -173,4 +175,54 @@ func testEventNoRecord(t *testing.T, s api.Store) {
 	var p probe
 	mustWrite(t, s, event("room", `3`, ""), p.write(api.KindSet, "room", docV3))
 	p.want(t, docV2, true)
+}
+
+// checkedDelete returns a KindDelete write whose Check records what it
+// saw in p and fails with err (nil: allows).
+func (p *probe) checkedDelete(name string, err error) api.Write {
+	return api.Write{Kind: api.KindDelete, Name: name, Check: func(cur json.RawMessage, exists bool) error {
+		p.calls++
+		p.current = append(json.RawMessage(nil), cur...)
+		p.isNil = cur == nil
+		p.exists = exists
+		return err
+	}}
+}
+
+// A delete's Check sees the record as the batch's earlier writes left it;
+// its error fails the batch at its index, before NOT_FOUND (so that a
+// refusal does not tell whether the record exists), and nothing is
+// applied; a nil Check error deletes.
+func testBatchDeleteCheck(t *testing.T, s api.Store) {
+	head := mustWrite(t, s, set("a", docV1))[0].Seq
+	refused := api.Errorf(api.CodePermissionDenied, "no")
+	for _, tc := range []struct {
+		name    string
+		writes  func(p *probe) []api.Write
+		current string
+		exists  bool
+	}{
+		{"Stored", func(p *probe) []api.Write { return []api.Write{set("x", `1`), p.checkedDelete("a", refused)} }, docV1, true},
+		{"AfterEarlierWrite", func(p *probe) []api.Write { return []api.Write{set("a", docV2), p.checkedDelete("a", refused)} }, docV2, true},
+		{"Missing", func(p *probe) []api.Write { return []api.Write{set("x", `1`), p.checkedDelete("missing", refused)} }, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p probe
+			_, err := s.Write(t.Context(), tc.writes(&p))
+			var e *api.Error
+			if !errors.As(err, &e) || e.Code != api.CodePermissionDenied {
+				t.Fatalf("error = %v, want the Check's PERMISSION_DENIED", err)
+			}
+			wantField(t, e, "index", int64(1))
+			p.want(t, tc.current, tc.exists)
+			wantRecord(t, s, "a", 1, docV1)
+			wantMissing(t, s, "x")
+			wantNoChanges(t, s, head)
+		})
+	}
+	var p probe
+	cs := mustWrite(t, s, p.checkedDelete("a", nil))
+	p.want(t, docV1, true)
+	wantChange(t, cs[0], api.KindDelete, "a", 2, "")
+	wantMissing(t, s, "a")
 }
