@@ -114,6 +114,11 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 		}
 		c.Version = cur.Version + 1
 		if w.Kind == api.KindDelete {
+			if w.Check != nil {
+				if err := w.Check(cur.Data, cur.Version > 0); err != nil {
+					return nil, err.(*api.Error).With("index", i)
+				}
+			}
 			if cur.Version == 0 {
 				return nil, api.NotFound(w.Name).With("index", i)
 			}
