@@ -126,6 +126,7 @@ type Values struct {
 	cOnce         sync.Once
 	dv, ov        any
 	dVal, oVal    ref.Val // dv and ov as CEL values
+	eager         bool    // convert them whole (see NewValues)
 	changed       []string
 	shared        sharedDecisions
 }
@@ -136,8 +137,12 @@ func (v *Values) reset(data, oldData []byte) {
 }
 
 // NewValues returns the Values of data and oldData (nil or empty: null).
+//
+// Its values are converted to CEL values whole, once: the many queries
+// that share it then read them with no conversion (a query alone converts
+// only what it reads).
 func NewValues(data, oldData []byte) *Values {
-	return &Values{data: data, oldData: oldData}
+	return &Values{data: data, oldData: oldData, eager: true}
 }
 
 // Data returns data decoded.
@@ -155,7 +160,7 @@ func (v *Values) dataVal() ref.Val {
 
 func (v *Values) decodeData() {
 	v.dv = decode(v.data)
-	v.dVal = types.DefaultTypeAdapter.NativeToValue(v.dv)
+	v.dVal = v.toVal(v.dv)
 }
 
 // oldDataVal returns oldData as a CEL value.
@@ -166,7 +171,35 @@ func (v *Values) oldDataVal() ref.Val {
 
 func (v *Values) decodeOldData() {
 	v.ov = decode(v.oldData)
-	v.oVal = types.DefaultTypeAdapter.NativeToValue(v.ov)
+	v.oVal = v.toVal(v.ov)
+}
+
+// toVal converts a decoded value to CEL: whole when v is eager, else
+// lazily, as it is read.
+func (v *Values) toVal(x any) ref.Val {
+	if !v.eager {
+		return types.DefaultTypeAdapter.NativeToValue(x)
+	}
+	return celValue(x)
+}
+
+// celValue converts a decoded value and everything in it to CEL values.
+func celValue(x any) ref.Val {
+	switch x := x.(type) {
+	case map[string]any:
+		m := make(map[ref.Val]ref.Val, len(x))
+		for k, e := range x {
+			m[types.String(k)] = celValue(e)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+	case []any:
+		l := make([]ref.Val, len(x))
+		for i, e := range x {
+			l[i] = celValue(e)
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, l)
+	}
+	return types.DefaultTypeAdapter.NativeToValue(x)
 }
 
 // OldData returns oldData decoded.

@@ -35,6 +35,21 @@ var sharedExprs = []string{
 	"oldData.n < data.n",
 	"user.data.level > data.n || !data.public",
 	"size(user.id) + data.n > 3",
+	// Shared values are converted to CEL whole; alone, as read: the same.
+	"data == oldData",
+	"data.tags == ['a', 'x'] || data.tags == []",
+	"'public' in data && user.id != ''",
+	"data[1] == 2",
+	"data.tags[1] == 'x'",
+	"data.size() > 2",
+	"data.exists(k, k == 'n')",
+	"data.?missing.orValue(1) == 1 && data.?n.orValue(0) == 2",
+	"string(data.n) == '2'",
+	"type(data) == map && type(data.tags) == list",
+	"data.n == 2 && data.n == 2.0 && int(data.n) == 2",
+	"data.tags.map(t, t + '!').filter(t, t == 'a!').size() == 1",
+	"data.tags + ['b'] == ['a', 'x', 'b']",
+	"user.data == data",
 }
 
 var sharedData = [][2]string{ // data, oldData
