@@ -73,13 +73,13 @@ var emptyMap = map[string]any{}
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case varUserID:
-		return a.q.User.ID, true
+		return types.String(a.q.User.ID), true // a CEL value: converted once
 	case varUserData:
 		return orEmpty(a.q.User.Data), true
 	case varUserClaims:
 		return orEmpty(a.q.User.Claims), true
 	case varName:
-		return a.q.Name, true
+		return types.String(a.q.Name), true
 	case varNow:
 		return types.Timestamp{Time: a.now}, true
 	case varData:
@@ -91,7 +91,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	}
 	if v, ok := strings.CutPrefix(name, varPrefix); ok {
 		if i := slices.Index(a.vars, v); i >= 0 && i < len(a.vals) {
-			return a.vals[i], true
+			return types.String(a.vals[i]), true
 		}
 	}
 	return nil, false
