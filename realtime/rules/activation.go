@@ -32,6 +32,39 @@ type activation struct {
 	failed  error // a failed lookup: denies whatever the result
 }
 
+// activations are reused: one evaluation would otherwise allocate one.
+var activations = sync.Pool{New: func() any { return new(activation) }}
+
+// newActivation returns what ru's expression sees to answer q; release
+// gives it back.
+func newActivation(ctx context.Context, ru *rule, q *Query, lookup Records) *activation {
+	a := activations.Get().(*activation)
+	a.ctx, a.q, a.vars, a.records, a.now = ctx, *q, ru.pattern.vars, lookup, q.Now
+	a.vals = a.valsBuf[:0]
+	a.values = q.Values
+	if a.values == nil {
+		a.own.reset(q.Data, q.OldData)
+		a.values = &a.own
+	}
+	if ru.expr.usesVars {
+		ru.pattern.match(q.Name, &a.vals)
+	}
+	if a.now.IsZero() && ru.expr.usesNow {
+		a.now = time.Now()
+	}
+	return a
+}
+
+// release clears a, keeping its buffers, and puts it back in the pool.
+func (a *activation) release() {
+	a.ctx, a.q, a.now, a.vars, a.records, a.values = nil, Query{}, time.Time{}, nil, nil, nil
+	a.valsBuf = [4]string{}
+	a.vals = a.valsBuf[:0]
+	a.own.reset(nil, nil)
+	a.lookups, a.looked, a.failed = 0, nil, nil
+	activations.Put(a)
+}
+
 var _ interpreter.FunctionActivation = (*activation)(nil)
 
 var emptyMap = map[string]any{}
@@ -40,25 +73,25 @@ var emptyMap = map[string]any{}
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case varUserID:
-		return a.q.User.ID, true
+		return types.String(a.q.User.ID), true // a CEL value: converted once
 	case varUserData:
 		return orEmpty(a.q.User.Data), true
 	case varUserClaims:
 		return orEmpty(a.q.User.Claims), true
 	case varName:
-		return a.q.Name, true
+		return types.String(a.q.Name), true
 	case varNow:
 		return types.Timestamp{Time: a.now}, true
 	case varData:
-		return a.values.Data(), true
+		return a.values.dataVal(), true
 	case varOldData:
-		return a.values.OldData(), true
+		return a.values.oldDataVal(), true
 	case varChanged:
 		return a.values.Changed(), true
 	}
 	if v, ok := strings.CutPrefix(name, varPrefix); ok {
 		if i := slices.Index(a.vars, v); i >= 0 && i < len(a.vals) {
-			return a.vals[i], true
+			return types.String(a.vals[i]), true
 		}
 	}
 	return nil, false
@@ -92,23 +125,86 @@ type Values struct {
 	dOnce, oOnce  sync.Once
 	cOnce         sync.Once
 	dv, ov        any
+	dVal, oVal    ref.Val // dv and ov as CEL values
+	eager         bool    // convert them whole (see NewValues)
 	changed       []string
+	shared        sharedDecisions
+}
+
+// reset makes v the Values of data and oldData, none of them decoded.
+func (v *Values) reset(data, oldData []byte) {
+	*v = Values{data: data, oldData: oldData}
 }
 
 // NewValues returns the Values of data and oldData (nil or empty: null).
+//
+// Its values are converted to CEL values whole, once: the many queries
+// that share it then read them with no conversion (a query alone converts
+// only what it reads).
 func NewValues(data, oldData []byte) *Values {
-	return &Values{data: data, oldData: oldData}
+	return &Values{data: data, oldData: oldData, eager: true}
 }
 
 // Data returns data decoded.
 func (v *Values) Data() any {
-	v.dOnce.Do(func() { v.dv = decode(v.data) })
+	v.dOnce.Do(v.decodeData)
 	return v.dv
+}
+
+// dataVal returns data as a CEL value: an evaluation reading it then
+// costs no conversion.
+func (v *Values) dataVal() ref.Val {
+	v.dOnce.Do(v.decodeData)
+	return v.dVal
+}
+
+func (v *Values) decodeData() {
+	v.dv = decode(v.data)
+	v.dVal = v.toVal(v.dv)
+}
+
+// oldDataVal returns oldData as a CEL value.
+func (v *Values) oldDataVal() ref.Val {
+	v.oOnce.Do(v.decodeOldData)
+	return v.oVal
+}
+
+func (v *Values) decodeOldData() {
+	v.ov = decode(v.oldData)
+	v.oVal = v.toVal(v.ov)
+}
+
+// toVal converts a decoded value to CEL: whole when v is eager, else
+// lazily, as it is read.
+func (v *Values) toVal(x any) ref.Val {
+	if !v.eager {
+		return types.DefaultTypeAdapter.NativeToValue(x)
+	}
+	return celValue(x)
+}
+
+// celValue converts a decoded value and everything in it to CEL values.
+func celValue(x any) ref.Val {
+	switch x := x.(type) {
+	case map[string]any:
+		m := make(map[ref.Val]ref.Val, len(x))
+		for k, e := range x {
+			m[types.String(k)] = celValue(e)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m)
+	case []any:
+		l := make([]ref.Val, len(x))
+		for i, e := range x {
+			l[i] = celValue(e)
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, l)
+	}
+	return types.DefaultTypeAdapter.NativeToValue(x)
 }
 
 // OldData returns oldData decoded.
 func (v *Values) OldData() any {
-	v.oOnce.Do(func() { v.ov = decode(v.oldData) })
+	v.oOnce.Do(v.decodeOldData)
 	return v.ov
 }
 

@@ -20,6 +20,8 @@ func BenchmarkDecide(b *testing.B) {
 	r := compile(b, strings.Replace(auctionRules, "record:\n", `record:
   "lot/$id":
     read: "record('auction/item/sam/' + $id).seller == user.id"
+  "doc/$id":
+    read: "data.public || user.id == data.owner"
 `, 1))
 	bidder := api.User{ID: "bob", Data: map[string]any{"canBid": true}}
 	ctx := context.Background()
@@ -44,6 +46,11 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("shared", func(b *testing.B) {
 		v := rules.NewValues(itemAfter, itemBefore)
 		run(b, rules.Query{Section: "record", Action: "write", Name: "auction/item/sam/lamp", User: bidder, Values: v}, nil)
+	})
+	// ... and the data alone decides, for every subscriber at once.
+	b.Run("sharedAll", func(b *testing.B) {
+		v := rules.NewValues(json.RawMessage(`{"public":true,"owner":"sam"}`), nil)
+		run(b, rules.Query{Section: "record", Action: "read", Name: "doc/lamp", User: bidder, Values: v}, nil)
 	})
 	b.Run("record", func(b *testing.B) {
 		recs := &records{data: map[string]string{"auction/item/sam/lamp": string(itemBefore)}}

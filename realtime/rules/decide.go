@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 
@@ -110,40 +111,33 @@ func (r *Rules) find(section, action, name string) *rule {
 	return nil
 }
 
-// eval runs ru's expression under the cost limit and, when it can loop
-// or look records up, the deadline.
+// eval answers q with ru's expression: once for every query of q.Values
+// when the answer does not depend on the user (see shared), else on its
+// own.
 func (r *Rules) eval(ctx context.Context, ru *rule, q Query, lookup Records) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	a := &activation{ctx: ctx, q: q, vars: ru.pattern.vars, records: lookup, now: q.Now}
-	a.vals = a.valsBuf[:0]
-	a.values = q.Values
-	if a.values == nil {
-		a.own = Values{data: q.Data, oldData: q.OldData}
-		a.values = &a.own
-	}
-	ru.pattern.match(q.Name, &a.vals)
-	if a.now.IsZero() {
-		a.now = time.Now()
-	}
-	var out ref.Val
-	var err error
-	if ru.expr.bounded {
-		// Every node runs at most once: the cost limit bounds it, and a
-		// context would cost more than the evaluation.
-		out, _, err = ru.expr.prg.Eval(a)
-	} else {
-		if r.timeout > 0 {
-			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > r.timeout {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, r.timeout)
-				defer cancel()
-				a.ctx = ctx
-			}
+	if ru.expr.partial != nil && q.Values != nil {
+		switch e := r.shared(ctx, ru, &q); e.state {
+		case allowAll:
+			return true, nil
+		case denyAll:
+			return false, nil
+		case failAll:
+			return false, e.err
 		}
-		out, _, err = ru.expr.prg.ContextEval(ctx, a)
 	}
+	return r.evalOne(ctx, ru, &q, lookup)
+}
+
+// evalOne runs ru's expression on q under the cost limit (unless it
+// cannot matter: see sizeBound) and, when it can loop or look records up,
+// the deadline.
+func (r *Rules) evalOne(ctx context.Context, ru *rule, q *Query, lookup Records) (bool, error) {
+	a := newActivation(ctx, ru, q, lookup)
+	defer a.release()
+	out, err := r.run(ctx, ru, ru.expr.program(inputSize(q, a.values)), a, a)
 	if a.failed != nil { // even when || or && absorbed the error
 		return false, a.failed
 	}
@@ -155,6 +149,26 @@ func (r *Rules) eval(ctx context.Context, ru *rule, q Query, lookup Records) (bo
 		return false, fmt.Errorf("the expression returned %s, not a bool", out.Type().(*types.Type).TypeName())
 	}
 	return bool(b), nil
+}
+
+// run evaluates prg on vars (a, or what wraps it). A bounded expression
+// runs each node at most once: the cost limit bounds it, and a context
+// would cost more than the evaluation. Any other runs under the deadline.
+func (r *Rules) run(ctx context.Context, ru *rule, prg cel.Program, a *activation, vars any) (ref.Val, error) {
+	if ru.expr.bounded {
+		out, _, err := prg.Eval(vars)
+		return out, err
+	}
+	if r.timeout > 0 {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > r.timeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, r.timeout)
+			defer cancel()
+			a.ctx = ctx
+		}
+	}
+	out, _, err := prg.ContextEval(ctx, vars)
+	return out, err
 }
 
 func unwrapEval(err error) error {

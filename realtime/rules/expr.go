@@ -159,10 +159,16 @@ func originalColumn(col, lineStart int, at []int) int {
 
 // compiled is one expression, checked and planned.
 type compiled struct {
-	prg      cel.Program
-	usesData bool // reads data, oldData, changed, now or record()
-	usesRec  bool // calls record()
-	bounded  bool // no comprehension and no record(): runs each node at most once
+	prg      cel.Program // under the cost limit
+	fast     cel.Program // without it, for inputs up to bound (nil: none)
+	bound    uint64      // see sizeBound
+	partial  cel.Program // partial evaluation with user.* unknown, for shared (nil: not shareable)
+	usesData bool        // reads data, oldData, changed, now or record()
+	usesRec  bool        // calls record()
+	usesNow  bool        // reads now
+	usesUser bool        // reads user.id, user.data or user.claims
+	usesVars bool        // reads a variable of the pattern
+	bounded  bool        // no comprehension and no record(): runs each node at most once
 }
 
 // compileExpr compiles src in env; errs are the reasons, each with the
@@ -198,8 +204,15 @@ func compileExpr(env *cel.Env, src string, costLimit uint64) (compiled, []exprEr
 	c := compiled{prg: prg}
 	for _, ref := range ast.NativeRep().ReferenceMap() {
 		switch ref.Name {
-		case varData, varOldData, varChanged, varNow:
+		case varData, varOldData, varChanged:
 			c.usesData = true
+		case varNow:
+			c.usesData, c.usesNow = true, true
+		case varUserID, varUserData, varUserClaims:
+			c.usesUser = true
+		}
+		if strings.HasPrefix(ref.Name, varPrefix) {
+			c.usesVars = true
 		}
 		for _, o := range ref.OverloadIDs {
 			if o == "record_string" {
@@ -209,7 +222,49 @@ func compileExpr(env *cel.Env, src string, costLimit uint64) (compiled, []exprEr
 	}
 	loops := celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))
 	c.bounded = len(loops) == 0 && !c.usesRec
+	if err := c.plan(env, ast, costLimit); err != nil {
+		return compiled{}, []exprError{{line: 1, msg: unrewrite(err.Error())}}
+	}
 	return c, nil
+}
+
+// plan adds the programs that make evaluations cheaper: without the cost
+// tracker where it cannot stop anything (see sizeBound), and the partial
+// evaluation of expressions on the data that one delivery's subscribers
+// share (see Values.shared). An expression that looks records up or reads
+// now gets neither.
+func (c *compiled) plan(env *cel.Env, ast *cel.Ast, costLimit uint64) error {
+	if c.usesRec {
+		return nil
+	}
+	if c.bound = sizeBound(env, ast, costLimit); c.bound > 0 {
+		fast, err := env.Program(ast, cel.InterruptCheckFrequency(64))
+		if err != nil {
+			return err
+		}
+		c.fast = fast
+	}
+	if c.usesData && !c.usesNow {
+		partial, err := env.Program(ast,
+			cel.CostLimit(costLimit),
+			cel.InterruptCheckFrequency(64),
+			cel.EvalOptions(cel.OptPartialEval),
+		)
+		if err != nil {
+			return err
+		}
+		c.partial = partial
+	}
+	return nil
+}
+
+// program returns the program for one evaluation whose inputs are up to
+// size: the fast one when the cost limit cannot matter.
+func (c *compiled) program(size uint64) cel.Program {
+	if c.fast != nil && size <= c.bound {
+		return c.fast
+	}
+	return c.prg
 }
 
 type exprError struct {
