@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"sync"
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/realtime/rules"
@@ -60,15 +59,11 @@ type decisionKey struct {
 }
 
 // deliveryPerm is what the many streams of one delivery share for their
-// checks: the change's values, decoded once, and the decisions made for
-// each user (by token: a token's user is always the same).
+// checks: the change's values, decoded once (and, in them, the decisions
+// that the data alone makes for every user: see rules.Values).
 type deliveryPerm struct {
 	vals *rules.Values
-	mu   sync.Mutex
-	by   map[userKey]*verdictOnce
 }
-
-type userKey struct{ id, token string }
 
 // perm returns the delivery's shared permission state, made on first use.
 func (d *delivery) perm() *deliveryPerm {
@@ -116,33 +111,14 @@ func (s *Stream) may(ctx context.Context, sec Section, act Action, name string, 
 	return s.evaluate(ctx, Request{User: s.User, Section: sec, Action: act, Name: name, Data: data}, d)
 }
 
-// evaluate asks Access, once per delivery and token when d is set: the
-// streams of one token wait for the first one's answer.
+// evaluate asks Access, with the delivery's values shared by every
+// stream when d is set: the change is decoded once, and a rule that the
+// data alone decides is evaluated once for all of them.
 func (s *Stream) evaluate(ctx context.Context, r Request, d *delivery) bool {
-	if d == nil || d.change == nil {
-		return s.hub.access.Allow(ctx, r) == nil
+	if d != nil && d.change != nil {
+		r.Values = d.perm().vals
 	}
-	p := d.perm()
-	r.Values = p.vals
-	k := userKey{s.User.ID, s.User.TokenID}
-	p.mu.Lock()
-	e := p.by[k]
-	if e == nil {
-		if p.by == nil {
-			p.by = make(map[userKey]*verdictOnce)
-		}
-		e = &verdictOnce{}
-		p.by[k] = e
-	}
-	p.mu.Unlock()
-	e.once.Do(func() { e.ok = s.hub.access.Allow(ctx, r) == nil })
-	return e.ok
-}
-
-// verdictOnce is one user's decision on one delivery.
-type verdictOnce struct {
-	once sync.Once
-	ok   bool
+	return s.hub.access.Allow(ctx, r) == nil
 }
 
 // admit decides whether subscription x may open, and notes whether its
