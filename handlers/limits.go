@@ -19,8 +19,8 @@ import (
 // The limits answered here: RATE_LIMIT (token buckets per caller), and
 // the Retry-After of a refused stream. The other limits refuse in the
 // engine (realtime/slots.go). Every refusal by a limit is an *api.Error
-// whose hidden cause is its realtime.Limit: the refusal counter counts
-// them by limit where they are answered (realtime.LimitOf in writeError).
+// whose hidden cause is its realtime.Limit, so that one call in writeError
+// can count refusals by limit: realtime.LimitOf(err).
 
 // RateLimit is the configuration of the rate limiter.
 type RateLimit struct {
@@ -40,9 +40,10 @@ const defaultMaxBuckets = 100_000
 
 // rateLimiter holds one token bucket per caller: a signed-in user, or an
 // anonymous client address. A bucket that has filled up again is the same
-// as a new one, so the sweep forgets it: the map holds only the callers
-// seen in the last 2 s or so, and never more than max of them. It is safe
-// for concurrent use.
+// as a new one, so the sweep (at most once per refill time, when a new
+// caller comes) forgets it: the map holds the callers seen within about
+// two refill times (2 s at rates of 0.5/s and more), and never more than
+// max of them. It is safe for concurrent use.
 type rateLimiter struct {
 	every      rate.Limit
 	burst      int
