@@ -39,19 +39,22 @@ type Deps struct {
 	// server's own, may refresh and log out with the cookie.
 	Origins  Origins
 	Presence *realtime.Presence // serves GET /presence
+	// RateLimit is RATE_LIMIT and TRUST_PROXY (limits.go).
+	RateLimit RateLimit
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
 func Routes(d Deps) http.Handler {
 	r := chi.NewRouter()
-	r.Use(logRequests(d.Log, d.Metrics), checkQuery)
+	rate := newRateLimiter(d.RateLimit)
+	r.Use(logRequests(d.Log, d.Metrics), corsHeaders(d.Origins), checkQuery)
 	r.Get("/healthz", healthz)
 	r.Get("/readyz", readyz(d.Store, d.Bus))
 	r.Method(http.MethodGet, "/metrics", metrics(d.Metrics))
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
 
 	r.Group(func(r chi.Router) {
-		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode))
+		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), rate.limit)
 		stream := openStream(d.Hub, d.Log)
 
 		r.Get("/records", listRecords(d.Records))
@@ -75,9 +78,9 @@ func Routes(d Deps) http.Handler {
 		r.Get("/presence", getPresence(d.Presence))
 	})
 
-	r.With(d.Bodies.limit).Post("/auth/login", login(d.Webhook, d.Issuer))
-	r.With(d.Bodies.limit, allowCookie(d.Origins), authenticate(d.Verifier, d.OpenMode)).Post("/auth/refresh", refresh(d.Issuer))
-	r.With(d.Bodies.limit, allowCookie(d.Origins)).Post("/auth/logout", logout(d.Verifier, d.Revoker))
+	r.With(d.Bodies.limit, rate.limit).Post("/auth/login", login(d.Webhook, d.Issuer))
+	r.With(d.Bodies.limit, allowCookie(d.Origins), authenticate(d.Verifier, d.OpenMode), rate.limit).Post("/auth/refresh", refresh(d.Issuer))
+	r.With(d.Bodies.limit, allowCookie(d.Origins), rate.limit).Post("/auth/logout", logout(d.Verifier, d.Revoker))
 
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))

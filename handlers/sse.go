@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -21,6 +22,20 @@ const streamHead = "HTTP/1.1 200 OK\r\n" +
 	"Cache-Control: no-cache\r\n" +
 	"X-Accel-Buffering: no\r\n" +
 	"Connection: close\r\n\r\n"
+
+// headWith is a detached stream's head with the headers that middleware
+// set on the response before it was hijacked (CORS's, for one).
+// Header.Write turns any line break in a value into a space.
+func headWith(head string, h http.Header) string {
+	if len(h) == 0 {
+		return head
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(head, "\r\n"))
+	h.Write(&b)
+	b.WriteString("\r\n")
+	return b.String()
+}
 
 // writeTimeout bounds one flush of a stream: a client that accepts no
 // bytes for this long is gone.
@@ -116,6 +131,7 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		}
 		s, err := hub.Open(r.Context(), userFrom(r), subs, token)
 		if err != nil {
+			refusalHeaders(w, err)
 			writeError(w, r, err)
 			return
 		}
@@ -125,7 +141,9 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 			// writer pool; this goroutine and net/http's buffers go away.
 			if c, _, err := rc.Hijack(); err == nil {
 				conn := rawConn(c)
-				if _, err = io.WriteString(conn, streamHead); err == nil {
+				if _, err = io.WriteString(conn, headWith(streamHead, w.Header())); err != nil {
+					s.Abandon()
+				} else {
 					err = s.Detach(r.Context(), conn)
 				}
 				if err != nil {

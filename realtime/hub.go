@@ -31,6 +31,9 @@ type HubConfig struct {
 	// MaxCollection bounds the records of one collection subscription
 	// (MAX_COLLECTION_RECORDS; 0: no bound).
 	MaxCollection int
+	// MaxStreams bounds the open streams of this instance, and
+	// MaxStreamsPerUser those of one signed-in user (0: no bound).
+	MaxStreams, MaxStreamsPerUser int
 }
 
 // Stats counts what the hub does; every field is safe to read at any time.
@@ -78,6 +81,8 @@ type Hub struct {
 	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
 
 	rulesGen atomic.Uint64 // counts RulesChanged calls (streamperm_reload.go)
+
+	streamSlots slots // streams open or opening, in all and by user (slots.go)
 }
 
 // NewHub returns a hub over store and bus.
@@ -93,6 +98,8 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		wake:     make(chan struct{}, 1),
 		started:  make(chan struct{}),
 		draining: make(chan struct{}),
+
+		streamSlots: slots{total: cfg.MaxStreams, perUser: cfg.MaxStreamsPerUser},
 	}
 }
 
@@ -285,6 +292,7 @@ func (h *Hub) unregister(s *Stream) {
 	}
 	h.Stats.Streams.Add(-1)
 	h.mu.Unlock()
+	s.giveBack()
 	s.unwatch(s.subs)
 	h.observe(s, false)
 }
@@ -367,7 +375,7 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 // A resumed stream keeps what it has, even past a limit lowered since.
 func (h *Hub) checkSubscriptions(n int) error {
 	if limit := h.cfg.MaxSubscriptions; limit > 0 && n > limit {
-		return api.Errorf(api.CodeLimitExceeded, "a stream has at most %d subscriptions", limit)
+		return LimitSubscriptions.Refuse(api.Errorf(api.CodeLimitExceeded, "a stream has at most %d subscriptions", limit))
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ type RPCConfig struct {
 	// provider who has not had it is left to take ends at once with
 	// NO_RPC_PROVIDER, as after a reject.
 	MaxAttempts int
+	// MaxInFlightPerUser bounds the calls of one signed-in user waiting
+	// for their answers on this instance (0: no bound).
+	MaxInFlightPerUser int
 }
 
 // RPC is the RPC service: requesters wait for answers, providers long-poll
@@ -59,6 +62,8 @@ type RPC struct {
 	polls  map[string]map[chan struct{}]int // polls waiting, by name
 	reapAt time.Time                        // the earliest lease end handed out since the reaper last looked
 	reap   chan struct{}
+
+	inFlight slots // calls waiting, by user (slots.go)
 }
 
 // NewRPC returns the RPC service over queue, which announces on bus.
@@ -70,6 +75,7 @@ func NewRPC(queue api.RPCQueue, bus api.Bus, access Access, cfg RPCConfig, log *
 		calls:    make(map[string]chan struct{}),
 		polls:    make(map[string]map[chan struct{}]int),
 		reap:     make(chan struct{}, 1),
+		inFlight: slots{perUser: cfg.MaxInFlightPerUser},
 	}
 }
 
@@ -96,6 +102,11 @@ func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte
 	if err != nil {
 		return nil, err
 	}
+	release, err := s.rpcSlot(user.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := s.waitReady(ctx); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,8 @@ type Stream struct {
 	ID   string   // set by Open, then read-only
 	User api.User // set by Open, then read-only
 
+	release func() // gives back the slot that Open took (slots.go); set by Open
+
 	hub *Hub
 
 	// Owned by whoever serves the stream, with no lock: Run's goroutine,
@@ -69,10 +71,8 @@ type Stream struct {
 	reason  error     // why the stream ended (nil: a normal end); written by end before over, then read-only
 }
 
-// Open prepares a stream for user with subs, or resumes the stream that
-// token (a Last-Event-ID) names. Invalid subscriptions are an error;
-// subscriptions that Access refuses become denied frames.
-func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
+// open is Open, once the stream has its slot (slots.go).
+func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
 	if err := h.checkSubscriptions(len(subs)); err != nil {
 		return nil, err
 	}

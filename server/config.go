@@ -51,6 +51,11 @@ type Config struct {
 	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
 	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
 	PermissionsFile      string        `env:"PERMISSIONS_FILE"`
+	RateLimit            float64       `env:"RATE_LIMIT" envDefault:"0"`
+	TrustProxy           bool          `env:"TRUST_PROXY" envDefault:"false"`
+	MaxStreams           int           `env:"MAX_STREAMS" envDefault:"0"`
+	MaxStreamsPerUser    int           `env:"MAX_STREAMS_PER_USER" envDefault:"100"`
+	MaxRPCInFlight       int           `env:"MAX_RPC_IN_FLIGHT_PER_USER" envDefault:"100"`
 }
 
 // loadConfig reads and validates the configuration. An error names the
@@ -118,6 +123,10 @@ func (c Config) validate() error {
 		{"JWT_TTL", "a duration of at least 1s (a token's exp counts whole seconds)", c.JWTTTL >= time.Second},
 		{"AUTH_WEBHOOK_URL", "an absolute http:// or https:// URL", c.AuthWebhookURL == "" || isHTTPURL(c.AuthWebhookURL)},
 		{"AUTH_WEBHOOK_TIMEOUT", "a positive duration", c.AuthWebhookTimeout > 0},
+		{"RATE_LIMIT", "0 (off) or a positive number of requests per second, at most 1000000", c.RateLimit >= 0 && c.RateLimit <= 1e6},
+		{"MAX_STREAMS", "0 (no bound) or a positive whole number", c.MaxStreams >= 0},
+		{"MAX_STREAMS_PER_USER", "0 (no bound) or a positive whole number", c.MaxStreamsPerUser >= 0},
+		{"MAX_RPC_IN_FLIGHT_PER_USER", "0 (no bound) or a positive whole number", c.MaxRPCInFlight >= 0},
 	}
 	for _, c := range checks {
 		if !c.ok {

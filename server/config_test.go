@@ -30,6 +30,11 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"AUTH_WEBHOOK_TIMEOUT":         "0s",
 		"CORS_ORIGINS":                 "https://app.example/",
 		"LEAVE_GRACE":                  "-1s",
+		"RATE_LIMIT":                   "-1",
+		"TRUST_PROXY":                  "sometimes",
+		"MAX_STREAMS":                  "-1",
+		"MAX_STREAMS_PER_USER":         "many",
+		"MAX_RPC_IN_FLIGHT_PER_USER":   "-5",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)

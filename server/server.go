@@ -119,6 +119,9 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		BufferBytes:      cfg.StreamBufferBytes,
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		MaxCollection:    cfg.MaxCollectionRecords,
+
+		MaxStreams:        cfg.MaxStreams,
+		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 	}, log)
 	instance := realtime.NewInstanceID() // names this process's presence and listening rows
 	a.presence = realtime.NewPresence(store, bus, access, realtime.PresenceConfig{
@@ -137,6 +140,8 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	a.rpc = realtime.NewRPC(rpcQueue(store, bus), bus, access, realtime.RPCConfig{
 		AckTimeout:  cfg.RPCAckTimeout,
 		MaxAttempts: cfg.RPCMaxAttempts,
+
+		MaxInFlightPerUser: cfg.MaxRPCInFlight,
 	}, log)
 	metrics := handlers.NewMetrics(&a.hub.Stats)
 	if a.perms != nil {
@@ -160,6 +165,8 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Issuer:   login.issuer,
 		Origins:  login.origins,
 		Revoker:  a.revocations,
+
+		RateLimit: handlers.RateLimit{PerSecond: cfg.RateLimit, TrustProxy: cfg.TrustProxy},
 	})
 	return a
 }
