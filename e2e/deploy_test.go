@@ -1,0 +1,380 @@
+package e2e
+
+import (
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/server"
+)
+
+// The deploy files at the repository's root, checked against the server's
+// defaults (server.Config's envDefault tags) and run where they can be.
+const (
+	dockerfilePath = "../Dockerfile"
+	dataMount      = "/data" // where the image, fly.toml and the README put the store
+)
+
+// instruction is one Dockerfile instruction: its keyword, upper case, and
+// the rest of its line, continuations joined.
+type instruction struct{ cmd, args string }
+
+// readDockerfile returns the Dockerfile's stages, each its instructions
+// from its FROM on.
+func readDockerfile(t *testing.T) [][]instruction {
+	t.Helper()
+	b, err := os.ReadFile(dockerfilePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages [][]instruction
+	var line string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if line == "" && (l == "" || strings.HasPrefix(l, "#")) {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(l, "\\"); ok {
+			line += rest + " "
+			continue
+		}
+		line += l
+		cmd, args, _ := strings.Cut(line, " ")
+		line = ""
+		in := instruction{strings.ToUpper(cmd), strings.TrimSpace(args)}
+		if in.cmd == "FROM" {
+			stages = append(stages, nil)
+		}
+		if len(stages) == 0 {
+			t.Fatalf("Dockerfile: %s before any FROM", in.cmd)
+		}
+		stages[len(stages)-1] = append(stages[len(stages)-1], in)
+	}
+	if len(stages) < 2 {
+		t.Fatalf("Dockerfile has %d stages; want a build stage and a final one", len(stages))
+	}
+	return stages
+}
+
+// shellWords splits a command line as a shell does for the simple cases a
+// Dockerfile's RUN holds: words apart by blanks, quotes kept together and
+// removed. Anything else (a $, a pipe, a ;) is refused, so that the test
+// never runs something other than what the line says.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	if strings.ContainsAny(s, "$`|;<>&\\") {
+		t.Fatalf("the go build line %q has shell syntax this test does not read; keep it a plain command", s)
+	}
+	var words []string
+	var w strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteRune(r)
+		case r == '"' || r == '\'':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words, in = append(words, w.String()), false
+				w.Reset()
+			}
+		default:
+			w.WriteRune(r)
+			in = true
+		}
+	}
+	if quote != 0 {
+		t.Fatalf("unbalanced quote in %q", s)
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// configDefaults returns every variable's default from server.Config's
+// tags: the defaults that the deploy files must agree with.
+func configDefaults(t *testing.T) map[string]string {
+	t.Helper()
+	d := map[string]string{}
+	typ := reflect.TypeOf(server.Config{})
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("env"), ",")
+		d[name] = typ.Field(i).Tag.Get("envDefault")
+	}
+	return d
+}
+
+func defaultDuration(t *testing.T, name string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(configDefaults(t)[name])
+	if err != nil {
+		t.Fatalf("the default of %s: %v", name, err)
+	}
+	return d
+}
+
+// imageUser returns the uid and gid of the final stage's USER, which must
+// be numeric and not root.
+func imageUser(t *testing.T, final []instruction) (uid, gid int) {
+	t.Helper()
+	for _, in := range final {
+		if in.cmd != "USER" {
+			continue
+		}
+		u, g, ok := strings.Cut(in.args, ":")
+		var err1, err2 error
+		uid, err1 = strconv.Atoi(u)
+		gid, err2 = strconv.Atoi(g)
+		if !ok || err1 != nil || err2 != nil || uid == 0 {
+			t.Fatalf("Dockerfile: USER %s; want a numeric uid:gid other than root", in.args)
+		}
+		return uid, gid
+	}
+	t.Fatal("Dockerfile: the final stage has no USER (it would run as root)")
+	return
+}
+
+// TestDockerfile checks what can be checked of the image without a Docker
+// engine: a static build, a distroless nonroot base, the data directory
+// owned by the image's user, and the port, data directory and command
+// that the server and the deploy files expect.
+func TestDockerfile(t *testing.T) {
+	stages := readDockerfile(t)
+	final := stages[len(stages)-1]
+	if base := final[0].args; !strings.HasPrefix(base, "gcr.io/distroless/static") || !strings.HasSuffix(base, ":nonroot") {
+		t.Errorf("Dockerfile: final stage FROM %s; want distroless static, nonroot", base)
+	}
+	uid, gid := imageUser(t, final)
+	owner := fmt.Sprintf("--chown=%d:%d", uid, gid)
+	env := map[string]string{}
+	var copiesBinary, copiesData, exposes bool
+	for _, in := range final {
+		f := strings.Fields(in.args)
+		switch in.cmd {
+		case "COPY":
+			dest := f[len(f)-1]
+			copiesBinary = copiesBinary || dest == "/switchboard"
+			if dest == dataMount {
+				copiesData = true
+				if !strings.Contains(in.args, owner) {
+					t.Errorf("Dockerfile: COPY %s; want %s, the image's user", in.args, owner)
+				}
+			}
+		case "ENV":
+			for _, kv := range f {
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
+		case "EXPOSE":
+			exposes = in.args == configDefaults(t)["PORT"]
+		case "CMD":
+			if in.args != `["/switchboard"]` {
+				t.Errorf(`Dockerfile: CMD %s; want ["/switchboard"] (exec form, so that a release_command replaces it)`, in.args)
+			}
+		}
+	}
+	if !copiesBinary || !copiesData {
+		t.Errorf("Dockerfile: the final stage copies the binary: %v, a %s of its own: %v; want both", copiesBinary, dataMount, copiesData)
+	}
+	if env["DATA_DIR"] != dataMount || env["PORT"] != configDefaults(t)["PORT"] || !exposes {
+		t.Errorf("Dockerfile: ENV DATA_DIR=%s PORT=%s, EXPOSE matches: %v; want %s, the default PORT %s, exposed",
+			env["DATA_DIR"], env["PORT"], exposes, dataMount, configDefaults(t)["PORT"])
+	}
+	build := goBuildLine(t, stages)
+	if !strings.Contains(build, "CGO_ENABLED=0 ") || !strings.Contains(build, " -trimpath") {
+		t.Errorf("Dockerfile: %q; want CGO_ENABLED=0 and -trimpath", build)
+	}
+}
+
+// goBuildLine returns the command of the build stage's RUN that runs go
+// build.
+func goBuildLine(t *testing.T, stages [][]instruction) string {
+	t.Helper()
+	for _, stage := range stages[:len(stages)-1] {
+		for _, in := range stage {
+			if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
+				return in.args
+			}
+		}
+	}
+	t.Fatal("Dockerfile: no RUN ... go build in a build stage")
+	return ""
+}
+
+// buildAsDockerfile builds the command with exactly the Dockerfile's go
+// build line (its variables, its flags), into bin.
+func buildAsDockerfile(t *testing.T, bin string) {
+	t.Helper()
+	words := shellWords(t, goBuildLine(t, readDockerfile(t)))
+	env := os.Environ()
+	for len(words) > 0 && strings.Contains(words[0], "=") {
+		env, words = append(env, words[0]), words[1:]
+	}
+	if len(words) < 2 || words[0] != "go" || words[1] != "build" {
+		t.Fatalf("the Dockerfile's build line runs %q; want go build", words)
+	}
+	args := append([]string(nil), words[1:]...)
+	replaced := false
+	for i := range args {
+		if args[i] == "-o" && i+1 < len(args) {
+			args[i+1], replaced = bin, true
+		}
+	}
+	if !replaced {
+		t.Fatal("the Dockerfile's go build has no -o")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(goCmd, args...)
+	cmd.Dir, cmd.Env = "..", env // the Dockerfile builds at the repository's root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestImageBinary builds the binary as the Dockerfile does and runs it as
+// the image does: alone in an empty root (a chroot: no libc, no
+// /etc/passwd, nothing beside it), as the image's user, with DATA_DIR
+// /data. On a data directory that root owns with mode 0755 (a volume
+// mounted for root) it stops at start, non-zero, with an error that names
+// the directory, the user and the owner; on one the user owns it serves
+// and keeps what it is sent there.
+func TestImageBinary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it runs the binary in a chroot as the image's user")
+	}
+	uid, gid := imageUser(t, readDockerfile(t)[len(readDockerfile(t))-1])
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o755); err != nil { // the chroot's /, which the user must search
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "switchboard")
+	buildAsDockerfile(t, bin)
+	assertStatic(t, bin)
+	data := filepath.Join(root, strings.TrimPrefix(dataMount, "/"))
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("root-owned data directory", func(t *testing.T) {
+		cmd, stderr := imageCommand(root, uid, gid)
+		cmd.Stdout = io.Discard
+		err := cmd.Run()
+		msg := stderr.String()
+		t.Logf("the server said %q", msg)
+		if err == nil || cmd.ProcessState.ExitCode() == 0 {
+			t.Fatalf("the server started on a root-owned %s (%v); want it to stop", dataMount, err)
+		}
+		for _, want := range []string{"data directory " + dataMount + " is not writable",
+			fmt.Sprintf("uid %d, gid %d", uid, gid), dataMount + " belongs to uid 0, gid 0",
+			fmt.Sprintf("chown %d:%d %s", uid, gid, dataMount)} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("the server said %q; want it to say %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, "another server") {
+			t.Errorf("the server said %q: it blames another server", msg)
+		}
+	})
+
+	t.Run("data directory of the image's user", func(t *testing.T) {
+		if err := os.Chown(data, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		cmd, stderr := imageCommand(root, uid, gid)
+		stdout, logw := io.Pipe()
+		cmd.Stdout = logw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() {
+			err := cmd.Wait()
+			logw.Close()
+			exited <- err
+		}()
+		t.Cleanup(func() { cmd.Process.Kill() })
+		var url string
+		select {
+		case url = <-listening(stdout):
+		case err := <-exited:
+			t.Fatalf("the server exited at start: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server did not start in 10s")
+		}
+		waitHealthy(t, url)
+		if st, _, body := do(t, http.MethodPut, url+"/records/deploy/check", "application/json", `{"ok":true}`); st/100 != 2 {
+			t.Fatalf("PUT a record: %d %s", st, body)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("after SIGTERM: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the server did not exit in 15s after SIGTERM")
+		}
+		info, err := os.Stat(filepath.Join(data, "switchboard.db"))
+		if err != nil {
+			t.Fatalf("the store's file: %v", err)
+		}
+		if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != uid {
+			t.Errorf("switchboard.db belongs to uid %d; want %d, the image's user", st.Uid, uid)
+		}
+	})
+}
+
+// imageCommand is the binary at root's /switchboard, run in a chroot of
+// root as uid:gid with the image's environment (but an ephemeral port, on
+// the loopback).
+func imageCommand(root string, uid, gid int) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command("/switchboard")
+	cmd.Dir = "/"
+	cmd.Env = []string{"HOST=127.0.0.1", "PORT=0", "DATA_DIR=" + dataMount, "AUTH_MODE=open"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Chroot:     root,
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	return cmd, &stderr
+}
+
+// assertStatic fails unless bin is an ELF executable that needs no
+// dynamic loader and no shared library.
+func assertStatic(t *testing.T, bin string) {
+	t.Helper()
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the binary names a dynamic loader (PT_INTERP): it is not static")
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		t.Errorf("the binary needs %v: it is not static", libs)
+	}
+}
