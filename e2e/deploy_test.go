@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -376,5 +379,80 @@ func assertStatic(t *testing.T, bin string) {
 	}
 	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
 		t.Errorf("the binary needs %v: it is not static", libs)
+	}
+}
+
+// TestLogFormatGCP runs a server with LOG_FORMAT=gcp, as on Cloud Run: each
+// line is Cloud Logging's JSON, and a request sent with Cloud Run's trace
+// header is logged as an httpRequest linked to its trace.
+func TestLogFormatGCP(t *testing.T) {
+	const traceID = "105445aa7843bc8bf206b12000100000"
+	vars := map[string]string{"HOST": "127.0.0.1", "PORT": "0", "AUTH_MODE": "open", "DATA_DIR": t.TempDir(),
+		"LOG_FORMAT": "gcp", "GOOGLE_CLOUD_PROJECT": "my-project"}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := server.Run(ctx, []string{"switchboard"}, func(k string) string { return vars[k] }, pw, openapiYAML(t))
+		pw.Close()
+		done <- err
+	}()
+	lines := make(chan map[string]any, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				t.Errorf("a log line that is no JSON: %q", sc.Text())
+				continue
+			}
+			lines <- line
+		}
+	}()
+	var url string
+	for url == "" {
+		select {
+		case line := <-lines:
+			if line["message"] == "listening" {
+				url, _ = line["addr"].(string)
+			}
+			if line["severity"] == nil || line["msg"] != nil || line["level"] != nil {
+				t.Errorf("log line %v: want severity and message, not level and msg", line)
+			}
+		case err := <-done:
+			t.Fatalf("the server did not start: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no listening line in 10s")
+		}
+	}
+	waitHealthy(t, url)
+	st, _, body := do(t, http.MethodPut, url+"/records/gcp/one", "application/json", `{"a":1}`,
+		"X-Cloud-Trace-Context", traceID+"/42;o=1")
+	if st/100 != 2 {
+		t.Fatalf("PUT: %d %s", st, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("server.Run: %v", err)
+	}
+	found := false
+	for line := range lines { // to the end, which the server's return closed
+		req, _ := line["httpRequest"].(map[string]any)
+		if found || req == nil || req["requestMethod"] != http.MethodPut {
+			continue
+		}
+		found = true
+		latency, _ := req["latency"].(string)
+		if req["requestUrl"] != "/records/gcp/one" || req["status"] != float64(st) || !strings.HasSuffix(latency, "s") ||
+			line["logging.googleapis.com/trace"] != "projects/my-project/traces/"+traceID ||
+			line["logging.googleapis.com/spanId"] != "000000000000002a" || line["logging.googleapis.com/trace_sampled"] != true ||
+			line["severity"] != "INFO" {
+			t.Errorf("the request's line: %v; want its httpRequest, latency in seconds, and its trace", line)
+		}
+	}
+	if !found {
+		t.Error("no line with the PUT's httpRequest")
 	}
 }
