@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+	"go.yaml.in/yaml/v3"
+
 	"github.com/switchboard-dev/switchboard/server"
 )
 
@@ -454,5 +457,250 @@ func TestLogFormatGCP(t *testing.T) {
 	}
 	if !found {
 		t.Error("no line with the PUT's httpRequest")
+	}
+}
+
+// flyConfig is the part of a fly.toml that the server depends on.
+type flyConfig struct {
+	KillSignal  string `toml:"kill_signal"`
+	KillTimeout any    `toml:"kill_timeout"` // "30s" or a number of seconds
+	SwapSizeMB  int    `toml:"swap_size_mb"`
+	Deploy      struct {
+		ReleaseCommand string `toml:"release_command"`
+		Strategy       string `toml:"strategy"`
+	} `toml:"deploy"`
+	Env         map[string]string `toml:"env"`
+	HTTPService struct {
+		InternalPort       int `toml:"internal_port"`
+		AutoStopMachines   any `toml:"auto_stop_machines"` // "off" or false
+		MinMachinesRunning int `toml:"min_machines_running"`
+		Concurrency        struct {
+			Type      string `toml:"type"`
+			SoftLimit int    `toml:"soft_limit"`
+			HardLimit int    `toml:"hard_limit"`
+		} `toml:"concurrency"`
+		Checks []struct {
+			Method string `toml:"method"`
+			Path   string `toml:"path"`
+		} `toml:"checks"`
+	} `toml:"http_service"`
+	Mounts []struct {
+		Source      string `toml:"source"`
+		Destination string `toml:"destination"`
+	} `toml:"mounts"`
+}
+
+func readFly(t *testing.T, file string) (flyConfig, string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c flyConfig
+	if _, err := toml.Decode(string(b), &c); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return c, string(b)
+}
+
+// envOrDefault is the value a deploy file's environment gives a variable,
+// or the server's default.
+func envOrDefault(t *testing.T, env map[string]string, name string) string {
+	t.Helper()
+	if v, ok := env[name]; ok {
+		return v
+	}
+	d, ok := configDefaults(t)[name]
+	if !ok {
+		t.Fatalf("%s is no variable of the server", name)
+	}
+	return d
+}
+
+func mustDuration(t *testing.T, what, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return d
+}
+
+// checkFly checks what both Fly setups share: the port, the signal and a
+// kill timeout longer than the drain, streams as connections, no stopping
+// of idle machines, the health check on /readyz, and every variable a
+// variable of the server.
+func checkFly(t *testing.T, file string, c flyConfig) {
+	t.Helper()
+	if port := strconv.Itoa(c.HTTPService.InternalPort); port != configDefaults(t)["PORT"] || envOrDefault(t, c.Env, "PORT") != port {
+		t.Errorf("%s: internal_port %s, PORT %s; want the server's default PORT %s", file, port, envOrDefault(t, c.Env, "PORT"), configDefaults(t)["PORT"])
+	}
+	kill := fmt.Sprint(c.KillTimeout)
+	if n, err := strconv.Atoi(kill); err == nil {
+		kill = fmt.Sprintf("%ds", n)
+	}
+	drain := mustDuration(t, "SHUTDOWN_TIMEOUT", envOrDefault(t, c.Env, "SHUTDOWN_TIMEOUT"))
+	if c.KillSignal != "SIGTERM" || mustDuration(t, file+": kill_timeout", kill) <= drain {
+		t.Errorf("%s: kill_signal %q, kill_timeout %s; want SIGTERM and longer than SHUTDOWN_TIMEOUT %v", file, c.KillSignal, kill, drain)
+	}
+	if s := fmt.Sprint(c.HTTPService.AutoStopMachines); s != "off" && s != "false" {
+		t.Errorf("%s: auto_stop_machines = %s; want off (an open stream is no idle machine)", file, s)
+	}
+	cc := c.HTTPService.Concurrency
+	if cc.Type != "connections" || cc.SoftLimit < 1000 || cc.HardLimit < cc.SoftLimit {
+		t.Errorf("%s: concurrency %+v; want connections, with limits for thousands of long-lived streams", file, cc)
+	}
+	if len(c.HTTPService.Checks) == 0 {
+		t.Errorf("%s: no health check", file)
+	}
+	for _, ck := range c.HTTPService.Checks {
+		if ck.Path != "/readyz" || ck.Method != "GET" {
+			t.Errorf("%s: health check %s %s; want GET /readyz (503 while draining)", file, ck.Method, ck.Path)
+		}
+	}
+	if c.SwapSizeMB != 0 {
+		t.Errorf("%s: swap_size_mb makes Fly start the image as root", file)
+	}
+	for k := range c.Env {
+		if _, ok := configDefaults(t)[k]; !ok {
+			t.Errorf("%s: [env] %s is no variable of the server", file, k)
+		}
+	}
+}
+
+// TestFlyToml: one machine with its volume on the image's data directory,
+// and no release command (a release machine has no volume, and migrate is
+// for Postgres).
+func TestFlyToml(t *testing.T) {
+	c, _ := readFly(t, "../fly.toml")
+	checkFly(t, "fly.toml", c)
+	if len(c.Mounts) != 1 || c.Mounts[0].Destination != dataMount || c.Env["DATA_DIR"] != dataMount {
+		t.Errorf("fly.toml: mounts %+v, DATA_DIR %q; want one volume on %s, where DATA_DIR points", c.Mounts, c.Env["DATA_DIR"], dataMount)
+	}
+	if c.Deploy.ReleaseCommand != "" || c.Env["DATABASE_URL"] != "" {
+		t.Errorf("fly.toml: release_command %q, DATABASE_URL %q; want neither on the embedded store", c.Deploy.ReleaseCommand, c.Env["DATABASE_URL"])
+	}
+}
+
+// TestFlyPostgresToml: many machines on Postgres, no mounts, migrations as
+// the release command, rolling deploys over at least two machines, and
+// DATABASE_DIRECT_URL explained.
+func TestFlyPostgresToml(t *testing.T) {
+	c, text := readFly(t, "../fly.postgres.toml")
+	checkFly(t, "fly.postgres.toml", c)
+	if len(c.Mounts) != 0 || c.Env["DATA_DIR"] != "" {
+		t.Errorf("fly.postgres.toml: mounts %+v, DATA_DIR %q; want neither", c.Mounts, c.Env["DATA_DIR"])
+	}
+	if c.Deploy.ReleaseCommand != "/switchboard migrate" || c.Deploy.Strategy != "rolling" || c.HTTPService.MinMachinesRunning < 2 {
+		t.Errorf("fly.postgres.toml: deploy %+v, min_machines_running %d; want release_command /switchboard migrate, rolling, two machines",
+			c.Deploy, c.HTTPService.MinMachinesRunning)
+	}
+	for _, want := range []string{"DATABASE_URL", "DATABASE_DIRECT_URL", "pooled"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("fly.postgres.toml does not explain %s", want)
+		}
+	}
+}
+
+// cloudRunService is the part of a Knative service that the server
+// depends on.
+type cloudRunService struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Spec       struct {
+		Template struct {
+			Metadata struct {
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"metadata"`
+			Spec struct {
+				ContainerConcurrency int `yaml:"containerConcurrency"`
+				TimeoutSeconds       int `yaml:"timeoutSeconds"`
+				Containers           []struct {
+					Ports []struct {
+						ContainerPort int `yaml:"containerPort"`
+					} `yaml:"ports"`
+					Env []struct {
+						Name      string `yaml:"name"`
+						Value     string `yaml:"value"`
+						ValueFrom any    `yaml:"valueFrom"`
+					} `yaml:"env"`
+					StartupProbe  probe `yaml:"startupProbe"`
+					LivenessProbe probe `yaml:"livenessProbe"`
+				} `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+type probe struct {
+	HTTPGet struct {
+		Path string `yaml:"path"`
+		Port int    `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+// TestCloudRunYAML: the request timeout at Cloud Run's maximum with
+// STREAM_MAX_LIFETIME below it, a drain shorter than Cloud Run's 10 s,
+// CPU always allocated, min instances, concurrency for streams, probes on
+// the server's port, Cloud SQL and Postgres, Cloud Logging's format.
+func TestCloudRunYAML(t *testing.T) {
+	b, err := os.ReadFile("../deploy/cloudrun.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc cloudRunService
+	if err := yaml.Unmarshal(b, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.APIVersion != "serving.knative.dev/v1" || svc.Kind != "Service" {
+		t.Errorf("cloudrun.yaml: %s %s; want a serving.knative.dev/v1 Service", svc.APIVersion, svc.Kind)
+	}
+	tmpl := svc.Spec.Template
+	if len(tmpl.Spec.Containers) != 1 {
+		t.Fatalf("cloudrun.yaml: %d containers; want 1", len(tmpl.Spec.Containers))
+	}
+	ctr := tmpl.Spec.Containers[0]
+	env := map[string]string{}
+	secret := map[string]bool{}
+	for _, e := range ctr.Env {
+		if _, ok := configDefaults(t)[e.Name]; !ok {
+			t.Errorf("cloudrun.yaml: env %s is no variable of the server", e.Name)
+		}
+		env[e.Name], secret[e.Name] = e.Value, e.ValueFrom != nil
+	}
+	timeout := time.Duration(tmpl.Spec.TimeoutSeconds) * time.Second
+	if life := mustDuration(t, "STREAM_MAX_LIFETIME", envOrDefault(t, env, "STREAM_MAX_LIFETIME")); timeout != time.Hour || life >= timeout {
+		t.Errorf("cloudrun.yaml: timeoutSeconds %v, STREAM_MAX_LIFETIME %v; want 3600 s, and the lifetime below it", timeout, life)
+	}
+	if drain := mustDuration(t, "SHUTDOWN_TIMEOUT", envOrDefault(t, env, "SHUTDOWN_TIMEOUT")); drain >= 10*time.Second {
+		t.Errorf("cloudrun.yaml: SHUTDOWN_TIMEOUT %v; want under Cloud Run's 10 s from SIGTERM to kill", drain)
+	}
+	ann := tmpl.Metadata.Annotations
+	if ann["run.googleapis.com/cpu-throttling"] != "false" {
+		t.Error("cloudrun.yaml: CPU is not always allocated (run.googleapis.com/cpu-throttling: \"false\")")
+	}
+	if n, _ := strconv.Atoi(ann["autoscaling.knative.dev/minScale"]); n < 1 {
+		t.Error("cloudrun.yaml: no min instances (autoscaling.knative.dev/minScale)")
+	}
+	if ann["run.googleapis.com/cloudsql-instances"] == "" || !secret["DATABASE_URL"] || env["DATA_DIR"] != "" {
+		t.Error("cloudrun.yaml: want a Cloud SQL instance and DATABASE_URL from a secret (the disk is memory), no DATA_DIR")
+	}
+	if c := tmpl.Spec.ContainerConcurrency; c < 250 || c > 1000 {
+		t.Errorf("cloudrun.yaml: containerConcurrency %d; want many streams per instance, at most Cloud Run's 1000", c)
+	}
+	port := configDefaults(t)["PORT"]
+	if _, set := env["PORT"]; set || len(ctr.Ports) != 1 || strconv.Itoa(ctr.Ports[0].ContainerPort) != port {
+		t.Errorf("cloudrun.yaml: ports %+v; want containerPort %s, the default PORT, and no PORT in env (Cloud Run sets it)", ctr.Ports, port)
+	}
+	for _, p := range []struct {
+		name, path string
+		probe      probe
+	}{{"startupProbe", "/readyz", ctr.StartupProbe}, {"livenessProbe", "/healthz", ctr.LivenessProbe}} {
+		if p.probe.HTTPGet.Path != p.path || strconv.Itoa(p.probe.HTTPGet.Port) != port {
+			t.Errorf("cloudrun.yaml: %s %+v; want GET %s on %s", p.name, p.probe.HTTPGet, p.path, port)
+		}
+	}
+	if env["LOG_FORMAT"] != "gcp" || env["GOOGLE_CLOUD_PROJECT"] == "" {
+		t.Errorf("cloudrun.yaml: LOG_FORMAT %q, GOOGLE_CLOUD_PROJECT %q; want gcp, with the project", env["LOG_FORMAT"], env["GOOGLE_CLOUD_PROJECT"])
 	}
 }
