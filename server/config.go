@@ -50,6 +50,7 @@ type Config struct {
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
 	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
 	LogFormat            string        `env:"LOG_FORMAT" envDefault:"json"`
+	GoogleCloudProject   string        `env:"GOOGLE_CLOUD_PROJECT"` // LOG_FORMAT=gcp: the project of the traces
 	PermissionsFile      string        `env:"PERMISSIONS_FILE"`
 	RateLimit            float64       `env:"RATE_LIMIT" envDefault:"0"`
 	TrustProxy           bool          `env:"TRUST_PROXY" envDefault:"false"`
@@ -116,7 +117,7 @@ func (c Config) validate() error {
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"LEAVE_GRACE", "a duration from 0s to 5m", c.LeaveGrace >= 0 && c.LeaveGrace <= 5*time.Minute},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
-		{"LOG_FORMAT", `"json" or "text"`, c.LogFormat == "json" || c.LogFormat == "text"},
+		{"LOG_FORMAT", `"json", "text" or "gcp"`, c.LogFormat == "json" || c.LogFormat == "text" || c.LogFormat == "gcp"},
 		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),
 			c.JWTSecret == "" || len(c.JWTSecret) >= auth.MinSecretBytes},
 		{"JWKS_URL", "an absolute http:// or https:// URL", c.JWKSURL == "" || isHTTPURL(c.JWKSURL)},

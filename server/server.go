@@ -178,7 +178,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = handlers.Listener(ln)
-	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	handler := a.handler
+	if cfg.LogFormat == "gcp" { // lines logged for a request carry its trace
+		handler = withTrace(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	// The fan-out and the log trimmer outlive ctx until every stream is gone.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -228,8 +232,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	if cfg.LogFormat == "text" {
+	switch cfg.LogFormat {
+	case "text":
 		return slog.New(slog.NewTextHandler(w, nil))
+	case "gcp":
+		return slog.New(newGCPHandler(w, cfg.GoogleCloudProject))
 	}
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
