@@ -427,3 +427,73 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestDrainShutdownTimeout: while calls wait for their answers the
+// draining server keeps listening: /readyz answers 503, a stream 503 with
+// Retry-After, a write is served, and a call whose provider answers gets
+// its answer. A call whose provider never answers (with an
+// RPC_ACK_TIMEOUT longer than the drain) is cut at SHUTDOWN_TIMEOUT, and
+// the server still returns nil (the command exits 0) within it.
+func TestDrainShutdownTimeout(t *testing.T) {
+	srv := startServer(t, map[string]string{"SHUTDOWN_TIMEOUT": "2s", "RPC_ACK_TIMEOUT": "1m"})
+	call := func(name string) <-chan string { // the status and body, or the error
+		res := make(chan string, 1)
+		go func() {
+			resp, err := http.Post(srv.URL+"/rpc/"+name+"?timeout=60s", "application/json", strings.NewReader(`{}`))
+			if err != nil {
+				res <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			res <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		}()
+		return res
+	}
+	// The providers poll first: a call with no provider at all is refused.
+	polled := make(chan rpcRequest, 2)
+	for _, name := range []string{"answered", "stuck"} {
+		go func() { polled <- rpcPollOne(t, srv.URL, "name="+name) }()
+	}
+	time.Sleep(200 * time.Millisecond)
+	answeredCall, stuckCall := call("answered"), call("stuck")
+	var answered rpcRequest // the other is taken, never answered
+	for range 2 {
+		if r := <-polled; r.Name == "answered" {
+			answered = r
+		}
+	}
+
+	stopped := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() { srv.Stop(t); stopped <- time.Since(start) }()
+	time.Sleep(200 * time.Millisecond) // the drain is under way
+	// The server still listens while calls wait: it is not ready, refuses
+	// streams, serves writes, and takes the answer.
+	if st, _, body := do(t, http.MethodGet, srv.URL+"/readyz", "", ""); st != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while draining: %d %s, want 503", st, body)
+	}
+	if st, h, body := do(t, http.MethodGet, srv.URL+"/stream?record=doc", "", ""); st != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Errorf("GET /stream while draining: %d (Retry-After %q) %s, want 503 with Retry-After", st, h.Get("Retry-After"), body)
+	}
+	put(t, srv.URL, "doc", `{"during":"the drain"}`)
+	mustAnswer(t, srv.URL, answered.ID, `{"data":"done"}`)
+	if r := <-answeredCall; r != `200 {"data":"done"}` {
+		t.Errorf("the call answered during the drain: %s, want 200 with the answer", r)
+	}
+	select {
+	case took := <-stopped:
+		if took > 2500*time.Millisecond {
+			t.Errorf("the server stopped %v after its context ended, past SHUTDOWN_TIMEOUT (2s)", took)
+		}
+		t.Logf("stopped after %v", took.Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not stop in 10s")
+	}
+	if r := <-stuckCall; strings.HasPrefix(r, "200") {
+		t.Errorf("the call never answered: %s, want it cut", r)
+	}
+	if !strings.Contains(srv.Log(), "requests still under way at SHUTDOWN_TIMEOUT were cut") {
+		t.Errorf("the log does not say that a request was cut:\n%s", tail(srv.Log(), 5))
+	}
+}

@@ -214,11 +214,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	return shutdown(cfg, log, a, srv)
 }
 
-// shutdown drains: /readyz answers 503 and new streams are refused, every
-// stream ends with its retry: hint (spread, so that clients do not all
-// come back at once), and the listener closes while the requests under
-// way finish (writes, RPC answers; RPC polls end). The streams and the
-// requests have 90% of SHUTDOWN_TIMEOUT; what is left then is cut, so
+// shutdown drains: /readyz answers 503 and new streams, calls and polls
+// are refused, every stream ends with its retry: hint (spread, so that
+// clients do not all come back at once), and the server keeps listening
+// while the calls under way wait for their answers (at most
+// RPC_ACK_TIMEOUT; other requests, writes among them, are served
+// meanwhile). Then the listener closes and the requests under way finish.
+// All of it has 90% of SHUTDOWN_TIMEOUT; what is left then is cut, so
 // that the rest (the fan-out, presence, the store) closes within it and
 // the process exits 0 before the platform kills it.
 func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
@@ -229,6 +231,7 @@ func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	defer cancel()
 	streams := make(chan error, 1)
 	go func() { streams <- a.hub.WaitStreams(ctx) }()
+	a.rpc.WaitCalls(ctx)
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		srv.Close()
