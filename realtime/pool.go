@@ -323,8 +323,14 @@ func (h *Hub) cleanup(s *Stream) {
 	h.pool.mu.Lock()
 	delete(h.pool.detached, s)
 	h.pool.mu.Unlock()
+	// Counted before the stream is: WaitStreams, which sees the streams
+	// end, then waits for the touches.
+	h.touching.Add(1)
 	h.unregister(s)
-	h.touching.Go(func() { s.touch(context.Background()) }) // WaitStreams waits for it
+	go func() {
+		defer h.touching.Done()
+		s.touch(context.Background())
+	}()
 }
 
 // Write gathers p in out.
