@@ -20,6 +20,9 @@ deps:
 	@missing=""; \
 	[ -n "$(PGBIN)" ] || missing="$$missing postgresql"; \
 	[ -x $(CHROME) ] || missing="$$missing chromium-headless-shell"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -49,13 +49,13 @@ func Routes(d Deps) http.Handler {
 	rate := newRateLimiter(d.RateLimit)
 	r.Use(logRequests(d.Log, d.Metrics), corsHeaders(d.Origins), checkQuery)
 	r.Get("/healthz", healthz)
-	r.Get("/readyz", readyz(d.Store, d.Bus))
+	r.Get("/readyz", readyz(d.Store, d.Bus, d.Hub))
 	r.Method(http.MethodGet, "/metrics", metrics(d.Metrics))
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
 
 	r.Group(func(r chi.Router) {
 		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), rate.limit)
-		stream := openStream(d.Hub, d.Log)
+		stream := refuseDraining(d.Hub, openStream(d.Hub, d.Log))
 
 		r.Get("/records", listRecords(d.Records))
 		r.Get("/records/*", getRecord(d.Records, stream))

@@ -1,8 +1,11 @@
 package realtime
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -12,9 +15,11 @@ import (
 //
 //   - whoever serves it, for its own reasons: the client went, a write
 //     failed, a frame could not be encoded, the lifetime of a stream
-//     served by Run, a drain seen by Run (nil or the error);
+//     served by Run, a drain (nil or the error): Run, or the writer pool
+//     for a detached stream, first writes the stream's drain hint;
 //   - the hub: a queue that overflows (ErrSlow), a fan-out that fell
-//     behind the log (errBehind), a drain of detached streams (nil);
+//     behind the log (errBehind), the end of a drain's wait (nil: the
+//     streams whose hint could not be written in time);
 //   - the stream's own controls: too many subscription changes waiting
 //     (errBusy);
 //   - the writer pool: the lifetime of a detached stream (nil), a socket
@@ -78,4 +83,40 @@ func (s *Stream) lifetime() time.Duration {
 		life = max(0, min(life, time.Until(exp)))
 	}
 	return life
+}
+
+// A draining hub ends every stream with a retry: line, its drain hint:
+// how long the client waits before it connects again. The hints are
+// spread uniformly over [DrainRetry, DrainRetry+DrainSpread], so that the
+// streams of an instance do not all come back in the same second, and the
+// shortest outlasts the restart of a single instance behind a proxy: a
+// browser's EventSource that reconnects while no instance listens gets
+// the proxy's 502 and gives up for good.
+
+// DrainHint returns a drain hint, drawn anew at each call. It is also the
+// Retry-After of a stream refused while the hub drains.
+func (h *Hub) DrainHint() time.Duration {
+	base := cmp.Or(h.cfg.DrainRetry, h.cfg.Retry)
+	return base + rand.N(max(h.cfg.DrainSpread, 0)+1)
+}
+
+// appendRetry appends a retry: line of d, in whole milliseconds, and the
+// blank line that ends it as an event of its own (one with no data,
+// which a client does not dispatch).
+func appendRetry(b []byte, d time.Duration) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
+}
+
+// endDrained is the end of a stream served by Run when the hub drains:
+// whatever is queued, then the drain hint. Run then ends the stream.
+func (s *Stream) endDrained(ctx context.Context) error {
+	if err := s.drainQueue(ctx); err != nil {
+		return err
+	}
+	if _, err := s.sink.Write(appendRetry(nil, s.hub.DrainHint())); err != nil {
+		return err
+	}
+	return s.flush()
 }

@@ -34,6 +34,11 @@ type HubConfig struct {
 	// MaxStreams bounds the open streams of this instance, and
 	// MaxStreamsPerUser those of one signed-in user (0: no bound).
 	MaxStreams, MaxStreamsPerUser int
+	// DrainRetry and DrainSpread are the retry a drain ends each stream
+	// with: DrainRetry plus a uniform share of DrainSpread (end.go).
+	// DrainRetry 0: Retry.
+	DrainRetry  time.Duration
+	DrainSpread time.Duration
 }
 
 // Stats counts what the hub does; every field is safe to read at any time.
@@ -77,6 +82,8 @@ type Hub struct {
 	started  chan struct{} // closed once Run has its start position; Open waits for it
 	draining chan struct{}
 	drain    sync.Once
+	gone     chan struct{}  // signalled when a stream is forgotten, for WaitStreams
+	touching sync.WaitGroup // the last touches of detached streams (cleanup), for WaitStreams
 
 	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
 
@@ -98,6 +105,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		wake:     make(chan struct{}, 1),
 		started:  make(chan struct{}),
 		draining: make(chan struct{}),
+		gone:     make(chan struct{}, 1),
 
 		streamSlots: slots{total: cfg.MaxStreams, perUser: cfg.MaxStreamsPerUser},
 	}
@@ -135,13 +143,61 @@ func (h *Hub) Run(ctx context.Context) error {
 // Wake tells Run that the log has new changes.
 func (h *Hub) Wake() { signal(h.wake) }
 
-// Drain ends every stream and refuses new ones, so that clients resume on
-// another instance.
+// Drain ends every stream with its drain hint (end.go) and refuses new
+// ones, so that clients resume on another instance, or on this one once
+// it has restarted. It does not wait: whoever serves each stream writes
+// the hint and ends it, Run when it sees the drain, and for a detached
+// stream the writer pool, which this wakes. WaitStreams waits for them.
 func (h *Hub) Drain() {
 	h.drain.Do(func() {
 		close(h.draining)
-		h.pool.each(func(s *Stream) { s.end(nil) })
+		// A stream detached after this list sees the drain when the pool
+		// first serves it: Detach adds it to the list before scheduling it.
+		h.pool.each(func(s *Stream) { s.notify() })
 	})
+}
+
+// Draining reports whether Drain has been called.
+func (h *Hub) Draining() bool {
+	select {
+	case <-h.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitStreams waits until every stream has ended and its state is stored
+// (so that it resumes from the store, here or elsewhere), or ctx ends:
+// then it ends the streams left (their sockets close) and returns ctx's
+// error. After Drain, the streams end as soon as their hint is written; a
+// client that takes nothing keeps its stream until ctx ends.
+func (h *Hub) WaitStreams(ctx context.Context) error {
+	defer func() {
+		touched := make(chan struct{})
+		go func() { h.touching.Wait(); close(touched) }()
+		select {
+		case <-touched:
+		case <-ctx.Done():
+		}
+	}()
+	for h.Stats.Streams.Load() > 0 {
+		select {
+		case <-h.gone:
+		case <-ctx.Done():
+			h.mu.RLock()
+			left := make([]*Stream, 0, len(h.streams))
+			for _, s := range h.streams {
+				left = append(left, s)
+			}
+			h.mu.RUnlock()
+			for _, s := range left {
+				s.end(nil)
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (h *Hub) catchUp(ctx context.Context) error {
@@ -295,6 +351,7 @@ func (h *Hub) unregister(s *Stream) {
 	s.giveBack()
 	s.unwatch(s.subs)
 	h.observe(s, false)
+	signal(h.gone)
 }
 
 func (h *Hub) indexOne(s *Stream, x *sub, n int) {

@@ -57,6 +57,7 @@ type detached struct {
 	blockedAt time.Time // holder: since when the socket has taken nothing of out
 	retries   int       // holder: flushes retried since then
 	left      int       // holder: len(out) when the stream was last set aside
+	hinted    bool      // holder: the drain hint is in out, or written (serveDrain)
 }
 
 // pool serves detached streams from a few writer goroutines: a stream with
@@ -185,12 +186,9 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}
 	h.pool.mu.Unlock()
+	// On the list before it is scheduled: a drain that does not find it
+	// there began before, and its first serve sees the drain.
 	h.pool.schedule(s)
-	select {
-	case <-h.draining:
-		s.end(nil)
-	default:
-	}
 	return nil
 }
 
@@ -200,6 +198,10 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 func (h *Hub) serve(ctx context.Context, s *Stream) {
 	if s.ended() {
 		h.cleanup(s)
+		return
+	}
+	if h.Draining() {
+		h.serveDrain(ctx, s)
 		return
 	}
 	if err := s.writeWaiting(ctx); err != nil {
@@ -238,6 +240,35 @@ func (s *Stream) writeWaiting(ctx context.Context) error {
 		}
 	}
 	return s.flush()
+}
+
+// serveDrain ends a detached stream of a draining hub: it writes what the
+// stream has queued, then its drain hint (end.go), and ends the stream
+// once its socket has taken them. A socket that is full is retried as
+// serve retries it (setAside), until maxBlocked or the end of the drain's
+// wait (WaitStreams) ends the stream without its hint.
+func (h *Hub) serveDrain(ctx context.Context, s *Stream) {
+	w := &s.det
+	if !w.hinted {
+		w.hinted = true
+		if len(w.out) == 0 { // else frames wait for the socket: the hint follows them
+			if err := s.drainQueue(ctx); err != nil {
+				h.fail(s, err)
+				return
+			}
+		}
+		w.out = appendRetry(w.out, h.DrainHint())
+	}
+	if err := s.flush(); err != nil {
+		h.fail(s, err)
+		return
+	}
+	if len(w.out) > 0 {
+		h.setAside(s)
+		return
+	}
+	s.end(nil)
+	h.cleanup(s)
 }
 
 // handBack gives up a stream with nothing left to write, so that the
@@ -292,8 +323,14 @@ func (h *Hub) cleanup(s *Stream) {
 	h.pool.mu.Lock()
 	delete(h.pool.detached, s)
 	h.pool.mu.Unlock()
+	// Counted before the stream is: WaitStreams, which sees the streams
+	// end, then waits for the touches.
+	h.touching.Add(1)
 	h.unregister(s)
-	go s.touch(context.Background())
+	go func() {
+		defer h.touching.Done()
+		s.touch(context.Background())
+	}()
 }
 
 // Write gathers p in out.

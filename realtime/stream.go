@@ -217,7 +217,7 @@ func (s *Stream) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-h.draining:
-			return nil
+			return s.endDrained(ctx)
 		case <-lifetime.C:
 			return nil
 		case <-heartbeat.C:

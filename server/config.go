@@ -46,6 +46,8 @@ type Config struct {
 	MaxSubscriptions     int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
 	MaxCollectionRecords int           `env:"MAX_COLLECTION_RECORDS" envDefault:"10000"`
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	DrainRetry           time.Duration `env:"DRAIN_RETRY" envDefault:"3s"`        // the shortest retry: hint at a drain; outlasts a ~2 s restart
+	DrainRetrySpread     time.Duration `env:"DRAIN_RETRY_SPREAD" envDefault:"5s"` // hints spread uniformly over this much more
 	RPCAckTimeout        time.Duration `env:"RPC_ACK_TIMEOUT" envDefault:"5s"`
 	RPCMaxAttempts       int           `env:"RPC_MAX_ATTEMPTS" envDefault:"3"`
 	LeaveGrace           time.Duration `env:"LEAVE_GRACE" envDefault:"5s"`
@@ -113,6 +115,8 @@ func (c Config) validate() error {
 		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
 		{"MAX_COLLECTION_RECORDS", "a positive whole number", c.MaxCollectionRecords > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},
+		{"DRAIN_RETRY", "a duration from 1ms to 1h", c.DrainRetry >= time.Millisecond && c.DrainRetry <= time.Hour},
+		{"DRAIN_RETRY_SPREAD", "a duration from 0s to 1h", c.DrainRetrySpread >= 0 && c.DrainRetrySpread <= time.Hour},
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"LEAVE_GRACE", "a duration from 0s to 5m", c.LeaveGrace >= 0 && c.LeaveGrace <= 5*time.Minute},

@@ -113,13 +113,14 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		access = a.perms
 	}
 	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
-		Heartbeat:        cfg.HeartbeatInterval,
-		MaxLifetime:      cfg.StreamMaxLifetime,
-		Retry:            cfg.StreamRetry,
-		BufferBytes:      cfg.StreamBufferBytes,
-		MaxSubscriptions: cfg.MaxSubscriptions,
-		MaxCollection:    cfg.MaxCollectionRecords,
-
+		Heartbeat:         cfg.HeartbeatInterval,
+		MaxLifetime:       cfg.StreamMaxLifetime,
+		Retry:             cfg.StreamRetry,
+		DrainRetry:        cfg.DrainRetry,
+		DrainSpread:       cfg.DrainRetrySpread,
+		BufferBytes:       cfg.StreamBufferBytes,
+		MaxSubscriptions:  cfg.MaxSubscriptions,
+		MaxCollection:     cfg.MaxCollectionRecords,
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 	}, log)
@@ -220,13 +221,38 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		return err
 	}
 	log.Info("shutting down")
+	return shutdown(cfg, log, a, srv)
+}
+
+// shutdown drains: /readyz answers 503 and new streams, calls and polls
+// are refused, every stream ends with its retry: hint (spread, so that
+// clients do not all come back at once), and the server keeps listening
+// while the calls under way wait for their answers (at most
+// RPC_ACK_TIMEOUT; other requests, writes among them, are served
+// meanwhile). Then the listener closes and the requests under way finish.
+// All of it has 90% of SHUTDOWN_TIMEOUT; what is left then is cut, so
+// that the rest (the fan-out, presence, the store) closes within it and
+// the process exits 0 before the platform kills it.
+func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	a.hub.Drain()
 	a.rpc.Drain()
 	a.bodies.Drain()
-	shutdown, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout-cfg.ShutdownTimeout/10)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	streams := make(chan error, 1)
+	go func() { streams <- a.hub.WaitStreams(ctx) }()
+	a.rpc.WaitCalls(ctx)
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+		log.Warn("shutdown: requests still under way at SHUTDOWN_TIMEOUT were cut")
+		err = nil
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if <-streams != nil {
+		log.Warn("shutdown: streams whose clients took nothing at SHUTDOWN_TIMEOUT were cut without their retry hint")
 	}
 	return nil
 }
