@@ -1,7 +1,9 @@
 package realtime
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -77,5 +79,32 @@ func (s *Stream) lifetime() time.Duration {
 	if exp := s.User.Expires; !exp.IsZero() {
 		life = max(0, min(life, time.Until(exp)))
 	}
+	s.deadline = time.Now().Add(life)
 	return life
+}
+
+// Wait waits until every stream has ended and let go of the store, or
+// ctx ends: after Drain, the server calls it before it closes the store,
+// so that no stream writes its state to a closed store.
+func (h *Hub) Wait(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for h.Stats.Streams.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d streams still open: %w", h.Stats.Streams.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		h.ending.Wait()
+		close(done)
+	}()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("streams still storing their state: %w", ctx.Err())
+	case <-done:
+		return nil
+	}
 }

@@ -292,8 +292,12 @@ func (h *Hub) cleanup(s *Stream) {
 	h.pool.mu.Lock()
 	delete(h.pool.detached, s)
 	h.pool.mu.Unlock()
+	h.ending.Add(1) // before unregister: Wait sees the stream or this
 	h.unregister(s)
-	go s.touch(context.Background())
+	go func() {
+		defer h.ending.Done()
+		s.touch(context.Background())
+	}()
 }
 
 // Write gathers p in out.
