@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,7 +17,8 @@ import (
 const usage = `Switchboard: records, events and RPC over plain HTTP and Server-Sent Events.
 
 usage:
-  switchboard [serve]                  run the server (configured by environment variables; see the README)
+  switchboard                          run the server (configured by environment variables; see the README)
+  switchboard serve                    the same
   switchboard migrate                  apply the Postgres migrations to DATABASE_DIRECT_URL (or DATABASE_URL) and exit
   switchboard rules check FILE         check a permissions file
   switchboard rules test FILE CASES    run rule test cases against a permissions file
@@ -69,11 +69,12 @@ func version() string {
 }
 
 // serveDebug serves pprof on addr (DEBUG_ADDR), a listener of its own so
-// that profiles are never reachable on the public port, until ctx ends.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+// that profiles are never reachable on the public port, until stop is
+// called.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on DEBUG_ADDR: %w", err)
+		return nil, fmt.Errorf("listen on DEBUG_ADDR: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -82,13 +83,9 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
 	log.Info("debug listener (pprof)", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 	go srv.Serve(ln)
-	return nil
+	return func() { srv.Close() }, nil
 }
 
 // printUsage writes the usage to w.

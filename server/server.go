@@ -207,10 +207,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	defer func() { stopPresence(); <-presenceDone }()
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.DebugAddr != "" {
-		if err := serveDebug(bg, cfg.DebugAddr, log); err != nil {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
 			srv.Close()
 			return err
 		}
+		defer stopDebug()
 	}
 
 	if cfg.AuthMode == "open" {
