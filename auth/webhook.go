@@ -28,6 +28,12 @@ type Webhook struct {
 	url    string
 	secret []byte
 	client *http.Client
+
+	// Observe, when set before the first Login, is told of every Login:
+	// how long it took and its result: "ok", "refused" (the webhook said
+	// 401 or 403) or "unavailable" (anything else that is not an
+	// identity). It is called on the caller's goroutine.
+	Observe func(d time.Duration, result string)
 }
 
 // NewWebhook returns the webhook at url, whose requests are signed with
@@ -73,6 +79,22 @@ func Signature(secret, body []byte) string {
 // identity (no answer in time, a 5xx, a redirect, another status, a body
 // that is not the identity JSON) is AUTH_UNAVAILABLE, never a login.
 func (w *Webhook) Login(ctx context.Context, authData json.RawMessage, conn Connection) (Identity, error) {
+	start := time.Now()
+	id, err := w.login(ctx, authData, conn)
+	if w.Observe != nil {
+		result := "ok"
+		switch {
+		case api.IsCode(err, api.CodeUnauthenticated):
+			result = "refused"
+		case err != nil:
+			result = "unavailable"
+		}
+		w.Observe(time.Since(start), result)
+	}
+	return id, err
+}
+
+func (w *Webhook) login(ctx context.Context, authData json.RawMessage, conn Connection) (Identity, error) {
 	body, err := json.Marshal(struct {
 		AuthData   json.RawMessage `json:"authData"`
 		Connection Connection      `json:"connection"`

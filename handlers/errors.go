@@ -55,16 +55,21 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e = api.Errorf(api.CodeInternal, "the server could not complete the request")
 	}
 	status := statusOf[e.Code]
+	id := ""
+	if st := stateFrom(r); st != nil {
+		st.code, id = e.Code, st.id
+	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	w.Write(problem(status, e))
+	w.Write(problem(status, e, id))
 }
 
-// problem encodes e as an RFC 9457 problem body, with a newline.
-func problem(status int, e *api.Error) []byte {
+// problem encodes e as an RFC 9457 problem body, with a newline, and the
+// request's id as requestId (left out when id is "").
+func problem(status int, e *api.Error, id string) []byte {
 	body := map[string]any{
 		"type":   "urn:switchboard:error:" + string(e.Code),
 		"title":  http.StatusText(status),
@@ -74,6 +79,9 @@ func problem(status int, e *api.Error) []byte {
 	}
 	for k, v := range e.Fields {
 		body[k] = v
+	}
+	if id != "" {
+		body["requestId"] = id
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

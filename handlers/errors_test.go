@@ -86,14 +86,18 @@ func TestInternalErrorHidden(t *testing.T) {
 	} {
 		var log bytes.Buffer
 		r := httptest.NewRequest("GET", "/records/a", nil)
-		r = r.WithContext(context.WithValue(r.Context(), logKey{}, slog.New(slog.NewTextHandler(&log, nil))))
+		st := &reqState{id: "req-1", log: slog.New(slog.NewTextHandler(&log, nil))}
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 		w := httptest.NewRecorder()
 		writeError(w, r, err)
 		var p struct {
-			Status       int
-			Code, Detail string
+			Status                  int
+			Code, Detail, RequestID string
 		}
 		json.Unmarshal(w.Body.Bytes(), &p)
+		if p.RequestID != "req-1" || st.code != api.CodeInternal {
+			t.Errorf("%v: requestId %q, code %q; want the request's id in the body and INTERNAL for the log line", err, p.RequestID, st.code)
+		}
 		if w.Code != 500 || p.Status != 500 || p.Code != "INTERNAL" || p.Detail != "the server could not complete the request" ||
 			strings.Contains(w.Body.String(), "secret") {
 			t.Errorf("%v: %d %s", err, w.Code, w.Body)

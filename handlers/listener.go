@@ -59,8 +59,10 @@ func problemAnswer(line, text []byte) []byte {
 	if status == http.StatusRequestHeaderFieldsTooLarge {
 		e = api.Errorf(api.CodePayloadTooLarge, "the request's headers are larger than the server accepts")
 	}
-	body := problem(status, e)
+	id := newRequestID()
+	body := problem(status, e, id)
 	b := []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
+	b = append(b, RequestIDHeader+": "+id+"\r\n"...)
 	b = append(b, "Content-Type: application/problem+json\r\nConnection: close\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)

@@ -16,13 +16,30 @@ import (
 
 type userKey struct{}
 
-type logKey struct{}
+type stateKey struct{}
 
-// loggerFrom returns the server's logger, which logRequests put in the
-// context.
+// reqState is what logRequests keeps of a request while it is served, for
+// its log line and its error answers. The request's own goroutine writes
+// it; logRequests reads it once the handler has returned.
+type reqState struct {
+	id   string       // the request id, in X-Request-Id and every problem+json
+	log  *slog.Logger // the server's logger, with the request id
+	code api.Code     // the error answered, if any (writeError)
+	user string       // the authenticated user, if any (authenticate)
+}
+
+// stateFrom returns the request's state, which logRequests put in the
+// context, or nil outside logRequests.
+func stateFrom(r *http.Request) *reqState {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	return st
+}
+
+// loggerFrom returns the server's logger with the request's id, which
+// logRequests put in the context.
 func loggerFrom(r *http.Request) *slog.Logger {
-	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
-		return l
+	if st := stateFrom(r); st != nil {
+		return st.log
 	}
 	return slog.Default()
 }
@@ -67,6 +84,9 @@ func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 					return
 				}
 				user.Expires = exp
+				if st := stateFrom(r); st != nil {
+					st.user = user.ID
+				}
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 		})
@@ -103,25 +123,63 @@ func credential(r *http.Request) (token string, byCookie bool, err error) {
 	return "", false, nil
 }
 
-// logRequests writes one log line per request, and observes its latency.
-// The query string is never logged: it may hold an access token.
+// logRequests gives every request an id (requestID), sent back in
+// X-Request-Id and in every problem+json, writes one log line per request
+// (its route, status, error code, duration in milliseconds, user and id)
+// and observes its latency by route pattern. The query string is never
+// logged: it may hold an access token.
 func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
+			st := &reqState{id: requestID(r)}
+			st.log = log.With(slog.String("request_id", st.id))
+			w.Header().Set(RequestIDHeader, st.id)
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), logKey{}, log)))
+			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
-			route := chi.RouteContext(r.Context()).RoutePattern()
+			route := routeLabel(chi.RouteContext(r.Context()), status)
 			elapsed := time.Since(start)
 			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Observe(elapsed.Seconds())
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			attrs := []slog.Attr{
+				slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 				slog.Int("status", status), slog.Int("bytes", ww.BytesWritten()),
-				slog.Duration("duration", elapsed), slog.String("remote", r.RemoteAddr))
+				slog.Float64("duration_ms", milliseconds(elapsed)),
+				slog.String("remote", r.RemoteAddr), slog.String("request_id", st.id),
+			}
+			if st.code != "" {
+				attrs = append(attrs, slog.String("code", string(st.code)))
+			}
+			if st.user != "" {
+				attrs = append(attrs, slog.String("user", st.user))
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		})
 	}
+}
+
+// routeLabel is the route pattern that served a request, for the metrics
+// and the log: never the raw path, whose names are unbounded. A request no
+// route matched is "unmatched", one whose method no route takes is
+// "method_not_allowed".
+func routeLabel(rc *chi.Context, status int) string {
+	route := ""
+	if rc != nil {
+		route = rc.RoutePattern()
+	}
+	switch {
+	case route != "" && route != "/*":
+		return route
+	case status == http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	}
+	return "unmatched"
+}
+
+// milliseconds is d in milliseconds, to the microsecond.
+func milliseconds(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
 }

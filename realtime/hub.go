@@ -47,6 +47,7 @@ type Stats struct {
 	Subscriptions   atomic.Int64 // their subscriptions
 	Frames          atomic.Int64 // frames written to streams
 	SlowDisconnects atomic.Int64 // streams cut because their queue was full
+	Dropped         atomic.Int64 // changes not queued for a stream: its queue was full, or it had just ended (it resumes from its last id)
 }
 
 // Hub indexes the subscriptions of this instance's open streams and fans
@@ -89,7 +90,8 @@ type Hub struct {
 
 	rulesGen atomic.Uint64 // counts RulesChanged calls (streamperm_reload.go)
 
-	streamSlots slots // streams open or opening, in all and by user (slots.go)
+	streamSlots slots    // streams open or opening, in all and by user (slots.go)
+	measures    Measures // set by Measure before Run, then read-only
 }
 
 // NewHub returns a hub over store and bus.
@@ -256,6 +258,9 @@ func (h *Hub) dispatch(ch *api.Change) {
 		walkPrefixes(ch.Name, h.colls, push)
 	}
 	h.pos.Store(ch.Seq)
+	if h.measures.Lag != nil && !ch.Time.IsZero() {
+		h.measures.Lag(time.Since(ch.Time))
+	}
 	if len(h.ready) > 0 {
 		h.pool.schedule(h.ready...)
 		clear(h.ready)
@@ -323,6 +328,7 @@ func (h *Hub) index(s *Stream, x *sub, n int) {
 // from which its queue receives every change. The observer hears of the
 // stream after.
 func (h *Hub) register(s *Stream) int64 {
+	s.opened()
 	h.mu.Lock()
 	h.streams[s.ID] = s
 	h.revokedAtRegister(s)
@@ -352,6 +358,7 @@ func (h *Hub) unregister(s *Stream) {
 	s.unwatch(s.subs)
 	h.observe(s, false)
 	signal(h.gone)
+	h.ended(s)
 }
 
 func (h *Hub) indexOne(s *Stream, x *sub, n int) {

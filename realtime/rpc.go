@@ -63,7 +63,8 @@ type RPC struct {
 	reapAt time.Time                        // the earliest lease end handed out since the reaper last looked
 	reap   chan struct{}
 
-	inFlight slots // calls waiting, by user (slots.go)
+	inFlight slots    // calls waiting, by user (slots.go)
+	measures Measures // set by Measure before Run, then read-only
 }
 
 // NewRPC returns the RPC service over queue, which announces on bus.
@@ -126,7 +127,9 @@ func (s *RPC) Call(ctx context.Context, user api.User, name string, input []byte
 	if err := s.queue.Enqueue(ctx, call, now); err != nil {
 		return nil, err
 	}
-	return s.await(ctx, call, timeout, wake)
+	out, err := s.await(ctx, call, timeout, wake)
+	s.measureCall(now, err)
+	return out, err
 }
 
 // checkCall validates a call and returns its input, compacted.

@@ -52,7 +52,13 @@ type Stream struct {
 	reset   string // why a resume token could not be used
 	lastSeq int64  // the last position delivered
 	frames  int64  // written since the last flush
-	idBuf   []byte // scratch for id lines
+	// For StreamEnd (measure.go): when it was registered, when its
+	// lifetime ends, what it wrote.
+	since      time.Time
+	deadline   time.Time
+	sentFrames int64
+	sentBytes  int64
+	idBuf      []byte // scratch for id lines
 	// rulesGen is the hub's rulesGen its subscriptions were admitted
 	// under, and decided its decisions on names that hold whatever the
 	// data (streamperm.go).
@@ -246,6 +252,7 @@ func (s *Stream) write(seq int64, frame []byte) error {
 		}
 	}
 	s.frames++
+	s.sentBytes += int64(len(frame))
 	_, err := s.sink.Write(frame)
 	return err
 }
@@ -258,12 +265,14 @@ func (s *Stream) writeID(seq int64) error {
 	s.idBuf = append(s.idBuf, '-')
 	s.idBuf = strconv.AppendInt(s.idBuf, seq, 10)
 	s.idBuf = append(s.idBuf, '\n')
+	s.sentBytes += int64(len(s.idBuf))
 	_, err := s.sink.Write(s.idBuf)
 	return err
 }
 
 func (s *Stream) flush() error {
 	s.hub.Stats.Frames.Add(s.frames)
+	s.sentFrames += s.frames
 	s.frames = 0
 	return s.sink.Flush()
 }
@@ -347,10 +356,12 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 // (the hub does that for many streams at once).
 func (s *Stream) push(d *delivery) (schedule bool) {
 	if s.ended() {
+		s.hub.Stats.Dropped.Add(1)
 		return false
 	}
 	ok, wake := s.q.push(d)
 	if !ok {
+		s.hub.Stats.Dropped.Add(1)
 		s.end(ErrSlow)
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"reflect"
 	"strings"
@@ -20,6 +21,7 @@ import (
 // start. The README's configuration table lists the same variables.
 type Config struct {
 	Host                 string        `env:"HOST"`
+	DebugAddr            string        `env:"DEBUG_ADDR"` // pprof on a listener of its own; unset: none
 	Port                 int           `env:"PORT" envDefault:"8080"`
 	DataDir              string        `env:"DATA_DIR" envDefault:"./data"`
 	DatabaseURL          string        `env:"DATABASE_URL"`
@@ -137,6 +139,9 @@ func (c Config) validate() error {
 		if !c.ok {
 			return fmt.Errorf("invalid %s: must be %s", c.name, c.want)
 		}
+	}
+	if _, _, err := net.SplitHostPort(c.DebugAddr); c.DebugAddr != "" && err != nil {
+		return fmt.Errorf("invalid DEBUG_ADDR: must be host:port, such as 127.0.0.1:6060 (%v)", err)
 	}
 	if _, err := handlers.ParseOrigins(c.CORSOrigins); err != nil {
 		return fmt.Errorf("invalid CORS_ORIGINS: %w", err)

@@ -38,6 +38,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 && args[1] == "rules" { // reads no configuration: usable in any CI
 		return rulesCommand(ctx, args[2:], stdout)
 	}
+	if len(args) > 1 && isHelp(args[1]) {
+		printUsage(stdout)
+		return nil
+	}
+	if len(args) > 1 && args[1] == "version" {
+		fmt.Fprintln(stdout, version())
+		return nil
+	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
@@ -45,7 +53,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	out := newLineBuffer(stdout)
 	defer out.Close()
 	log := newLogger(cfg, out)
-	if len(args) > 1 {
+	if len(args) > 1 && args[1] != "serve" {
 		return command(ctx, cfg, args[1], log)
 	}
 	if err := cfg.checkAuth(); err != nil {
@@ -148,6 +156,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	if a.perms != nil {
 		metrics.RegisterRules(&a.perms.Stats)
 	}
+	observe(metrics, a, bus, login, log)
 	a.handler = handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
@@ -209,6 +218,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	go func() { a.presence.Run(presence); close(presenceDone) }()
 	defer func() { stopPresence(); <-presenceDone }()
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopDebug()
+	}
 
 	if cfg.AuthMode == "open" {
 		log.Warn("AUTH_MODE=open: every request without a token is served as an anonymous user; for local development only")
@@ -280,7 +297,7 @@ func command(ctx context.Context, cfg Config, name string, log *slog.Logger) err
 		log.Info("migrations applied")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (the commands are \"migrate\" and \"rules\")", name)
+	return fmt.Errorf("unknown command %q (the commands are serve, migrate, rules, version and help; see switchboard --help)", name)
 }
 
 // openStore opens Postgres when DATABASE_URL is set, else the embedded store.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -46,6 +47,9 @@ type listener struct {
 	interrupt func() // ends the loop's wait; nil when not waiting
 	connected bool
 	lastErr   error
+	// everConnected: a connection after the first is a reconnect.
+	everConnected bool
+	reconnects    atomic.Int64
 
 	ctx    context.Context // ends with close
 	cancel context.CancelFunc
@@ -228,6 +232,10 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 		// A new connection: whatever was sent before it may have been missed.
 		l.subs.Lost()
 		l.connected, l.lastErr = true, nil
+		if l.everConnected {
+			l.reconnects.Add(1)
+		}
+		l.everConnected = true
 	}
 	l.mu.Unlock()
 	l.subs.MarkLive(func(t string) bool { return listening[t] })
@@ -247,3 +255,7 @@ func (l *listener) dispatch(ch, payload string) {
 	}
 	l.subs.Push(topic, p)
 }
+
+// Reconnects returns how many times the notification listener connected
+// again after losing its connection, for the metrics.
+func (b *Bus) Reconnects() int64 { return b.l.reconnects.Load() }
