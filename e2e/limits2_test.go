@@ -72,6 +72,10 @@ func TestRateLimit(t *testing.T) {
 			}
 		}
 	}
+	_, _, metrics := do(t, http.MethodGet, srv.URL+"/metrics", "", "")
+	if n := metricValue(string(metrics), `switchboard_limit_refusals_total{limit="RATE_LIMIT"}`); n != 4 {
+		t.Errorf("limit refusals of RATE_LIMIT: %v, want the 4 refused requests", n)
+	}
 }
 
 // TestRateLimitTrustProxy: behind a proxy (TRUST_PROXY=true) anonymous

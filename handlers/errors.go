@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // statusOf maps every stable code to its HTTP status.
@@ -58,6 +59,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	id := ""
 	if st := stateFrom(r); st != nil {
 		st.code, id = e.Code, st.id
+		if l, ok := realtime.LimitOf(err); ok {
+			st.limit = string(l)
+		}
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")

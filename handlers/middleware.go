@@ -25,6 +25,9 @@ type reqState struct {
 	id   string       // the request id, in X-Request-Id and every problem+json
 	log  *slog.Logger // the server's logger, with the request id
 	code api.Code     // the error answered, if any (writeError)
+	// limit is the variable of the limit that refused the request, if one
+	// did (writeError): limit refusals are counted by it.
+	limit string
 	user string       // the authenticated user, if any (authenticate)
 }
 
@@ -152,6 +155,10 @@ func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 			}
 			if st.code != "" {
 				attrs = append(attrs, slog.String("code", string(st.code)))
+			}
+			if st.limit != "" {
+				m.Refused(st.limit)
+				attrs = append(attrs, slog.String("limit", st.limit))
 			}
 			if st.user != "" {
 				attrs = append(attrs, slog.String("user", st.user))
