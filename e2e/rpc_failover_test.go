@@ -176,7 +176,7 @@ func TestRPCShutdown(t *testing.T) {
 	}
 	got := waitResult(t, called)
 	wantCode(t, got, http.StatusServiceUnavailable, "UNAVAILABLE")
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 9*time.Second { // within SHUTDOWN_TIMEOUT (10 s), with the race detector on a busy machine
 		t.Fatalf("shutdown took %v", d)
 	}
 }
