@@ -258,7 +258,9 @@ type User struct {
 }
 
 // RecordState is a record as a write batch sees it, the batch's own
-// earlier writes included.
+// earlier writes included. A record that was deleted keeps its last
+// version (the delete's) with Exists false: a tombstone, from which the
+// next creation continues, so that a version never names two values.
 type RecordState struct {
 	Version int64
 	Data    json.RawMessage
@@ -268,6 +270,8 @@ type RecordState struct {
 // Next checks w's conditions against cur and returns w's change (without
 // its position) and the record after it. Every backend applies writes
 // through it, so that conditions and versions mean the same everywhere.
+// A record that does not exist is at version 0 for the conditions, and
+// its cur.Version is its tombstone's (0 if it never existed).
 func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	version := cur.Version
 	if !cur.Exists {
@@ -276,7 +280,8 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if !w.holds(version, cur.Exists) {
 		return Change{}, cur, Conflict(w.Name, version)
 	}
-	ch := Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
+	// The next version continues after a tombstone's, not after 0.
+	ch := Change{Kind: w.Kind, Name: w.Name, Version: cur.Version + 1}
 	if w.Kind == KindDelete {
 		if err := w.check(cur); err != nil {
 			return Change{}, cur, err
