@@ -38,6 +38,10 @@ type Change struct {
 	Version   int64           `json:"version,omitempty"`   // records: the version after the change
 	Data      json.RawMessage `json:"data,omitempty"`      // records: the whole new value; events: the payload
 	Publisher string          `json:"publisher,omitempty"` // events: the publisher's user id
+	// Created says that a record change created the record (its version
+	// is 1 only if it never existed before: see RecordState). Write sets
+	// it in the changes it returns; the log does not keep it.
+	Created bool `json:"-"`
 }
 
 // Cond holds the conditions of a write, as RFC 9110's If-Match and
@@ -295,7 +299,7 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if err != nil {
 		return Change{}, cur, err
 	}
-	ch.Data = data
+	ch.Data, ch.Created = data, !cur.Exists
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
 }
 

@@ -140,7 +140,7 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 			}
 			return nil, e.With("index", i)
 		}
-		c.Data = slices.Clone(data)
+		c.Data, c.Created = slices.Clone(data), !exists
 		staged[w.Name] = api.Record{Name: w.Name, Version: c.Version, Data: c.Data}
 		out = append(out, c)
 	}

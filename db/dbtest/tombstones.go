@@ -42,11 +42,22 @@ func testTombstoneVersionContinues(t *testing.T, s api.Store) {
 	wantChange(t, mustWrite(t, s, ifNoneMatch(set("doc", docV2)))[0], api.KindSet, "doc", 8, docV2)
 	wantRecord(t, s, "doc", 8, docV2)
 
+	// Write says which changes created the record.
+	cs := mustWrite(t, s, del("doc"), set("doc", docV1), set("doc", docV2), patch("new", docV1))
+	for i, want := range []bool{false, true, false, true} {
+		if cs[i].Created != want {
+			t.Errorf("change %d (%s %s v%d): Created %v, want %v", i, cs[i].Kind, cs[i].Name, cs[i].Version, cs[i].Created, want)
+		}
+	}
+
 	var versions []int64
 	for _, c := range changesAfter(t, s, 0) {
+		if c.Name != "doc" {
+			continue
+		}
 		versions = append(versions, c.Version)
 	}
-	if want := []int64{1, 2, 3, 4, 5, 6, 7, 8}; !slices.Equal(versions, want) {
+	if want := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}; !slices.Equal(versions, want) {
 		t.Errorf("the log's versions of doc = %v, want %v", versions, want)
 	}
 }
