@@ -15,11 +15,13 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# deps installs Debian's PostgreSQL server and headless Chromium when missing.
+# deps installs Debian's PostgreSQL server, headless Chromium and Node.js
+# (npx runs the openapi.yaml linter) when missing.
 deps:
 	@missing=""; \
 	[ -n "$(PGBIN)" ] || missing="$$missing postgresql"; \
 	[ -x $(CHROME) ] || missing="$$missing chromium-headless-shell"; \
+	command -v npx >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
