@@ -8,21 +8,27 @@ CHROME  := /usr/bin/chromium-headless-shell
 
 .PHONY: run test deps bench fuzz vet
 
+# run builds, then execs the server: `go run` would exit 1 on Ctrl-C
+# (it reports its child's death by a signal), the server itself exits 0.
 run:
-	AUTH_MODE=open $(GO) run .
+	$(GO) build -o bin/switchboard .
+	AUTH_MODE=open exec ./bin/switchboard
 
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# deps installs Debian's PostgreSQL server and headless Chromium when missing.
+# deps installs Debian's PostgreSQL server, headless Chromium, nginx (the drain
+# test behind a proxy), Node.js and npm (the openapi.yaml linter, an EventSource client)
+# and curl (the README's examples) when missing.
 deps:
 	@missing=""; \
 	[ -n "$(PGBIN)" ] || missing="$$missing postgresql"; \
 	[ -x $(CHROME) ] || missing="$$missing chromium-headless-shell"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
-	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v npx >/dev/null || missing="$$missing npm"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -1,6 +1,10 @@
 package api
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // MaxNameLen is the longest name of a record, event or RPC, in bytes.
 const MaxNameLen = 256
@@ -17,7 +21,7 @@ func ValidateName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !nameByte(name[i]) {
-			return Errorf(CodeInvalidName, "name %q: byte %d (%q) is not allowed; use A-Z a-z 0-9 - _ . ~ / : @ !", name, i, name[i])
+			return Errorf(CodeInvalidName, "name %q: byte %d (%s) is not allowed; use A-Z a-z 0-9 - _ . ~ / : @ !", name, i, badByte(name[i:]))
 		}
 	}
 	switch {
@@ -34,6 +38,25 @@ func ValidateName(name string) error {
 		}
 	}
 	return nil
+}
+
+// badByte describes the byte that starts s, a byte a name may not hold,
+// by its value and never as a character of Latin-1 (0xff is not "ÿ"): an
+// ASCII character quoted, the character it starts and its bytes, or its
+// value alone when it starts no UTF-8 character.
+func badByte(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	switch {
+	case r == utf8.RuneError && n <= 1:
+		return fmt.Sprintf(`\x%02x, not UTF-8`, s[0])
+	case n == 1:
+		return fmt.Sprintf("%q", r)
+	}
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `\x%02x`, s[i])
+	}
+	return fmt.Sprintf("%q, bytes %s", r, b.String())
 }
 
 func nameByte(c byte) bool {

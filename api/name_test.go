@@ -214,3 +214,21 @@ func FuzzValidateName(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateNameBadByte: the byte refused is shown by its value, never
+// as the Latin-1 character of that value (mojibake such as 'ÿ' for 0xff).
+func TestValidateNameBadByte(t *testing.T) {
+	for _, c := range []struct{ name, want string }{
+		{"a\xffb", `byte 1 (\xff, not UTF-8)`},
+		{"a\xc3", `byte 1 (\xc3, not UTF-8)`},
+		{"café", `byte 3 ('é', bytes \xc3\xa9)`},
+		{"a b", `byte 1 (' ')`},
+		{"a\x00", `byte 1 ('\x00')`},
+		{"x😀", `byte 1 ('😀', bytes \xf0\x9f\x98\x80)`},
+	} {
+		err := api.ValidateName(c.name)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.ContainsAny(err.Error(), "ÿÃ") {
+			t.Errorf("ValidateName(%q) = %v; want it to say %s", c.name, err, c.want)
+		}
+	}
+}

@@ -38,6 +38,10 @@ type Change struct {
 	Version   int64           `json:"version,omitempty"`   // records: the version after the change
 	Data      json.RawMessage `json:"data,omitempty"`      // records: the whole new value; events: the payload
 	Publisher string          `json:"publisher,omitempty"` // events: the publisher's user id
+	// Created says that a record change created the record (its version
+	// is 1 only if it never existed before: see RecordState). Write sets
+	// it in the changes it returns; the log does not keep it.
+	Created bool `json:"-"`
 }
 
 // Cond holds the conditions of a write, as RFC 9110's If-Match and
@@ -258,7 +262,9 @@ type User struct {
 }
 
 // RecordState is a record as a write batch sees it, the batch's own
-// earlier writes included.
+// earlier writes included. A record that was deleted keeps its last
+// version (the delete's) with Exists false: a tombstone, from which the
+// next creation continues, so that a version never names two values.
 type RecordState struct {
 	Version int64
 	Data    json.RawMessage
@@ -268,6 +274,8 @@ type RecordState struct {
 // Next checks w's conditions against cur and returns w's change (without
 // its position) and the record after it. Every backend applies writes
 // through it, so that conditions and versions mean the same everywhere.
+// A record that does not exist is at version 0 for the conditions, and
+// its cur.Version is its tombstone's (0 if it never existed).
 func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	version := cur.Version
 	if !cur.Exists {
@@ -276,7 +284,8 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if !w.holds(version, cur.Exists) {
 		return Change{}, cur, Conflict(w.Name, version)
 	}
-	ch := Change{Kind: w.Kind, Name: w.Name, Version: version + 1}
+	// The next version continues after a tombstone's, not after 0.
+	ch := Change{Kind: w.Kind, Name: w.Name, Version: cur.Version + 1}
 	if w.Kind == KindDelete {
 		if err := w.check(cur); err != nil {
 			return Change{}, cur, err
@@ -290,7 +299,7 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if err != nil {
 		return Change{}, cur, err
 	}
-	ch.Data = data
+	ch.Data, ch.Created = data, !cur.Exists
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
 }
 

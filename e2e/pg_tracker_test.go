@@ -230,10 +230,9 @@ func (k *pgTracker) check(f frame) error {
 		if d.Version != k.versions[d.Name]+1 {
 			return fmt.Errorf("%s %s version %d after %d", f.Event, d.Name, d.Version, k.versions[d.Name])
 		}
+		// A delete's version too: created again, a record continues after it.
 		e.Version, k.versions[d.Name] = d.Version, d.Version
-		if f.Event == "delete" {
-			k.versions[d.Name] = 0 // created again at version 1
-		} else {
+		if f.Event != "delete" {
 			e.Kind = d.Op
 		}
 	case "event":

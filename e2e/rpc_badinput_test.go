@@ -73,7 +73,7 @@ func TestRPCBadInput(t *testing.T) {
 		{"answer: error not a string", post, answer, js, `{"error":{"msg":"x"}}`, 400, "INVALID_JSON", `"error" must be`},
 		{"answer: reject false", post, answer, js, `{"reject":false}`, 400, "INVALID_JSON", `"reject" must be true`},
 		{"answer: unknown member", post, answer, js, `{"result":1}`, 400, "INVALID_JSON", `unknown member "result"`},
-		{"answer: an array", post, answer, js, `[1]`, 400, "INVALID_JSON", "expected shape"},
+		{"answer: an array", post, answer, js, `[1]`, 400, "INVALID_JSON", "the body must be an object, not an array"}, // no Go type names
 		{"answer: not JSON", post, answer, js, `{"data":`, 400, "INVALID_JSON", "not valid JSON"},
 		{"answer: invalid UTF-8", post, answer, js, "{\"data\":\"\xff\"}", 400, "INVALID_JSON", "UTF-8"},
 		{"answer: unpaired surrogate", post, answer, js, `{"data":"\udfff"}`, 400, "INVALID_JSON", "surrogate"},

@@ -104,7 +104,7 @@ func writeRecord(records *realtime.Records) http.HandlerFunc {
 		switch {
 		case ch.Kind == api.KindDelete:
 			w.WriteHeader(http.StatusNoContent)
-		case ch.Version == 1 && r.Method == http.MethodPut:
+		case ch.Created && r.Method == http.MethodPut:
 			writeJSON(w, http.StatusCreated, recordBody{Name: ch.Name, Version: ch.Version, Data: ch.Data})
 		default:
 			writeJSON(w, http.StatusOK, recordBody{Name: ch.Name, Version: ch.Version, Data: ch.Data})

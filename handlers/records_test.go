@@ -35,7 +35,8 @@ func TestRecordVersions(t *testing.T) {
 		{"DELETE", "", "", "", []string{"If-Match", `"3"`}, 412, `"4"`},
 		{"DELETE", "", "", "", []string{"If-Match", `"4"`}, 204, `"5"`},
 		{"PUT", "", jsonCT, `{}`, []string{"If-Match", `*`}, 412, `"0"`},
-		{"PUT", "?path=x.y", jsonCT, `1`, []string{"If-None-Match", `*`}, 201, `"1"`}, // created anew
+		{"PUT", "?path=x.y", jsonCT, `1`, []string{"If-None-Match", `*`}, 201, `"6"`}, // created anew, after the delete's version
+		{"PUT", "", jsonCT, `2`, []string{"If-Match", `"5"`}, 412, `"6"`},             // the delete's version never matches
 	} {
 		what := s.method + " " + s.query
 		resp, body := send(t, s.method, srv.URL+"/records/doc"+s.query, s.ct, s.body, s.headers...)

@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -46,10 +48,66 @@ func readJSON(r *http.Request, v any) ([]byte, error) {
 	}
 	if v != nil {
 		if err := json.Unmarshal(b, v); err != nil {
-			return nil, api.Errorf(api.CodeInvalidJSON, "the body does not have the expected shape: %v", err)
+			return nil, shapeError(err)
 		}
 	}
 	return b, nil
+}
+
+// shapeError says in JSON's terms, never Go's, where a body that is valid
+// JSON does not have the shape asked for: which member, what JSON it
+// should hold, what it holds.
+func shapeError(err error) *api.Error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return api.Errorf(api.CodeInvalidJSON, "the body does not have the expected shape")
+	}
+	what := "the body"
+	if te.Field != "" {
+		what = strconv.Quote(te.Field)
+	}
+	return api.Errorf(api.CodeInvalidJSON, "%s must be %s, not %s (at byte %d of the body)",
+		what, jsonKind(te.Type), jsonValue(te.Value), te.Offset)
+}
+
+// jsonKind names the JSON that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "another kind of value"
+}
+
+// jsonValue names what encoding/json found: "array", "number 1.5"...
+func jsonValue(v string) string {
+	switch {
+	case v == "array", v == "object":
+		return "an " + v
+	case v == "bool":
+		return "a boolean"
+	case strings.HasPrefix(v, "number "):
+		return "the " + v
+	case v == "":
+		return "that"
+	}
+	return "a " + v
 }
 
 // nameParam returns the validated name that ends the URL path (names may

@@ -90,3 +90,39 @@ func TestConditions(t *testing.T) {
 		t.Errorf("two If-Match lines: %v", err)
 	}
 }
+
+// TestReadJSONShape: a body of the wrong shape is INVALID_JSON whose
+// detail names the member and the JSON expected, in JSON's terms: never a
+// Go type name.
+func TestReadJSONShape(t *testing.T) {
+	type op struct {
+		Op      string `json:"op"`
+		IfMatch int64  `json:"ifMatch"`
+	}
+	for _, c := range []struct {
+		body string
+		v    any
+		want string
+	}{
+		{`[1]`, &map[string]any{}, `the body must be an object, not an array`},
+		{`"x"`, &struct{ Ops []op }{}, `the body must be an object, not a string`},
+		{`{"ops":"x"}`, &struct {
+			Ops []op `json:"ops"`
+		}{}, `"ops" must be an array, not a string`},
+		{`{"ops":[{"op":1}]}`, &struct {
+			Ops []op `json:"ops"`
+		}{}, `"ops.op" must be a string, not a number`},
+		{`{"ops":[{"ifMatch":1.5}]}`, &struct {
+			Ops []op `json:"ops"`
+		}{}, `"ops.ifMatch" must be a whole number, not the number 1.5`},
+		{`{"record":true}`, &api.Subscription{}, `"record" must be a string, not a boolean`},
+	} {
+		r := httptest.NewRequest("POST", "/x", strings.NewReader(c.body))
+		_, err := readJSON(r, c.v)
+		var e *api.Error
+		if !errors.As(err, &e) || e.Code != api.CodeInvalidJSON || !strings.Contains(e.Detail, c.want) ||
+			strings.Contains(e.Detail, "Go ") || strings.Contains(e.Detail, "json:") || strings.Contains(e.Detail, "handlers.") {
+			t.Errorf("readJSON(%s) = %v; want INVALID_JSON saying %s, in JSON's terms", c.body, err, c.want)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func testBatchOrder(t *testing.T, s api.Store) {
 		version int64
 	}{
 		{api.KindSet, "b", 1}, {api.KindEvent, "news", 0}, {api.KindDelete, "a", 2},
-		{api.KindPatch, "b", 2}, {api.KindSet, "a", 1},
+		{api.KindPatch, "b", 2}, {api.KindSet, "a", 3},
 	}
 	for i, w := range want {
 		c := cs[i]
@@ -130,7 +130,7 @@ func testBatchOrder(t *testing.T, s api.Store) {
 		}
 	}
 	wantSameChanges(t, changesAfter(t, s, first[0].Seq), cs)
-	wantRecord(t, s, "a", 1, docV3)
+	wantRecord(t, s, "a", 3, docV3)
 	wantRecord(t, s, "b", 2, docV2)
 }
 

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) api.Store) {
 	}{
 		{"Records", recordTests()},
 		{"Conditions", conditionTests()},
+		{"Tombstones", tombstoneTests()},
 		{"Batch", batchTests()},
 		{"Events", eventTests()},
 		{"List", listTests()},

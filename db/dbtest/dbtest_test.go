@@ -49,7 +49,7 @@ func (s *memStore) Get(ctx context.Context, name string) (api.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.records[name]
-	if !ok {
+	if !ok || r.Data == nil { // missing, or a tombstone
 		return api.Record{}, api.NotFound(name)
 	}
 	return r, nil
@@ -60,7 +60,7 @@ func (s *memStore) List(ctx context.Context, prefix, after string, limit int) ([
 	defer s.mu.Unlock()
 	var out []api.Record
 	for name, r := range s.records {
-		if strings.HasPrefix(name, prefix) && name > after {
+		if strings.HasPrefix(name, prefix) && name > after && r.Data != nil {
 			out = append(out, api.Record{Name: name, Version: r.Version})
 		}
 	}
@@ -73,7 +73,7 @@ func (s *memStore) ListData(ctx context.Context, prefix, after string, limit int
 	defer s.mu.Unlock()
 	var out []api.Record
 	for name, r := range s.records {
-		if strings.HasPrefix(name, prefix) && name > after {
+		if strings.HasPrefix(name, prefix) && name > after && r.Data != nil {
 			out = append(out, r)
 		}
 	}
@@ -90,7 +90,9 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 	if s.closed {
 		return nil, errors.New("closed")
 	}
-	staged := map[string]api.Record{} // a missing record: version 0
+	// A record with nil Data is a tombstone: deleted at its Version, which
+	// the next creation continues after. A missing record: version 0.
+	staged := map[string]api.Record{}
 	get := func(name string) api.Record {
 		if r, ok := staged[name]; ok {
 			return r
@@ -109,24 +111,28 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 			continue
 		}
 		cur := get(w.Name)
-		if (w.IfMatch != 0 && w.IfMatch != cur.Version) || (w.IfNoneMatch && cur.Version > 0) {
-			return nil, api.Conflict(w.Name, cur.Version).With("index", i)
+		exists, version := cur.Data != nil, cur.Version
+		if !exists {
+			version = 0
+		}
+		if (w.IfMatch != 0 && w.IfMatch != version) || (w.IfNoneMatch && exists) || (w.IfExists && !exists) {
+			return nil, api.Conflict(w.Name, version).With("index", i)
 		}
 		c.Version = cur.Version + 1
 		if w.Kind == api.KindDelete {
 			if w.Check != nil {
-				if err := w.Check(cur.Data, cur.Version > 0); err != nil {
+				if err := w.Check(cur.Data, exists); err != nil {
 					return nil, err.(*api.Error).With("index", i)
 				}
 			}
-			if cur.Version == 0 {
+			if !exists {
 				return nil, api.NotFound(w.Name).With("index", i)
 			}
-			staged[w.Name] = api.Record{}
+			staged[w.Name] = api.Record{Name: w.Name, Version: c.Version}
 			out = append(out, c)
 			continue
 		}
-		data, err := w.Apply(slices.Clone(cur.Data), cur.Version > 0)
+		data, err := w.Apply(slices.Clone(cur.Data), exists)
 		if err != nil {
 			e, ok := err.(*api.Error)
 			if !ok {
@@ -134,16 +140,12 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 			}
 			return nil, e.With("index", i)
 		}
-		c.Data = slices.Clone(data)
+		c.Data, c.Created = slices.Clone(data), !exists
 		staged[w.Name] = api.Record{Name: w.Name, Version: c.Version, Data: c.Data}
 		out = append(out, c)
 	}
 	for name, r := range staged {
-		if r.Version == 0 {
-			delete(s.records, name)
-		} else {
-			s.records[name] = r
-		}
+		s.records[name] = r
 	}
 	s.seq = seq
 	s.log = append(s.log, out...)
@@ -155,7 +157,9 @@ func (s *memStore) Snapshot(ctx context.Context, names []string) (int64, []api.R
 	defer s.mu.Unlock()
 	out := make([]api.Record, len(names))
 	for i, name := range names {
-		out[i] = s.records[name]
+		if r := s.records[name]; r.Data != nil {
+			out[i] = r
+		}
 		out[i].Name = name
 	}
 	return s.seq, out, nil

@@ -157,7 +157,8 @@ func testPatch(t *testing.T, s api.Store) {
 }
 
 // A delete is a change whose version follows the record's last one; the
-// record is gone, and a later set starts again at version 1.
+// record is gone, and a later set continues after the delete's version
+// (tombstones.go has more).
 func testDelete(t *testing.T, s api.Store) {
 	mustWrite(t, s, set("doc", docV1))
 	c2 := mustWrite(t, s, set("doc", docV2))[0]
@@ -173,8 +174,8 @@ func testDelete(t *testing.T, s api.Store) {
 	var p probe
 	c := mustWrite(t, s, p.write(api.KindSet, "doc", docV3))[0]
 	p.want(t, "", false)
-	wantChange(t, c, api.KindSet, "doc", 1, docV3)
-	wantRecord(t, s, "doc", 1, docV3)
+	wantChange(t, c, api.KindSet, "doc", 4, docV3)
+	wantRecord(t, s, "doc", 4, docV3)
 }
 
 func testDeleteMissing(t *testing.T, s api.Store) {
@@ -218,12 +219,15 @@ func testIfMatchMissing(t *testing.T, s api.Store) {
 	wantNoChanges(t, s, 0)
 }
 
-// A deleted record is at version 0 again for IfMatch.
+// A deleted record is at version 0 for IfMatch: neither its last version
+// nor the delete's matches.
 func testIfMatchDeleted(t *testing.T, s api.Store) {
 	mustWrite(t, s, set("doc", docV1))
 	head := mustWrite(t, s, del("doc"))[0].Seq
-	_, err := s.Write(t.Context(), []api.Write{ifMatch(set("doc", docV2), 1)})
-	wantField(t, wantError(t, err, api.CodeVersionConflict), "currentVersion", 0)
+	for _, v := range []int64{1, 2} {
+		_, err := s.Write(t.Context(), []api.Write{ifMatch(set("doc", docV2), v)})
+		wantField(t, wantError(t, err, api.CodeVersionConflict), "currentVersion", 0)
+	}
 	wantMissing(t, s, "doc")
 	wantNoChanges(t, s, head)
 }
@@ -256,8 +260,9 @@ func testIfNoneMatch(t *testing.T, s api.Store) {
 	wantRecord(t, s, "doc", 1, docV1)
 	wantNoChanges(t, s, c.Seq)
 
-	// After a delete the record may be created again.
+	// After a delete the record may be created again, after the
+	// delete's version.
 	mustWrite(t, s, del("doc"))
 	c = mustWrite(t, s, ifNoneMatch(set("doc", docV3)))[0]
-	wantChange(t, c, api.KindSet, "doc", 1, docV3)
+	wantChange(t, c, api.KindSet, "doc", 3, docV3)
 }

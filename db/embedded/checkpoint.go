@@ -106,7 +106,7 @@ func (s *Store) save(tx *bolt.Tx, epoch uint64) error {
 		if st.Exists {
 			err = records.Put([]byte(name), append(binary.BigEndian.AppendUint64(nil, uint64(st.Version)), st.Data...))
 		} else {
-			err = records.Delete([]byte(name))
+			err = records.Put([]byte(name), tombstone(st.Version))
 		}
 		if err != nil {
 			return err

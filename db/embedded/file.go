@@ -9,7 +9,9 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 )
 
-// The bbolt file's buckets: records (name -> version uint64 | data), log
+// The bbolt file's buckets: records (name -> version uint64 | data, or
+// only the version: the tombstone of a deleted record, kept for good so
+// that its next creation continues after it; see getRecord), log
 // (position -> change: log.go), streams and streamsubs (streamfile.go),
 // and meta, whose keys hold numbers: the position trimmed up to, the
 // write-ahead log's epoch, and the log's size (trim.go).
@@ -23,11 +25,16 @@ var (
 	keyLogBytes   = []byte("logbytes")
 )
 
-// getRecord returns a record as the file holds it.
+// getRecord returns a record as the file holds it, and whether it exists.
+// A deleted record comes back with the version of its delete (and no
+// data): the version its next creation continues after.
 func getRecord(tx *bolt.Tx, name string) (api.Record, bool) {
 	v := tx.Bucket(bucketRecords).Get([]byte(name))
-	if v == nil {
+	if len(v) < 8 {
 		return api.Record{Name: name}, false
+	}
+	if isTombstone(v) {
+		return api.Record{Name: name, Version: int64(binary.BigEndian.Uint64(v))}, false
 	}
 	return api.Record{
 		Name:    name,
@@ -65,3 +72,10 @@ func headOf(tx *bolt.Tx) int64 {
 func putInt(b *bolt.Bucket, key []byte, n int64) error {
 	return b.Put(key, seqKey(n))
 }
+
+// isTombstone reports whether a value of the records bucket is a deleted
+// record's: a version and no data (a record's data is JSON, never empty).
+func isTombstone(v []byte) bool { return len(v) == 8 }
+
+// tombstone is the records bucket's value for a record deleted at version.
+func tombstone(version int64) []byte { return seqKey(version) }

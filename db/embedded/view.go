@@ -35,7 +35,9 @@ func (s *Store) read(fn func(tx *bolt.Tx) error) error {
 }
 
 // record returns a record as readers see it: changed since the last
-// checkpoint, or in the file. The caller holds the view's read lock.
+// checkpoint, or in the file. A record that does not exist (deleted, its
+// tombstone, or never written) is version 0. The caller holds the view's
+// read lock.
 func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
 	if st, ok := s.view.records[name]; ok {
 		if !st.Exists {
@@ -43,7 +45,11 @@ func (s *Store) record(tx *bolt.Tx, name string) (api.Record, bool) {
 		}
 		return api.Record{Name: name, Version: st.Version, Data: st.Data}, true
 	}
-	return getRecord(tx, name)
+	rec, ok := getRecord(tx, name)
+	if !ok {
+		return api.Record{Name: name}, false
+	}
+	return rec, true
 }
 
 // Get returns a record, or NOT_FOUND.

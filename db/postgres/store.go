@@ -38,11 +38,13 @@
 // parallel but makes every reader wait for the slowest open transaction and
 // is harder to prove; with group commit the counter is not the bottleneck.
 //
-// Records touched by a group are locked with one SELECT ... FOR UPDATE in
-// name order, so two instances' groups never deadlock on existing records;
-// a record created concurrently by another instance (the insert finds the
-// name taken) or a deadlock involving rows written by other programs makes
-// the whole group start over, calling Apply again.
+// Records touched by a group are locked with advisory locks of their names
+// in key order, then one SELECT ... FOR UPDATE in name order, so two
+// instances' groups never deadlock on them and a name without a row (new,
+// or deleted: its tombstone keeps its last version) is held too; a record
+// created concurrently by another program (the insert finds the name
+// taken) or a deadlock involving rows written by other programs makes the
+// whole group start over, calling Apply again.
 //
 // # Notifications
 //

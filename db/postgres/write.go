@@ -168,10 +168,21 @@ func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, er
 	return head, nil
 }
 
-// lockRecords locks and reads every record that the group writes, in name
-// order so that groups of several instances never deadlock on them. It
+// recordLockClass is the first key of the advisory locks of record names
+// (see lockRecords; migrations/0010 takes them for direct SQL writes too).
+const recordLockClass = 0x5243 // "RC"
+
+// lockRecords locks and reads every record that the group writes. It
 // returns them by name, with Exists set on those that exist; a name that
-// does not exist has the zero state.
+// does not exist has its tombstone's version (0 if it never existed).
+//
+// A row lock cannot hold a name that has no row, so every name is first
+// locked with a transaction-level advisory lock, in the order of its key
+// so that groups of several instances never deadlock on them: the rows
+// and tombstones are then read by statements that start after every
+// earlier writer of those names committed (READ COMMITTED), and two groups
+// can never both continue after the same tombstone. The three statements
+// go in one round trip.
 func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]api.RecordState, error) {
 	var names []string
 	for _, r := range group {
@@ -187,22 +198,39 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]a
 	if len(names) == 0 {
 		return locked, nil
 	}
-	rows, err := tx.Query(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
+		SELECT pg_advisory_xact_lock($1, k)
+		FROM (SELECT DISTINCT hashtext(n) AS k FROM unnest($2::text[]) AS n ORDER BY k) AS keys`,
+		recordLockClass, names).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(`
 		SELECT name, version, data FROM records WHERE name = ANY($1::text[])
-		ORDER BY name FOR UPDATE`, names)
-	if err != nil {
-		return nil, fmt.Errorf("lock records: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		st := api.RecordState{Exists: true}
-		if err := rows.Scan(&name, &st.Version, &st.Data); err != nil {
-			return nil, fmt.Errorf("lock records: %w", err)
+		ORDER BY name FOR UPDATE`, names).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			st := api.RecordState{Exists: true}
+			if err := rows.Scan(&name, &st.Version, &st.Data); err != nil {
+				return err
+			}
+			locked[name] = st
 		}
-		locked[name] = st
-	}
-	if err := rows.Err(); err != nil {
+		return rows.Err()
+	})
+	b.Queue(`SELECT name, version FROM record_tombstones WHERE name = ANY($1::text[])`, names).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var name string
+				var version int64
+				if err := rows.Scan(&name, &version); err != nil {
+					return err
+				}
+				if !locked[name].Exists { // never both; the row wins
+					locked[name] = api.RecordState{Version: version}
+				}
+			}
+			return rows.Err()
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("lock records: %w", err)
 	}
 	return locked, nil
@@ -214,27 +242,49 @@ func checkChange(ch api.Change) *api.Error {
 	return checkJSON(ch.Data, ch.Kind == api.KindEvent)
 }
 
-// flush writes the records the group wrote, as it left them: deletes,
-// updates of locked rows, and inserts of new names, which fail the attempt
-// (errRetry) if another transaction created the name since the records
-// were locked.
+// flush writes the records the group wrote, as it left them: deletes
+// (which leave a tombstone), updates of locked rows, inserts of new names
+// (which remove their tombstone), which fail the attempt (errRetry) if
+// another transaction created the name since the records were locked,
+// and tombstones of records created and deleted by the group.
 func flush(ctx context.Context, tx pgx.Tx, locked, written map[string]api.RecordState) error {
-	var deletes, upNames, upData, inNames, inData []string
-	var upVersions, inVersions []int64
+	var deletes, tombNames, untomb, upNames, upData, inNames, inData []string
+	var tombVersions, upVersions, inVersions []int64
 	for name, s := range written {
+		was := locked[name]
 		switch {
-		case !s.Exists && locked[name].Exists:
-			deletes = append(deletes, name)
 		case !s.Exists:
-		case locked[name].Exists:
+			if was.Exists {
+				deletes = append(deletes, name)
+			}
+			tombNames, tombVersions = append(tombNames, name), append(tombVersions, s.Version)
+		case was.Exists:
 			upNames, upVersions, upData = append(upNames, name), append(upVersions, s.Version), append(upData, string(s.Data))
 		default:
 			inNames, inVersions, inData = append(inNames, name), append(inVersions, s.Version), append(inData, string(s.Data))
+			if was.Version > 0 {
+				untomb = append(untomb, name)
+			}
 		}
 	}
 	if len(deletes) > 0 {
 		if _, err := tx.Exec(ctx, `DELETE FROM records WHERE name = ANY($1::text[])`, deletes); err != nil {
 			return fmt.Errorf("delete records: %w", err)
+		}
+	}
+	if len(tombNames) > 0 {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO record_tombstones (name, version)
+			SELECT name, version FROM unnest($1::text[], $2::bigint[]) AS t(name, version)
+			ORDER BY name
+			ON CONFLICT (name) DO UPDATE SET version = excluded.version`, tombNames, tombVersions)
+		if err != nil {
+			return fmt.Errorf("keep tombstones: %w", err)
+		}
+	}
+	if len(untomb) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM record_tombstones WHERE name = ANY($1::text[])`, untomb); err != nil {
+			return fmt.Errorf("remove tombstones: %w", err)
 		}
 	}
 	if len(upNames) > 0 {
