@@ -96,6 +96,16 @@ type Listening interface {
 	// under a listener's prefix with no choice. It repairs what a failed
 	// call left.
 	ExpireListen(ctx context.Context, now time.Time) (wake []string, err error)
+	// DeclineListen notes that listener may not be told of key (its
+	// user may not listen to the name) and re-makes the choice of key
+	// without it: Choose is given the live listeners that did not decline
+	// the name. A decline lasts as long as its listener (RemoveListener,
+	// RemoveListenersExcept and expiry drop it) or until ForgetDeclines;
+	// that of an unknown listener is not stored and not an error.
+	DeclineListen(ctx context.Context, key ListenKey, listener string, now time.Time) (wake []string, err error)
+	// ForgetDeclines drops every decline of instance's listeners (the
+	// permission rules changed) and re-makes the choice of their names.
+	ForgetDeclines(ctx context.Context, instance string, now time.Time) (wake []string, err error)
 	// Chosen returns the choices of the listeners of instance.
 	Chosen(ctx context.Context, instance string) ([]Choice, error)
 	// ListenPrefixes returns the prefixes of the listeners alive at now,
@@ -111,8 +121,9 @@ func Covers(prefix, name string) bool {
 
 // Choose decides which listener is told of key, given the current choice
 // (a listener id, "" for none), every live demand for key and every live
-// listener (those whose prefix does not cover key.Name are left out). It
-// is the one rule every backend applies:
+// listener that did not decline key (DeclineListen; those whose prefix
+// does not cover key.Name are left out). It is the one rule every backend
+// applies:
 //
 //   - no demand, no listener;
 //   - demand by one stream only (every row counts one stream, the same

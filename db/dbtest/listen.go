@@ -33,6 +33,10 @@ func listenTests() []test {
 		{"ConcurrentChoices", testListenConcurrentChoices},
 		{"ConcurrentRemovals", testListenConcurrentRemovals},
 		{"FirstDemandAndNewListener", testListenFirstDemandRacesListener},
+		{"DeclineSkipsListener", testListenDecline},
+		{"DeclinesGoWithListener", testListenDeclinesGo},
+		{"ForgetDeclines", testListenForgetDeclines},
+		{"ConcurrentDeclines", testListenConcurrentDeclines},
 	}
 }
 
@@ -522,4 +526,202 @@ func testListenFirstDemandRacesListener(t *testing.T, s api.Store) {
 	if n > 0 {
 		t.Errorf("%d of %d pairs failed", n, pairs)
 	}
+}
+
+func (l *listenT) decline(key api.ListenKey, id string) []string {
+	l.t.Helper()
+	w, err := l.DeclineListen(l.t.Context(), key, id, l.at(0))
+	if err != nil {
+		l.t.Fatalf("DeclineListen(%v, %s): %v", key, id, err)
+	}
+	return w
+}
+
+// A listener that declines a name is not chosen for it: another is, on
+// any instance, and none when every one declined. A decline is of one
+// name of one kind; it holds for demand that comes later and through
+// ExpireListen's repairs.
+func testListenDecline(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "p/")
+	l.listener("l2", "b", "p/")
+	l.demand(recKey("p/x"), "c", 1, "x")
+	got := l.chosen("a", "b")
+	if len(got) != 1 {
+		t.Fatalf("chosen = %q, want one choice", got)
+	}
+	first, firstInstance, other, otherInstance := "l1", "a", "l2", "b"
+	if got[0] == "record p/x=l2" {
+		first, firstInstance, other, otherInstance = "l2", "b", "l1", "a"
+	}
+	wantWake(t, l.decline(recKey("p/x"), first), firstInstance, otherInstance)
+	l.wantChosen([]string{"record p/x=" + other}, "a", "b")
+	wantWake(t, l.decline(recKey("p/x"), first)) // again: nothing changes
+	// Demand changes and repairs do not bring the declined one back.
+	l.demand(recKey("p/x"), "d", 2, "")
+	if _, err := l.ExpireListen(t.Context(), l.at(1)); err != nil {
+		t.Fatal(err)
+	}
+	l.wantChosen([]string{"record p/x=" + other}, "a", "b")
+	// The other one declines too: no listener.
+	wantWake(t, l.decline(recKey("p/x"), other), otherInstance)
+	l.wantChosen(nil, "a", "b")
+	if _, err := l.ExpireListen(t.Context(), l.at(1)); err != nil {
+		t.Fatal(err)
+	}
+	l.wantChosen(nil, "a", "b")
+	// The event of the same name, and another record, are other names.
+	l.demand(evtKey("p/x"), "c", 1, "x")
+	l.demand(recKey("p/y"), "c", 1, "x")
+	if got := l.chosen("a", "b"); len(got) != 2 || strings.HasPrefix(got[0], "record") {
+		t.Errorf("chosen = %q, want the event p/x and the record p/y", got)
+	}
+	// A decline before the demand holds when it comes.
+	l.decline(recKey("p/z"), "l1")
+	l.decline(recKey("p/z"), "l2")
+	wantWake(t, l.demand(recKey("p/z"), "c", 1, "x"))
+	// Unknown listeners decline nothing.
+	wantWake(t, l.decline(recKey("p/x"), "l9"))
+	l.listener("l9", "a", "p/")
+	l.wantChosen([]string{"record p/x=l9", "record p/z=l9"}, "a")
+}
+
+// Declines go with their listener, however it goes: a listener stored
+// again under the same id after its removal, RemoveListenersExcept or
+// expiry has none.
+func testListenDeclinesGo(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.demand(recKey("p/x"), "c", 1, "x")
+	for _, how := range []string{"remove", "except", "expire"} {
+		l.listener("l1", "a", "p/")
+		l.decline(recKey("p/x"), "l1")
+		l.wantChosen(nil, "a")
+		switch how {
+		case "remove":
+			l.remove("l1")
+		case "except":
+			if _, err := l.RemoveListenersExcept(t.Context(), "a", nil, l.at(0)); err != nil {
+				t.Fatal(err)
+			}
+		case "expire":
+			if err := l.RenewListen(t.Context(), "a", l.at(10)); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.RenewListen(t.Context(), "c", l.at(7200)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.ExpireListen(t.Context(), l.at(20)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.AddListener(t.Context(), api.Listener{ID: "l1", Instance: "a", Stream: "s-l1", Prefix: "p/"}, l.at(3600), l.at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.chosen("a"); !slices.Equal(got, []string{"record p/x=l1"}) {
+			t.Errorf("after %s: chosen = %q, want l1 again", how, got)
+		}
+		l.remove("l1")
+	}
+	// A listener stored again while it lives keeps its declines.
+	l.listener("l2", "a", "p/")
+	l.decline(recKey("p/x"), "l2")
+	l.listener("l2", "a", "p/")
+	l.wantChosen(nil, "a")
+}
+
+// ForgetDeclines drops the declines of one instance's listeners only, and
+// re-makes the choices of their names.
+func testListenForgetDeclines(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	l.listener("l1", "a", "p/")
+	l.listener("l2", "b", "p/")
+	l.demand(recKey("p/x"), "c", 1, "x")
+	l.demand(evtKey("p/y"), "c", 1, "x")
+	for _, k := range []api.ListenKey{recKey("p/x"), evtKey("p/y")} {
+		l.decline(k, "l1")
+		l.decline(k, "l2")
+	}
+	l.wantChosen(nil, "a", "b")
+	w, err := l.ForgetDeclines(t.Context(), "b", l.at(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "b")
+	l.wantChosen([]string{"event p/y=l2", "record p/x=l2"}, "a", "b")
+	// l1 declines still: l2 goes, and nobody has the names.
+	l.remove("l2")
+	l.wantChosen(nil, "a", "b")
+	if w, err = l.ForgetDeclines(t.Context(), "a", l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w, "a")
+	l.wantChosen([]string{"event p/y=l1", "record p/x=l1"}, "a")
+	if w, err = l.ForgetDeclines(t.Context(), "a", l.at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantWake(t, w)
+}
+
+// Listeners decline names while demand comes, listeners are added and
+// declining ones go, on many instances at once: in the end each name is
+// with the one listener that did not decline it.
+func testListenConcurrentDeclines(t *testing.T, s api.Store) {
+	l := newListenT(t, s)
+	ctx := t.Context()
+	const listeners, names = 6, 12
+	for i := range listeners {
+		l.listener(fmt.Sprintf("l%d", i), fmt.Sprintf("i%d", i%3), "p/")
+	}
+	// Name n is for listener n%listeners alone: every other declines it.
+	keep := func(n int) string { return fmt.Sprintf("l%d", n%listeners) }
+	var wg sync.WaitGroup
+	errs := make(chan error, names*listeners*2+listeners)
+	for n := range names {
+		key := recKey(fmt.Sprintf("p/%d", n))
+		wg.Go(func() {
+			if _, err := l.SetDemand(ctx, api.Demand{ListenKey: key, Instance: fmt.Sprintf("c%d", n%2), Count: 1, Stream: "x"}, l.at(3600), l.at(0)); err != nil {
+				errs <- err
+			}
+		})
+		for i := range listeners {
+			if id := fmt.Sprintf("l%d", i); id != keep(n) {
+				wg.Go(func() {
+					if _, err := l.DeclineListen(ctx, key, id, l.at(0)); err != nil {
+						errs <- err
+					}
+				})
+			}
+		}
+	}
+	// Listeners that decline everything come and go meanwhile.
+	for i := range listeners {
+		id := fmt.Sprintf("x%d", i)
+		wg.Go(func() {
+			if _, err := l.AddListener(ctx, api.Listener{ID: id, Instance: "i9", Stream: "s-" + id, Prefix: "p/"}, l.at(3600), l.at(0)); err != nil {
+				errs <- err
+				return
+			}
+			for n := range names {
+				if _, err := l.DeclineListen(ctx, recKey(fmt.Sprintf("p/%d", n)), id, l.at(0)); err != nil {
+					errs <- err
+				}
+			}
+			if i%2 == 0 {
+				if _, err := l.RemoveListener(ctx, id, l.at(0)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	want := make([]string, names)
+	for n := range names {
+		want[n] = fmt.Sprintf("record p/%d=%s", n, keep(n))
+	}
+	sort.Strings(want)
+	l.wantChosen(want, "i0", "i1", "i2", "i9")
 }

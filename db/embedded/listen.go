@@ -26,7 +26,8 @@ type demandRow struct {
 
 type listenerRow struct {
 	api.Listener
-	expires time.Time
+	expires  time.Time
+	declined map[api.ListenKey]bool // names it may not be told of: they go with it
 }
 
 var _ api.Listening = (*Listening)(nil)
@@ -58,7 +59,9 @@ func (s *Listening) SetDemand(_ context.Context, d api.Demand, expires, now time
 func (s *Listening) AddListener(_ context.Context, lr api.Listener, expires, now time.Time) ([]string, error) {
 	l := s.lock()
 	defer l.mu.Unlock()
-	l.listeners[lr.ID] = listenerRow{Listener: lr, expires: expires}
+	r := l.listeners[lr.ID] // a listener stored again keeps its declines
+	r.Listener, r.expires = lr, expires
+	l.listeners[lr.ID] = r
 	w := wakes{}
 	for key := range l.demand {
 		if api.Covers(lr.Prefix, key.Name) {
@@ -156,6 +159,48 @@ func (s *Listening) ExpireListen(_ context.Context, now time.Time) ([]string, er
 	return w.list(), nil
 }
 
+// DeclineListen notes that the listener may not be told of key, and
+// re-makes the choice of key without it.
+func (s *Listening) DeclineListen(_ context.Context, key api.ListenKey, id string, now time.Time) ([]string, error) {
+	l := s.lock()
+	defer l.mu.Unlock()
+	r, ok := l.listeners[id]
+	if !ok {
+		return nil, nil
+	}
+	if r.declined == nil {
+		r.declined = make(map[api.ListenKey]bool)
+		l.listeners[id] = r
+	}
+	r.declined[key] = true
+	w := wakes{}
+	l.decide(key, now, w)
+	return w.list(), nil
+}
+
+// ForgetDeclines drops the declines of instance's listeners and re-makes
+// the choice of their names.
+func (s *Listening) ForgetDeclines(_ context.Context, instance string, now time.Time) ([]string, error) {
+	l := s.lock()
+	defer l.mu.Unlock()
+	keys := map[api.ListenKey]bool{}
+	for id, r := range l.listeners {
+		if r.Instance != instance || r.declined == nil {
+			continue
+		}
+		for k := range r.declined {
+			keys[k] = true
+		}
+		r.declined = nil
+		l.listeners[id] = r
+	}
+	w := wakes{}
+	for k := range keys {
+		l.decide(k, now, w)
+	}
+	return w.list(), nil
+}
+
 // Chosen returns the choices of instance's listeners.
 func (s *Listening) Chosen(_ context.Context, instance string) ([]api.Choice, error) {
 	l := s.lock()
@@ -207,7 +252,7 @@ func (l *Listening) decide(key api.ListenKey, now time.Time, w wakes) {
 	var listeners []api.Listener
 	if len(demand) > 0 {
 		for _, r := range l.listeners {
-			if r.expires.After(now) && api.Covers(r.Prefix, key.Name) {
+			if r.expires.After(now) && api.Covers(r.Prefix, key.Name) && !r.declined[key] {
 				listeners = append(listeners, r.Listener)
 			}
 		}

@@ -37,6 +37,10 @@ var _ api.Listening = (*Store)(nil)
 // fails between its write and its decisions leaves a choice that
 // ExpireListen repairs.
 //
+// A decline (DeclineListen) is such a change: it commits, then its name
+// is decided again, and decide leaves out the listeners that declined the
+// name. Declines are deleted with their listener (a foreign key).
+//
 // Rows of listeners are locked in id order, by decide and by ExpireListen's
 // delete alike, and an instance's renewal changes no key column (which KEY
 // SHARE does not block): transactions do not deadlock on them; should the
@@ -171,11 +175,43 @@ func (s *Store) ExpireListen(ctx context.Context, now time.Time) (_ []string, er
 		WHERE d.count > 0 AND d.expires > $1
 		  AND NOT EXISTS (SELECT FROM listen_choices c WHERE c.name = d.name AND c.kind = d.kind)
 		  AND EXISTS (SELECT FROM listen_listeners l
-		              WHERE starts_with(d.name, l.prefix) AND length(l.prefix) < length(d.name) AND l.expires > $1)`, now)
+		              WHERE starts_with(d.name, l.prefix) AND length(l.prefix) < length(d.name) AND l.expires > $1
+		                AND NOT EXISTS (SELECT FROM listen_declines x WHERE x.listener = l.id AND x.name = d.name AND x.kind = d.kind))`, now)
 	if err != nil {
 		return nil, fmt.Errorf("expire listening: %w", err)
 	}
 	return s.decideAll(ctx, append(expired, stale...), now)
+}
+
+// DeclineListen stores the decline, then re-makes the choice of key in a
+// transaction of its own (the decline has committed when decide reads the
+// declines, as any change). A listener deleted meanwhile declines nothing:
+// its removal re-makes its choices.
+func (s *Store) DeclineListen(ctx context.Context, key api.ListenKey, listener string, now time.Time) (_ []string, err error) {
+	defer unavailable(&err)
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO listen_declines (listener, kind, name)
+		SELECT id, $2, $3 FROM listen_listeners WHERE id = $1
+		ON CONFLICT DO NOTHING`, sqlText(listener), key.Kind, key.Name)
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "23503") { // 23503: the listener is gone
+		return nil, fmt.Errorf("decline %s %s: %w", key.Kind, key.Name, err)
+	}
+	return s.decideAll(ctx, []api.ListenKey{key}, now)
+}
+
+// ForgetDeclines deletes the declines of instance's listeners, then
+// re-makes the choices of their names.
+func (s *Store) ForgetDeclines(ctx context.Context, instance string, now time.Time) (_ []string, err error) {
+	defer unavailable(&err)
+	keys, err := s.listenKeys(ctx, `
+		DELETE FROM listen_declines
+		WHERE listener IN (SELECT id FROM listen_listeners WHERE instance = $1)
+		RETURNING kind, name`, sqlText(instance))
+	if err != nil {
+		return nil, fmt.Errorf("forget the declines of %s: %w", instance, err)
+	}
+	return s.decideAll(ctx, keys, now)
 }
 
 // Chosen returns the choices of instance's listeners.
@@ -237,9 +273,10 @@ func decide(ctx context.Context, tx pgx.Tx, key api.ListenKey, now time.Time, w 
 		})
 	var listeners []api.Listener
 	b.Queue(`
-		SELECT id, instance, stream, prefix FROM listen_listeners
+		SELECT id, instance, stream, prefix FROM listen_listeners l
 		WHERE starts_with($1, prefix) AND length(prefix) < length($1) AND expires > $2
-		ORDER BY id FOR KEY SHARE`, key.Name, now).
+		  AND NOT EXISTS (SELECT FROM listen_declines x WHERE x.listener = l.id AND x.name = $1 AND x.kind = $3)
+		ORDER BY id FOR KEY SHARE OF l`, key.Name, now, key.Kind).
 		Query(func(rows pgx.Rows) error {
 			var l api.Listener
 			_, err := pgx.ForEachRow(rows, []any{&l.ID, &l.Instance, &l.Stream, &l.Prefix}, func() error {
