@@ -20,6 +20,16 @@ import (
 // of its listening streams what the Store has chosen for it. The Store is
 // the truth: what a listener has been told is compared with the Store's
 // choices whenever the Bus says that they changed, and on every renewal.
+//
+// Permissions: before a listener is told active of a name, its stream's
+// user must be allowed to listen to it (Access, ActListen; a record's
+// current value is read when its rule depends on the data). A refused
+// listener is not told: it declines the name in the Store, which chooses
+// another listener, on any instance, and wakes its instance. When the
+// rules change (the hub counts Hub.RulesChanged calls, which Run notices
+// at its next work, at the latest at the next renewal), this instance
+// forgets its listeners' declines in the Store and checks every name of
+// its listeners again, those told active included.
 
 // TopicListen is the Bus topic of listening's wake-ups: "p" (a prefix may
 // be listened on that was not: read them again) or "i:<instance>" (that
@@ -48,6 +58,7 @@ type ListenConfig struct {
 type Listen struct {
 	store api.Listening
 	bus   api.Bus
+	hub   *Hub // its Access, its Store for records' values, its rules generation
 	cfg   ListenConfig
 	log   *slog.Logger
 
@@ -68,6 +79,12 @@ type Listen struct {
 	kick      chan struct{}
 
 	failed time.Time // Run's own: when a listener call last failed (wait a second)
+
+	rulesGen uint64 // Run's own: the hub's rules generation it last acted on
+	forget   bool   // Run's own: the Store keeps declines of rules gone
+	recheck  bool   // Run's own: check the names told active too, not only new ones
+
+	told func(listener string, k api.ListenKey, active bool) // tests: called for each frame pushed, before Run
 }
 
 // maxGone bounds the listeners gone from this instance whose rows wait to
@@ -101,7 +118,8 @@ func NewListen(store api.Listening, bus api.Bus, hub *Hub, cfg ListenConfig, log
 		cfg.TTL = 3 * cfg.Renew
 	}
 	l := &Listen{
-		store: store, bus: bus, cfg: cfg, log: log,
+		store: store, bus: bus, hub: hub, cfg: cfg, log: log,
+		rulesGen:  hub.rulesGen.Load(),
 		prefixes:  map[string]bool{},
 		demand:    map[api.ListenKey]*demandState{},
 		dirty:     map[api.ListenKey]bool{},
@@ -254,11 +272,30 @@ func (l *Listen) work(ctx context.Context) time.Time {
 		l.mu.Unlock()
 	}()
 	w := map[string]bool{}
-	retry := true
-	if time.Since(l.failed) >= time.Second { // not at every kick while the Store is down
-		if retry = l.applyOps(ctx, w); retry {
-			l.failed = time.Now()
+	if g := l.hub.rulesGen.Load(); g != l.rulesGen {
+		l.rulesGen, l.forget, l.recheck = g, true, true
+	}
+	if l.forget {
+		wake, err := l.store.ForgetDeclines(ctx, l.cfg.Instance, time.Now())
+		for _, i := range wake {
+			w[i] = true
 		}
+		if err != nil {
+			l.log.Warn("listening: forget the declines", "err", err)
+		} else {
+			l.forget = false
+			l.mu.Lock()
+			l.resync = true
+			l.mu.Unlock()
+		}
+	}
+	retry := l.forget
+	if time.Since(l.failed) >= time.Second { // not at every kick while the Store is down
+		if l.applyOps(ctx, w) {
+			retry, l.failed = true, time.Now()
+		}
+	} else {
+		retry = true
 	}
 	l.mu.Lock()
 	reload := l.reload
@@ -438,8 +475,9 @@ func (l *Listen) wake(ctx context.Context, w map[string]bool) {
 	}
 }
 
-// tell reads this instance's choices and pushes to each listener the
-// difference from what it was told.
+// tell reads this instance's choices, declines those its listeners'
+// users may not listen to, and pushes to each listener the difference
+// from what it was told.
 func (l *Listen) tell(ctx context.Context) error {
 	cs, err := l.store.Chosen(ctx, l.cfg.Instance)
 	if err != nil {
@@ -449,6 +487,11 @@ func (l *Listen) tell(ctx context.Context) error {
 	for _, c := range cs {
 		want[c.Listener] = append(want[c.Listener], c.ListenKey)
 	}
+	refused, err := l.refuse(ctx, want)
+	if err != nil {
+		return err
+	}
+	l.recheck = false
 	type push struct {
 		w     Watch // read under l.mu: a revived listener changes it
 		frame []byte
@@ -458,7 +501,9 @@ func (l *Listen) tell(ctx context.Context) error {
 	for id, li := range l.listeners {
 		now := make(map[api.ListenKey]bool, len(want[id]))
 		for _, k := range want[id] {
-			now[k] = true
+			if !refused[choiceOf{id, k}] {
+				now[k] = true
+			}
 		}
 		var changed []api.ListenKey
 		for k := range li.told {
@@ -481,6 +526,9 @@ func (l *Listen) tell(ctx context.Context) error {
 				delete(li.told, k)
 			}
 			out = append(out, push{li.w, listenFrame(k, now[k])})
+			if l.told != nil {
+				l.told(id, k, now[k])
+			}
 		}
 	}
 	l.mu.Unlock()
@@ -488,6 +536,86 @@ func (l *Listen) tell(ctx context.Context) error {
 		p.w.Push(p.frame)
 	}
 	return nil
+}
+
+// choiceOf is a name chosen for a listener.
+type choiceOf struct {
+	listener string
+	api.ListenKey
+}
+
+// refuse checks the names chosen for this instance's listeners that they
+// were not told yet (every one after the rules changed) against the
+// permission rules, and declines in the Store those that their stream's
+// user may not listen to: it returns them. The Store then chooses other
+// listeners; their instances are woken. An error leaves the rest unchecked
+// and not told, for a retry.
+func (l *Listen) refuse(ctx context.Context, want map[string][]api.ListenKey) (map[choiceOf]bool, error) {
+	type check struct {
+		choiceOf
+		user api.User
+	}
+	var checks []check
+	l.mu.Lock()
+	for id, keys := range want {
+		li := l.listeners[id]
+		if li == nil {
+			continue
+		}
+		for _, k := range keys {
+			if l.recheck || !li.told[k] {
+				checks = append(checks, check{choiceOf{id, k}, li.w.Stream().User})
+			}
+		}
+	}
+	l.mu.Unlock()
+	refused := map[choiceOf]bool{}
+	w := map[string]bool{}
+	defer func() {
+		if len(w) > 0 {
+			l.wake(ctx, w)
+			signal(l.kick) // this instance's own wake-up is read at the next work
+		}
+	}()
+	for _, c := range checks {
+		ok, err := l.mayListen(ctx, c.user, c.ListenKey)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			continue
+		}
+		refused[c.choiceOf] = true
+		wake, err := l.store.DeclineListen(ctx, c.ListenKey, c.listener, time.Now())
+		for _, i := range wake {
+			w[i] = true
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return refused, nil
+}
+
+// mayListen reports whether user may listen to key: a record's rule that
+// depends on the data is given the record's current value (none when it
+// does not exist).
+func (l *Listen) mayListen(ctx context.Context, user api.User, key api.ListenKey) (bool, error) {
+	a := l.hub.access
+	r := Request{User: user, Section: SecRecord, Action: ActListen, Name: key.Name}
+	if key.Kind == api.ListenEvent {
+		r.Section = SecEvent
+	}
+	if r.Section == SecRecord && a.DependsOnData(SecRecord, ActListen, key.Name) {
+		rec, err := l.hub.store.Get(ctx, key.Name)
+		switch {
+		case err == nil:
+			r.Data = rec.Data
+		case !api.IsCode(err, api.CodeNotFound):
+			return false, err
+		}
+	}
+	return a.Allow(ctx, r) == nil, nil
 }
 
 // renew extends this instance's rows, sweeps the expired rows of every
