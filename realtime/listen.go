@@ -217,6 +217,10 @@ func (l *Listen) Unwatch(w Watch) {
 
 // Run does the Store work until ctx ends: listeners added and removed,
 // demand, renewals, and what listeners are told.
+// rulesChanged wakes Run, which sees the new rules' generation and checks
+// the names of this instance's listeners again (Hub.RulesChanged).
+func (l *Listen) rulesChanged() { signal(l.kick) }
+
 func (l *Listen) Run(ctx context.Context) {
 	stop := l.bus.Subscribe(TopicListen, l.onWake)
 	defer stop()

@@ -220,19 +220,19 @@ func (c *collection) hide(name string, v verdict) {
 	c.hidden[name] = struct{}{}
 }
 
-// sideData is what the filter of side frames reads of their data.
+// sideData is what the filter of presence frames reads of their data.
 type sideData struct {
 	User string `json:"user"`
-	Kind string `json:"kind"`
-	Name string `json:"name"`
 }
 
 // sideAllowed reports whether a side frame of subscription x may be
-// written: presence=* carries only users the stream's user may see, and
-// listen=PREFIX/* only names its user may listen to. Other side
-// subscriptions were admitted whole.
+// written: presence=* carries only users the stream's user may see. A
+// listen frame is always written: the listening service tells a listener
+// only of names its user may listen to (Listen.mayListen, with the record's
+// value when the rule reads it), and another listener when it may not.
+// Other side subscriptions were admitted whole.
 func (s *Stream) sideAllowed(x api.Subscription, frame []byte) bool {
-	if x.Presence != "*" && x.Listen == "" {
+	if x.Presence != "*" {
 		return true
 	}
 	var v sideData
@@ -241,14 +241,7 @@ func (s *Stream) sideAllowed(x api.Subscription, frame []byte) bool {
 		return false // not a frame of ours: never guess
 	}
 	ctx := context.Background() // evaluations bound themselves (a deadline, a cost limit)
-	if x.Presence == "*" {
-		return s.may(ctx, SecPresence, ActPresence, v.User, nil, nil)
-	}
-	sec := SecRecord
-	if v.Kind == api.ListenEvent {
-		sec = SecEvent
-	}
-	return s.may(ctx, sec, ActListen, v.Name, nil, nil)
+	return s.may(ctx, SecPresence, ActPresence, v.User, nil, nil)
 }
 
 // permDenied encodes the denied frame of a subscription the rules refuse.

@@ -22,6 +22,9 @@ func (h *Hub) RulesChanged() {
 	for _, s := range streams {
 		s.notify()
 	}
+	if l, ok := h.listen.(interface{ rulesChanged() }); ok {
+		l.rulesChanged()
+	}
 }
 
 // checkRules re-admits the stream's subscriptions if the rules changed
