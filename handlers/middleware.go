@@ -28,7 +28,7 @@ type reqState struct {
 	// limit is the variable of the limit that refused the request, if one
 	// did (writeError): limit refusals are counted by it.
 	limit string
-	user string       // the authenticated user, if any (authenticate)
+	user  string // the authenticated user, if any (authenticate)
 }
 
 // stateFrom returns the request's state, which logRequests put in the
