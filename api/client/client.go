@@ -14,9 +14,9 @@
 //	var sum float64
 //	err = c.Call(ctx, "add-two", 3, &sum) // sum == 5
 //
-// Errors that the server answered are *api.Error values: switch on their
-// code with api.IsCode(err, api.CodeNoRPCProvider); the HTTP status is in
-// Fields["status"].
+// Errors that the server answered are *Error values carrying the HTTP
+// status and the problem's code and detail; they unwrap to *api.Error, so
+// api.IsCode(err, api.CodeNoRPCProvider) works on them.
 package client
 
 import (
@@ -52,15 +52,29 @@ func New(baseURL, token string) *Client {
 }
 
 // do sends a request with an optional JSON body (nil: none) and returns the
-// response of a 2xx status. Any other status is an *api.Error.
+// response of a 2xx status. Any other status is an *Error.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("encode the body of %s %s: %w", method, path, err)
 		}
-		rd = bytes.NewReader(b)
+		raw = b
+	}
+	var h http.Header
+	if body != nil {
+		h = http.Header{"Content-Type": {"application/json"}}
+	}
+	return c.send(ctx, method, path, query, h, raw)
+}
+
+// send sends a request with the headers h and the body raw (nil: none) and
+// returns the response of a 2xx status. Any other status is an *Error.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte) (*http.Response, error) {
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
 	}
 	u := strings.TrimSuffix(c.BaseURL, "/") + path
 	if len(query) > 0 {
@@ -70,8 +84,8 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -91,14 +105,16 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return nil, problem(resp)
 }
 
-// problem reads an error response as an *api.Error: the problem body's
+// problem reads an error response as an *Error: the problem body's
 // code and detail, or for a body that is no problem (a proxy's page) a
 // code that fits the status.
 func problem(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var p struct {
-		Code   api.Code `json:"code"`
-		Detail string   `json:"detail"`
+		Code           api.Code `json:"code"`
+		Detail         string   `json:"detail"`
+		CurrentVersion int64    `json:"currentVersion"`
+		Index          *int     `json:"index"`
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/problem+json" || json.Unmarshal(b, &p) != nil || p.Code == "" {
@@ -108,7 +124,11 @@ func problem(resp *http.Response) error {
 			p.Code = api.CodeUnavailable
 		}
 	}
-	return (&api.Error{Code: p.Code, Detail: p.Detail}).With("status", resp.StatusCode)
+	e := &Error{Status: resp.StatusCode, Code: p.Code, Detail: p.Detail, CurrentVersion: p.CurrentVersion, Index: -1}
+	if p.Index != nil {
+		e.Index = *p.Index
+	}
+	return e
 }
 
 // status returns the HTTP status of an error the server answered, or 0.
