@@ -1,0 +1,68 @@
+// Switchboard browser client 0.1.0: type declarations for /client.js.
+
+/** An error answered by the server; `code` is the problem+json stable code. */
+export class SwitchboardError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly problem: { type?: string; title?: string; status?: number; detail?: string; code?: string; [k: string]: unknown } | null;
+}
+
+export interface Options {
+  /** A bearer token: sent as Authorization, and as ?access_token= on the stream. */
+  token?: string;
+  /** Use the sb_token cookie (reads and the stream; it never authorises a write). */
+  cookie?: boolean;
+  /** Reconnect backoff bounds in milliseconds (defaults 250 and 10000). */
+  minBackoff?: number;
+  maxBackoff?: number;
+}
+
+export interface RecordMeta {
+  name: string;
+  version: number;
+  op: 'snapshot' | 'set' | 'patch' | 'delete';
+}
+
+export interface EventMeta {
+  name: string;
+  publisher: string | null;
+  id: string;
+}
+
+export type Unsubscribe = () => void;
+
+export interface RecordHandle<T = unknown> {
+  readonly name: string;
+  /** The last version this client saw (0: none yet). */
+  readonly version: number;
+  /** The value, or the value at path; null when the record does not exist. */
+  get(path?: string): Promise<T | null>;
+  /** Replaces the whole value; resolves to the new version. */
+  set(value: T): Promise<number>;
+  /** Sets the value at a dot path or JSON Pointer; resolves to the new version. */
+  set(path: string, value: unknown): Promise<number>;
+  /** Applies an RFC 7396 merge patch; resolves to the new version. */
+  patch(mergePatch: unknown): Promise<number>;
+  delete(): Promise<void>;
+  /** Calls cb with the current value, then with every change (data null on delete). */
+  subscribe(cb: (data: T | null, meta: RecordMeta) => void): Unsubscribe;
+  subscribe(path: string, cb: (data: unknown, meta: RecordMeta) => void): Unsubscribe;
+}
+
+export interface Client {
+  record<T = unknown>(name: string): RecordHandle<T>;
+  event: {
+    /** Publishes an event; resolves to its id. */
+    emit(name: string, data: unknown): Promise<string>;
+    /** Subscribes to a name, `prefix/*` or `*`. */
+    subscribe(pattern: string, cb: (data: unknown, meta: EventMeta) => void): Unsubscribe;
+  };
+  rpc: {
+    /** Calls an RPC; timeout in milliseconds (the server's default is 10 s). */
+    make(name: string, data?: unknown, opts?: { timeout?: number }): Promise<unknown>;
+  };
+  /** Closes the stream. */
+  close(): void;
+}
+
+export function switchboard(url: string, opts?: Options): Promise<Client>;
