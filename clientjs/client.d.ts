@@ -8,8 +8,12 @@ export class SwitchboardError extends Error {
 }
 
 export interface Options {
-  /** A bearer token: sent as Authorization, and as ?access_token= on the stream. */
-  token?: string;
+  /**
+   * A bearer token, sent as Authorization and as ?access_token= on the
+   * stream; or a function returning one, called for every request and every
+   * reconnect (a stream ended by the token's expiry reopens with the new one).
+   */
+  token?: string | (() => string | Promise<string>);
   /** Use the sb_token cookie (reads and the stream; it never authorises a write). */
   cookie?: boolean;
   /** Reconnect backoff bounds in milliseconds (defaults 250 and 10000). */

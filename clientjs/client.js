@@ -14,8 +14,10 @@ export class SwitchboardError extends Error {
 const FRAMES = ['ready', 'snapshot', 'synced', 'record', 'delete', 'event', 'presence', 'listen', 'denied', 'reset'];
 
 /**
- * Connects to a Switchboard server. `opts.token` sends a bearer token;
- * `opts.cookie` relies on the sb_token cookie (reads and the stream only).
+ * Connects to a Switchboard server. `opts.token` is a bearer token, or a
+ * function returning one (called for every request and reconnect, so that
+ * a refreshed token is used); `opts.cookie` relies on the sb_token cookie
+ * (reads and the stream only).
  */
 export async function switchboard(url, opts = {}) {
   return new Client(url, opts);
@@ -36,6 +38,7 @@ class Client {
     this._attempt = 0;
     this._timer = null;
     this._closed = false;
+    this._opening = false;
     this.records = new Map();
     this.event = {
       emit: (name, data) => this._fetch('POST', '/events/' + enc(name), data).then((r) => r && r.id),
@@ -64,9 +67,16 @@ class Client {
     this._es = null;
   }
 
+  // _token is opts.token, or what the function given as opts.token returns
+  // (called for every request and every reconnect, so it may refresh).
+  async _token() {
+    return typeof this.token === 'function' ? await this.token() : this.token;
+  }
+
   async _fetch(method, path, body, headers = {}) {
     const h = Object.assign({}, headers);
-    if (this.token) h.Authorization = 'Bearer ' + this.token;
+    const token = await this._token();
+    if (token) h.Authorization = 'Bearer ' + token;
     const init = { method, headers: h, credentials: this.cookie ? 'include' : 'same-origin' };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -115,7 +125,7 @@ class Client {
   // first EventSource, else with POST /stream/{id}/subscriptions.
   _connect(s) {
     if (this._closed) return;
-    if (!this._es && !this._timer) return this._open();
+    if (!this._es && !this._timer && !this._opening) return this._open();
     if (this._stream && this._es && this._es.readyState === 1) this._add(s);
     // else: the ready frame (or the reopen) brings it.
   }
@@ -131,6 +141,24 @@ class Client {
   _open() {
     this._timer = null;
     if (this._closed || !this._subs.size) return;
+    this._opening = true;
+    this._token().then((token) => {
+      this._opening = false;
+      this._start(token);
+    }, () => {
+      this._opening = false;
+      this._retry();
+    });
+  }
+
+  // _retry opens a new EventSource after a backoff.
+  _retry() {
+    const base = Math.min(this.backoff.max, this.backoff.min * 2 ** this._attempt++);
+    this._timer = setTimeout(() => this._open(), base / 2 + Math.random() * base / 2);
+  }
+
+  _start(token) {
+    if (this._closed || !this._subs.size) return;
     const q = new URLSearchParams();
     for (const s of this._subs.values()) {
       if (s.sub.path) continue; // path subscriptions need a POST
@@ -138,7 +166,7 @@ class Client {
       s.onServer = true;
     }
     if (this._lastId) q.set('lastEventId', this._lastId);
-    if (this.token) q.set('access_token', this.token);
+    if (token) q.set('access_token', token);
     const es = new EventSource(this.url + '/stream?' + q, { withCredentials: this.cookie });
     this._es = es;
     es.onopen = () => { this._attempt = 0; };
@@ -146,8 +174,7 @@ class Client {
       if (es !== this._es || es.readyState !== 2) return; // the browser reconnects by itself
       this._es = null;
       this._stream = null;
-      const base = Math.min(this.backoff.max, this.backoff.min * 2 ** this._attempt++);
-      this._timer = setTimeout(() => this._open(), base / 2 + Math.random() * base / 2);
+      this._retry();
     };
     for (const t of FRAMES) es.addEventListener(t, (e) => es === this._es && this._frame(t, e));
   }

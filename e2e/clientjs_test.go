@@ -267,3 +267,71 @@ func TestClientJSSurvivesRestart(t *testing.T) {
 	}
 	t.Logf("the proxy answered 502 %d times", bad.Load())
 }
+
+// TestClientJSTokenRefreshAndUnsubscribe: with a token function, writes
+// carry the bearer and the stream ?access_token=; when the stream ends with
+// its token's expiry, the browser's own reconnect gets 401 and the library
+// reopens with the refreshed token, losing nothing. An unsubscribed
+// callback is called no more.
+func TestClientJSTokenRefreshAndUnsubscribe(t *testing.T) {
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret, "STREAM_RETRY": "100ms"})
+	page := newBrowser(t, 60*time.Second)
+	if err := chromedp.Do(page, chromedp.Navigate(srv.URL+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	short := signToken(t, "alice", 2*time.Second)
+	setup := `(async () => {
+		const {switchboard} = await import('/client.js');
+		window.tok = ` + strconvQuote(short) + `;
+		window.sb = await switchboard(location.origin, {token: () => window.tok});
+		window.got = {whole: [], other: []};
+		sb.record('doc').subscribe((d, m) => got.whole.push({v: m.version, op: m.op}));
+		window.stopOther = sb.record('other').subscribe((d, m) => got.other.push(m.version));
+		return true;
+	})()`
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](setup, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("set up the page: %v", err)
+	}
+	pageRun(t, page, `sb.record('doc').set({v: 1})`)
+	pageRun(t, page, `sb.record('other').set({v: 1})`)
+	waitPage(t, page, "version 1 of both", `got.whole.length === 1 && got.other.length === 1`, 5*time.Second)
+	pageRun(t, page, `(stopOther(), true)`)
+
+	// Refresh the token before the first expires; the stream still ends with the first.
+	fresh := signToken(t, "alice", time.Hour)
+	pageRun(t, page, `(window.tok = `+strconvQuote(fresh)+`, true)`)
+	// Past the first token's expiry and the verifier's 5 s leeway: its
+	// stream has ended and the browser's reconnects with it get 401.
+	time.Sleep(8 * time.Second)
+	pageRun(t, page, `sb.record('doc').set({v: 2})`)
+	pageRun(t, page, `sb.record('other').set({v: 2})`)
+	waitPage(t, page, "version 2 after the token's expiry", `got.whole.length >= 2`, 10*time.Second)
+	pageRun(t, page, `sb.record('doc').set({v: 3})`)
+	waitPage(t, page, "version 3", `got.whole.length >= 3`, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	out := pageRun(t, page, `got`)
+	var g struct {
+		Whole []struct {
+			V int64 `json:"v"`
+		} `json:"whole"`
+		Other []int64 `json:"other"`
+	}
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatalf("got %s: %v", out, err)
+	}
+	var vs []int64
+	for _, w := range g.Whole {
+		vs = append(vs, w.V)
+	}
+	if !reflect.DeepEqual(vs, []int64{1, 2, 3}) {
+		t.Errorf("doc versions %v, want [1 2 3]", vs)
+	}
+	if !reflect.DeepEqual(g.Other, []int64{1}) {
+		t.Errorf("other versions %v after unsubscribing at 1, want [1]", g.Other)
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
