@@ -53,8 +53,30 @@ export interface RecordHandle<T = unknown> {
   subscribe(path: string, cb: (data: unknown, meta: RecordMeta) => void): Unsubscribe;
 }
 
+export interface CollectionHandlers {
+  /** Each record under the prefix at subscription (and after a reset). */
+  snapshot?(name: string, data: unknown, meta: RecordMeta): void;
+  /** The snapshots are complete. */
+  synced?(count: number): void;
+  /** A record under the prefix changed or was created. */
+  change?(name: string, data: unknown, meta: RecordMeta): void;
+  /** A record under the prefix was deleted (data is null). */
+  delete?(name: string, data: null, meta: RecordMeta): void;
+}
+
 export interface Client {
   record<T = unknown>(name: string): RecordHandle<T>;
+  /** A live collection, `prefix/*` or `*`. */
+  collection(pattern: string): { subscribe(handlers: CollectionHandlers): Unsubscribe };
+  presence: {
+    /** cb(user, online): users online now, then every join and leave (optionally of one user). */
+    subscribe(cb: (user: string, online: boolean) => void): Unsubscribe;
+    subscribe(user: string, cb: (user: string, online: boolean) => void): Unsubscribe;
+    /** The users online now, optionally only among users. */
+    get(users?: string[]): Promise<string[]>;
+  };
+  /** For data providers: demand for names under a `prefix/*` starts (active) or stops. */
+  listen(pattern: string, cb: (name: string, active: boolean, kind: 'record' | 'event') => void): Unsubscribe;
   event: {
     /** Publishes an event; resolves to its id. */
     emit(name: string, data: unknown): Promise<string>;

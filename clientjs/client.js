@@ -44,6 +44,14 @@ class Client {
       emit: (name, data) => this._fetch('POST', '/events/' + enc(name), data).then((r) => r && r.id),
       subscribe: (pattern, cb) => this._subscribe({ event: pattern }, cb),
     };
+    this.presence = {
+      /** cb(user, online) for every user online now, then for every join and leave. */
+      subscribe: (userOrCb, cb) => typeof userOrCb === 'function'
+        ? this._subscribe({ presence: '*' }, userOrCb)
+        : this._subscribe({ presence: userOrCb }, cb),
+      /** The users online now (optionally only among users). */
+      get: (users = []) => this._fetch('GET', '/presence' + (users.length ? '?' + users.map((u) => 'user=' + encodeURIComponent(u)).join('&') : '')).then((r) => r.users),
+    };
     this.rpc = {
       make: (name, data, o = {}) => {
         const q = o.timeout ? '?timeout=' + Math.ceil(o.timeout) + 'ms' : '';
@@ -57,6 +65,19 @@ class Client {
     let r = this.records.get(name);
     if (!r) this.records.set(name, (r = new RecordHandle(this, name)));
     return r;
+  }
+
+  /**
+   * A live collection: collection('driver/*').subscribe({snapshot, change,
+   * delete, synced}); each handler optional.
+   */
+  collection(pattern) {
+    return { subscribe: (h) => this._subscribe({ record: pattern }, h) };
+  }
+
+  /** listen('prices/*', (name, active, kind) => ...): demand for names under a prefix (for data providers). */
+  listen(pattern, cb) {
+    return this._subscribe({ listen: pattern }, cb);
   }
 
   /** Closes the stream; the client is unusable afterwards. */
@@ -100,13 +121,13 @@ class Client {
 
   // _subscribe adds cb to the stream subscription sub and returns its remover.
   _subscribe(sub, cb) {
-    if (typeof cb !== 'function') throw new TypeError('subscribe needs a callback');
+    if (typeof cb !== 'function' && !(cb && typeof cb === 'object')) throw new TypeError('subscribe needs a callback');
     const key = subKey(sub);
     let s = this._subs.get(key);
     const fresh = !s;
-    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false }));
+    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false, seen: new Map() }));
     s.cbs.add(cb);
-    if (!fresh && s.last) {
+    if (!fresh && s.last && typeof cb === 'function') {
       const last = s.last;
       queueMicrotask(() => s.cbs.has(cb) && call(cb, last.data, last.meta));
     }
@@ -199,6 +220,7 @@ class Client {
       case 'snapshot':
       case 'record':
       case 'delete': {
+        if (!d.path) this._collections(type, d);
         const s = this._subs.get(subKey({ record: d.name, path: d.path }));
         if (!s) return;
         if (s.last && d.version <= s.last.version) return; // seen already
@@ -226,6 +248,21 @@ class Client {
         }
         break;
       }
+      case 'synced': {
+        const s = this._subs.get(subKey({ record: d.record }));
+        if (s) for (const h of [...s.cbs]) if (h.synced) call(h.synced.bind(h), d.count, d);
+        break;
+      }
+      case 'presence':
+        for (const s of this._subs.values()) {
+          if (s.sub.presence === '*' || s.sub.presence === d.user) for (const cb of [...s.cbs]) call(cb, d.user, d.online);
+        }
+        break;
+      case 'listen':
+        for (const s of this._subs.values()) {
+          if (s.sub.listen && matches(s.sub.listen, d.name)) for (const cb of [...s.cbs]) call(cb, d.name, d.active, d.kind);
+        }
+        break;
       case 'denied': {
         const err = new SwitchboardError(403, { code: d.code, detail: 'subscription refused' });
         for (const s of this._subs.values()) {
@@ -234,11 +271,25 @@ class Client {
         break;
       }
       case 'reset':
-        for (const s of this._subs.values()) s.last = null; // fresh snapshots follow
+        for (const s of this._subs.values()) s.last = null, s.seen.clear(); // fresh snapshots follow
         break;
     }
   }
 }
+
+// _collections hands a record frame to the live collections it is under,
+// once per version of each record.
+Client.prototype._collections = function (type, d) {
+  for (const s of this._subs.values()) {
+    const p = s.sub.record;
+    if (!p || s.sub.path || !(p === '*' || p.endsWith('/*')) || !matches(p, d.name)) continue;
+    if (d.version <= (s.seen.get(d.name) || 0)) continue;
+    s.seen.set(d.name, d.version);
+    const kind = type === 'record' ? 'change' : type;
+    const data = type === 'delete' ? null : d.data;
+    for (const h of [...s.cbs]) if (h[kind]) call(h[kind].bind(h), d.name, data, { name: d.name, version: d.version, op: d.op || type });
+  }
+};
 
 class RecordHandle {
   constructor(client, name) {
@@ -303,6 +354,6 @@ function enc(name) {
   return String(name).split('/').map(encodeURIComponent).join('/');
 }
 
-function call(cb, data, meta) {
-  try { cb(data, meta); } catch (e) { setTimeout(() => { throw e; }); }
+function call(cb, ...args) {
+  try { cb(...args); } catch (e) { setTimeout(() => { throw e; }); }
 }

@@ -335,3 +335,66 @@ func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestClientJSCollectionPresenceListen: a live collection gives its
+// snapshots, synced, then changes and deletes, each once; presence shows
+// the page's own user online, and GET /presence agrees; listen tells the
+// page when another stream subscribes to a name under its prefix.
+func TestClientJSCollectionPresenceListen(t *testing.T) {
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
+	writer := signToken(t, "writer", time.Hour)
+	write := func(method, name, body string) {
+		t.Helper()
+		if code, _, b := do(t, method, srv.URL+"/records/"+name, "application/json", body, "Authorization", "Bearer "+writer); code/100 != 2 {
+			t.Fatalf("%s %s: %d %s", method, name, code, b)
+		}
+	}
+	write(http.MethodPut, "driver/1", `{"x":1}`)
+	write(http.MethodPut, "driver/2", `{"x":2}`)
+	page := newBrowser(t, 40*time.Second)
+	if err := chromedp.Do(page, chromedp.Navigate(srv.URL+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	setup := `(async () => {
+		const {switchboard} = await import('/client.js');
+		window.sb = await switchboard(location.origin, {token: ` + strconvQuote(signToken(t, "alice", time.Hour)) + `});
+		window.got = {col: [], presence: [], listen: []};
+		sb.collection('driver/*').subscribe({
+			snapshot: (n, d, m) => got.col.push('snapshot ' + n + ' ' + m.version),
+			synced: (c) => got.col.push('synced ' + c),
+			change: (n, d, m) => got.col.push('change ' + n + ' ' + m.version + ' ' + JSON.stringify(d)),
+			delete: (n, d, m) => got.col.push('delete ' + n + ' ' + m.version),
+		});
+		sb.presence.subscribe((u, online) => got.presence.push(u + ' ' + online));
+		sb.listen('prices/*', (n, active, kind) => got.listen.push(kind + ' ' + n + ' ' + active));
+		return true;
+	})()`
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](setup, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatalf("set up the page: %v", err)
+	}
+	waitPage(t, page, "the collection's snapshots", `got.col.includes('synced 2') && got.presence.includes('alice true')`, 10*time.Second)
+	write(http.MethodPut, "driver/3", `{"x":3}`)
+	write(http.MethodDelete, "driver/1", "")
+	bob := openSSE(t, srv.URL+"/stream?record=prices/eur&access_token="+url.QueryEscape(signToken(t, "bob", time.Hour)), "")
+	bob.Expect(t, "ready")
+	waitPage(t, page, "the change, the delete and the demand", `got.col.length >= 5 && got.listen.length >= 1`, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	out := pageRun(t, page, `got`)
+	var g struct{ Col, Presence, Listen []string }
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatalf("got %s: %v", out, err)
+	}
+	want := []string{"snapshot driver/1 1", "snapshot driver/2 1", "synced 2", `change driver/3 1 {"x":3}`, "delete driver/1 2"}
+	if !reflect.DeepEqual(g.Col, want) {
+		t.Errorf("collection callbacks %q, want %q", g.Col, want)
+	}
+	if !reflect.DeepEqual(g.Listen, []string{"record prices/eur true"}) {
+		t.Errorf("listen callbacks %q, want one for prices/eur", g.Listen)
+	}
+	if len(g.Presence) == 0 || g.Presence[0] != "alice true" {
+		t.Errorf("presence callbacks %q, want alice online first", g.Presence)
+	}
+	if users := pageRun(t, page, `sb.presence.get(['alice', 'carol'])`); users != `["alice"]` {
+		t.Errorf("presence.get = %s, want [\"alice\"]", users)
+	}
+}
