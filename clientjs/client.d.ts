@@ -47,6 +47,12 @@ export interface RecordHandle<T = unknown> {
   set(path: string, value: unknown): Promise<number>;
   /** Applies an RFC 7396 merge patch; resolves to the new version. */
   patch(mergePatch: unknown): Promise<number>;
+  /**
+   * Writes value at the version last seen (create-only at 0); on 412 calls
+   * onConflict(remote, local) and writes what it returns (undefined: give
+   * up), at most retries times (default 3). Resolves to the new version.
+   */
+  update(value: T, opts?: { onConflict?: (remote: T | null, local: T) => T | undefined | Promise<T | undefined>; retries?: number }): Promise<number>;
   delete(): Promise<void>;
   /** Calls cb with the current value, then with every change (data null on delete). */
   subscribe(cb: (data: T | null, meta: RecordMeta) => void): Unsubscribe;
@@ -86,6 +92,8 @@ export interface Client {
   rpc: {
     /** Calls an RPC; timeout in milliseconds (the server's default is 10 s). */
     make(name: string, data?: unknown, opts?: { timeout?: number }): Promise<unknown>;
+    /** Serves RPCs by long-polling; a throw answers an error. Returns the stop function. */
+    provide(names: string | string[], handler: (data: unknown, meta: { name: string; id: string; requester: string | null }) => unknown): () => void;
   };
   /** Closes the stream. */
   close(): void;

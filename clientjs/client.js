@@ -57,6 +57,41 @@ class Client {
         const q = o.timeout ? '?timeout=' + Math.ceil(o.timeout) + 'ms' : '';
         return this._fetch('POST', '/rpc/' + enc(name) + q, data === undefined ? null : data).then((r) => r.data);
       },
+      /**
+       * Serves the RPCs names (a name or a list): handler(data, {name, id,
+       * requester}) returns (or resolves to) the answer; a throw answers the
+       * error. Returns the function that stops providing.
+       */
+      provide: (names, handler) => {
+        const stop = new AbortController();
+        const q = '/rpc-requests?' + [].concat(names).map((n) => 'name=' + encodeURIComponent(n)).join('&') + '&wait=30s';
+        const loop = async () => {
+          let attempt = 0;
+          while (!stop.signal.aborted) {
+            let r;
+            try {
+              r = await this._fetch('GET', q, undefined, {}, stop.signal);
+              attempt = 0;
+            } catch (e) {
+              if (stop.signal.aborted) return;
+              await new Promise((ok) => setTimeout(ok, Math.min(this.backoff.max, this.backoff.min * 2 ** attempt++)));
+              continue;
+            }
+            for (const req of (r && r.requests) || []) {
+              let answer;
+              try {
+                answer = { data: await handler(req.data, { name: req.name, id: req.id, requester: req.requester }) };
+              } catch (e) {
+                answer = { error: String((e && e.message) || e) };
+              }
+              if ('data' in answer && answer.data === undefined) answer.data = null;
+              this._fetch('POST', '/rpc-requests/' + encodeURIComponent(req.id), answer).catch(() => {});
+            }
+          }
+        };
+        loop();
+        return () => stop.abort();
+      },
     };
   }
 
@@ -94,11 +129,11 @@ class Client {
     return typeof this.token === 'function' ? await this.token() : this.token;
   }
 
-  async _fetch(method, path, body, headers = {}) {
+  async _fetch(method, path, body, headers = {}, signal) {
     const h = Object.assign({}, headers);
     const token = await this._token();
     if (token) h.Authorization = 'Bearer ' + token;
-    const init = { method, headers: h, credentials: this.cookie ? 'include' : 'same-origin' };
+    const init = { method, headers: h, credentials: this.cookie ? 'include' : 'same-origin', signal };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
       if (!h['Content-Type']) h['Content-Type'] = 'application/json';
@@ -325,6 +360,35 @@ class RecordHandle {
     const r = await this.client._fetch('PATCH', this._path(), mergePatch, { 'Content-Type': 'application/merge-patch+json' });
     return this._seen(r).version;
   }
+  /**
+   * A conditional write of the whole value at the version this client saw
+   * last (r.version; create-only when 0). On a conflict it refetches and
+   * calls onConflict(remote, local): the value it returns is written at the
+   * new version (undefined gives up), at most `retries` times (default 3);
+   * then the VERSION_CONFLICT error is thrown. Resolves to the new version.
+   */
+  async update(value, { onConflict, retries = 3 } = {}) {
+    for (let i = 0; ; i++) {
+      const cond = this.version ? { 'If-Match': '"' + this.version + '"' } : { 'If-None-Match': '*' };
+      try {
+        return this._seen(await this.client._fetch('PUT', this._path(), value, cond)).version;
+      } catch (e) {
+        if (e.code !== 'VERSION_CONFLICT' || !onConflict || i >= retries) throw e;
+        let remote = null;
+        try {
+          const r = await this.client._fetch('GET', this._path());
+          this.version = r.version;
+          remote = r.data;
+        } catch (g) {
+          if (g.code !== 'NOT_FOUND') throw g;
+          this.version = 0;
+        }
+        value = await onConflict(remote, value);
+        if (value === undefined) throw e;
+      }
+    }
+  }
+
   /** Deletes the record. */
   async delete() {
     await this.client._fetch('DELETE', this._path());

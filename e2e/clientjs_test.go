@@ -398,3 +398,40 @@ func TestClientJSCollectionPresenceListen(t *testing.T) {
 		t.Errorf("presence.get = %s, want [\"alice\"]", users)
 	}
 }
+
+// TestClientJSProvideAndConflict: one page provides an RPC that the other
+// calls (an answer and a thrown error); update() on a stale version meets
+// 412, refetches, and writes what onConflict returns.
+func TestClientJSProvideAndConflict(t *testing.T) {
+	srv := startServer(t, nil)
+	a := newBrowser(t, 40*time.Second)
+	b, cancelB := chromedp.NewContext(a)
+	defer cancelB()
+	for _, ctx := range []context.Context{a, b} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/healthz")); err != nil {
+			t.Fatal(err)
+		}
+		pageRun(t, ctx, `import('/client.js').then(async (m) => { window.sb = await m.switchboard(location.origin); return true; })`)
+	}
+	pageRun(t, a, `(window.stop = sb.rpc.provide(['add-two', 'fail'], (d, m) => { if (m.name === 'fail') throw new Error('no way'); return d.a + d.b; }), true)`)
+	if got := pageRun(t, b, `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 5000})`); got != "5" {
+		t.Errorf("add-two = %s, want 5", got)
+	}
+	if got := pageRun(t, b, `sb.rpc.make('fail', 1).then(() => 'resolved', e => e.code + ' ' + e.message)`); got != `"RPC_ERROR no way"` {
+		t.Errorf("fail: %s, want RPC_ERROR no way", got)
+	}
+
+	pageRun(t, a, `sb.record('counter').update({n: 1})`) // created at version 1
+	put(t, srv.URL, "counter", `{"n":5}`)                // version 2: a's version 1 is stale
+	got := pageRun(t, a, `(async () => {
+		window.calls = [];
+		const v = await sb.record('counter').update({n: 1}, {onConflict: (remote, local) => { calls.push([remote, local]); return {n: remote.n + local.n}; }});
+		return {v, calls, now: await sb.record('counter').get()};
+	})()`)
+	if want := `{"v":3,"calls":[[{"n":5},{"n":1}]],"now":{"n":6}}`; got != want {
+		t.Errorf("update with onConflict: %s, want %s", got, want)
+	}
+	if got := pageRun(t, b, `sb.record('counter').update({n: 10}).then(() => 'resolved', e => e.code)`); got != `"VERSION_CONFLICT"` {
+		t.Errorf("update without onConflict on a stale version: %s, want VERSION_CONFLICT", got)
+	}
+}
