@@ -95,6 +95,10 @@ export interface Client {
     /** Serves RPCs by long-polling; a throw answers an error. Returns the stop function. */
     provide(names: string | string[], handler: (data: unknown, meta: { name: string; id: string; requester: string | null }) => unknown): () => void;
   };
+  /** Logs in (POST /auth/login) and keeps the token refreshed; the stream reopens as the new user. */
+  login(creds: unknown): Promise<{ id: string; clientData: unknown; expiresAt: string }>;
+  /** Revokes the token (and clears the cookie); goes on anonymously. */
+  logout(): Promise<void>;
   /** Closes the stream. */
   close(): void;
 }

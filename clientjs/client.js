@@ -115,10 +115,55 @@ class Client {
     return this._subscribe({ listen: pattern }, cb);
   }
 
+  /**
+   * Logs in with creds (POST /auth/login; with opts.cookie the server sets
+   * the cookie) and keeps the token refreshed before it expires. Resolves
+   * to {id, clientData, expiresAt}; the stream reopens as the new user.
+   */
+  async login(creds) {
+    const r = await this._fetch('POST', '/auth/login' + (this.cookie ? '?cookie=true' : ''), creds);
+    this._gotToken(r);
+    this._reopen();
+    return { id: r.id, clientData: r.clientData, expiresAt: r.expiresAt };
+  }
+
+  /** Revokes the token (and the cookie) and goes on anonymously. */
+  async logout() {
+    clearTimeout(this._refresh);
+    try {
+      await this._fetch('POST', '/auth/logout');
+    } finally {
+      if (typeof this.token !== 'function') this.token = null;
+      this._reopen();
+    }
+  }
+
+  _gotToken(r) {
+    if (!this.cookie && typeof this.token !== 'function') this.token = r.token;
+    clearTimeout(this._refresh);
+    const left = Date.parse(r.expiresAt) - Date.now();
+    if (!(left > 0)) return;
+    this._refresh = setTimeout(() => {
+      this._fetch('POST', '/auth/refresh').then((n) => this._gotToken(n), () => {});
+    }, Math.max(500, left * 0.75));
+  }
+
+  // _reopen starts a new stream (of another identity) with every subscription.
+  _reopen() {
+    if (this._es) this._es.close();
+    this._es = null;
+    this._stream = null;
+    this._lastId = '';
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (this._subs.size && !this._opening) this._open();
+  }
+
   /** Closes the stream; the client is unusable afterwards. */
   close() {
     this._closed = true;
     clearTimeout(this._timer);
+    clearTimeout(this._refresh);
     if (this._es) this._es.close();
     this._es = null;
   }

@@ -435,3 +435,35 @@ func TestClientJSProvideAndConflict(t *testing.T) {
 		t.Errorf("update without onConflict on a stale version: %s, want VERSION_CONFLICT", got)
 	}
 }
+
+// TestClientJSLogin: login gives the page a token that writes accept,
+// refreshed before it expires (writes still work after its first lifetime
+// and the leeway); logout revokes it.
+func TestClientJSLogin(t *testing.T) {
+	hook := newLoginHook(t, hookJSON(200, `{"id":"alice","clientData":{"name":"Alice"}}`))
+	srv := startServer(t, loginEnv(hook.URL, "JWT_TTL", "3s"))
+	page := newBrowser(t, 40*time.Second)
+	if err := chromedp.Do(page, chromedp.Navigate(srv.URL+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	pageRun(t, page, `import('/client.js').then(async (m) => { window.sb = await m.switchboard(location.origin); return true; })`)
+	if got := pageRun(t, page, `sb.record('doc').set({v: 0}).then(() => 'resolved', e => e.code)`); got != `"UNAUTHENTICATED"` {
+		t.Errorf("a write before login: %s, want UNAUTHENTICATED", got)
+	}
+	if got := pageRun(t, page, `sb.login({user: 'alice'}).then(r => r.id + ' ' + r.clientData.name)`); got != `"alice Alice"` {
+		t.Errorf("login: %s, want alice Alice", got)
+	}
+	first := pageRun(t, page, `sb.token`)
+	pageRun(t, page, `sb.record('doc').set({v: 1})`)
+	time.Sleep(8500 * time.Millisecond) // past the first token's lifetime and the 5 s leeway
+	if pageRun(t, page, `sb.token`) == first {
+		t.Error("the token was not refreshed")
+	}
+	if got := pageRun(t, page, `sb.record('doc').set({v: 2})`); got != "2" {
+		t.Errorf("a write after the first token expired: %s, want version 2", got)
+	}
+	pageRun(t, page, `sb.logout().then(() => true)`)
+	if got := pageRun(t, page, `sb.record('doc').set({v: 3}).then(() => 'resolved', e => e.code)`); got != `"UNAUTHENTICATED"` {
+		t.Errorf("a write after logout: %s, want UNAUTHENTICATED", got)
+	}
+}
