@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/clientjs"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -52,6 +53,8 @@ func Routes(d Deps) http.Handler {
 	r.Get("/readyz", readyz(d.Store, d.Bus, d.Hub))
 	r.Method(http.MethodGet, "/metrics", metrics(d.Metrics))
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
+	r.Get("/client.js", clientjs.JS)
+	r.Get("/client.d.ts", clientjs.DTS)
 
 	r.Group(func(r chi.Router) {
 		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), rate.limit)
