@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,34 @@ func TestCLITail(t *testing.T) {
 	put(t, s.URL, "driver/14", `{"x":3}`)
 	if f := next(t, frames); f.Event != "record" || !strings.Contains(string(f.Data), `"version":3`) {
 		t.Fatalf("after resume, frame %+v, want version 3", f)
+	}
+}
+
+// TestCLITailReconnects: when the server restarts on the same address and
+// data, tail reconnects by itself with the last id it printed: the next
+// change comes once, with no snapshot or change repeated.
+func TestCLITailReconnects(t *testing.T) {
+	bin := buildCLI(t)
+	dir, port := t.TempDir(), strconv.Itoa(freePort(t))
+	env := map[string]string{"DATA_DIR": dir, "PORT": port}
+	s := startServer(t, env)
+	put(t, s.URL, "driver/14", `{"x":1}`)
+	frames, _ := startTail(t, bin, s.URL, "record:driver/14")
+	if f := next(t, frames); f.Event != "snapshot" {
+		t.Fatalf("first frame %+v, want the snapshot", f)
+	}
+	put(t, s.URL, "driver/14", `{"x":2}`)
+	if f := next(t, frames); f.Event != "record" || !strings.Contains(string(f.Data), `"version":2`) {
+		t.Fatalf("frame %+v, want version 2", f)
+	}
+	s.Stop(t)
+	s = startServer(t, env)
+	put(t, s.URL, "driver/14", `{"x":3}`)
+	if f := next(t, frames); f.Event != "record" || !strings.Contains(string(f.Data), `"version":3`) {
+		t.Fatalf("after the restart, frame %+v, want version 3 only", f)
+	}
+	put(t, s.URL, "driver/14", `{"x":4}`)
+	if f := next(t, frames); f.Event != "record" || !strings.Contains(string(f.Data), `"version":4`) {
+		t.Fatalf("frame %+v, want version 4", f)
 	}
 }
