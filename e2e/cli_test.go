@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/api/client"
 )
 
 // buildCLI builds the command at the repository's root.
@@ -223,5 +225,37 @@ func TestCLITailReconnects(t *testing.T) {
 	put(t, s.URL, "driver/14", `{"x":4}`)
 	if f := next(t, frames); f.Event != "record" || !strings.Contains(string(f.Data), `"version":4`) {
 		t.Fatalf("frame %+v, want version 4", f)
+	}
+}
+
+// TestCLICall: call prints the provider's answer, and a provider's error
+// is exit status 1 with RPC_ERROR and its message on stderr.
+func TestCLICall(t *testing.T) {
+	bin := buildCLI(t)
+	s := startServer(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go client.NewClient(s.URL).Provide(ctx, []string{"add-two"}, func(ctx context.Context, r client.Request) (any, error) {
+		var xs []int
+		if err := r.Decode(&xs); err != nil || len(xs) != 2 {
+			return nil, errors.New("two numbers wanted")
+		}
+		return map[string]int{"sum": xs[0] + xs[1]}, nil
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stdout, stderr, code := runCLI(t, bin, s.URL, "call", "add-two", "[1,2]")
+		if code == 1 && strings.Contains(stderr, "NO_RPC_PROVIDER") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // the provider is not polling yet
+			continue
+		}
+		if stdout != `{"sum":3}`+"\n" || code != 0 || stderr != "" {
+			t.Fatalf("call add-two: %q, exit %d, stderr %q", stdout, code, stderr)
+		}
+		break
+	}
+	stdout, stderr, code := runCLI(t, bin, s.URL, "call", "add-two", `"x"`)
+	if stdout != "" || code != 1 || !strings.Contains(stderr, "RPC_ERROR: ") || !strings.Contains(stderr, "two numbers wanted") {
+		t.Fatalf("call with a bad input: %q, exit %d, stderr %q", stdout, code, stderr)
 	}
 }
