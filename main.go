@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,6 +24,10 @@ func main() {
 	defer stop()
 	if err := server.Run(ctx, os.Args, os.Getenv, os.Stdout, openapiYAML); err != nil {
 		fmt.Fprintln(os.Stderr, "switchboard:", err)
+		var e interface{ ExitCode() int }
+		if errors.As(err, &e) {
+			os.Exit(e.ExitCode())
+		}
 		os.Exit(1)
 	}
 }

@@ -38,6 +38,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 && args[1] == "rules" { // reads no configuration: usable in any CI
 		return rulesCommand(ctx, args[2:], stdout)
 	}
+	if len(args) > 1 && cliCommands[args[1]] != "" { // a client of a running server
+		return cliCommand(ctx, args[1], args[2:], getenv, stdout)
+	}
 	if len(args) > 1 && isHelp(args[1]) {
 		printUsage(stdout)
 		return nil
