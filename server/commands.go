@@ -25,10 +25,17 @@ usage:
   switchboard version                  print the version
   switchboard help                     print this help (also -h, --help)
 
+a client of a running server (SWITCHBOARD_URL, SWITCHBOARD_TOKEN):
+  switchboard get|put|patch|delete NAME [JSON]   read or write a record
+  switchboard emit NAME JSON                     publish an event
+  switchboard call NAME JSON                     call an RPC
+  switchboard tail [--from ID] SUB...            print a stream's frames, one JSON line each
+                                                 (SUB: record:NAME, record:PREFIX/*, event:..., presence:..., listen:PREFIX/*)
+
 The server listens on PORT (default 8080) and stores data in DATA_DIR
 (default ./data), or in Postgres when DATABASE_URL is set. It ends
-cleanly on SIGTERM or Ctrl-C. "switchboard rules --help" tells more of
-the rules commands.
+cleanly on SIGTERM or Ctrl-C. "switchboard rules --help" and
+"switchboard COMMAND --help" tell more of each command.
 `
 
 // isHelp reports whether arg asks for the usage.
