@@ -125,15 +125,6 @@ func configDefaults(t *testing.T) map[string]string {
 	return d
 }
 
-func defaultDuration(t *testing.T, name string) time.Duration {
-	t.Helper()
-	d, err := time.ParseDuration(configDefaults(t)[name])
-	if err != nil {
-		t.Fatalf("the default of %s: %v", name, err)
-	}
-	return d
-}
-
 // imageUser returns the uid and gid of the final stage's USER, which must
 // be numeric and not root.
 func imageUser(t *testing.T, final []instruction) (uid, gid int) {

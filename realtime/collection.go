@@ -233,7 +233,3 @@ func (s *Stream) storeSince(ctx context.Context, subs []*sub, pos int64) error {
 	return nil
 }
 
-// isCollection reports whether x subscribes to a collection of records.
-func isCollection(x api.Subscription) bool {
-	return x.Record == "*" || strings.HasSuffix(x.Record, "/*")
-}
