@@ -232,4 +232,3 @@ func (s *Stream) storeSince(ctx context.Context, subs []*sub, pos int64) error {
 	}
 	return nil
 }
-
