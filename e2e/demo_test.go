@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -207,6 +208,20 @@ func TestDemo(t *testing.T) {
 	}
 	t.Logf("driver versions: %v at start, %v while watched, %v after the pages closed", before, watched, still)
 	srv.Stop(t)
+	noDemoGoroutines(t)
+}
+
+// noDemoGoroutines checks that no goroutine of the demo's provider
+// outlived the server (server.Run has returned).
+func noDemoGoroutines(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "switchboard/demo.") {
+			t.Errorf("a goroutine of the demo outlived the server:\n%s", g)
+		}
+	}
 }
 
 // screenshotDemo waits for the drivers to be under way and captures the
@@ -336,4 +351,5 @@ func TestDemoTokenModeWithRules(t *testing.T) {
 		}
 	}
 	srv.Stop(t)
+	noDemoGoroutines(t)
 }
