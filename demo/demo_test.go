@@ -48,6 +48,26 @@ func TestSnap(t *testing.T) {
 	}
 }
 
+// TestResumeAt: a driver told active again goes on from mid-block when
+// its record is where it left it, and from the nearest crossing when
+// someone else moved it.
+func TestResumeAt(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	d := newDriver(0, "Ada", rnd)
+	d.step(40, rnd) // mid-block: blocks are 130 or 160 long
+	from, to, at := d.from, d.to, d.at
+	var v struct{ X, Y float64 }
+	json.Unmarshal(d.value(), &v)
+	d.resumeAt(v.X, v.Y, rnd)
+	if d.from != from || d.to != to || d.at != at {
+		t.Errorf("resumeAt its own position: from %v to %v at %v, want %v %v %v", d.from, d.to, d.at, from, to, at)
+	}
+	d.resumeAt(545, 455, rnd)
+	if d.from != (node{3, 3}) || d.at != 0 {
+		t.Errorf("resumeAt (545, 455): from %v at %v, want the crossing (550, 460)", d.from, d.at)
+	}
+}
+
 func TestAddTwo(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"a":2,"b":3}`:     `5`,

@@ -204,6 +204,17 @@ func (p *Provider) resume(ctx context.Context, d *driver, rnd *rand.Rand) {
 	}
 	var at struct{ X, Y *float64 }
 	if json.Unmarshal(rec.Data, &at) == nil && at.X != nil && at.Y != nil {
-		d.snap(*at.X, *at.Y, rnd)
+		d.resumeAt(*at.X, *at.Y, rnd)
 	}
+}
+
+// resumeAt goes on from (x, y): from where d is if that is where it was
+// left (mid-block, with no jump), else from the crossing nearest to it.
+func (d *driver) resumeAt(x, y float64, rnd *rand.Rand) {
+	var mine struct{ X, Y float64 }
+	json.Unmarshal(d.value(), &mine)
+	if math.Abs(x-mine.X) < 0.5 && math.Abs(y-mine.Y) < 0.5 {
+		return
+	}
+	d.snap(x, y, rnd)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 
 	"github.com/switchboard-dev/switchboard/demo"
 	"github.com/switchboard-dev/switchboard/handlers"
@@ -15,7 +16,7 @@ import (
 // they please, are then presence). It returns cfg with a JWT_SECRET to
 // sign their tokens: a random one, for this process only, when none is
 // set.
-func demoLogin(cfg Config) (Config, bool) {
+func demoLogin(cfg Config, log *slog.Logger) (Config, bool) {
 	if !cfg.Demo || cfg.AuthMode != "open" || cfg.AuthWebhookURL != "" {
 		return cfg, false
 	}
@@ -23,6 +24,7 @@ func demoLogin(cfg Config) (Config, bool) {
 		b := make([]byte, 32)
 		rand.Read(b)
 		cfg.JWTSecret = hex.EncodeToString(b)
+		log.Info("DEMO=true: guests log in with a name; their tokens are signed with a key of this process only (set JWT_SECRET to share one between instances)")
 	}
 	return cfg, true
 }

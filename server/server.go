@@ -63,7 +63,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := cfg.checkAuth(); err != nil {
 		return err
 	}
-	cfg, guests := demoLogin(cfg)
+	cfg, guests := demoLogin(cfg, log)
 	verifier, err := newVerifier(ctx, cfg, log)
 	if err != nil {
 		return err
