@@ -326,30 +326,44 @@ func TestDemoTokenModeWithRules(t *testing.T) {
 	wantStatus(t, "carol writes driver/1", st, b, http.StatusForbidden, "driver/1")
 
 	before := driverVersions(t, srv.URL, u...)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/stream?record=driver/3", nil)
-	req.Header.Set(u[0], u[1])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /stream?record=driver/3: %v %v", resp, err)
-	}
-	go io.Copy(io.Discard, resp.Body)
-	deadline := time.Now().Add(15 * time.Second)
-	for driverVersions(t, srv.URL, u...)["driver/3"] < before["driver/3"]+3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("driver/3 is not moving while watched: %v", driverVersions(t, srv.URL, u...))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	resp.Body.Close()
+	stop := watchDriver(t, srv.URL, u, "driver/3", before["driver/3"])
+	stop()
 	still := waitDriversStill(t, srv.URL, u...)
 	for name, v := range still {
 		if name != "driver/3" && v != before[name] {
 			t.Errorf("%s moved (version %d, was %d) with nobody watching it", name, v, before[name])
 		}
 	}
+
+	// The server stops while a driver is watched, and moved: it drains
+	// and stops the provider with it.
+	defer watchDriver(t, srv.URL, u, "driver/5", still["driver/5"])()
 	srv.Stop(t)
 	noDemoGoroutines(t)
+}
+
+// watchDriver opens a stream as u on the driver's record, waits until the
+// record is a few versions past since, and returns the function that
+// closes the stream.
+func watchDriver(t *testing.T, base string, u user, driver string, since int64) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/stream?record="+driver, nil)
+	req.Header.Set(u[0], u[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		cancel()
+		t.Fatalf("GET /stream?record=%s: %v %v", driver, resp, err)
+	}
+	go io.Copy(io.Discard, resp.Body)
+	stop = func() { cancel(); resp.Body.Close() }
+	deadline := time.Now().Add(15 * time.Second)
+	for driverVersions(t, base, u...)[driver] < since+3 {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("%s is not moving while watched: %v", driver, driverVersions(t, base, u...))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return stop
 }
