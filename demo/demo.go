@@ -37,15 +37,17 @@ type Services struct {
 	Log     *slog.Logger
 }
 
-// Provider is the demo's built-in provider. Run it with Run; it is safe
-// for concurrent use.
+// Provider is the demo's built-in provider: call Run once. Its methods
+// are safe for concurrent use.
 type Provider struct {
 	s    Services
-	tick time.Duration
+	tick time.Duration // how often a watched driver moves: one write per tick
 
-	mu      sync.Mutex
-	drivers map[string]*driver // by record name; each one's fields are Run's (move's) own, but active
-	wake    chan struct{}      // a driver became active
+	mu sync.Mutex
+	// drivers is fixed by New, by record name. A driver's position is the
+	// mover's own; its active and fresh flags are under mu.
+	drivers map[string]*driver
+	wake    chan struct{} // a driver became active
 }
 
 // New returns the provider over s.
