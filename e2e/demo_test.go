@@ -7,6 +7,7 @@ import (
 	"flag"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -366,4 +367,34 @@ func watchDriver(t *testing.T, base string, u user, driver string, since int64) 
 		time.Sleep(50 * time.Millisecond)
 	}
 	return stop
+}
+
+// TestPGDemoTwoInstances: two instances on one database, each with the
+// demo, and a watcher of driver/1 on each. Listening chooses one provider
+// for the name, so the driver's path is one: every write moves it at most
+// one step (36 map units) from the last, which two providers each moving
+// it from where they think it is would break.
+func TestPGDemoTwoInstances(t *testing.T) {
+	_, srv := pgServers(t, 2, demoEnv)
+	watchers := []*sseClient{openSSE(t, srv[0].URL+"/stream?record=driver/1", ""), openSSE(t, srv[1].URL+"/stream?record=driver/1", "")}
+	c := watchers[1]
+	c.Expect(t, "ready")
+	type pos struct {
+		Version int64
+		Data    struct{ X, Y float64 }
+	}
+	var last pos
+	if err := json.Unmarshal([]byte(c.Expect(t, "snapshot").Data), &last); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		var p pos
+		if err := json.Unmarshal([]byte(c.Expect(t, "record").Data), &p); err != nil {
+			t.Fatal(err)
+		}
+		if step := math.Hypot(p.Data.X-last.Data.X, p.Data.Y-last.Data.Y); p.Version != last.Version+1 || step > 36.2 {
+			t.Fatalf("driver/1 went from %+v to %+v (%.1f units): not one provider's next step", last, p, step)
+		}
+		last = p
+	}
 }
