@@ -42,6 +42,8 @@ type Deps struct {
 	Presence *realtime.Presence // serves GET /presence
 	// RateLimit is RATE_LIMIT and TRUST_PROXY (limits.go).
 	RateLimit RateLimit
+	// Demo serves GET /demo (DEMO=true); nil: no such route.
+	Demo http.HandlerFunc
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
@@ -55,6 +57,9 @@ func Routes(d Deps) http.Handler {
 	r.Get("/openapi.yaml", spec(d.OpenAPI))
 	r.Get("/client.js", clientjs.JS)
 	r.Get("/client.d.ts", clientjs.DTS)
+	if d.Demo != nil {
+		r.Get("/demo", d.Demo)
+	}
 
 	r.Group(func(r chi.Router) {
 		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), rate.limit)

@@ -61,6 +61,7 @@ type Config struct {
 	MaxStreams           int           `env:"MAX_STREAMS" envDefault:"0"`
 	MaxStreamsPerUser    int           `env:"MAX_STREAMS_PER_USER" envDefault:"100"`
 	MaxRPCInFlight       int           `env:"MAX_RPC_IN_FLIGHT_PER_USER" envDefault:"100"`
+	Demo                 bool          `env:"DEMO" envDefault:"false"` // the live demo at /demo and its provider
 }
 
 // loadConfig reads and validates the configuration. An error names the

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-dev/switchboard/auth"
 	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/db/postgres"
+	"github.com/switchboard-dev/switchboard/demo"
 	"github.com/switchboard-dev/switchboard/handlers"
 	"github.com/switchboard-dev/switchboard/realtime"
 	"github.com/switchboard-dev/switchboard/realtime/rules"
@@ -62,6 +63,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := cfg.checkAuth(); err != nil {
 		return err
 	}
+	cfg, guests := demoLogin(cfg, log)
 	verifier, err := newVerifier(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -69,6 +71,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	login, err := newLogin(cfg, log)
 	if err != nil {
 		return err
+	}
+	if guests {
+		login.webhook = demoWebhook{}
 	}
 	rs, err := startRules(cfg, log)
 	if err != nil {
@@ -112,6 +117,8 @@ type app struct {
 	perms    *realtime.Permissions // nil without PERMISSIONS_FILE
 
 	revocations *realtime.Revocations // the revoked tokens; Load before serving, Run
+
+	demo *demo.Provider // DEMO=true: the demo's provider; else nil
 }
 
 // wire builds the engine over store and bus, and the routes over it. rs
@@ -122,6 +129,9 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	if cfg.PermissionsFile != "" {
 		a.perms = realtime.NewPermissions(cfg.PermissionsFile, rs, store, log)
 		access = a.perms
+	}
+	if cfg.Demo {
+		access = demo.Trust(access) // the demo's provider may do what it does, whatever the rules
 	}
 	a.hub = realtime.NewHub(store, bus, access, realtime.HubConfig{
 		Heartbeat:         cfg.HeartbeatInterval,
@@ -155,6 +165,12 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 
 		MaxInFlightPerUser: cfg.MaxRPCInFlight,
 	}, log)
+	var demoPage http.HandlerFunc
+	if cfg.Demo {
+		a.demo = demo.New(demo.Services{Hub: a.hub, RPC: a.rpc, Log: log,
+			Records: realtime.NewRecords(store, access, int(cfg.MaxRecordBytes))})
+		demoPage = demo.Page
+	}
 	metrics := handlers.NewMetrics(&a.hub.Stats)
 	if a.perms != nil {
 		metrics.RegisterRules(&a.perms.Stats)
@@ -180,6 +196,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		Revoker:  a.revocations,
 
 		RateLimit: handlers.RateLimit{PerSecond: cfg.RateLimit, TrustProxy: cfg.TrustProxy},
+		Demo:      demoPage,
 	})
 	return a
 }
@@ -220,6 +237,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	presenceDone := make(chan struct{})
 	go func() { a.presence.Run(presence); close(presenceDone) }()
 	defer func() { stopPresence(); <-presenceDone }()
+	if a.demo != nil { // stops before presence and the store
+		defer runDemo(bg, a.demo)()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
