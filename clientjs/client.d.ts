@@ -14,7 +14,12 @@ export interface Options {
    * reconnect (a stream ended by the token's expiry reopens with the new one).
    */
   token?: string | (() => string | Promise<string>);
-  /** Use the sb_token cookie (reads and the stream; it never authorises a write). */
+  /**
+   * Use the sb_token cookie for the stream. The cookie never authorises a
+   * write, so switchboard() trades it (POST /auth/refresh) for a bearer
+   * token kept in memory only and refreshed, with the cookie, before it
+   * expires; without a valid cookie the client is anonymous until login().
+   */
   cookie?: boolean;
   /** Reconnect backoff bounds in milliseconds (defaults 250 and 10000). */
   minBackoff?: number;

@@ -16,11 +16,16 @@ const FRAMES = ['ready', 'snapshot', 'synced', 'record', 'delete', 'event', 'pre
 /**
  * Connects to a Switchboard server. `opts.token` is a bearer token, or a
  * function returning one (called for every request and reconnect, so that
- * a refreshed token is used); `opts.cookie` relies on the sb_token cookie
- * (reads and the stream only).
+ * a refreshed token is used). With `opts.cookie` the stream uses the
+ * sb_token cookie, and since the cookie never authorises a write, the
+ * client trades it (POST /auth/refresh) for a bearer token kept in memory
+ * only, refreshed before it expires; without a valid cookie it starts
+ * anonymous until login().
  */
 export async function switchboard(url, opts = {}) {
-  return new Client(url, opts);
+  const c = new Client(url, opts);
+  if (c.cookie) await c._fetch('POST', '/auth/refresh').then((r) => c._gotToken(r), () => {});
+  return c;
 }
 
 class Client {
@@ -138,14 +143,19 @@ class Client {
     }
   }
 
+  // _gotToken keeps a login's or refresh's token (in memory only) and
+  // refreshes it (with the cookie too in cookie mode) before it expires,
+  // trying again while a refresh fails for another reason than a 401. The
+  // cookie's Max-Age is whole seconds, rounded down: it may end up to a
+  // second before the token, hence the margin.
   _gotToken(r) {
-    if (!this.cookie && typeof this.token !== 'function') this.token = r.token;
+    if (typeof this.token !== 'function') this.token = r.token;
     clearTimeout(this._refresh);
     const left = Date.parse(r.expiresAt) - Date.now();
     if (!(left > 0)) return;
     this._refresh = setTimeout(() => {
-      this._fetch('POST', '/auth/refresh').then((n) => this._gotToken(n), () => {});
-    }, Math.max(500, left * 0.75));
+      this._fetch('POST', '/auth/refresh').then((n) => this._gotToken(n), (e) => e.status !== 401 && this._gotToken(r));
+    }, Math.max(500, Math.min(left * 0.75, left - 1500)));
   }
 
   // _reopen starts a new stream (of another identity) with every subscription.
@@ -176,7 +186,8 @@ class Client {
 
   async _fetch(method, path, body, headers = {}, signal) {
     const h = Object.assign({}, headers);
-    const token = await this._token();
+    // In cookie mode a refresh goes by cookie, which it renews too.
+    const token = this.cookie && path === '/auth/refresh' ? null : await this._token();
     if (token) h.Authorization = 'Bearer ' + token;
     const init = { method, headers: h, credentials: this.cookie ? 'include' : 'same-origin', signal };
     if (body !== undefined) {
@@ -267,7 +278,7 @@ class Client {
       s.onServer = true;
     }
     if (this._lastId) q.set('lastEventId', this._lastId);
-    if (token) q.set('access_token', token);
+    if (token && !this.cookie) q.set('access_token', token); // else the cookie, renewed by refreshes
     const es = new EventSource(this.url + '/stream?' + q, { withCredentials: this.cookie });
     this._es = es;
     es.onopen = () => { this._attempt = 0; };
