@@ -80,7 +80,11 @@ export interface Client {
   /** A live collection, `prefix/*` or `*`. */
   collection(pattern: string): { subscribe(handlers: CollectionHandlers): Unsubscribe };
   presence: {
-    /** cb(user, online): users online now, then every join and leave (optionally of one user). */
+    /**
+     * cb(user, online): the users online now, then every join and leave;
+     * for one user, its state now (online or not), then its changes. Each
+     * change of state is told once.
+     */
     subscribe(cb: (user: string, online: boolean) => void): Unsubscribe;
     subscribe(user: string, cb: (user: string, online: boolean) => void): Unsubscribe;
     /** The users online now, optionally only among users. */

@@ -345,8 +345,13 @@ class Client {
         break;
       }
       case 'presence':
+        // A frame does not say which subscription it is for: each is told
+        // a user's changes of state only (presence=* no unknown user offline).
         for (const s of this._subs.values()) {
-          if (s.sub.presence === '*' || s.sub.presence === d.user) for (const cb of [...s.cbs]) call(cb, d.user, d.online);
+          const p = s.sub.presence;
+          if (!(p === '*' || p === d.user) || s.seen.get(d.user) === d.online || (p === '*' && !d.online && !s.seen.has(d.user))) continue;
+          s.seen.set(d.user, d.online);
+          for (const cb of [...s.cbs]) call(cb, d.user, d.online);
         }
         break;
       case 'listen':
