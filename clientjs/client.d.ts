@@ -73,6 +73,8 @@ export interface CollectionHandlers {
   change?(name: string, data: unknown, meta: RecordMeta): void;
   /** A record under the prefix was deleted (data is null). */
   delete?(name: string, data: null, meta: RecordMeta): void;
+  /** The subscription was refused or ended (code PERMISSION_DENIED or PAYLOAD_TOO_LARGE). */
+  onError?(err: SwitchboardError): void;
 }
 
 export interface Client {
