@@ -222,6 +222,7 @@ class Client {
       const last = s.last;
       queueMicrotask(() => s.cbs.has(cb) && call(cb, last.data, last.meta));
     }
+    if (!fresh && sub.presence) for (const [u, on] of s.seen) if (on || sub.presence !== '*') queueMicrotask(() => s.cbs.has(cb) && call(cb, u, on));
     if (fresh) this._connect(s);
     return () => {
       if (!s.cbs.delete(cb) || s.cbs.size || this._subs.get(key) !== s) return;
@@ -367,7 +368,7 @@ class Client {
         break;
       }
       case 'reset':
-        for (const s of this._subs.values()) s.last = null, s.seen.clear(); // fresh snapshots follow
+        for (const s of this._subs.values()) if (!s.sub.presence) s.last = null, s.seen.clear(); // fresh snapshots follow
         break;
     }
   }

@@ -22,7 +22,8 @@ import (
 // bob alone); he calls the RPC she provides. Then she unsubscribes
 // everything but one record and one event subscription and stops
 // providing: later changes, events, demand and presence reach only those
-// two, and the RPC finds no provider.
+// two, and the RPC finds no provider. A presence callback added to a
+// subscription already open is told the state now.
 func TestClientJSTwoPagesLive(t *testing.T) {
 	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret, "LEAVE_GRACE": "300ms", "RPC_ACK_TIMEOUT": "1s"})
 	writer := signToken(t, "writer", time.Hour)
@@ -91,6 +92,16 @@ func TestClientJSTwoPagesLive(t *testing.T) {
 	waitPage(t, a, "bob's changes and the end of his demand", `got.col.length >= 4 && got.x.length >= 2 && got.ev.length >= 1 && got.listen.length >= 2`, 10*time.Second)
 	pageRun(t, b, `(sb.close(), true)`)
 	waitPage(t, a, "bob offline", `got.presence.includes('bob false') && got.bob.includes('bob false')`, 10*time.Second)
+	// A later callback on the same subscriptions is told the state now.
+	late := pageRun(t, a, `new Promise((ok) => {
+		const late = {all: [], bob: []};
+		const stopAll = sb.presence.subscribe((u, on) => late.all.push(u + ' ' + on));
+		const stopBob = sb.presence.subscribe('bob', (u, on) => late.bob.push(u + ' ' + on));
+		setTimeout(() => { stopAll(); stopBob(); ok(late); }, 200);
+	})`)
+	if late != `{"all":["alice true"],"bob":["bob false"]}` {
+		t.Errorf("presence callbacks added later were told %s, want alice online and bob offline", late)
+	}
 
 	type seen struct {
 		Col, Ev, Presence, Bob, Listen []string
