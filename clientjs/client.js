@@ -216,13 +216,18 @@ class Client {
     const key = subKey(sub);
     let s = this._subs.get(key);
     const fresh = !s;
-    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false, seen: new Map() }));
+    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false, seen: new Map(), vals: new Map() }));
     s.cbs.add(cb);
     if (!fresh && s.last && typeof cb === 'function') {
       const last = s.last;
       queueMicrotask(() => s.cbs.has(cb) && call(cb, last.data, last.meta));
     }
     if (!fresh && sub.presence) for (const [u, on] of s.seen) if (on || sub.presence !== '*') queueMicrotask(() => s.cbs.has(cb) && call(cb, u, on));
+    if (!fresh && (s.vals.size || s.synced)) queueMicrotask(() => { // a collection's state now
+      if (!s.cbs.has(cb)) return;
+      for (const [n, [d, v]] of s.vals) if (cb.snapshot) call(cb.snapshot.bind(cb), n, d, { name: n, version: v, op: 'snapshot' });
+      if (s.synced && cb.synced) call(cb.synced.bind(cb), s.vals.size, { record: sub.record, count: s.vals.size });
+    });
     if (fresh) this._connect(s);
     return () => {
       if (!s.cbs.delete(cb) || s.cbs.size || this._subs.get(key) !== s) return;
@@ -342,7 +347,7 @@ class Client {
       }
       case 'synced': {
         const s = this._subs.get(subKey({ record: d.record }));
-        if (s) for (const h of [...s.cbs]) if (h.synced) call(h.synced.bind(h), d.count, d);
+        if (s) s.synced = 1, [...s.cbs].forEach((h) => h.synced && call(h.synced.bind(h), d.count, d));
         break;
       }
       case 'presence':
@@ -368,7 +373,7 @@ class Client {
         break;
       }
       case 'reset':
-        for (const s of this._subs.values()) if (!s.sub.presence) s.last = null, s.seen.clear(); // fresh snapshots follow
+        for (const s of this._subs.values()) if (!s.sub.presence) s.last = null, s.seen.clear(), s.vals.clear(), (s.synced = 0); // fresh snapshots follow
         break;
     }
   }
@@ -382,6 +387,8 @@ Client.prototype._collections = function (type, d) {
     if (!p || s.sub.path || !(p === '*' || p.endsWith('/*')) || !matches(p, d.name)) continue;
     if (d.version <= (s.seen.get(d.name) || 0)) continue;
     s.seen.set(d.name, d.version);
+    if (type === 'delete') s.vals.delete(d.name);
+    else s.vals.set(d.name, [d.data, d.version]);
     const kind = type === 'record' ? 'change' : type;
     const data = type === 'delete' ? null : d.data;
     for (const h of [...s.cbs]) if (h[kind]) call(h[kind].bind(h), d.name, data, { name: d.name, version: d.version, op: d.op || type });
