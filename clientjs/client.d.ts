@@ -14,7 +14,12 @@ export interface Options {
    * reconnect (a stream ended by the token's expiry reopens with the new one).
    */
   token?: string | (() => string | Promise<string>);
-  /** Use the sb_token cookie (reads and the stream; it never authorises a write). */
+  /**
+   * Use the sb_token cookie for the stream. The cookie never authorises a
+   * write, so switchboard() trades it (POST /auth/refresh) for a bearer
+   * token kept in memory only and refreshed, with the cookie, before it
+   * expires; without a valid cookie the client is anonymous until login().
+   */
   cookie?: boolean;
   /** Reconnect backoff bounds in milliseconds (defaults 250 and 10000). */
   minBackoff?: number;
@@ -68,6 +73,8 @@ export interface CollectionHandlers {
   change?(name: string, data: unknown, meta: RecordMeta): void;
   /** A record under the prefix was deleted (data is null). */
   delete?(name: string, data: null, meta: RecordMeta): void;
+  /** The subscription was refused or ended (code PERMISSION_DENIED or PAYLOAD_TOO_LARGE). */
+  onError?(err: SwitchboardError): void;
 }
 
 export interface Client {
@@ -75,7 +82,11 @@ export interface Client {
   /** A live collection, `prefix/*` or `*`. */
   collection(pattern: string): { subscribe(handlers: CollectionHandlers): Unsubscribe };
   presence: {
-    /** cb(user, online): users online now, then every join and leave (optionally of one user). */
+    /**
+     * cb(user, online): the users online now, then every join and leave;
+     * for one user, its state now (online or not), then its changes. Each
+     * change of state is told once.
+     */
     subscribe(cb: (user: string, online: boolean) => void): Unsubscribe;
     subscribe(user: string, cb: (user: string, online: boolean) => void): Unsubscribe;
     /** The users online now, optionally only among users. */

@@ -16,11 +16,16 @@ const FRAMES = ['ready', 'snapshot', 'synced', 'record', 'delete', 'event', 'pre
 /**
  * Connects to a Switchboard server. `opts.token` is a bearer token, or a
  * function returning one (called for every request and reconnect, so that
- * a refreshed token is used); `opts.cookie` relies on the sb_token cookie
- * (reads and the stream only).
+ * a refreshed token is used). With `opts.cookie` the stream uses the
+ * sb_token cookie, and since the cookie never authorises a write, the
+ * client trades it (POST /auth/refresh) for a bearer token kept in memory
+ * only, refreshed before it expires; without a valid cookie it starts
+ * anonymous until login().
  */
 export async function switchboard(url, opts = {}) {
-  return new Client(url, opts);
+  const c = new Client(url, opts);
+  if (c.cookie) await c._fetch('POST', '/auth/refresh').then((r) => c._gotToken(r), () => {});
+  return c;
 }
 
 class Client {
@@ -138,14 +143,19 @@ class Client {
     }
   }
 
+  // _gotToken keeps a login's or refresh's token (in memory only) and
+  // refreshes it (with the cookie too in cookie mode) before it expires,
+  // trying again while a refresh fails for another reason than a 401. The
+  // cookie's Max-Age is whole seconds, rounded down: it may end up to a
+  // second before the token, hence the margin.
   _gotToken(r) {
-    if (!this.cookie && typeof this.token !== 'function') this.token = r.token;
+    if (typeof this.token !== 'function') this.token = r.token;
     clearTimeout(this._refresh);
     const left = Date.parse(r.expiresAt) - Date.now();
     if (!(left > 0)) return;
     this._refresh = setTimeout(() => {
-      this._fetch('POST', '/auth/refresh').then((n) => this._gotToken(n), () => {});
-    }, Math.max(500, left * 0.75));
+      this._fetch('POST', '/auth/refresh').then((n) => this._gotToken(n), (e) => e.status !== 401 && this._gotToken(r));
+    }, Math.max(500, Math.min(left * 0.75, left - 1500)));
   }
 
   // _reopen starts a new stream (of another identity) with every subscription.
@@ -176,7 +186,8 @@ class Client {
 
   async _fetch(method, path, body, headers = {}, signal) {
     const h = Object.assign({}, headers);
-    const token = await this._token();
+    // In cookie mode a refresh goes by cookie, which it renews too.
+    const token = this.cookie && path === '/auth/refresh' ? null : await this._token();
     if (token) h.Authorization = 'Bearer ' + token;
     const init = { method, headers: h, credentials: this.cookie ? 'include' : 'same-origin', signal };
     if (body !== undefined) {
@@ -205,12 +216,18 @@ class Client {
     const key = subKey(sub);
     let s = this._subs.get(key);
     const fresh = !s;
-    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false, seen: new Map() }));
+    if (fresh) this._subs.set(key, (s = { sub, cbs: new Set(), last: null, onServer: false, seen: new Map(), vals: new Map() }));
     s.cbs.add(cb);
     if (!fresh && s.last && typeof cb === 'function') {
       const last = s.last;
       queueMicrotask(() => s.cbs.has(cb) && call(cb, last.data, last.meta));
     }
+    if (!fresh && sub.presence) for (const [u, on] of s.seen) if (on || sub.presence !== '*') queueMicrotask(() => s.cbs.has(cb) && call(cb, u, on));
+    if (!fresh && (s.vals.size || s.synced)) queueMicrotask(() => { // a collection's state now
+      if (!s.cbs.has(cb)) return;
+      for (const [n, [d, v]] of s.vals) if (cb.snapshot) call(cb.snapshot.bind(cb), n, d, { name: n, version: v, op: 'snapshot' });
+      if (s.synced && cb.synced) call(cb.synced.bind(cb), s.vals.size, { record: sub.record, count: s.vals.size });
+    });
     if (fresh) this._connect(s);
     return () => {
       if (!s.cbs.delete(cb) || s.cbs.size || this._subs.get(key) !== s) return;
@@ -267,7 +284,7 @@ class Client {
       s.onServer = true;
     }
     if (this._lastId) q.set('lastEventId', this._lastId);
-    if (token) q.set('access_token', token);
+    if (token && !this.cookie) q.set('access_token', token); // else the cookie, renewed by refreshes
     const es = new EventSource(this.url + '/stream?' + q, { withCredentials: this.cookie });
     this._es = es;
     es.onopen = () => { this._attempt = 0; };
@@ -330,12 +347,17 @@ class Client {
       }
       case 'synced': {
         const s = this._subs.get(subKey({ record: d.record }));
-        if (s) for (const h of [...s.cbs]) if (h.synced) call(h.synced.bind(h), d.count, d);
+        if (s) s.synced = 1, [...s.cbs].forEach((h) => h.synced && call(h.synced.bind(h), d.count, d));
         break;
       }
       case 'presence':
+        // A frame does not say which subscription it is for: each is told
+        // a user's changes of state only (presence=* no unknown user offline).
         for (const s of this._subs.values()) {
-          if (s.sub.presence === '*' || s.sub.presence === d.user) for (const cb of [...s.cbs]) call(cb, d.user, d.online);
+          const p = s.sub.presence;
+          if (!(p === '*' || p === d.user) || s.seen.get(d.user) === d.online || (p === '*' && !d.online && !s.seen.has(d.user))) continue;
+          s.seen.set(d.user, d.online);
+          for (const cb of [...s.cbs]) call(cb, d.user, d.online);
         }
         break;
       case 'listen':
@@ -351,7 +373,7 @@ class Client {
         break;
       }
       case 'reset':
-        for (const s of this._subs.values()) s.last = null, s.seen.clear(); // fresh snapshots follow
+        for (const s of this._subs.values()) if (!s.sub.presence) s.last = null, s.seen.clear(), s.vals.clear(), (s.synced = 0); // fresh snapshots follow
         break;
     }
   }
@@ -365,6 +387,8 @@ Client.prototype._collections = function (type, d) {
     if (!p || s.sub.path || !(p === '*' || p.endsWith('/*')) || !matches(p, d.name)) continue;
     if (d.version <= (s.seen.get(d.name) || 0)) continue;
     s.seen.set(d.name, d.version);
+    if (type === 'delete') s.vals.delete(d.name);
+    else s.vals.set(d.name, [d.data, d.version]);
     const kind = type === 'record' ? 'change' : type;
     const data = type === 'delete' ? null : d.data;
     for (const h of [...s.cbs]) if (h[kind]) call(h[kind].bind(h), d.name, data, { name: d.name, version: d.version, op: d.op || type });

@@ -340,6 +340,7 @@ func strconvQuote(s string) string {
 // snapshots, synced, then changes and deletes, each once; presence shows
 // the page's own user online, and GET /presence agrees; listen tells the
 // page when another stream subscribes to a name under its prefix.
+// Handlers added later to the open collection get its state now.
 func TestClientJSCollectionPresenceListen(t *testing.T) {
 	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
 	writer := signToken(t, "writer", time.Hour)
@@ -396,6 +397,18 @@ func TestClientJSCollectionPresenceListen(t *testing.T) {
 	}
 	if users := pageRun(t, page, `sb.presence.get(['alice', 'carol'])`); users != `["alice"]` {
 		t.Errorf("presence.get = %s, want [\"alice\"]", users)
+	}
+	// Handlers added later to the open collection are told its state now.
+	late := pageRun(t, page, `new Promise((ok) => {
+		const late = [];
+		const stop = sb.collection('driver/*').subscribe({
+			snapshot: (n, d, m) => late.push('snapshot ' + n + ' ' + m.version + ' ' + JSON.stringify(d)),
+			synced: (c) => late.push('synced ' + c),
+		});
+		setTimeout(() => { stop(); ok(late); }, 200);
+	})`)
+	if want := `["snapshot driver/2 1 {\"x\":2}","snapshot driver/3 1 {\"x\":3}","synced 2"]`; late != want {
+		t.Errorf("collection handlers added later were told %s, want %s", late, want)
 	}
 }
 

@@ -11,28 +11,58 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/api/client"
 )
 
 // cliCommands are the client subcommands: they talk to a running server at
 // SWITCHBOARD_URL and read no server configuration.
 var cliCommands = map[string]string{
-	"get":    "usage: switchboard get NAME\n\nprints the record NAME as {\"name\",\"version\",\"data\"}.\n",
-	"put":    "usage: switchboard put NAME JSON\n\nreplaces the data of the record NAME with JSON and prints the record.\n",
-	"patch":  "usage: switchboard patch NAME JSON\n\napplies JSON as a merge patch (RFC 7386) to the record NAME and prints the record.\n",
-	"delete": "usage: switchboard delete NAME\n\ndeletes the record NAME; prints nothing.\n",
-	"emit":   "usage: switchboard emit NAME JSON\n\npublishes the event NAME with JSON and prints {\"id\"}.\n",
-	"call":   "usage: switchboard call NAME JSON\n\ncalls the RPC NAME with JSON and prints its answer.\n",
+	"get": `usage: switchboard get [--path P] NAME
+
+prints the record NAME as {"name","version","data"}; with --path, the
+value at P (a dot path such as position.x, or a JSON Pointer such as
+/position/x) as {"name","version","path","data"}.
+`,
+	"put": `usage: switchboard put [--if-match VERSION] [--path P] NAME JSON
+
+replaces the data of the record NAME with JSON (creating the record) and
+prints the record. With --path, sets only the value at P (a dot path such
+as position.x, or a JSON Pointer), creating the missing objects on the
+way. With --if-match, writes only if the record is at VERSION (* : only
+if it exists); else exit status 1 and VERSION_CONFLICT. Put -- before a
+JSON value that starts with a dash: put -- n -1.
+`,
+	"patch": `usage: switchboard patch [--if-match VERSION] NAME JSON
+
+applies JSON as a merge patch (RFC 7396) to the record NAME and prints the
+record. With --if-match, only if the record is at VERSION (* : only if it
+exists); else exit status 1 and VERSION_CONFLICT.
+`,
+	"delete": `usage: switchboard delete [--if-match VERSION] [--path P] NAME
+
+deletes the record NAME and prints nothing; with --path, removes only the
+value at P and prints the record. With --if-match, only if the record is
+at VERSION (* : only if it exists); else exit status 1 and
+VERSION_CONFLICT.
+`,
+	"emit": "usage: switchboard emit NAME JSON\n\npublishes the event NAME with JSON and prints {\"id\"}.\n",
+	"call": "usage: switchboard call NAME JSON\n\ncalls the RPC NAME with JSON and prints its answer.\n",
 	"tail": `usage: switchboard tail [--from ID] SUB...
 
 prints every frame of a stream, one JSON object a line:
 {"event":..., "id":..., "data":...}. SUB is KIND:NAME, such as
 record:driver/14, record:driver/*, event:chat/*, presence:*, listen:prices/*.
 --from ID resumes after the frame ID. When the stream ends it reconnects,
-resuming after the last frame it printed, until interrupted.
+resuming after the last frame it printed, until interrupted; but when the
+token has expired or is refused (401), it ends with exit status 1 and
+UNAUTHENTICATED.
 `,
 }
 
@@ -73,18 +103,38 @@ func failed(cmd string, err error) error {
 func cliCommand(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	from := ""
-	if cmd == "tail" {
+	var from, path, ifMatch string
+	switch cmd {
+	case "tail":
 		fs.StringVar(&from, "from", "", "resume after this frame id")
+	case "get":
+		fs.StringVar(&path, "path", "", "the path inside the record")
+	case "put", "delete":
+		fs.StringVar(&path, "path", "", "the path inside the record")
+		fs.StringVar(&ifMatch, "if-match", "", "the version to write at, or *")
+	case "patch":
+		fs.StringVar(&ifMatch, "if-match", "", "the version to write at, or *")
 	}
-	if err := fs.Parse(args); err != nil {
+	args, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, cliCommands[cmd], cliEnvUsage)
 			return nil
 		}
 		return usageError(stdout, cmd, "%v", err)
 	}
-	args = fs.Args()
+	var cond client.Cond
+	if ifMatch == "*" {
+		cond.IfExists = true
+	} else if ifMatch != "" {
+		v, err := strconv.ParseInt(ifMatch, 10, 64)
+		if err != nil || v < 1 {
+			return usageError(stdout, cmd, "--if-match %q: want a version (1 or more) or *", ifMatch)
+		}
+		cond.IfMatch = v
+	}
+	withPath := false
+	fs.Visit(func(f *flag.Flag) { withPath = withPath || f.Name == "path" })
 	base := strings.TrimRight(getenv("SWITCHBOARD_URL"), "/")
 	if base == "" {
 		base = "http://localhost:8080"
@@ -104,7 +154,7 @@ func cliCommand(ctx context.Context, cmd string, args []string, getenv func(stri
 			}
 			q.Add(kind, name)
 		}
-		return tail(ctx, base+"/stream?"+q.Encode(), token, from, stdout)
+		return tail(ctx, base+"/stream?"+q.Encode(), token, tokenExpiry(token), from, stdout)
 	}
 	if len(args) != wantArgs[cmd] {
 		return usageError(stdout, cmd, "%d arguments wanted, %d given", wantArgs[cmd], len(args))
@@ -118,21 +168,26 @@ func cliCommand(ctx context.Context, cmd string, args []string, getenv func(stri
 	}
 	name := args[0]
 	var out any
-	var err error
-	switch cmd {
-	case "get":
+	switch {
+	case cmd == "get" && withPath:
+		out, err = c.GetPath(ctx, name, path)
+	case cmd == "get":
 		out, err = c.Get(ctx, name)
-	case "put":
-		out, err = c.Put(ctx, name, data, client.Cond{})
-	case "patch":
-		out, err = c.MergePatch(ctx, name, data, client.Cond{})
-	case "delete":
-		err = c.Delete(ctx, name, client.Cond{})
-	case "emit":
+	case cmd == "put" && withPath:
+		out, err = c.PutPath(ctx, name, path, data, cond)
+	case cmd == "put":
+		out, err = c.Put(ctx, name, data, cond)
+	case cmd == "patch":
+		out, err = c.MergePatch(ctx, name, data, cond)
+	case cmd == "delete" && withPath:
+		out, err = c.DeletePath(ctx, name, path, cond)
+	case cmd == "delete":
+		err = c.Delete(ctx, name, cond)
+	case cmd == "emit":
 		var id string
 		id, err = c.Emit(ctx, name, data)
 		out = map[string]string{"id": id}
-	case "call":
+	case cmd == "call":
 		var answer json.RawMessage
 		err = c.Call(ctx, name, data, &answer)
 		out = answer
@@ -160,8 +215,11 @@ type frame struct {
 
 // tail prints the frames of the stream at u until ctx ends, reconnecting
 // with Last-Event-ID when the stream ends or the server is unreachable.
-// An error answer of the server other than a 5xx ends it with status 1.
-func tail(ctx context.Context, u, token, last string, stdout io.Writer) error {
+// An error answer of the server other than a 5xx (such as the 401 of a
+// revoked token) ends it with status 1, and so does the end of a stream
+// once the token has expired (exp, when the token says; the server ends
+// its streams then): it would only be refused again.
+func tail(ctx context.Context, u, token string, exp time.Time, last string, stdout io.Writer) error {
 	backoff := 100 * time.Millisecond
 	for {
 		printed, err := tailOnce(ctx, u, token, &last, stdout)
@@ -171,6 +229,9 @@ func tail(ctx context.Context, u, token, last string, stdout io.Writer) error {
 		var ee *ExitError
 		if errors.As(err, &ee) {
 			return ee
+		}
+		if !exp.IsZero() && !time.Now().Before(exp) {
+			return &ExitError{Code: 1, Err: fmt.Errorf("tail: %s: the token expired at %s", api.CodeUnauthenticated, exp.UTC().Format(time.RFC3339))}
 		}
 		if printed {
 			backoff = 100 * time.Millisecond
@@ -185,7 +246,8 @@ func tail(ctx context.Context, u, token, last string, stdout io.Writer) error {
 }
 
 // tailOnce reads one connection of the stream, updating *last with the id
-// of each frame it prints. It reports whether it printed any frame.
+// of each frame it prints. It reports whether it printed any frame but
+// the ready frame that every connection begins with.
 func tailOnce(ctx context.Context, u, token string, last *string, stdout io.Writer) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -236,7 +298,7 @@ func tailOnce(ctx context.Context, u, token string, last *string, stdout io.Writ
 				if _, err := fmt.Fprintf(stdout, "%s\n", out); err != nil {
 					return printed, &ExitError{Code: 1, Err: err}
 				}
-				printed = true
+				printed = printed || f.Event != "ready"
 				if f.ID != "" {
 					*last = f.ID
 				}
@@ -259,4 +321,41 @@ func tailOnce(ctx context.Context, u, token string, last *string, stdout io.Writ
 		}
 	}
 	return printed, sc.Err()
+}
+
+// parseInterspersed parses the flags of fs wherever they are among args
+// (switchboard put driver/14 --path position.x 4) and returns the other
+// arguments; after "--" every argument is one of those.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+			return append(rest, left...), nil
+		}
+		if len(left) == 0 {
+			return rest, nil
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
+}
+
+// tokenExpiry is the expiry a JWT states (read, not verified: the server
+// verifies it), or the zero time for a token that states none.
+func tokenExpiry(token string) time.Time {
+	if token == "" {
+		return time.Time{}
+	}
+	t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	if err != nil {
+		return time.Time{}
+	}
+	exp, err := t.Claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return time.Time{}
+	}
+	return exp.Time
 }
