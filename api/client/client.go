@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -44,6 +45,10 @@ type Client struct {
 	// HTTP sends the requests; nil means http.DefaultClient. Polls and
 	// calls last up to a minute: a Timeout, if set, must be longer.
 	HTTP *http.Client
+
+	auth        auth
+	autoRefresh time.Duration
+	refresher   func(ctx context.Context) (string, error)
 }
 
 // New returns a Client of the server at baseURL that sends token.
@@ -72,6 +77,25 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 // send sends a request with the headers h and the body raw (nil: none) and
 // returns the response of a 2xx status. Any other status is an *Error.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte) (*http.Response, error) {
+	return c.sendAs(ctx, method, path, query, h, raw, c.token(ctx), true)
+}
+
+// sendAs is send with the token tok (empty: none); with renew set, a 401
+// answer gets a new token from the refresher (WithTokenRefresher) and the
+// request is sent again, once.
+func (c *Client) sendAs(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte, tok string, renew bool) (*http.Response, error) {
+	resp, err := c.sendOnce(ctx, method, path, query, h, raw, tok)
+	if renew && status(err) == http.StatusUnauthorized {
+		if ok, rerr := c.renewAfter401(ctx); rerr != nil {
+			return nil, rerr
+		} else if ok {
+			return c.sendOnce(ctx, method, path, query, h, raw, c.currentToken())
+		}
+	}
+	return resp, err
+}
+
+func (c *Client) sendOnce(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte, tok string) (*http.Response, error) {
 	var rd io.Reader
 	if raw != nil {
 		rd = bytes.NewReader(raw)
@@ -87,8 +111,8 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hc := c.HTTP
 	if hc == nil {
