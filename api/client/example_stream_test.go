@@ -77,3 +77,50 @@ func ExampleStream_Add() {
 	// Output:
 	// example/add/a 1 "A"
 }
+
+// Typed callbacks instead of the channel: Handle calls them until the
+// stream ends.
+func ExampleStream_Handle() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := client.NewClient(serverURL)
+	s, err := c.Stream(ctx, client.RecordSub("example/handle/doc"), client.EventSub("example/handle/done"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.Put(ctx, "example/handle/doc", map[string]int{"n": 1}, client.Cond{})
+	c.Emit(ctx, "example/handle/done", nil)
+	err = s.Handle(client.Handlers{
+		Record: func(r client.RecordFrame) { fmt.Println(r.Op, r.Version, string(r.Data)) },
+		Event:  func(e client.EventFrame) { s.Close() },
+	})
+	fmt.Println("ended:", err)
+	// Output:
+	// snapshot 0 null
+	// set 1 {"n":1}
+	// ended: <nil>
+}
+
+// Logging in: the server asks the application's auth webhook about the
+// credentials, and the client keeps the token it answers, refreshing it
+// before it expires.
+func ExampleClient_Login() {
+	ctx := context.Background()
+	c := client.NewClient(serverURL, client.WithAutoRefresh(5*time.Minute))
+	tok, err := c.Login(ctx, map[string]string{"user": "ada", "password": "secret"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(tok.ID, string(tok.ClientData), time.Until(tok.ExpiresAt) > 59*time.Minute)
+	if _, err := c.Put(ctx, "example/login/ada", "written as ada", client.Cond{}); err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Logout(ctx); err != nil { // the token is revoked everywhere
+		log.Fatal(err)
+	}
+	_, err = c.Login(ctx, map[string]string{"user": "ada", "password": "wrong"})
+	fmt.Println(err)
+	// Output:
+	// ada {"greeting":"hello ada"} true
+	// 401 UNAUTHENTICATED: the credentials were refused
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -425,7 +426,7 @@ func (s *Stream) run() {
 	}
 	first := true
 	for {
-		ready, err := s.connect(&first)
+		ready, after, err := s.connect(&first)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -447,6 +448,9 @@ func (s *Stream) run() {
 		case permanent(err):
 			s.end(err, nil)
 			return
+		}
+		if after > 0 { // the server's Retry-After, spread
+			wait = max(wait, after+rand.N(after/4+1))
 		}
 		if !sleep(s.ctx, wait) {
 			return
@@ -492,9 +496,10 @@ type once struct{}
 func (once) NextBackOff() time.Duration { return -1 } // backoff.Stop
 func (once) Reset()                     {}
 
-// connect runs one connection, and reports whether it got its ready frame.
-// It returns nil when the server closed the stream.
-func (s *Stream) connect(first *bool) (bool, error) {
+// connect runs one connection, and reports whether it got its ready frame,
+// and the Retry-After of a refusal. It returns nil when the server closed
+// the stream.
+func (s *Stream) connect(first *bool) (bool, time.Duration, error) {
 	q := url.Values{}
 	s.mu.Lock()
 	for _, x := range s.subs {
@@ -527,11 +532,15 @@ func (s *Stream) connect(first *bool) (bool, error) {
 	if last != "" {
 		sc.Headers["Last-Event-ID"] = last
 	}
+	var after time.Duration
 	sc.ResponseValidator = func(_ *sse.Client, resp *http.Response) error {
 		if resp.StatusCode == http.StatusOK {
 			return nil
 		}
 		defer resp.Body.Close()
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			after = min(time.Duration(secs)*time.Second, time.Minute)
+		}
 		return problem(resp)
 	}
 	s.connLast = ""
@@ -541,7 +550,7 @@ func (s *Stream) connect(first *bool) (bool, error) {
 			ready = true
 		}
 	})
-	return ready, err
+	return ready, after, err
 }
 
 // handle takes one frame of the connection, and reports whether it was
@@ -668,4 +677,66 @@ func (s *Stream) reconcile(r ReadyFrame) error {
 		}
 	}
 	return nil
+}
+
+// Handlers are typed callbacks for Stream.Handle; a nil one skips its
+// frames.
+type Handlers struct {
+	Ready    func(ReadyFrame)    // every connection's first frame
+	Record   func(RecordFrame)   // snapshot, record and delete frames (see Op)
+	Synced   func(SyncedFrame)   // a collection's snapshots are complete
+	Event    func(EventFrame)    // an event
+	Presence func(PresenceFrame) // a user came online or went offline
+	Listen   func(ListenFrame)   // demand for a name started or stopped
+	Denied   func(DeniedFrame)   // a subscription was refused or ended
+	Reset    func(reason string) // the resume point was too old: fresh snapshots follow
+}
+
+// Handle calls h's callbacks for the stream's frames, one after the other,
+// until the stream ends, and returns Err. It reads Frames: use one or the
+// other.
+func (s *Stream) Handle(h Handlers) error {
+	for f := range s.frames {
+		if s.ctx.Err() != nil {
+			break // closed: the frames still buffered are not wanted
+		}
+		switch f.Event {
+		case "ready":
+			if r, err := f.AsReady(); err == nil && h.Ready != nil {
+				h.Ready(r)
+			}
+		case "snapshot", "record", "delete":
+			if r, err := f.AsRecord(); err == nil && h.Record != nil {
+				h.Record(r)
+			}
+		case "synced":
+			if r, err := f.AsSynced(); err == nil && h.Synced != nil {
+				h.Synced(r)
+			}
+		case "event":
+			if r, err := f.AsEvent(); err == nil && h.Event != nil {
+				h.Event(r)
+			}
+		case "presence":
+			if r, err := f.AsPresence(); err == nil && h.Presence != nil {
+				h.Presence(r)
+			}
+		case "listen":
+			if r, err := f.AsListen(); err == nil && h.Listen != nil {
+				h.Listen(r)
+			}
+		case "denied":
+			if r, err := f.AsDenied(); err == nil && h.Denied != nil {
+				h.Denied(r)
+			}
+		case "reset":
+			var r struct {
+				Reason string `json:"reason"`
+			}
+			if f.Decode(&r) == nil && h.Reset != nil {
+				h.Reset(r.Reason)
+			}
+		}
+	}
+	return s.Err()
 }
