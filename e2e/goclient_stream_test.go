@@ -454,8 +454,9 @@ func TestGoClientStreamServerEnds(t *testing.T) {
 }
 
 // TestGoClientLogin: Login through the auth webhook keeps the token, which
-// the client then sends; Refresh replaces it; Logout revokes it and the
-// client sends none. A refused login is 401 UNAUTHENTICATED.
+// the client then sends; Refresh replaces it; Logout revokes it (the
+// stream opened with it ends with 401) and the client sends none. A
+// refused login is 401 UNAUTHENTICATED.
 func TestGoClientLogin(t *testing.T) {
 	hook := newLoginHook(t, hookJSON(200, `{"id":"ada","clientData":{"theme":"dark"},"serverData":{"role":"admin"}}`))
 	srv := startServer(t, loginEnv(hook.URL))
@@ -489,8 +490,23 @@ func TestGoClientLogin(t *testing.T) {
 	if _, err := c.Get(ctx, "doc"); err != nil {
 		t.Fatalf("a read after refresh: %v", err)
 	}
+	s, err := c.Stream(ctx, client.RecordSub("doc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := collect(s)
 	if err := c.Logout(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The server ends the stream of the revoked token; its reconnect meets
+	// 401, and with no refresher the stream ends with it.
+	select {
+	case <-g.ended:
+		if !errorAs(s.Err(), &e) || e.Status != http.StatusUnauthorized {
+			t.Errorf("the stream ended with %v, want 401", s.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the stream of a revoked token did not end")
 	}
 	if _, err := c.Get(ctx, "doc"); !errorAs(err, &e) || e.Status != http.StatusUnauthorized {
 		t.Errorf("after logout: %v, want 401", err)

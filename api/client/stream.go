@@ -224,7 +224,8 @@ type Stream struct {
 	cancel context.CancelFunc
 	frames chan Frame
 	done   chan struct{}
-	err    error // why the stream ended; read after done
+	exited chan struct{} // closed after frames
+	err    error         // why the stream ended; read after done
 
 	mu     sync.Mutex
 	subs   []Subscription // the subscriptions wanted
@@ -262,7 +263,7 @@ func (c *Client) ResumeStream(ctx context.Context, lastID string, subs ...Subscr
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stream{
 		c: c, ctx: ctx, cancel: cancel,
-		frames: make(chan Frame, 1024), done: make(chan struct{}),
+		frames: make(chan Frame, 1024), done: make(chan struct{}), exited: make(chan struct{}),
 		lastID: lastID, versions: map[string]int64{}, events: map[string]struct{}{},
 		started: make(chan error, 1),
 	}
@@ -318,7 +319,7 @@ func (s *Stream) Subscriptions() []Subscription {
 // Close ends the stream and waits until Frames is closed.
 func (s *Stream) Close() error {
 	s.cancel()
-	<-s.done
+	<-s.exited
 	return nil
 }
 
@@ -415,8 +416,9 @@ func (s *Stream) change(ctx context.Context, id string, x Subscription, add bool
 
 // run connects again and again until the stream ends.
 func (s *Stream) run() {
+	defer close(s.exited)
+	defer close(s.frames) // after done: a reader that sees the end sees Err
 	defer close(s.done)
-	defer close(s.frames)
 	defer s.cancel()
 	b := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5,
 		Multiplier: 2, MaxInterval: 5 * time.Second}
@@ -424,7 +426,7 @@ func (s *Stream) run() {
 	if s.c.autoRefresh > 0 {
 		go s.refreshLoop()
 	}
-	first := true
+	first, renewed := true, false
 	for {
 		ready, after, err := s.connect(&first)
 		if s.ctx.Err() != nil {
@@ -432,6 +434,7 @@ func (s *Stream) run() {
 		}
 		if ready {
 			b.Reset()
+			renewed = false
 		}
 		wait := b.NextBackOff()
 		switch {
@@ -439,12 +442,16 @@ func (s *Stream) run() {
 			wait = s.retry
 		case err == nil:
 		case status(err) == http.StatusUnauthorized:
+			if renewed { // the new token was refused too
+				s.end(err, nil)
+				return
+			}
 			ok, rerr := s.c.renewAfter401(s.ctx)
 			if rerr != nil || !ok {
 				s.end(err, rerr)
 				return
 			}
-			wait = 0
+			wait, renewed = 0, true
 		case permanent(err):
 			s.end(err, nil)
 			return
