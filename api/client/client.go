@@ -14,6 +14,22 @@
 //	var sum float64
 //	err = c.Call(ctx, "add-two", 3, &sum) // sum == 5
 //
+// Streams multiplex subscriptions over one Server-Sent Events connection,
+// reconnect by themselves and resume where they were, with no frame lost
+// or delivered twice:
+//
+//	s, err := c.Stream(ctx, client.RecordSub("driver/14"), client.CollectionSub("driver/"),
+//		client.EventSub("chat/*"), client.PresenceSub("*"))
+//	defer s.Close()
+//	for f := range s.Frames() {
+//		if r, err := f.AsRecord(); err == nil {
+//			fmt.Println(r.Op, r.Name, r.Version, string(r.Data))
+//		}
+//	}
+//
+// Login hands credentials to the application's auth webhook and keeps the
+// token; WithAutoRefresh refreshes it before it expires.
+//
 // Errors that the server answered are *Error values carrying the HTTP
 // status and the problem's code and detail; they unwrap to *api.Error, so
 // api.IsCode(err, api.CodeNoRPCProvider) works on them.
@@ -41,6 +57,8 @@ type Client struct {
 	// BaseURL is the server's URL, such as "https://switchboard.example.com".
 	BaseURL string
 	// Token is sent as "Authorization: Bearer <token>"; empty in open mode.
+	// Once Login, Refresh or Logout (or a refresher) has run, the token
+	// they got, held in memory, is sent instead.
 	Token string
 	// HTTP sends the requests; nil means http.DefaultClient. Polls and
 	// calls last up to a minute: a Timeout, if set, must be longer.
