@@ -141,11 +141,14 @@ func TestGoClientStreamSubscriptions(t *testing.T) {
 	mustPut("solo", "alone")
 
 	s, err := alice.Stream(ctx, client.RecordSub("d/1"), client.PathSub("d/1", "position.x"),
-		client.CollectionSub("d/"), client.EventSub("chat/*"), client.PresenceSub("*"), client.ListenSub("prices/"))
+		client.CollectionSub("d/"), client.EventSub("chat/*"), client.EventSub("chat/*"), client.PresenceSub("*"), client.ListenSub("prices/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if err := s.Add(ctx, client.EventSub("chat/lobby")); err != nil { // overlaps chat/*
+		t.Fatal(err)
+	}
 	g := collect(s)
 	g.wait(t, "the snapshots, synced and alice's presence", 5*time.Second, func(fs []client.Frame) bool {
 		return len(recordFrames(fs, "d/1", "position.x")) == 1 && len(recordFrames(fs, "d/2", "")) == 1 &&
@@ -199,7 +202,7 @@ func TestGoClientStreamSubscriptions(t *testing.T) {
 	}
 
 	// Dynamic subscriptions.
-	if err := s.Remove(ctx, client.EventSub("chat/*")); err != nil {
+	if err := s.Remove(ctx, client.EventSub("chat/*"), client.EventSub("chat/lobby")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Add(ctx, client.RecordSub("solo"), client.EventSub("ctl")); err != nil {
