@@ -98,8 +98,11 @@ func TestPGGoClientResumeAcrossInstances(t *testing.T) {
 		}
 	})
 	time.Sleep(time.Second)
+	// The proxy's new connections go nowhere (502) while A stops: the
+	// streams it carries end with A's drain and meet 502 when they retry.
+	proxy.point("http://127.0.0.1:1")
 	a.Stop(t)
-	for deadline := time.Now().Add(5 * time.Second); proxy.bad.Load() == 0 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); proxy.bad.Load() == 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // the writes go on while the streams meet 502

@@ -259,8 +259,8 @@ func (c *Client) Stream(ctx context.Context, subs ...Subscription) (*Stream, err
 // LastID of an earlier stream): the server replays what came after it, on
 // the stream that lastID names, with that stream's subscriptions (subs
 // are added to them).
-func (c *Client) ResumeStream(ctx context.Context, lastID string, subs ...Subscription) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func (c *Client) ResumeStream(parent context.Context, lastID string, subs ...Subscription) (*Stream, error) {
+	ctx, cancel := context.WithCancel(parent)
 	s := &Stream{
 		c: c, ctx: ctx, cancel: cancel,
 		frames: make(chan Frame, 1024), done: make(chan struct{}), exited: make(chan struct{}),
@@ -282,9 +282,9 @@ func (c *Client) ResumeStream(ctx context.Context, lastID string, subs ...Subscr
 		return s, nil
 	case <-s.done:
 		return nil, s.Err()
-	case <-ctx.Done():
+	case <-parent.Done(): // not ctx: the stream cancels that one when it ends
 		s.Close()
-		return nil, ctx.Err()
+		return nil, parent.Err()
 	}
 }
 
