@@ -341,13 +341,16 @@ func (s *Stream) Err() error {
 func (s *Stream) Add(ctx context.Context, subs ...Subscription) error {
 	for _, x := range subs {
 		s.mu.Lock()
-		if !slices.Contains(s.subs, x) {
+		had := slices.Contains(s.subs, x)
+		if !had {
 			s.subs = append(s.subs, x)
 		}
 		id := s.id
 		s.mu.Unlock()
 		if err := s.change(ctx, id, x, true); err != nil {
-			s.forget(x)
+			if !had {
+				s.forget(x)
+			}
 			return err
 		}
 	}
