@@ -247,7 +247,8 @@ func TestGoClientStreamSubscriptions(t *testing.T) {
 func errorAs(err error, e **client.Error) bool { return errors.As(err, e) }
 
 // TestGoClientStreamRefused: a stream the server refuses is Stream's
-// error, at once: a bad name (400), no token in token mode (401).
+// error, at once: a bad name or path (400), no token in token mode (401),
+// a token that the refresher's replacement does not fix (401).
 func TestGoClientStreamRefused(t *testing.T) {
 	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": authSecret})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -263,6 +264,25 @@ func TestGoClientStreamRefused(t *testing.T) {
 	anon := client.NewClient(srv.URL)
 	if _, err := anon.Stream(ctx, client.RecordSub("doc")); !errorAs(err, &e) || e.Status != http.StatusUnauthorized {
 		t.Errorf("no token: %v, want 401", err)
+	}
+	// A refresher whose token is refused too is asked once, not forever.
+	var asked atomic.Int32
+	bad := client.NewClient(srv.URL, client.WithToken("expired"), client.WithTokenRefresher(func(context.Context) (string, error) {
+		asked.Add(1)
+		return "still-bad", nil
+	}))
+	if _, err := bad.Stream(ctx, client.RecordSub("doc")); !errorAs(err, &e) || e.Status != http.StatusUnauthorized {
+		t.Errorf("a refused refreshed token: %v, want 401", err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the refresher was asked %d times, want once", n)
+	}
+	// A request that meets 401 is sent again with the refresher's token.
+	good := client.NewClient(srv.URL, client.WithToken("expired"), client.WithTokenRefresher(func(context.Context) (string, error) {
+		return signToken(t, "alice", time.Hour), nil
+	}))
+	if _, err := good.Put(ctx, "doc", "renewed", client.Cond{}); err != nil {
+		t.Errorf("a write with a refresher: %v", err)
 	}
 	if ctx.Err() != nil {
 		t.Error("a refusal was tried again until the context ended")
