@@ -14,6 +14,22 @@
 //	var sum float64
 //	err = c.Call(ctx, "add-two", 3, &sum) // sum == 5
 //
+// Streams multiplex subscriptions over one Server-Sent Events connection,
+// reconnect by themselves and resume where they were, with no frame lost
+// or delivered twice:
+//
+//	s, err := c.Stream(ctx, client.RecordSub("driver/14"), client.CollectionSub("driver/"),
+//		client.EventSub("chat/*"), client.PresenceSub("*"))
+//	defer s.Close()
+//	for f := range s.Frames() {
+//		if r, err := f.AsRecord(); err == nil {
+//			fmt.Println(r.Op, r.Name, r.Version, string(r.Data))
+//		}
+//	}
+//
+// Login hands credentials to the application's auth webhook and keeps the
+// token; WithAutoRefresh refreshes it before it expires.
+//
 // Errors that the server answered are *Error values carrying the HTTP
 // status and the problem's code and detail; they unwrap to *api.Error, so
 // api.IsCode(err, api.CodeNoRPCProvider) works on them.
@@ -30,6 +46,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 )
@@ -40,10 +57,16 @@ type Client struct {
 	// BaseURL is the server's URL, such as "https://switchboard.example.com".
 	BaseURL string
 	// Token is sent as "Authorization: Bearer <token>"; empty in open mode.
+	// Once Login, Refresh or Logout (or a refresher) has run, the token
+	// they got, held in memory, is sent instead.
 	Token string
 	// HTTP sends the requests; nil means http.DefaultClient. Polls and
 	// calls last up to a minute: a Timeout, if set, must be longer.
 	HTTP *http.Client
+
+	auth        auth
+	autoRefresh time.Duration
+	refresher   func(ctx context.Context) (string, error)
 }
 
 // New returns a Client of the server at baseURL that sends token.
@@ -72,6 +95,25 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 // send sends a request with the headers h and the body raw (nil: none) and
 // returns the response of a 2xx status. Any other status is an *Error.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte) (*http.Response, error) {
+	return c.sendAs(ctx, method, path, query, h, raw, c.token(ctx), true)
+}
+
+// sendAs is send with the token tok (empty: none); with renew set, a 401
+// answer gets a new token from the refresher (WithTokenRefresher) and the
+// request is sent again, once.
+func (c *Client) sendAs(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte, tok string, renew bool) (*http.Response, error) {
+	resp, err := c.sendOnce(ctx, method, path, query, h, raw, tok)
+	if renew && status(err) == http.StatusUnauthorized {
+		if ok, rerr := c.renewAfter401(ctx); rerr != nil {
+			return nil, rerr
+		} else if ok {
+			return c.sendOnce(ctx, method, path, query, h, raw, c.currentToken())
+		}
+	}
+	return resp, err
+}
+
+func (c *Client) sendOnce(ctx context.Context, method, path string, query url.Values, h http.Header, raw []byte, tok string) (*http.Response, error) {
 	var rd io.Reader
 	if raw != nil {
 		rd = bytes.NewReader(raw)
@@ -87,8 +129,8 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hc := c.HTTP
 	if hc == nil {

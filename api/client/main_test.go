@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -34,7 +35,22 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	vars := map[string]string{"HOST": "127.0.0.1", "PORT": "0", "AUTH_MODE": "open", "DATA_DIR": dir}
+	// The application's auth webhook: a user logs in with the password
+	// "secret" (a real one checks a signature and a password store).
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			AuthData struct{ User, Password string } `json:"authData"`
+		}
+		if json.NewDecoder(r.Body).Decode(&body) != nil || body.AuthData.Password != "secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": body.AuthData.User, "clientData": map[string]string{"greeting": "hello " + body.AuthData.User}})
+	}))
+	defer hook.Close()
+	vars := map[string]string{"HOST": "127.0.0.1", "PORT": "0", "AUTH_MODE": "open", "DATA_DIR": dir,
+		"AUTH_WEBHOOK_URL": hook.URL, "AUTH_WEBHOOK_SECRET": "client-test-webhook-secret", "JWT_SECRET": "client-test-jwt-secret-0123456789abcdef"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
