@@ -27,6 +27,7 @@ usage:
 
 a client of a running server (SWITCHBOARD_URL, SWITCHBOARD_TOKEN):
   switchboard get|put|patch|delete NAME [JSON]   read or write a record
+      [--path P] [--if-match VERSION|*]          a path of it; only at that version
   switchboard emit NAME JSON                     publish an event
   switchboard call NAME JSON                     call an RPC
   switchboard tail [--from ID] SUB...            print a stream's frames, one JSON line each
