@@ -86,6 +86,7 @@ type Store struct {
 	log  *slog.Logger
 
 	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
+	tail      tail                           // the last changes learnt of (notify.go)
 	closeOnce sync.Once
 }
 
@@ -114,12 +115,13 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	bus, err := newBus(pool, directURL, log)
+	s := &Store{pool: pool, log: log}
+	bus, err := newBus(pool, directURL, log, s.tail.onChanges)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, bus: bus, log: log}
+	s.bus = bus
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
 	return s, nil
 }
@@ -232,8 +234,15 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 
 // Changes returns up to limit changes after position after. The trimmed
 // position and the changes are read by one statement, so one snapshot.
+//
+// It answers from the changes that notifications carried when they reach
+// as far as the notifications announced (notify.go), and reads the log
+// otherwise; the changes it reads join that tail.
 func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Change, err error) {
 	defer unavailable(&err)
+	if cs, ok := s.tail.read(after, limit); ok {
+		return cs, nil
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.seq, l.seq, l.time, l.kind, l.name, l.version, l.data, l.publisher
 		FROM log_trimmed t LEFT JOIN LATERAL (
@@ -265,7 +274,17 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read change log: %w", err)
 	}
+	s.tail.add(out, 0)
 	return out, nil
+}
+
+// committed takes a group's changes, once committed, into the tail.
+func (s *Store) committed(changes []*api.Change) {
+	cs := make([]api.Change, len(changes))
+	for i, c := range changes {
+		cs[i] = *c
+	}
+	s.tail.add(cs, cs[len(cs)-1].Seq)
 }
 
 // unavailable turns an error that is not the database's answer (the server

@@ -69,11 +69,18 @@ func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	_, err = tx.Exec(ctx, `UPDATE log_trimmed SET seq = greatest(seq, $1), bytes = bytes + $2`, *last, bytes)
+	// Every instance's tail forgets what is gone (notify.go).
+	_, err = tx.Exec(ctx, `
+		WITH t AS (UPDATE log_trimmed SET seq = greatest(seq, $1), bytes = bytes + $2 RETURNING seq)
+		SELECT pg_notify($3, '=t' || seq) FROM t`, *last, bytes, channel(api.TopicChanges))
 	if err != nil {
 		return 0, err
 	}
-	return n, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	s.tail.trim(*last)
+	return n, nil
 }
 
 // trimStreams removes the streams not updated since before, and their
