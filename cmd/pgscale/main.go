@@ -19,6 +19,11 @@
 // the noise. `make scale` builds the server and runs it:
 //
 //	go build -o bin/switchboard . && go run ./cmd/pgscale -bin bin/switchboard
+//
+// To compare two builds in one sitting, give both (-bin old,new) and a
+// number of rounds: for each number of instances, each round runs every
+// build's rows in turn, on a fresh database, so that the machine's noise
+// falls on both alike.
 package main
 
 import (
@@ -30,6 +35,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,14 +53,18 @@ import (
 )
 
 func main() {
-	bin := flag.String("bin", "bin/switchboard", "the switchboard binary to run")
+	bins := flag.String("bin", "bin/switchboard", "the switchboard binaries to run, comma-separated: each one's rows in turn")
+	rounds := flag.Int("rounds", 1, "how many times to run every binary's rows")
+	pprofFlag := flag.Bool("pprof", false, "give every instance a pprof listener (DEBUG_ADDR) and print its address")
+	server := flag.String("server", "", "a PostgreSQL server's URL to use instead of starting one (its CPU is then not measured)")
 	ns := flag.String("instances", "1,4,8", "numbers of instances, one row set each")
 	ws := flag.String("writers", "8,64", "numbers of concurrent writers")
 	modes := flag.String("modes", "spread,one", "spread: writer i to instance i mod N; one: every write to the first instance")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per row")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
 	flag.Parse()
-	if err := run(*bin, ints(*ns), ints(*ws), strings.Split(*modes, ","), *dur, *warm); err != nil {
+	withPprof = *pprofFlag
+	if err := run(*server, strings.Split(*bins, ","), *rounds, ints(*ns), ints(*ws), strings.Split(*modes, ","), *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "pgscale:", err)
 		os.Exit(1)
 	}
@@ -73,54 +83,65 @@ func ints(s string) []int {
 	return out
 }
 
-func run(bin string, ns, ws []int, modes []string, dur, warm time.Duration) error {
-	bin, err := filepath.Abs(bin)
-	if err != nil {
-		return err
+func run(server string, bins []string, rounds int, ns, ws []int, modes []string, dur, warm time.Duration) error {
+	for i, bin := range bins {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
+		}
+		bins[i] = abs
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
+	pg := &pgtest.Server{URL: server}
+	if server == "" {
+		var err error
+		if pg, err = pgtest.StartDurable(); err != nil {
+			return err
+		}
+		defer func() { pg.Stop(); pg.Remove() }()
+		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
 	}
-	pg, err := pgtest.StartDurable()
-	if err != nil {
-		return err
-	}
-	defer func() { pg.Stop(); pg.Remove() }()
-	fmt.Printf("PostgreSQL (fsync on) pid %d; %s per row after %s of warm-up\n\n", pg.Pid(), dur, warm)
-	const row = "%9s %6s %7s %9s %8s %7s %9s %9s %7s\n"
-	fmt.Printf(row, "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w")
+	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
+	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s\n"
+	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w")
 	seq := 0
 	for _, n := range ns {
-		seq++
-		dbURL, err := createDB(pg.URL, fmt.Sprintf("scale_%d", seq))
-		if err != nil {
-			return err
-		}
-		insts, err := startInstances(bin, dbURL, n)
-		if err != nil {
-			stopAll(insts)
-			return err
-		}
-		for _, mode := range modes {
-			if mode == "one" && n == 1 {
-				continue
-			}
-			for _, w := range ws {
-				r, err := measure(pg, dbURL, insts, mode, w, dur, warm)
+		for range rounds {
+			for _, bin := range bins {
+				seq++
+				dbURL, err := createDB(pg.URL, fmt.Sprintf("scale_%d_%d", os.Getpid(), seq))
+				if err != nil {
+					return err
+				}
+				insts, err := startInstances(bin, dbURL, n)
 				if err != nil {
 					stopAll(insts)
 					return err
 				}
-				idle := "-"
-				if mode == "one" && n > 1 {
-					idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
+				for _, mode := range modes {
+					if mode == "one" && n == 1 {
+						continue
+					}
+					for _, w := range ws {
+						r, err := measure(pg, dbURL, insts, mode, w, dur, warm)
+						if err != nil {
+							stopAll(insts)
+							return err
+						}
+						idle := "-"
+						if mode == "one" && n > 1 {
+							idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
+						}
+						fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
+							fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
+							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite))
+					}
 				}
-				fmt.Printf(row, strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
-					fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
-					fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite))
+				stopAll(insts)
 			}
 		}
-		stopAll(insts)
 	}
 	return nil
 }
@@ -136,8 +157,16 @@ func createDB(url, name string) (string, error) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", err
 	}
-	return strings.Replace(url, "/postgres?", "/"+name+"?", 1), nil
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }
+
+// withPprof gives every instance a pprof listener.
+var withPprof bool
 
 type instance struct {
 	cmd  *exec.Cmd
@@ -157,6 +186,14 @@ func startInstances(bin, dbURL string, n int) ([]*instance, error) {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
 			"AUTH_MODE=open", "LOG_FORMAT=text", "RATE_LIMIT=0")
+		if withPprof {
+			dport, err := freePort()
+			if err != nil {
+				return out, err
+			}
+			cmd.Env = append(cmd.Env, "DEBUG_ADDR=127.0.0.1:"+strconv.Itoa(dport))
+			fmt.Printf("instance %d: pprof on http://127.0.0.1:%d/debug/pprof/\n", i, dport)
+		}
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -360,6 +397,9 @@ func procCPU(pid int) time.Duration {
 // groupCPU returns the CPU time of a postmaster and its children (the
 // backends, each in a session of its own), with the children it has reaped.
 func groupCPU(pgid int) time.Duration {
+	if pgid == 0 {
+		return 0
+	}
 	entries, _ := os.ReadDir("/proc")
 	var total time.Duration
 	for _, e := range entries {

@@ -147,27 +147,23 @@ type changesNote struct {
 
 // decodeChanges decodes the text of a notification of the changes topic
 // (without the Bus's marker); ok is false when it is none of the above.
+// It allocates the changes, their names, publishers and data, and nothing
+// else.
 func decodeChanges(p []byte) (note changesNote, ok bool) {
 	if len(p) > 0 && p[0] == 't' {
-		n, err := strconv.ParseInt(string(p[1:]), 10, 64)
-		return changesNote{trimmed: n}, err == nil
+		n, ok := parseInt(p[1:])
+		return changesNote{trimmed: n}, ok && n > 0
 	}
 	header, body, _ := bytes.Cut(p, []byte{'\n'})
-	f := strings.Fields(string(header))
-	if len(f) == 1 { // a direct write's: the head alone
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		return changesNote{head: n}, err == nil
-	}
-	if len(f) != 4 {
-		return changesNote{}, false
-	}
 	var v [4]int64
-	for i := range f {
-		n, err := strconv.ParseInt(f[i], 10, 64)
-		if err != nil {
-			return changesNote{}, false
-		}
-		v[i] = n
+	nv, ok := parseInts(header, v[:])
+	switch {
+	case !ok:
+		return changesNote{}, false
+	case nv == 1: // a direct write's: the head alone
+		return changesNote{head: v[0]}, true
+	case nv != 4:
+		return changesNote{}, false
 	}
 	head, n, micros, k := v[0], v[1], v[2], v[3]
 	if k < 0 || k > n || n < 1 {
@@ -181,24 +177,17 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 	note.changes = make([]api.Change, k)
 	for i := range note.changes {
 		line, rest, found := bytes.Cut(body, []byte{'\n'})
-		lf := strings.Fields(string(line))
-		if !found || len(lf) != 5 {
+		kind, nums, _ := bytes.Cut(line, []byte{' '})
+		var l [4]int64
+		if nl, ok := parseInts(nums, l[:]); !found || !ok || nl != 4 || l[1] < 0 || l[2] < 0 || l[3] < 0 {
 			return changesNote{}, false
 		}
-		var l [4]int64
-		for j := range l {
-			x, err := strconv.ParseInt(lf[j+1], 10, 64)
-			if err != nil || x < 0 && j > 0 {
-				return changesNote{}, false
-			}
-			l[j] = x
-		}
-		nl, pl, dl := int(l[1]), int(l[2]), int(l[3])
-		if nl+pl+dl > len(rest) {
+		nl, pl, dl := l[1], l[2], l[3]
+		if nl+pl+dl > int64(len(rest)) {
 			return changesNote{}, false
 		}
 		c := &note.changes[i]
-		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(lf[0]), l[0]
+		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(kind), l[0]
 		c.Name, c.Publisher = string(rest[:nl]), string(rest[nl:nl+pl])
 		if dl > 0 {
 			c.Data = json.RawMessage(bytes.Clone(rest[nl+pl : nl+pl+dl]))
@@ -206,6 +195,47 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 		body = rest[nl+pl+dl:]
 	}
 	return note, true
+}
+
+// parseInts parses the numbers of b, separated by single spaces, into v;
+// it returns how many there were (ok false when more than len(v), or not
+// numbers).
+func parseInts(b []byte, v []int64) (int, bool) {
+	n := 0
+	for len(b) > 0 {
+		if n == len(v) {
+			return n, false
+		}
+		f, rest, _ := bytes.Cut(b, []byte{' '})
+		x, ok := parseInt(f)
+		if !ok {
+			return n, false
+		}
+		v[n], n, b = x, n+1, rest
+	}
+	return n, n > 0
+}
+
+// parseInt parses a decimal number, with an optional minus sign.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var x int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		x = x*10 + int64(c-'0')
+	}
+	if neg {
+		x = -x
+	}
+	return x, true
 }
 
 // onChanges takes a notification of the changes topic into the tail,

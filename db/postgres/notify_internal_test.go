@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -91,4 +92,35 @@ func TestTail(t *testing.T) {
 	if cs, ok := tl.read(14, 10); !ok || len(cs) != 1 {
 		t.Errorf("read(14) = %v, %v", cs, ok)
 	}
+}
+
+// No text makes decodeChanges panic, and what it accepts encodes back
+// to the same changes.
+func FuzzDecodeChanges(f *testing.F) {
+	f.Add([]byte("42 3 1700000000123456 2\nset 3 3 0 2\nabc{}\nevent 0 1 1 0\nxy"))
+	f.Add([]byte("17"))
+	f.Add([]byte("t9"))
+	f.Add([]byte("5 2 0 1\nset 1 -1 0 0\n"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		note, ok := decodeChanges(p)
+		if !ok || len(note.changes) == 0 {
+			return
+		}
+		ptrs := make([]*api.Change, len(note.changes))
+		for i := range note.changes {
+			ptrs[i] = &note.changes[i]
+		}
+		k, body := encodeChanges(ptrs, 1<<20)
+		n := strconv.Itoa(k)
+		again, ok := decodeChanges([]byte(n + " " + n + " 0 " + n + "\n" + body))
+		if k != len(ptrs) || !ok || len(again.changes) != k {
+			t.Fatalf("re-encoding %+v: %d carried, decoded %+v, %v", note.changes, k, again, ok)
+		}
+		for i, c := range again.changes {
+			w := note.changes[i]
+			if c.Kind != w.Kind || c.Name != w.Name || c.Version != w.Version || c.Publisher != w.Publisher || string(c.Data) != string(w.Data) {
+				t.Fatalf("change %d re-encoded as %+v, want %+v", i, c, w)
+			}
+		}
+	})
 }

@@ -25,13 +25,19 @@
 // log times follow positions and Trim cuts a prefix.
 //
 // The cost is that writers serialise on that row from the moment they take
-// positions until their commit is done. Two things keep that short: the
+// positions until their commit is done. Three things keep that short: the
 // counter is taken after every record has been locked, read, passed through
 // Apply and written, so only the log insert, the NOTIFY and the commit run
-// under it; and writes are group committed: one goroutine per Store (the
-// loop of a commit.Committer) takes every request waiting when a
-// transaction starts (up to commit.MaxGroup) into one transaction, so one
-// commit, one fsync and one NOTIFY serve many writes.
+// under it; the statement that takes it also inserts the log rows and
+// notifies, and goes in one pipeline with the record writes and COMMIT, so
+// the server holds the lock for that statement and the commit (its WAL
+// flush) and never waits on the client meanwhile (write.go); and writes are
+// group committed: one goroutine per Store (the loop of a commit.Committer)
+// takes every request waiting when a transaction starts (up to
+// commit.MaxGroup) into one transaction, so one commit, one fsync and one
+// NOTIFY serve many writes. Groups of different instances never merge: the
+// database's commits, one WAL flush each under the lock, are the ceiling of
+// writes spread over instances.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -49,10 +55,16 @@
 // # Notifications
 //
 // A transaction that appended to the log calls pg_notify on the channel of
-// api.TopicChanges with the new head as payload, inside the transaction, so
-// nothing is announced that did not commit. NOTIFY is only a wake-up: the
-// Bus's listener (listener.go) reconnects with backoff and then wakes every
-// handler with nil, and readers catch up from the log by position.
+// api.TopicChanges, inside the transaction, so nothing is announced that
+// did not commit, and in the statement that takes the positions, so
+// notifications arrive in the order of positions. The notification carries
+// the new head and as many of the group's changes as fit (notify.go); the
+// handlers of the topic get the head. Each Store keeps the tail of the log
+// it learnt of, and Changes answers from it only with consecutive
+// positions up to the head announced: the log stays the truth, and an
+// answer that nothing follows a position always comes from the log. The
+// Bus's listener (listener.go) reconnects with backoff and then wakes
+// every handler with nil, and readers catch up from the log by position.
 package postgres
 
 import (

@@ -118,7 +118,12 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (err error) {
 	if len(changes) > 0 {
 		appendLog(b, changes)
 	}
-	b.Queue(commitWrite)
+	b.Queue(commitWrite).Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" { // an aborted transaction's COMMIT says ROLLBACK
+			return fmt.Errorf("commit: the transaction ended with %s", tag)
+		}
+		return nil
+	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
