@@ -38,6 +38,7 @@ import (
 	neturl "net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -101,6 +102,16 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 			return err
 		}
 		defer func() { pg.Stop(); pg.Remove() }()
+		// Interrupted, stop PostgreSQL and remove its directory (the
+		// instances die with this process: Pdeathsig).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sig
+			pg.Stop()
+			pg.Remove()
+			os.Exit(1)
+		}()
 		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
 	}
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
