@@ -6,7 +6,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PGBIN   := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 CHROME  := /usr/bin/chromium-headless-shell
 
-.PHONY: run test deps bench fuzz vet
+.PHONY: run test deps bench fuzz vet scale
 
 # run builds, then execs the server: `go run` would exit 1 on Ctrl-C
 # (it reports its child's death by a signal), the server itself exits 0.
@@ -38,6 +38,12 @@ deps:
 # one by one with the commands in the README's Benchmarks section.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./realtime/ ./realtime/rules/ ./db/...
+
+# scale runs 1, 4 and 8 instances as processes on one durable PostgreSQL and
+# prints writes/s, writes per commit, p99 and CPU per write (cmd/pgscale).
+scale:
+	$(GO) build -o bin/switchboard .
+	$(GO) run ./cmd/pgscale -bin bin/switchboard $(SCALEFLAGS)
 
 # fuzz runs each parser fuzzer for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

@@ -16,7 +16,7 @@ func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (
 	defer unavailable(&err)
 	rows, err := s.pool.Query(ctx, `
 		SELECT h.seq, r.name, r.version, r.data
-		FROM log_head h LEFT JOIN LATERAL (
+		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN LATERAL (
 			SELECT name, version, data FROM records
 			WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
 			ORDER BY name LIMIT $4

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/internal/mailbox"
 )
 
@@ -39,6 +40,9 @@ const (
 type listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
+	// onChanges sees the notifications of the changes topic before their
+	// handlers, and says what these get (notify.go); nil: as they came.
+	onChanges func([]byte) ([]byte, bool)
 
 	subs mailbox.Registry // has its own lock, taken after mu, never before
 
@@ -56,13 +60,13 @@ type listener struct {
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func([]byte) ([]byte, bool)) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
-	l := &listener{cfg: cfg, log: log, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	l := &listener{cfg: cfg, log: log, onChanges: onChanges, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -252,6 +256,11 @@ func (l *listener) dispatch(ch, payload string) {
 	if err != nil {
 		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
 		return
+	}
+	if topic == api.TopicChanges && l.onChanges != nil {
+		if p, ok = l.onChanges(p); !ok {
+			return
+		}
 	}
 	l.subs.Push(topic, p)
 }

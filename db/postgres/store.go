@@ -25,13 +25,19 @@
 // log times follow positions and Trim cuts a prefix.
 //
 // The cost is that writers serialise on that row from the moment they take
-// positions until their commit is done. Two things keep that short: the
+// positions until their commit is done. Three things keep that short: the
 // counter is taken after every record has been locked, read, passed through
 // Apply and written, so only the log insert, the NOTIFY and the commit run
-// under it; and writes are group committed: one goroutine per Store (the
-// loop of a commit.Committer) takes every request waiting when a
-// transaction starts (up to commit.MaxGroup) into one transaction, so one
-// commit, one fsync and one NOTIFY serve many writes.
+// under it; the statement that takes it also inserts the log rows and
+// notifies, and goes in one pipeline with the record writes and COMMIT, so
+// the server holds the lock for that statement and the commit (its WAL
+// flush) and never waits on the client meanwhile (write.go); and writes are
+// group committed: one goroutine per Store (the loop of a commit.Committer)
+// takes every request waiting when a transaction starts (up to
+// commit.MaxGroup) into one transaction, so one commit, one fsync and one
+// NOTIFY serve many writes. Groups of different instances never merge: the
+// database's commits, one WAL flush each under the lock, are the ceiling of
+// writes spread over instances.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -49,10 +55,16 @@
 // # Notifications
 //
 // A transaction that appended to the log calls pg_notify on the channel of
-// api.TopicChanges with the new head as payload, inside the transaction, so
-// nothing is announced that did not commit. NOTIFY is only a wake-up: the
-// Bus's listener (listener.go) reconnects with backoff and then wakes every
-// handler with nil, and readers catch up from the log by position.
+// api.TopicChanges, inside the transaction, so nothing is announced that
+// did not commit, and in the statement that takes the positions, so
+// notifications arrive in the order of positions. The notification carries
+// the new head and as many of the group's changes as fit (notify.go); the
+// handlers of the topic get the head. Each Store keeps the tail of the log
+// it learnt of, and Changes answers from it only with consecutive
+// positions up to the head announced: the log stays the truth, and an
+// answer that nothing follows a position always comes from the log. The
+// Bus's listener (listener.go) reconnects with backoff and then wakes
+// every handler with nil, and readers catch up from the log by position.
 package postgres
 
 import (
@@ -86,6 +98,7 @@ type Store struct {
 	log  *slog.Logger
 
 	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
+	tail      tail                           // the last changes learnt of (notify.go)
 	closeOnce sync.Once
 }
 
@@ -114,12 +127,13 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	bus, err := newBus(pool, directURL, log)
+	s := &Store{pool: pool, log: log}
+	bus, err := newBus(pool, directURL, log, s.tail.onChanges)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, bus: bus, log: log}
+	s.bus = bus
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
 	return s, nil
 }
@@ -192,7 +206,9 @@ func prefixEnd(prefix string) string {
 }
 
 // Snapshot reads records and the log head in one statement, so one
-// snapshot: the records are as of that position.
+// snapshot: the records are as of that position. log_head is read as one
+// row (LIMIT 1): the planner's estimate of it grows with the dead versions
+// that every write leaves (trim.go).
 func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.Record, err error) {
 	defer unavailable(&err)
 	if names == nil {
@@ -200,7 +216,7 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT h.seq, r.name, r.version, r.data
-		FROM log_head h LEFT JOIN records r ON r.name = ANY($1::text[])`, names)
+		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN records r ON r.name = ANY($1::text[])`, names)
 	if err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
@@ -232,11 +248,18 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 
 // Changes returns up to limit changes after position after. The trimmed
 // position and the changes are read by one statement, so one snapshot.
+//
+// It answers from the changes that notifications carried when they reach
+// as far as the notifications announced (notify.go), and reads the log
+// otherwise; the changes it reads join that tail.
 func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Change, err error) {
 	defer unavailable(&err)
+	if cs, ok := s.tail.read(after, limit); ok {
+		return cs, nil
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.seq, l.seq, l.time, l.kind, l.name, l.version, l.data, l.publisher
-		FROM log_trimmed t LEFT JOIN LATERAL (
+		FROM (SELECT seq FROM log_trimmed LIMIT 1) t LEFT JOIN LATERAL (
 			SELECT * FROM log WHERE seq > $1 ORDER BY seq LIMIT $2
 		) l ON true`, after, limit)
 	if err != nil {
@@ -265,7 +288,17 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read change log: %w", err)
 	}
+	s.tail.add(out, 0)
 	return out, nil
+}
+
+// committed takes a group's changes, once committed, into the tail.
+func (s *Store) committed(changes []*api.Change) {
+	cs := make([]api.Change, len(changes))
+	for i, c := range changes {
+		cs[i] = *c
+	}
+	s.tail.add(cs, cs[len(cs)-1].Seq)
 }
 
 // unavailable turns an error that is not the database's answer (the server

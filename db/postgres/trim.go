@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/switchboard-dev/switchboard/api"
 )
 
@@ -43,8 +45,15 @@ func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 // o.MaxBytes. Only the rows of one batch are read. Two instances trimming
 // at once remove each row once: DELETE ... RETURNING reports only the rows
 // this transaction removed, and only their sizes are counted.
+//
+// log_head and log_trimmed are read as one row each (LIMIT 1): the
+// planner's estimate of log_head, whose row is rewritten by every write,
+// grows with its dead versions, and joined with the batch it once made
+// the statement cost enough for JIT compilation, which took seconds of
+// Postgres CPU per trim (every 5 s on every instance). JIT is off for the
+// transaction as well.
 func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL jit = off"})
 	if err != nil {
 		return 0, err
 	}
@@ -56,7 +65,7 @@ func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
 			SELECT seq, time, sum(size) OVER (ORDER BY seq) - size AS before
 			FROM (SELECT seq, time, size FROM log ORDER BY seq LIMIT $3) f
 		), old AS (
-			SELECT first.seq FROM first, log_head h, log_trimmed t
+			SELECT first.seq FROM first, (SELECT bytes FROM log_head LIMIT 1) h, (SELECT bytes FROM log_trimmed LIMIT 1) t
 			WHERE first.time < $1 OR ($2 > 0 AND h.bytes - t.bytes - first.before > $2)
 		), gone AS (
 			DELETE FROM log WHERE seq IN (SELECT seq FROM old) RETURNING seq, size
@@ -69,11 +78,18 @@ func (s *Store) trimLog(ctx context.Context, o api.TrimOptions) (int64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	_, err = tx.Exec(ctx, `UPDATE log_trimmed SET seq = greatest(seq, $1), bytes = bytes + $2`, *last, bytes)
+	// Every instance's tail forgets what is gone (notify.go).
+	_, err = tx.Exec(ctx, `
+		WITH t AS (UPDATE log_trimmed SET seq = greatest(seq, $1), bytes = bytes + $2 RETURNING seq)
+		SELECT pg_notify($3, '=t' || seq) FROM t`, *last, bytes, channel(api.TopicChanges))
 	if err != nil {
 		return 0, err
 	}
-	return n, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	s.tail.trim(*last)
+	return n, nil
 }
 
 // trimStreams removes the streams not updated since before, and their

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/internal/commit"
@@ -34,12 +34,12 @@ func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, 
 
 // beginWrite starts a write transaction, marked as the store's so that the
 // triggers for direct SQL writes (migrations/0002) leave its records alone:
-// the store logs them itself.
-const beginWrite = "BEGIN; SET LOCAL switchboard.writer = 'store'"
-
-// errRetry says that a group met another instance's write and must start
-// over.
-var errRetry = errors.New("a record was created by another transaction")
+// the store logs them itself. It goes in the first pipeline of a group.
+const (
+	beginWrite  = "BEGIN"
+	markWriter  = "SET LOCAL switchboard.writer = 'store'"
+	commitWrite = "COMMIT"
+)
 
 // commitGroup runs a group in one transaction, starting over when it conflicts
 // with another instance, and answers its requests. A request whose writes
@@ -68,9 +68,6 @@ func (s *Store) commitGroup(group []*request) {
 // retryable reports whether a group that failed with err may succeed when
 // run again from the start.
 func retryable(err error) bool {
-	if errors.Is(err, errRetry) {
-		return true
-	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -81,19 +78,28 @@ func retryable(err error) bool {
 	return false
 }
 
-// tryCommit runs one attempt of a group: lock and read every record the
-// group touches, run the writes in Go, write the records, take positions
-// from log_head, append to the log, notify, commit.
-func (s *Store) tryCommit(ctx context.Context, group []*request) error {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWrite})
+// tryCommit runs one attempt of a group in two pipelines (round trips) on
+// one connection: BEGIN and the locking reads of every record the group
+// touches; then, once the writes have run in Go, the record writes, the
+// statement that takes positions from log_head, appends to the log and
+// notifies (appendLog), and COMMIT. So log_head's lock is taken by the
+// pipeline's last statement before COMMIT and held for no client round
+// trip: the server runs COMMIT as soon as that statement is done. An error
+// in the second pipeline makes the server skip the rest of it, COMMIT
+// included, and the attempt rolls back.
+func (s *Store) tryCommit(ctx context.Context, group []*request) (err error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer func() { endTx(conn, err) }()
 
-	locked, err := lockRecords(ctx, tx, group)
-	if err != nil {
-		return err
+	b := &pgx.Batch{}
+	b.Queue(beginWrite)
+	b.Queue(markWriter)
+	locked := lockRecords(b, group)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("lock records: %w", err)
 	}
 	recs := commit.Records{
 		Read:    func(name string) (api.RecordState, error) { return locked[name], nil },
@@ -107,65 +113,92 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) error {
 			changes = append(changes, &r.Changes[i])
 		}
 	}
-	if len(changes) == 0 {
-		return tx.Commit(ctx)
+	b = &pgx.Batch{}
+	flush(b, locked, recs.Written)
+	if len(changes) > 0 {
+		appendLog(b, changes)
 	}
-	if err := flush(ctx, tx, locked, recs.Written); err != nil {
+	b.Queue(commitWrite).Exec(func(tag pgconn.CommandTag) error {
+		if tag.String() != "COMMIT" { // an aborted transaction's COMMIT says ROLLBACK
+			return fmt.Errorf("commit: the transaction ended with %s", tag)
+		}
+		return nil
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	head, err := appendLog(ctx, tx, changes)
-	if err != nil {
-		return err
+	if len(changes) > 0 {
+		s.committed(changes)
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel(api.TopicChanges), encodePayload([]byte(strconv.FormatInt(head, 10))))
-	if err != nil {
-		return fmt.Errorf("notify: %w", err)
-	}
-	return tx.Commit(ctx)
+	return nil
 }
 
-// appendLog takes positions for changes from log_head, the group's last
-// statement before commit (see the package comment), and inserts them. It
-// adds their Size to the log's running total in the same statement
-// (migrations/0004), sets Seq and Time of each change and returns the new
-// head.
-func appendLog(ctx context.Context, tx pgx.Tx, changes []*api.Change) (int64, error) {
+// endTx rolls back the transaction that a failed attempt left open and
+// gives the connection back to the pool; a connection that cannot roll
+// back is closed (the pool destroys a connection left in a transaction).
+func endTx(conn *pgxpool.Conn, err error) {
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' && !conn.Conn().IsClosed() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			conn.Conn().Close(ctx)
+		}
+		cancel()
+	}
+	conn.Release()
+}
+
+// maxCarried bounds the changes carried in the text of a notification,
+// below NOTIFY's 8000 bytes with room for the header that the statement
+// adds (notify.go).
+const maxCarried = 7800
+
+// appendLog queues the statement that takes positions for changes from
+// log_head (see the package comment), inserts them, adds their Size to the
+// log's running total (migrations/0004) and notifies, with the new head
+// and as many of the changes as fit (notify.go). It is the group's last
+// statement before COMMIT, in the same pipeline. Once the batch has run,
+// Seq and Time of each change are set.
+func appendLog(b *pgx.Batch, changes []*api.Change) {
 	n := int64(len(changes))
 	sizes := make([]int64, n)
 	var bytes int64
-	for i, c := range changes {
-		sizes[i] = c.Size()
-		bytes += sizes[i]
-	}
-	var head int64
-	var at time.Time
-	err := tx.QueryRow(ctx, `
-		UPDATE log_head SET seq = seq + $1, bytes = bytes + $2, time = greatest(time, clock_timestamp())
-		RETURNING seq, time`, n, bytes).Scan(&head, &at)
-	if err != nil {
-		return 0, fmt.Errorf("take log positions: %w", err)
-	}
-	seqs := make([]int64, n)
 	kinds := make([]string, n)
 	names := make([]string, n)
 	versions := make([]int64, n)
 	data := make([]string, n)
 	publishers := make([]string, n)
 	for i, c := range changes {
-		c.Seq, c.Time = head-n+1+int64(i), at
-		seqs[i], kinds[i], names[i], versions[i], data[i], publishers[i] =
-			c.Seq, string(c.Kind), c.Name, c.Version, string(c.Data), c.Publisher
+		sizes[i] = c.Size()
+		bytes += sizes[i]
+		kinds[i], names[i], versions[i], data[i], publishers[i] =
+			string(c.Kind), c.Name, c.Version, string(c.Data), c.Publisher
 	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO log (seq, time, kind, name, version, data, publisher, size)
-		SELECT seq, $2, kind, name, version, nullif(data, '')::json, publisher, size
-		FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])
-			AS c(seq, kind, name, version, data, publisher, size)`,
-		seqs, at, kinds, names, versions, data, publishers, sizes)
-	if err != nil {
-		return 0, fmt.Errorf("append to log: %w", err)
-	}
-	return head, nil
+	carried, body := encodeChanges(changes, maxCarried)
+	b.Queue(`
+		WITH h AS (
+			UPDATE log_head SET seq = seq + $1::bigint, bytes = bytes + $2::bigint, time = greatest(time, clock_timestamp())
+			RETURNING seq, time
+		), ins AS (
+			INSERT INTO log (seq, time, kind, name, version, data, publisher, size)
+			SELECT h.seq - $1::bigint + c.n, h.time, c.kind, c.name, c.version, nullif(c.data, '')::json, c.publisher, c.size
+			FROM h, unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])
+				WITH ORDINALITY AS c(kind, name, version, data, publisher, size, n)
+		)
+		SELECT h.seq, h.time, pg_notify($9::text, '=' || h.seq || ' ' || $1::bigint || ' ' ||
+			(extract(epoch FROM h.time) * 1000000)::bigint || ' ' || $10::bigint || E'\n' || $11::text)
+		FROM h`,
+		n, bytes, kinds, names, versions, data, publishers, sizes,
+		channel(api.TopicChanges), int64(carried), body).QueryRow(func(row pgx.Row) error {
+		var head int64
+		var at time.Time
+		if err := row.Scan(&head, &at, nil); err != nil {
+			return fmt.Errorf("append to log: %w", err)
+		}
+		for i, c := range changes {
+			c.Seq, c.Time = head-n+1+int64(i), at
+		}
+		return nil
+	})
 }
 
 // recordLockClass is the first key of the advisory locks of record names
@@ -183,7 +216,7 @@ const recordLockClass = 0x5243 // "RC"
 // earlier writer of those names committed (READ COMMITTED), and two groups
 // can never both continue after the same tombstone. The three statements
 // go in one round trip.
-func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]api.RecordState, error) {
+func lockRecords(b *pgx.Batch, group []*request) map[string]api.RecordState {
 	var names []string
 	for _, r := range group {
 		for _, w := range r.Work {
@@ -196,9 +229,8 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]a
 	names = slices.Compact(names)
 	locked := make(map[string]api.RecordState, len(names))
 	if len(names) == 0 {
-		return locked, nil
+		return locked
 	}
-	b := &pgx.Batch{}
 	b.Queue(`
 		SELECT pg_advisory_xact_lock($1, k)
 		FROM (SELECT DISTINCT hashtext(n) AS k FROM unnest($2::text[]) AS n ORDER BY k) AS keys`,
@@ -230,10 +262,7 @@ func lockRecords(ctx context.Context, tx pgx.Tx, group []*request) (map[string]a
 			}
 			return rows.Err()
 		})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("lock records: %w", err)
-	}
-	return locked, nil
+	return locked
 }
 
 // checkChange refuses a change whose data the json column would refuse:
@@ -242,12 +271,13 @@ func checkChange(ch api.Change) *api.Error {
 	return checkJSON(ch.Data, ch.Kind == api.KindEvent)
 }
 
-// flush writes the records the group wrote, as it left them: deletes
-// (which leave a tombstone), updates of locked rows, inserts of new names
-// (which remove their tombstone), which fail the attempt (errRetry) if
-// another transaction created the name since the records were locked,
-// and tombstones of records created and deleted by the group.
-func flush(ctx context.Context, tx pgx.Tx, locked, written map[string]api.RecordState) error {
+// flush queues the writes of the records the group wrote, as it left them:
+// deletes (which leave a tombstone), updates of locked rows, inserts of
+// new names (which remove their tombstone) and tombstones of records
+// created and deleted by the group. An insert fails with a unique
+// violation, and the attempt starts over, if another transaction created
+// the name since the records were locked.
+func flush(b *pgx.Batch, locked, written map[string]api.RecordState) {
 	var deletes, tombNames, untomb, upNames, upData, inNames, inData []string
 	var tombVersions, upVersions, inVersions []int64
 	for name, s := range written {
@@ -268,49 +298,31 @@ func flush(ctx context.Context, tx pgx.Tx, locked, written map[string]api.Record
 		}
 	}
 	if len(deletes) > 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM records WHERE name = ANY($1::text[])`, deletes); err != nil {
-			return fmt.Errorf("delete records: %w", err)
-		}
+		b.Queue(`DELETE FROM records WHERE name = ANY($1::text[])`, deletes)
 	}
 	if len(tombNames) > 0 {
-		_, err := tx.Exec(ctx, `
+		b.Queue(`
 			INSERT INTO record_tombstones (name, version)
 			SELECT name, version FROM unnest($1::text[], $2::bigint[]) AS t(name, version)
 			ORDER BY name
 			ON CONFLICT (name) DO UPDATE SET version = excluded.version`, tombNames, tombVersions)
-		if err != nil {
-			return fmt.Errorf("keep tombstones: %w", err)
-		}
 	}
 	if len(untomb) > 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM record_tombstones WHERE name = ANY($1::text[])`, untomb); err != nil {
-			return fmt.Errorf("remove tombstones: %w", err)
-		}
+		b.Queue(`DELETE FROM record_tombstones WHERE name = ANY($1::text[])`, untomb)
 	}
 	if len(upNames) > 0 {
-		_, err := tx.Exec(ctx, `
+		b.Queue(`
 			UPDATE records r SET version = u.version, data = u.data::json
 			FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(name, version, data)
 			WHERE r.name = u.name`, upNames, upVersions, upData)
-		if err != nil {
-			return fmt.Errorf("update records: %w", err)
-		}
 	}
 	if len(inNames) > 0 {
 		// In name order, so that two groups inserting the same new names
 		// wait for each other instead of deadlocking.
-		tag, err := tx.Exec(ctx, `
+		b.Queue(`
 			INSERT INTO records (name, version, data)
 			SELECT name, version, data::json
 			FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(name, version, data)
-			ORDER BY name
-			ON CONFLICT (name) DO NOTHING`, inNames, inVersions, inData)
-		if err != nil {
-			return fmt.Errorf("insert records: %w", err)
-		}
-		if tag.RowsAffected() != int64(len(inNames)) {
-			return errRetry
-		}
+			ORDER BY name`, inNames, inVersions, inData)
 	}
-	return nil
 }

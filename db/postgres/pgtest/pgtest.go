@@ -53,6 +53,7 @@ type Server struct {
 	cred           *syscall.Credential
 	proc           *exec.Cmd
 	exited         chan struct{}
+	durable        bool // fsync and synchronous commits on (StartDurable)
 }
 
 // Main starts the server (or takes TEST_DATABASE_URL), runs the tests and
@@ -128,6 +129,46 @@ func Start() (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// StartDurable initialises and starts a new server in a temporary
+// directory, as Start does, but with fsync, synchronous_commit and
+// full_page_writes on (PostgreSQL's defaults), for benchmarks of durable
+// commits. It ignores TEST_DATABASE_URL.
+func StartDurable() (*Server, error) {
+	bin, err := findBinaries()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data"), durable: true}
+	if err := s.init(); err != nil {
+		s.Remove()
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		err = s.startOnFreePort()
+		if err == nil || attempt == 3 {
+			break
+		}
+	}
+	if err != nil {
+		s.Remove()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pid returns the process id of the postmaster of a server that this
+// package runs (its backends are in its process group), or 0.
+func (s *Server) Pid() int {
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.Process.Pid
 }
 
 // findBinaries returns the directory of initdb and postgres: on PATH, or
@@ -219,10 +260,13 @@ func (s *Server) Restart() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := s.command("postgres", "-D", s.data, "-p", strconv.Itoa(s.port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+s.dir,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=64MB")
+	args := []string{"-D", s.data, "-p", strconv.Itoa(s.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + s.dir,
+		"-c", "max_connections=300", "-c", "shared_buffers=64MB"}
+	if !s.durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := s.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)

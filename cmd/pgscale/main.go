@@ -1,0 +1,451 @@
+// Command pgscale measures Switchboard scaled out on one PostgreSQL: it
+// starts a durable PostgreSQL (fsync and synchronous commits on) in a
+// temporary directory on a free port of 127.0.0.1, runs N Switchboard
+// instances as processes on it, and for a bounded time spreads W HTTP
+// writers over them (writer i writes to instance i mod N, each writer its
+// own record), or sends every write to the first instance ("one"). For
+// each row it prints:
+//
+//   - writes/s: acknowledged writes per second;
+//   - w/commit: log entries per write transaction (group commit);
+//   - p99: the 99th percentile of a write's HTTP round trip;
+//   - inst µs/w: CPU of every instance (user + system, from /proc) per write;
+//   - idle µs/c: CPU of an instance that takes no writes and has no
+//     subscriber, per commit (rows "one" with N > 1: the average of them);
+//   - pg µs/w: CPU of every PostgreSQL process per write.
+//
+// CPU time carries over to other machines better than throughput on a
+// small shared one. Rows of one run are comparable; run it twice to see
+// the noise. `make scale` builds the server and runs it:
+//
+//	go build -o bin/switchboard . && go run ./cmd/pgscale -bin bin/switchboard
+//
+// To compare two builds in one sitting, give both (-bin old,new) and a
+// number of rounds: for each number of instances, each round runs every
+// build's rows in turn, on a fresh database, so that the machine's noise
+// falls on both alike.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+)
+
+func main() {
+	bins := flag.String("bin", "bin/switchboard", "the switchboard binaries to run, comma-separated: each one's rows in turn")
+	rounds := flag.Int("rounds", 1, "how many times to run every binary's rows")
+	pprofFlag := flag.Bool("pprof", false, "give every instance a pprof listener (DEBUG_ADDR) and print its address")
+	server := flag.String("server", "", "a PostgreSQL server's URL to use instead of starting one (its CPU is then not measured)")
+	ns := flag.String("instances", "1,4,8", "numbers of instances, one row set each")
+	ws := flag.String("writers", "8,64", "numbers of concurrent writers")
+	modes := flag.String("modes", "spread,one", "spread: writer i to instance i mod N; one: every write to the first instance")
+	dur := flag.Duration("duration", 10*time.Second, "measured time per row")
+	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
+	flag.Parse()
+	withPprof = *pprofFlag
+	if err := run(*server, strings.Split(*bins, ","), *rounds, ints(*ns), ints(*ws), strings.Split(*modes, ","), *dur, *warm); err != nil {
+		fmt.Fprintln(os.Stderr, "pgscale:", err)
+		os.Exit(1)
+	}
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "pgscale: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func run(server string, bins []string, rounds int, ns, ws []int, modes []string, dur, warm time.Duration) error {
+	for i, bin := range bins {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
+		}
+		bins[i] = abs
+	}
+	pg := &pgtest.Server{URL: server}
+	if server == "" {
+		var err error
+		if pg, err = pgtest.StartDurable(); err != nil {
+			return err
+		}
+		defer func() { pg.Stop(); pg.Remove() }()
+		// Interrupted, stop PostgreSQL and remove its directory (the
+		// instances die with this process: Pdeathsig).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sig
+			pg.Stop()
+			pg.Remove()
+			os.Exit(1)
+		}()
+		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
+	}
+	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
+	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s\n"
+	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w")
+	seq := 0
+	for _, n := range ns {
+		for range rounds {
+			for _, bin := range bins {
+				seq++
+				dbURL, err := createDB(pg.URL, fmt.Sprintf("scale_%d_%d", os.Getpid(), seq))
+				if err != nil {
+					return err
+				}
+				insts, err := startInstances(bin, dbURL, n)
+				if err != nil {
+					stopAll(insts)
+					return err
+				}
+				for _, mode := range modes {
+					if mode == "one" && n == 1 {
+						continue
+					}
+					for _, w := range ws {
+						r, err := measure(pg, dbURL, insts, mode, w, dur, warm)
+						if err != nil {
+							stopAll(insts)
+							return err
+						}
+						idle := "-"
+						if mode == "one" && n > 1 {
+							idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
+						}
+						fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
+							fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
+							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite))
+					}
+				}
+				stopAll(insts)
+			}
+		}
+	}
+	return nil
+}
+
+func createDB(url, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// withPprof gives every instance a pprof listener.
+var withPprof bool
+
+type instance struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+// startInstances starts n servers on the database, the first alone (it
+// applies the migrations), and waits until each one is ready.
+func startInstances(bin, dbURL string, n int) ([]*instance, error) {
+	var out []*instance
+	for i := range n {
+		port, err := freePort()
+		if err != nil {
+			return out, err
+		}
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
+			"AUTH_MODE=open", "LOG_FORMAT=text", "RATE_LIMIT=0")
+		if withPprof {
+			dport, err := freePort()
+			if err != nil {
+				return out, err
+			}
+			cmd.Env = append(cmd.Env, "DEBUG_ADDR=127.0.0.1:"+strconv.Itoa(dport))
+			fmt.Printf("instance %d: pprof on http://127.0.0.1:%d/debug/pprof/\n", i, dport)
+		}
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return out, err
+		}
+		in := &instance{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+		go func() { cmd.Wait(); close(in.done) }()
+		out = append(out, in)
+		if i == 0 {
+			if err := waitReady(in); err != nil {
+				return out, err
+			}
+		}
+	}
+	for _, in := range out[1:] {
+		if err := waitReady(in); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func waitReady(in *instance) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-in.done:
+			return fmt.Errorf("instance %s exited", in.url)
+		default:
+		}
+		resp, err := http.Get(in.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("instance %s not ready after 60s", in.url)
+}
+
+func stopAll(insts []*instance) {
+	for _, in := range insts {
+		in.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, in := range insts {
+		select {
+		case <-in.done:
+		case <-time.After(15 * time.Second):
+			in.cmd.Process.Kill()
+			<-in.done
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type result struct {
+	writesPerSec, perCommit                       float64
+	p99                                           time.Duration
+	instUsPerWrite, idleUsPerCommit, pgUsPerWrite float64
+}
+
+// measure runs w writers for warm+dur and measures the last dur.
+func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w int, dur, warm time.Duration) (result, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: w, MaxConnsPerHost: w}}
+	defer client.CloseIdleConnections()
+	var measuring atomic.Bool
+	var stop atomic.Bool
+	var failed atomic.Value
+	lat := make([][]time.Duration, w)
+	var wg sync.WaitGroup
+	for i := range w {
+		target := insts[0]
+		if mode == "spread" {
+			target = insts[i%len(insts)]
+		}
+		wg.Go(func() {
+			url := target.url + "/records/scale/w" + strconv.Itoa(i)
+			for n := 0; !stop.Load(); n++ {
+				body := `{"n":` + strconv.Itoa(n) + `,"pad":"0123456789012345678901234567890123456789"}`
+				t := time.Now()
+				req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode/100 != 2 {
+						err = fmt.Errorf("PUT %s: %s", url, resp.Status)
+					}
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+				if measuring.Load() {
+					lat[i] = append(lat[i], time.Since(t))
+				}
+			}
+		})
+	}
+	time.Sleep(warm)
+	head0, commits0, err := logHead(dbURL)
+	if err != nil {
+		stop.Store(true)
+		wg.Wait()
+		return result{}, err
+	}
+	inst0 := make([]time.Duration, len(insts))
+	for i, in := range insts {
+		inst0[i] = procCPU(in.cmd.Process.Pid)
+	}
+	pg0 := groupCPU(pg.Pid())
+	start := time.Now()
+	measuring.Store(true)
+	time.Sleep(dur)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	pg1 := groupCPU(pg.Pid())
+	inst1 := make([]time.Duration, len(insts))
+	for i, in := range insts {
+		inst1[i] = procCPU(in.cmd.Process.Pid)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return result{}, err
+	}
+	head1, commits1, err := logHead(dbURL)
+	if err != nil {
+		return result{}, err
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return result{}, errors.New("no write completed")
+	}
+	slices.Sort(all)
+	writes := float64(len(all))
+	// The log's head and group count are read around the measured time
+	// (they include the tail of writes under way at its ends).
+	logged, commits := float64(head1-head0), float64(commits1-commits0)
+	var busy, idle time.Duration
+	for i := range insts {
+		d := inst1[i] - inst0[i]
+		busy += d
+		if i > 0 {
+			idle += d
+		}
+	}
+	r := result{
+		writesPerSec:   writes / elapsed.Seconds(),
+		perCommit:      logged / max(commits, 1),
+		p99:            all[len(all)*99/100],
+		instUsPerWrite: float64(busy.Microseconds()) / writes,
+		pgUsPerWrite:   float64((pg1 - pg0).Microseconds()) / writes,
+	}
+	if len(insts) > 1 && mode == "one" {
+		r.idleUsPerCommit = float64(idle.Microseconds()) / float64(len(insts)-1) / max(commits, 1)
+	}
+	return r, nil
+}
+
+// logHead returns the log's head and the number of write transactions
+// (distinct log times: one per group) so far.
+func logHead(dbURL string) (head, commits int64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT (SELECT seq FROM log_head), (SELECT count(DISTINCT time) FROM log)`).Scan(&head, &commits)
+	return head, commits, err
+}
+
+// clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+const ticks = 100
+
+// procCPU returns the user and system time of a process (all its threads).
+func procCPU(pid int) time.Duration {
+	f, ok := statFields(pid)
+	if !ok {
+		return 0
+	}
+	return ticksOf(f[11]) + ticksOf(f[12]) // utime, stime (fields 14, 15)
+}
+
+// groupCPU returns the CPU time of a postmaster and its children (the
+// backends, each in a session of its own), with the children it has reaped.
+func groupCPU(pgid int) time.Duration {
+	if pgid == 0 {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, ok := statFields(pid)
+		if !ok || (pid != pgid && f[1] != strconv.Itoa(pgid)) { // ppid (field 4)
+			continue
+		}
+		total += ticksOf(f[11]) + ticksOf(f[12])
+		if pid == pgid {
+			total += ticksOf(f[13]) + ticksOf(f[14]) // cutime, cstime
+		}
+	}
+	return total
+}
+
+// statFields returns the fields of /proc/pid/stat after the command name:
+// f[0] is the state (field 3).
+func statFields(pid int) ([]string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	return f, len(f) > 14
+}
+
+func ticksOf(s string) time.Duration {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return time.Duration(n) * time.Second / ticks
+}

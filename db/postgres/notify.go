@@ -1,0 +1,256 @@
+package postgres
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+// The notifications of the changes topic carry the changes themselves
+// when they are small, so that an instance reads the log only for what a
+// notification could not carry.
+//
+// A group's notification is sent by the statement that appends to the log
+// (appendLog), inside its transaction: Postgres delivers notifications in
+// commit order, which is the order of positions (package comment), and
+// only for transactions that committed. Its text (after the Bus's "="
+// marker) is
+//
+//	HEAD N MICROS K\n BODY
+//
+// HEAD is the group's last position, N its number of changes (positions
+// HEAD-N+1 to HEAD), MICROS their time in microseconds since 1970, and
+// BODY the first K of them (K < N when they would not fit; 0 when none
+// does), each as a line "KIND VERSION NAMELEN PUBLEN DATALEN\n" followed by
+// its name, publisher and data, with the lengths in bytes (data of length
+// 0 is none). Two other texts arrive on the topic: a bare position from
+// the triggers of direct SQL writes (migrations/0002), which carry no
+// change, and "t" and a position from Trim, below which the log is gone.
+//
+// The log stays the truth. A tail keeps the last changes an instance has
+// learnt of, consecutive positions only; Changes answers from it when it
+// holds everything from the position asked for up to the highest position
+// announced (or up to the limit), and reads the log otherwise: after a
+// notification that did not carry everything, a gap (a lost connection,
+// a direct write), or when it already has every change it was told of.
+// Whatever it answers from the tail is a prefix of what the log holds
+// after that position; an answer that the log holds nothing more always
+// comes from the log, so read-your-writes across instances holds as
+// before.
+
+// tailSize is how many changes a tail keeps (up to twice as many between
+// cuts).
+const tailSize = 4096
+
+// tail is the end of the log as this instance has learnt it: changes at
+// consecutive positions first..first+len(buf)-1, and the highest position
+// announced (head), which may be beyond them.
+type tail struct {
+	mu      sync.Mutex
+	buf     []api.Change
+	head    int64
+	trimmed int64 // the log is gone up to here (Trim's notifications)
+}
+
+// read returns the changes after position after, up to limit, when the
+// tail holds them all up to the announced head or to the limit.
+func (t *tail) read(after int64, limit int) ([]api.Change, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.buf) == 0 || limit <= 0 || after < t.trimmed {
+		return nil, false
+	}
+	first, last := t.buf[0].Seq, t.buf[len(t.buf)-1].Seq
+	if after < first-1 || after >= last {
+		return nil, false
+	}
+	i := int(after - first + 1)
+	end := min(i+limit, len(t.buf))
+	if end-i < limit && last < t.head {
+		return nil, false // more was announced than the tail holds
+	}
+	return append([]api.Change(nil), t.buf[i:end]...), true
+}
+
+// add appends changes read or announced in position order; changes that
+// do not follow the tail's last one start it anew.
+func (t *tail) add(cs []api.Change, head int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.head = max(t.head, head)
+	if len(cs) == 0 {
+		return
+	}
+	n := len(t.buf)
+	switch {
+	case n == 0 || cs[0].Seq > t.buf[n-1].Seq+1: // after a gap: start anew
+		t.buf = append(t.buf[:0], cs...)
+	case cs[len(cs)-1].Seq > t.buf[n-1].Seq: // overlaps the end: take what follows it
+		t.buf = append(t.buf, cs[t.buf[n-1].Seq-cs[0].Seq+1:]...)
+	}
+	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
+	if len(t.buf) > 2*tailSize {
+		t.buf = append([]api.Change(nil), t.buf[len(t.buf)-tailSize:]...)
+	}
+}
+
+// trim forgets the changes up to position seq, which the log no longer has.
+func (t *tail) trim(seq int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.trimmed = max(t.trimmed, seq)
+	i := 0
+	for i < len(t.buf) && t.buf[i].Seq <= seq {
+		i++
+	}
+	t.buf = append(t.buf[:0], t.buf[i:]...)
+}
+
+// encodeChanges returns how many of changes (from the first) fit in max
+// bytes of a notification's body, and that body.
+func encodeChanges(changes []*api.Change, max int) (int, string) {
+	var b strings.Builder
+	var line []byte
+	for i, c := range changes {
+		line = append(line[:0], c.Kind...)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, c.Version, 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, int64(len(c.Name)), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, int64(len(c.Publisher)), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, int64(len(c.Data)), 10)
+		line = append(line, '\n')
+		if b.Len()+len(line)+len(c.Name)+len(c.Publisher)+len(c.Data) > max {
+			return i, b.String()
+		}
+		b.Write(line)
+		b.WriteString(c.Name)
+		b.WriteString(c.Publisher)
+		b.Write(c.Data)
+	}
+	return len(changes), b.String()
+}
+
+// changesNote is a decoded notification of the changes topic.
+type changesNote struct {
+	head    int64        // the last position announced; 0 when none
+	changes []api.Change // the changes it carried, in order
+	trimmed int64        // Trim's: the log is gone up to here; 0 when not
+}
+
+// decodeChanges decodes the text of a notification of the changes topic
+// (without the Bus's marker); ok is false when it is none of the above.
+// It allocates the changes, their names, publishers and data, and nothing
+// else.
+func decodeChanges(p []byte) (note changesNote, ok bool) {
+	if len(p) > 0 && p[0] == 't' {
+		n, ok := parseInt(p[1:])
+		return changesNote{trimmed: n}, ok && n > 0
+	}
+	header, body, _ := bytes.Cut(p, []byte{'\n'})
+	var v [4]int64
+	nv, ok := parseInts(header, v[:])
+	switch {
+	case !ok:
+		return changesNote{}, false
+	case nv == 1: // a direct write's: the head alone
+		return changesNote{head: v[0]}, true
+	case nv != 4:
+		return changesNote{}, false
+	}
+	head, n, micros, k := v[0], v[1], v[2], v[3]
+	if k < 0 || k > n || n < 1 {
+		return changesNote{}, false
+	}
+	note.head = head
+	if k == 0 {
+		return note, true
+	}
+	at := time.UnixMicro(micros)
+	note.changes = make([]api.Change, k)
+	for i := range note.changes {
+		line, rest, found := bytes.Cut(body, []byte{'\n'})
+		kind, nums, _ := bytes.Cut(line, []byte{' '})
+		var l [4]int64
+		if nl, ok := parseInts(nums, l[:]); !found || !ok || nl != 4 || l[1] < 0 || l[2] < 0 || l[3] < 0 {
+			return changesNote{}, false
+		}
+		nl, pl, dl := l[1], l[2], l[3]
+		if nl+pl+dl > int64(len(rest)) {
+			return changesNote{}, false
+		}
+		c := &note.changes[i]
+		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(kind), l[0]
+		c.Name, c.Publisher = string(rest[:nl]), string(rest[nl:nl+pl])
+		if dl > 0 {
+			c.Data = json.RawMessage(bytes.Clone(rest[nl+pl : nl+pl+dl]))
+		}
+		body = rest[nl+pl+dl:]
+	}
+	return note, true
+}
+
+// parseInts parses the numbers of b, separated by single spaces, into v;
+// it returns how many there were (ok false when more than len(v), or not
+// numbers).
+func parseInts(b []byte, v []int64) (int, bool) {
+	n := 0
+	for len(b) > 0 {
+		if n == len(v) {
+			return n, false
+		}
+		f, rest, _ := bytes.Cut(b, []byte{' '})
+		x, ok := parseInt(f)
+		if !ok {
+			return n, false
+		}
+		v[n], n, b = x, n+1, rest
+	}
+	return n, n > 0
+}
+
+// parseInt parses a decimal number, with an optional minus sign.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var x int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		x = x*10 + int64(c-'0')
+	}
+	if neg {
+		x = -x
+	}
+	return x, true
+}
+
+// onChanges takes a notification of the changes topic into the tail,
+// before the topic's handlers are woken, and returns what they get: the
+// head announced (as text), nothing for a trim (ok false), or a payload
+// it does not know as it came.
+func (t *tail) onChanges(p []byte) (_ []byte, ok bool) {
+	note, known := decodeChanges(p)
+	switch {
+	case !known:
+		return p, true
+	case note.trimmed > 0:
+		t.trim(note.trimmed)
+		return nil, false
+	}
+	t.add(note.changes, note.head)
+	return strconv.AppendInt(nil, note.head, 10), true
+}

@@ -1,0 +1,125 @@
+package postgres_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/postgres"
+	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+)
+
+func event(name, data, publisher string) api.Write {
+	w := api.Write{Kind: api.KindEvent, Name: name, Publisher: publisher}
+	if data != "" {
+		w.Data = json.RawMessage(data)
+	}
+	return w
+}
+
+// sameChanges fails t unless got and want are the same changes, field by
+// field (times to the microsecond, as Postgres keeps them).
+func sameChanges(t *testing.T, got, want []api.Change) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes, want %d", len(got), len(want))
+	}
+	for i, g := range got {
+		w := want[i]
+		if g.Seq != w.Seq || !g.Time.Equal(w.Time) || g.Kind != w.Kind || g.Name != w.Name ||
+			g.Version != w.Version || !bytes.Equal(g.Data, w.Data) || (g.Data == nil) != (w.Data == nil) || g.Publisher != w.Publisher {
+			t.Errorf("change %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// A group's notification carries its changes: once another instance has
+// been woken by it, its Changes answers without reading the database, and
+// with the very changes the writer was given (names with spaces and new
+// lines, events with and without data, deletes). An answer that there is
+// nothing more still reads the log.
+func TestNotifiedChangesNeedNoRead(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	onB := subscribe(t, b.Bus(), api.TopicChanges)
+	before, _, err := b.Snapshot(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	cs, err := a.Write(t.Context(), []api.Write{
+		set("doc one", `{"é":"x y\nz"}`),
+		set("two\nlines", `[1, 2]`),
+		{Kind: api.KindDelete, Name: "doc one"},
+		event("news", `"hello"`, "user 1"),
+		event("ping", "", ""),
+	})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	onB.until(t, []byte(itoa(cs[len(cs)-1].Seq)))
+
+	reads := b.Reads()
+	got, err := b.Changes(t.Context(), before, 100)
+	if err != nil {
+		t.Fatalf("Changes: %v", err)
+	}
+	sameChanges(t, got, cs)
+	got, err = b.Changes(t.Context(), cs[1].Seq, 2)
+	if err != nil {
+		t.Fatalf("Changes: %v", err)
+	}
+	sameChanges(t, got, cs[2:4])
+	if n := b.Reads() - reads; n != 0 {
+		t.Errorf("Changes of notified changes read the database %d times, want 0", n)
+	}
+	if got, err := b.Changes(t.Context(), cs[len(cs)-1].Seq, 100); err != nil || len(got) != 0 {
+		t.Errorf("Changes after the head = %+v, %v; want none", got, err)
+	}
+	if n := b.Reads() - reads; n != 1 {
+		t.Errorf("Changes after the head read the database %d times, want 1", n)
+	}
+}
+
+// A group too large for one notification carries what fits; the rest is
+// read from the log, and the changes come out whole and in order, on the
+// writer's instance and on another.
+func TestLargeGroupReadsTheRest(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	onB := subscribe(t, b.Bus(), api.TopicChanges)
+	before, _, err := b.Snapshot(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	big := `"` + strings.Repeat("x", 1500) + `"`
+	var ws []api.Write
+	for i := range 12 {
+		ws = append(ws, set("big/"+itoa(int64(i)), big))
+	}
+	cs, err := a.Write(t.Context(), ws)
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	onB.until(t, []byte(itoa(cs[len(cs)-1].Seq)))
+	for name, s := range map[string]*postgres.Store{"writer": a, "other": b} {
+		var got []api.Change
+		for after := before; ; {
+			page, err := s.Changes(t.Context(), after, 5)
+			if err != nil {
+				t.Fatalf("%s: Changes: %v", name, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1].Seq
+		}
+		sameChanges(t, got, cs)
+	}
+	if !slices.IsSortedFunc(cs, func(x, y api.Change) int { return int(x.Seq - y.Seq) }) {
+		t.Errorf("positions out of order: %+v", cs)
+	}
+}
