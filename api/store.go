@@ -178,7 +178,9 @@ type Store interface {
 	// Snapshot reads records at one log position and returns that
 	// position; missing records come back with version 0.
 	Snapshot(ctx context.Context, names []string) (int64, []Record, error)
-	// Changes returns up to limit changes after position after, in order.
+	// Changes returns up to limit changes after position after, in order:
+	// fewer than limit only when it reached the end of the log as this
+	// instance knew it, so that any later commit still wakes TopicChanges.
 	// It returns ErrTrimmed when changes after it were trimmed away.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
 	// Trim removes the changes that o says are too old or too many, a

@@ -204,7 +204,7 @@ func (h *Hub) WaitStreams(ctx context.Context) error {
 
 func (h *Hub) catchUp(ctx context.Context) error {
 	for {
-		changes, err := h.store.Changes(ctx, h.pos.Load(), 1000)
+		changes, err := h.store.Changes(ctx, h.pos.Load(), catchUpBatch)
 		if errors.Is(err, api.ErrTrimmed) {
 			// Fell behind the retention window: start over at the head; every
 			// stream resumes and gets a reset.
@@ -221,14 +221,23 @@ func (h *Hub) catchUp(ctx context.Context) error {
 			h.mu.Unlock()
 			continue
 		}
-		if err != nil || len(changes) == 0 {
+		if err != nil {
 			return err
 		}
 		for i := range changes {
 			h.dispatch(&changes[i])
 		}
+		// A short answer reached the end of the log as the store knew it:
+		// a later commit wakes Run again, so asking once more would only
+		// cost every instance a query per commit.
+		if len(changes) < catchUpBatch {
+			return nil
+		}
 	}
 }
+
+// catchUpBatch is how many changes catchUp reads at a time.
+const catchUpBatch = 1000
 
 // dispatch hands one change to every stream that subscribes to it.
 func (h *Hub) dispatch(ch *api.Change) {
