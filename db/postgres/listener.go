@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,9 @@ type listener struct {
 	// onChanges sees the notifications of the changes topic before their
 	// handlers, and says what these get (notify.go); nil: as they came.
 	onChanges func([]byte) ([]byte, bool)
+	// onLost is called when a new connection listens, before the
+	// subscriptions are woken with nil; may be nil.
+	onLost func()
 
 	subs mailbox.Registry // has its own lock, taken after mu, never before
 
@@ -60,13 +64,13 @@ type listener struct {
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func([]byte) ([]byte, bool)) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func([]byte) ([]byte, bool), onLost func()) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
-	l := &listener{cfg: cfg, log: log, onChanges: onChanges, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	l := &listener{cfg: cfg, log: log, onChanges: onChanges, onLost: onLost, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -115,6 +119,11 @@ func (l *listener) kick() {
 
 func (l *listener) close() {
 	l.cancel()
+	l.mu.Lock()
+	if l.interrupt != nil {
+		l.interrupt()
+	}
+	l.mu.Unlock()
 	<-l.done
 	l.subs.Close()
 	l.mu.Lock()
@@ -178,29 +187,45 @@ func (l *listener) session() (connected bool, err error) {
 			l.log.Info("notification listener connected")
 		}
 		l.mu.Lock()
+		if l.ctx.Err() != nil { // close interrupts only a wait under way
+			l.mu.Unlock()
+			return connected, l.ctx.Err()
+		}
 		if l.pending {
 			l.mu.Unlock()
 			continue
 		}
-		wait, stop := context.WithTimeout(l.ctx, pingInterval)
-		l.interrupt = stop
+		// The wait has no context: pgx would start a goroutine to watch
+		// one for every wait, that is for every notification. The read
+		// deadline of the socket bounds it instead, and kick and close
+		// interrupt it by moving that deadline to now.
+		netConn := conn.PgConn().Conn()
+		deadline := time.Now().Add(pingInterval)
+		if err := netConn.SetReadDeadline(deadline); err != nil {
+			l.mu.Unlock()
+			return connected, err
+		}
+		l.interrupt = func() { netConn.SetReadDeadline(time.Now()) }
 		l.mu.Unlock()
 
-		n, err := conn.WaitForNotification(wait)
+		n, err := conn.WaitForNotification(context.Background())
 
 		l.mu.Lock()
 		l.interrupt = nil
 		l.mu.Unlock()
-		waitErr := wait.Err()
-		stop()
+		var netErr net.Error
+		timedOut := err != nil && errors.As(err, &netErr) && netErr.Timeout()
+		if err := netConn.SetReadDeadline(time.Time{}); err != nil && !conn.IsClosed() {
+			return connected, err
+		}
 		switch {
-		case err == nil:
-			l.dispatch(n.Channel, n.Payload)
 		case l.ctx.Err() != nil:
 			return connected, l.ctx.Err()
-		case conn.IsClosed() || waitErr == nil:
+		case err == nil:
+			l.dispatch(n.Channel, n.Payload)
+		case conn.IsClosed() || !timedOut:
 			return connected, err
-		case errors.Is(waitErr, context.DeadlineExceeded):
+		case !time.Now().Before(deadline):
 			ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
 			err := conn.Ping(ctx)
 			cancel()
@@ -234,6 +259,9 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 	l.mu.Lock()
 	if !l.connected {
 		// A new connection: whatever was sent before it may have been missed.
+		if l.onLost != nil {
+			l.onLost()
+		}
 		l.subs.Lost()
 		l.connected, l.lastErr = true, nil
 		if l.everConnected {
@@ -257,7 +285,14 @@ func (l *listener) dispatch(ch, payload string) {
 		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
 		return
 	}
+	l.deliver(topic, p)
+}
+
+// deliver hands a payload of topic to its subscriptions, as if it came
+// from the database (the changes topic's first through onChanges).
+func (l *listener) deliver(topic string, p []byte) {
 	if topic == api.TopicChanges && l.onChanges != nil {
+		var ok bool
 		if p, ok = l.onChanges(p); !ok {
 			return
 		}

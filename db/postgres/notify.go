@@ -15,11 +15,12 @@ import (
 // when they are small, so that an instance reads the log only for what a
 // notification could not carry.
 //
-// A group's notification is sent by the statement that appends to the log
-// (appendLog), inside its transaction: Postgres delivers notifications in
-// commit order, which is the order of positions (package comment), and
-// only for transactions that committed. Its text (after the Bus's "="
-// marker) is
+// A group's notification is sent after its transaction committed, in a
+// transaction of its own (Store.notify), so it announces only committed
+// changes; but notifications of different groups may arrive out of the
+// order of positions, and one may be lost (the writer died, or its
+// connection broke, between the commit and the notification). Its text
+// (after the Bus's "=" marker) is
 //
 //	HEAD N MICROS K\n BODY
 //
@@ -36,12 +37,25 @@ import (
 // learnt of, consecutive positions only; Changes answers from it when it
 // holds everything from the position asked for up to the highest position
 // announced (or up to the limit), and reads the log otherwise: after a
-// notification that did not carry everything, a gap (a lost connection,
-// a direct write), or when it already has every change it was told of.
-// Whatever it answers from the tail is a prefix of what the log holds
-// after that position; an answer that the log holds nothing more always
-// comes from the log, so read-your-writes across instances holds as
-// before.
+// notification that did not carry everything, a gap (a notification not
+// yet arrived or lost, a lost connection, a direct write), or when it
+// already has every change it was told of. Whatever it answers from the
+// tail is a prefix of what the log holds after that position; an answer
+// that the log holds nothing more always comes from the log, so
+// read-your-writes across instances holds as before.
+//
+// Handlers of the topic are woken by a notification only when it
+// announces a position beyond every one announced to them before: a
+// handler woken for position W reads on until the tail or the log has
+// nothing more, which includes every position up to W (a committed
+// position is visible only after every lower one, package comment), so a
+// late notification of a lower position brings nothing new to it. A
+// lost notification is found by the next one (its changes do not follow
+// the tail's, so the handlers read the log for the gap) or, when none
+// follows, by Store.watchHead, which reads the head when no notification
+// came for a while and announces it when it is beyond every one announced.
+// After the listener reconnects, the tail is emptied and every handler is
+// woken: whatever was announced meanwhile was missed.
 
 // tailSize is how many changes a tail keeps (up to twice as many between
 // cuts).
@@ -55,6 +69,8 @@ type tail struct {
 	buf     []api.Change
 	head    int64
 	trimmed int64 // the log is gone up to here (Trim's notifications)
+	woken   int64 // the highest position the topic's handlers were woken for
+	noted   bool  // a notification of the changes topic came since watchHead last looked
 }
 
 // read returns the changes after position after, up to limit, when the
@@ -97,6 +113,24 @@ func (t *tail) add(cs []api.Change, head int64) {
 	if len(t.buf) > 2*tailSize {
 		t.buf = append([]api.Change(nil), t.buf[len(t.buf)-tailSize:]...)
 	}
+}
+
+// reset forgets the changes kept: after the listener reconnects, what was
+// announced meanwhile is unknown, so Changes reads the log.
+func (t *tail) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = t.buf[:0]
+}
+
+// announced reports whether a notification came since it was last asked
+// (and forgets it), and the highest position announced.
+func (t *tail) announced() (bool, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	noted := t.noted
+	t.noted = false
+	return noted, max(t.head, t.woken)
 }
 
 // trim forgets the changes up to position seq, which the log no longer has.
@@ -240,8 +274,9 @@ func parseInt(b []byte) (int64, bool) {
 
 // onChanges takes a notification of the changes topic into the tail,
 // before the topic's handlers are woken, and returns what they get: the
-// head announced (as text), nothing for a trim (ok false), or a payload
-// it does not know as it came.
+// head announced (as text), or a payload it does not know as it came; ok
+// is false when they are not to be woken: for a trim, or a position not
+// beyond every one they were woken for.
 func (t *tail) onChanges(p []byte) (_ []byte, ok bool) {
 	note, known := decodeChanges(p)
 	switch {
@@ -252,5 +287,33 @@ func (t *tail) onChanges(p []byte) (_ []byte, ok bool) {
 		return nil, false
 	}
 	t.add(note.changes, note.head)
+	t.mu.Lock()
+	t.noted = true
+	wake := note.head > t.woken
+	t.woken = max(t.woken, note.head)
+	t.mu.Unlock()
+	if !wake {
+		return nil, false
+	}
 	return strconv.AppendInt(nil, note.head, 10), true
+}
+
+// noteText returns the text of the notification of a committed group
+// (with the Bus's "=" marker), carrying as many of its changes as fit in
+// max bytes.
+func noteText(changes []*api.Change, max int) string {
+	carried, body := encodeChanges(changes, max)
+	last := changes[len(changes)-1]
+	b := make([]byte, 0, 64+len(body))
+	b = append(b, '=')
+	b = strconv.AppendInt(b, last.Seq, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(len(changes)), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, last.Time.UnixMicro(), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(carried), 10)
+	b = append(b, '\n')
+	b = append(b, body...)
+	return string(b)
 }
