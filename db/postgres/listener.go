@@ -43,7 +43,7 @@ type listener struct {
 	log *slog.Logger
 	// onChanges sees the notifications of the changes topic before their
 	// handlers, and says what these get (notify.go); nil: as they came.
-	onChanges func([]byte) ([]byte, bool)
+	onChanges func(string) ([]byte, bool)
 	// onLost is called when a new connection listens, before the
 	// subscriptions are woken with nil; may be nil.
 	onLost func()
@@ -64,7 +64,7 @@ type listener struct {
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func([]byte) ([]byte, bool), onLost func()) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) ([]byte, bool), onLost func()) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
@@ -178,9 +178,15 @@ func (l *listener) session() (connected bool, err error) {
 		conn.Close(ctx)
 	}()
 	listening := make(map[string]bool)
-	for {
-		if err := l.listen(conn, listening); err != nil {
-			return connected, err
+	netConn := conn.PgConn().Conn()
+	interrupt := func() { netConn.SetReadDeadline(time.Now()) }
+	var deadline time.Time // the socket's read deadline; zero: none
+	for needListen := true; ; {
+		if needListen {
+			if err := l.listen(conn, listening); err != nil {
+				return connected, err
+			}
+			needListen = false
 		}
 		if !connected {
 			connected = true
@@ -193,39 +199,48 @@ func (l *listener) session() (connected bool, err error) {
 		}
 		if l.pending {
 			l.mu.Unlock()
+			needListen = true
 			continue
 		}
 		// The wait has no context: pgx would start a goroutine to watch
 		// one for every wait, that is for every notification. The read
-		// deadline of the socket bounds it instead, and kick and close
-		// interrupt it by moving that deadline to now.
-		netConn := conn.PgConn().Conn()
-		deadline := time.Now().Add(pingInterval)
-		if err := netConn.SetReadDeadline(deadline); err != nil {
-			l.mu.Unlock()
-			return connected, err
+		// deadline of the socket bounds it instead (moved at most once a
+		// second: each move costs), and kick and close interrupt it by
+		// moving that deadline to now.
+		if now := time.Now(); deadline.Sub(now) < pingInterval-time.Second {
+			deadline = now.Add(pingInterval)
+			if err := netConn.SetReadDeadline(deadline); err != nil {
+				l.mu.Unlock()
+				return connected, err
+			}
 		}
-		l.interrupt = func() { netConn.SetReadDeadline(time.Now()) }
+		l.interrupt = interrupt
 		l.mu.Unlock()
 
 		n, err := conn.WaitForNotification(context.Background())
 
 		l.mu.Lock()
 		l.interrupt = nil
+		needListen = l.pending
 		l.mu.Unlock()
+		if err == nil && l.ctx.Err() == nil {
+			l.dispatch(n.Channel, n.Payload)
+			continue
+		}
+		// Anything else runs with its own context, and no deadline.
 		var netErr net.Error
 		timedOut := err != nil && errors.As(err, &netErr) && netErr.Timeout()
-		if err := netConn.SetReadDeadline(time.Time{}); err != nil && !conn.IsClosed() {
+		expired := !time.Now().Before(deadline)
+		deadline = time.Time{}
+		if err := netConn.SetReadDeadline(deadline); err != nil && !conn.IsClosed() {
 			return connected, err
 		}
 		switch {
 		case l.ctx.Err() != nil:
 			return connected, l.ctx.Err()
-		case err == nil:
-			l.dispatch(n.Channel, n.Payload)
 		case conn.IsClosed() || !timedOut:
 			return connected, err
-		case !time.Now().Before(deadline):
+		case expired:
 			ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
 			err := conn.Ping(ctx)
 			cancel()
@@ -280,24 +295,25 @@ func (l *listener) dispatch(ch, payload string) {
 	if !ok {
 		return
 	}
+	if topic == api.TopicChanges && l.onChanges != nil && strings.HasPrefix(payload, "=") {
+		l.changes(payload[1:]) // decoded from the text itself, not a copy
+		return
+	}
 	p, err := decodePayload(payload)
 	if err != nil {
 		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
 		return
 	}
-	l.deliver(topic, p)
+	l.subs.Push(topic, p)
 }
 
-// deliver hands a payload of topic to its subscriptions, as if it came
-// from the database (the changes topic's first through onChanges).
-func (l *listener) deliver(topic string, p []byte) {
-	if topic == api.TopicChanges && l.onChanges != nil {
-		var ok bool
-		if p, ok = l.onChanges(p); !ok {
-			return
-		}
+// changes hands a notification of the changes topic (its text after the
+// "=" marker) to onChanges, and what that returns to the subscriptions,
+// as if it came from the database.
+func (l *listener) changes(text string) {
+	if p, ok := l.onChanges(text); ok {
+		l.subs.Push(api.TopicChanges, p)
 	}
-	l.subs.Push(topic, p)
 }
 
 // Reconnects returns how many times the notification listener connected

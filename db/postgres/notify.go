@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -110,8 +109,10 @@ func (t *tail) add(cs []api.Change, head int64) {
 		t.buf = append(t.buf, cs[t.buf[n-1].Seq-cs[0].Seq+1:]...)
 	}
 	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
-	if len(t.buf) > 2*tailSize {
-		t.buf = append([]api.Change(nil), t.buf[len(t.buf)-tailSize:]...)
+	if n := len(t.buf); n > 2*tailSize {
+		copy(t.buf, t.buf[n-tailSize:])
+		clear(t.buf[tailSize:n]) // let go of their names and data
+		t.buf = t.buf[:tailSize]
 	}
 }
 
@@ -181,14 +182,15 @@ type changesNote struct {
 
 // decodeChanges decodes the text of a notification of the changes topic
 // (without the Bus's marker); ok is false when it is none of the above.
-// It allocates the changes, their names, publishers and data, and nothing
-// else.
-func decodeChanges(p []byte) (note changesNote, ok bool) {
+// The changes' names and publishers are cut from p itself, and their data
+// from one copy of the body: it allocates the changes and that copy, and
+// nothing per change.
+func decodeChanges(p string) (note changesNote, ok bool) {
 	if len(p) > 0 && p[0] == 't' {
 		n, ok := parseInt(p[1:])
 		return changesNote{trimmed: n}, ok && n > 0
 	}
-	header, body, _ := bytes.Cut(p, []byte{'\n'})
+	header, body, _ := strings.Cut(p, "\n")
 	var v [4]int64
 	nv, ok := parseInts(header, v[:])
 	switch {
@@ -209,9 +211,11 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 	}
 	at := time.UnixMicro(micros)
 	note.changes = make([]api.Change, k)
+	whole := body
+	var data []byte // whole's copy, once a change has data
 	for i := range note.changes {
-		line, rest, found := bytes.Cut(body, []byte{'\n'})
-		kind, nums, _ := bytes.Cut(line, []byte{' '})
+		line, rest, found := strings.Cut(body, "\n")
+		kind, nums, _ := strings.Cut(line, " ")
 		var l [4]int64
 		if nl, ok := parseInts(nums, l[:]); !found || !ok || nl != 4 || l[1] < 0 || l[2] < 0 || l[3] < 0 {
 			return changesNote{}, false
@@ -222,9 +226,13 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 		}
 		c := &note.changes[i]
 		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(kind), l[0]
-		c.Name, c.Publisher = string(rest[:nl]), string(rest[nl:nl+pl])
+		c.Name, c.Publisher = rest[:nl], rest[nl:nl+pl]
 		if dl > 0 {
-			c.Data = json.RawMessage(bytes.Clone(rest[nl+pl : nl+pl+dl]))
+			if data == nil {
+				data = []byte(whole)
+			}
+			from := int64(len(whole)-len(rest)) + nl + pl
+			c.Data = json.RawMessage(data[from : from+dl : from+dl])
 		}
 		body = rest[nl+pl+dl:]
 	}
@@ -234,13 +242,13 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 // parseInts parses the numbers of b, separated by single spaces, into v;
 // it returns how many there were (ok false when more than len(v), or not
 // numbers).
-func parseInts(b []byte, v []int64) (int, bool) {
+func parseInts(b string, v []int64) (int, bool) {
 	n := 0
 	for len(b) > 0 {
 		if n == len(v) {
 			return n, false
 		}
-		f, rest, _ := bytes.Cut(b, []byte{' '})
+		f, rest, _ := strings.Cut(b, " ")
 		x, ok := parseInt(f)
 		if !ok {
 			return n, false
@@ -251,7 +259,7 @@ func parseInts(b []byte, v []int64) (int, bool) {
 }
 
 // parseInt parses a decimal number, with an optional minus sign.
-func parseInt(b []byte) (int64, bool) {
+func parseInt(b string) (int64, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]
@@ -260,7 +268,8 @@ func parseInt(b []byte) (int64, bool) {
 		return 0, false
 	}
 	var x int64
-	for _, c := range b {
+	for i := range len(b) {
+		c := b[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
@@ -276,12 +285,13 @@ func parseInt(b []byte) (int64, bool) {
 // before the topic's handlers are woken, and returns what they get: the
 // head announced (as text), or a payload it does not know as it came; ok
 // is false when they are not to be woken: for a trim, or a position not
-// beyond every one they were woken for.
-func (t *tail) onChanges(p []byte) (_ []byte, ok bool) {
+// beyond every one they were woken for. p is the text after the Bus's "="
+// marker.
+func (t *tail) onChanges(p string) (_ []byte, ok bool) {
 	note, known := decodeChanges(p)
 	switch {
 	case !known:
-		return p, true
+		return []byte(p), true
 	case note.trimmed > 0:
 		t.trim(note.trimmed)
 		return nil, false
