@@ -344,3 +344,93 @@ func used(d []byte) int {
 	}
 	return n
 }
+
+// smallDisk returns a directory on a tmpfs of size bytes, mounted for the
+// test (the test runs as root where mount works), or "" when it cannot be
+// mounted here.
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		t.Logf("mount a tmpfs: %v", err)
+		return ""
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount the tmpfs: %v", err)
+		}
+	})
+	return dir
+}
+
+// TestEmbeddedDiskFull fills the disk of a running server (a small tmpfs
+// with a filler file) while it takes writes: once the disk is full,
+// writes are refused with a problem (500 INTERNAL, as the README's Limits
+// say), /readyz answers 503, reads go on; once the filler is gone the
+// server takes writes again (by itself when only a checkpoint failed,
+// after a restart when its log could not be written: both documented),
+// and every acknowledged write is there.
+func TestEmbeddedDiskFull(t *testing.T) {
+	disk := smallDisk(t, 32<<20)
+	if disk == "" {
+		t.Skip("no tmpfs can be mounted here (not root); the embedded store's own tests inject ENOSPC")
+	}
+	data := filepath.Join(disk, "data")
+	p := start(t, embEnv(data))
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(disk, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	filler := filepath.Join(disk, "filler")
+	if err := os.WriteFile(filler, make([]byte, free-pick[int64](3<<20, 6<<20)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	acked, refusal := writeUnique(p.URL, 0, 1<<20, 2000, 8)
+	if len(acked) == 0 || refusal.Status == 0 {
+		t.Fatalf("%d writes acknowledged, then %v", len(acked), refusal)
+	}
+	var prob struct{ Code string }
+	json.Unmarshal(refusal.Body, &prob)
+	t.Logf("disk full after %d acknowledged writes of 2 kB: %d %s", len(acked), refusal.Status, prob.Code)
+	if refusal.Status != http.StatusInternalServerError || prob.Code != "INTERNAL" ||
+		!strings.HasPrefix(refusal.Header.Get("Content-Type"), "application/problem+json") {
+		t.Errorf("a write on a full disk: %v; want 500 INTERNAL as problem+json", refusal)
+	}
+	if got := statusOf(p.URL + "/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz on a full disk: %d, want 503", got)
+	}
+	if a := send(http.MethodGet, p.URL+"/records/"+acked[0].Name, ""); a.Status != http.StatusOK {
+		t.Errorf("a read on a full disk: %v", a)
+	}
+	if a := send(http.MethodPut, p.URL+"/records/after", `{"a":1}`); a.Status/100 == 2 {
+		t.Errorf("a write on a full disk was acknowledged: %v", a)
+	}
+
+	os.Remove(filler)
+	healed := time.Now()
+	recovered := false
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if statusOf(p.URL+"/readyz") == http.StatusOK {
+			recovered = true
+			break
+		}
+	}
+	if recovered {
+		t.Logf("ready again %v after the disk had room, without a restart", time.Since(healed).Round(time.Millisecond))
+	} else {
+		t.Logf("not ready 15 s after the disk had room (the log could not be written): restarting")
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.exitCode(t, patience); code != 0 {
+			t.Errorf("SIGTERM after a disk full: exit %d\n%.2000s", code, p.out.String())
+		}
+		p = start(t, embEnv(data))
+	}
+	checkKept(t, p.URL, acked)
+	if more, refusal := writeUnique(p.URL, 1<<21, 100, 2000, 4); len(more) != 100 {
+		t.Errorf("writes once the disk has room: %v", refusal)
+	}
+}
