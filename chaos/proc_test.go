@@ -172,11 +172,20 @@ type usage struct {
 // goroutines from /metrics.
 func (p *proc) sample(t testing.TB) usage {
 	t.Helper()
+	u, err := p.trySample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// trySample is sample for goroutines: it returns the error.
+func (p *proc) trySample() (usage, error) {
 	var u usage
 	pid := p.cmd.Process.Pid
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Fatal(err)
+		return u, err
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
@@ -186,19 +195,28 @@ func (p *proc) sample(t testing.TB) usage {
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		t.Fatal(err)
+		return u, err
 	}
 	u.FDs = len(fds)
-	u.Goroutines = int(p.metric(t, "go_goroutines"))
-	return u
+	g, err := p.tryMetric("go_goroutines")
+	u.Goroutines = int(g)
+	return u, err
 }
 
 // metric returns the value of an unlabelled metric of /metrics, or -1.
 func (p *proc) metric(t testing.TB, name string) float64 {
 	t.Helper()
+	v, err := p.tryMetric(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (p *proc) tryMetric(name string) (float64, error) {
 	resp, err := quick.Get(p.URL + "/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		return -1, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -206,10 +224,10 @@ func (p *proc) metric(t testing.TB, name string) float64 {
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
-			return f
+			return f, nil
 		}
 	}
-	return -1
+	return -1, nil
 }
 
 func (u usage) String() string {
