@@ -46,10 +46,15 @@ func (b *syncBuffer) String() string {
 }
 
 // launch runs the command with env (and nothing else of the test's
-// environment) on 127.0.0.1:0; it is killed when the test ends.
-func launch(t testing.TB, env map[string]string) *proc {
+// environment) on 127.0.0.1:0; it is killed when the test ends. With
+// wrap, wrap runs with the command's path as its last argument (a shell
+// that sets a limit, then execs it).
+func launch(t testing.TB, env map[string]string, wrap ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin), exited: make(chan struct{})}
+	if len(wrap) > 0 {
+		p.cmd = exec.Command(wrap[0], append(wrap[1:], bin)...)
+	}
 	p.cmd.Env = []string{"HOST=127.0.0.1", "PORT=0"}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
