@@ -53,7 +53,10 @@ fuzz:
 
 # chaos runs the fault suite (./chaos/) in its long mode, then every fuzzer
 # for 60 s: the short mode of the suite is part of `make test`. Inputs
-# that make a fuzzer fail are kept in its package's testdata/fuzz.
+# that make a fuzzer fail are written to its package's testdata/fuzz (commit
+# them with the fix); the corpus grown meanwhile stays in Go's cache
+# (`go env GOCACHE`/fuzz), which the next run starts from.
 chaos: deps
 	CHAOS=long $(GO) test -race -count=1 -timeout 60m -v ./chaos/
 	$(MAKE) fuzz FUZZTIME=60s
+	$(GO) test -run '^$$' -fuzz FuzzEventFrame -fuzztime 60s -fuzzminimizetime 5s ./chaos/

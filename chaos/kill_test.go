@@ -59,7 +59,7 @@ func follow(f *follower, s *stream, bases []string, stop <-chan struct{}, wg *sy
 // gap and no duplicate. The killed instance's users go offline on the
 // other within 30 s (API.md, Presence).
 func TestKillInstance(t *testing.T) {
-	db := pg.NewDatabase(t)
+	db := postgres(t).NewDatabase(t)
 	victim, survivor := start(t, pgEnv(db)), start(t, pgEnv(db))
 	const records = 8
 	nStreams, nWriters := pick(8, 64), pick(16, 64)

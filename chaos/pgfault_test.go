@@ -117,6 +117,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // 503; afterwards the instance writes again without a restart, no
 // acknowledged write is lost and the streams deliver every change.
 func TestPostgresRestart(t *testing.T) {
+	pg := ownPostgres(t)
 	db := pg.NewDatabase(t)
 	p := start(t, pgEnv(db))
 	pgFault(t, db, p, func() {
@@ -137,7 +138,7 @@ func TestPostgresRestart(t *testing.T) {
 // with pg_sleep on the records table): writes wait, none is lost, and
 // once the trigger is gone the instance is as fast as before.
 func TestPostgresSlow(t *testing.T) {
-	db := pg.NewDatabase(t)
+	db := postgres(t).NewDatabase(t)
 	p := start(t, pgEnv(db))
 	execSQL(t, db, `CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$`)
@@ -153,6 +154,7 @@ func TestPostgresSlow(t *testing.T) {
 // UNAVAILABLE while no connection is to be had, and once the other
 // clients leave the instance writes again without a restart.
 func TestPostgresConnectionLimit(t *testing.T) {
+	pg := ownPostgres(t)
 	db := pg.NewDatabase(t)
 	u, _ := url.Parse(db)
 	name := strings.TrimPrefix(u.Path, "/")

@@ -51,9 +51,9 @@ func (b *syncBuffer) String() string {
 // that sets a limit, then execs it).
 func launch(t testing.TB, env map[string]string, wrap ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin), exited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(command(t)), exited: make(chan struct{})}
 	if len(wrap) > 0 {
-		p.cmd = exec.Command(wrap[0], append(wrap[1:], bin)...)
+		p.cmd = exec.Command(wrap[0], append(wrap[1:], command(t))...)
 	}
 	p.cmd.Env = []string{"HOST=127.0.0.1", "PORT=0"}
 	for k, v := range env {

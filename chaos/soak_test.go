@@ -23,7 +23,7 @@ func TestSoak(t *testing.T) {
 	nStreams, writesPerSec, eventsPerSec := pick(200, 2000), pick(50, 200), pick(100, 500)
 	length, every := pick(30*time.Second, 10*time.Minute), pick(2*time.Second, 10*time.Second)
 	const records, groups = 1000, 200
-	db := pg.NewDatabase(t)
+	db := postgres(t).NewDatabase(t)
 	procs := []*proc{start(t, pgEnv(db)), start(t, pgEnv(db))}
 	bases := []string{procs[0].URL, procs[1].URL}
 
