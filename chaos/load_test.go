@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ack is one acknowledged write: a record at a version with its data, or
@@ -172,6 +175,22 @@ func verify(t *testing.T, db string, l *ledger) []logEntry {
 			}
 		}
 	}
+	// Each record is at its last acknowledged version or later.
+	current := recordVersions(t, db)
+	behind := 0
+	last := map[string]int64{}
+	for _, a := range l.acks {
+		if a.Seq == 0 {
+			last[a.Name] = max(last[a.Name], a.Version)
+		}
+	}
+	for name, v := range last {
+		if current[name] < v {
+			if behind++; behind <= 5 {
+				t.Errorf("record %s at version %d in the database; version %d was acknowledged", name, current[name], v)
+			}
+		}
+	}
 	partial := 0
 	for b, n := range batches {
 		if n != 3 {
@@ -181,7 +200,7 @@ func verify(t *testing.T, db string, l *ledger) []logEntry {
 			}
 		}
 	}
-	if lost > 0 || partial > 0 {
+	if lost > 0 || partial > 0 || behind > 0 {
 		t.Errorf("%d of %d acknowledged writes lost or changed, %d partial batches", lost, len(l.acks), partial)
 	}
 	t.Logf("%d acknowledged writes and events (%d batches), all in the log; %d batches in the log, all whole; refused: %v",
@@ -197,4 +216,28 @@ func jsonEqual(a, b string) bool {
 	xa, _ := json.Marshal(x)
 	ya, _ := json.Marshal(y)
 	return string(xa) == string(ya)
+}
+
+// recordVersions reads every record's version straight from the database.
+func recordVersions(t *testing.T, db string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT name, version FROM records`)
+	if err != nil {
+		t.Fatalf("read the records: %v", err)
+	}
+	out := map[string]int64{}
+	var name string
+	var v int64
+	_, err = pgx.ForEachRow(rows, []any{&name, &v}, func() error { out[name] = v; return nil })
+	if err != nil {
+		t.Fatalf("read the records: %v", err)
+	}
+	return out
 }
