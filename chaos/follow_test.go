@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,16 +208,39 @@ func (f *follower) lastSeq() int64 {
 	return f.got[len(f.got)-1].Seq
 }
 
-// want returns the changes of the log that the stream must deliver.
-func (f *follower) want(log []logEntry) []logEntry {
+// logIndex is the change log by kind (event or record) and name, each
+// list in log order, so that each of many streams picks its own changes
+// without reading the whole log.
+type logIndex map[logKey][]logEntry
+
+type logKey struct {
+	event bool
+	name  string
+}
+
+func index(log []logEntry) logIndex {
+	ix := logIndex{}
+	for _, e := range log {
+		k := logKey{e.Kind == "event", e.Name}
+		ix[k] = append(ix[k], logEntry{Seq: e.Seq, Kind: e.Kind, Name: e.Name, Version: e.Version})
+	}
+	return ix
+}
+
+// want returns the changes of the log that the stream must deliver, in
+// log order.
+func (f *follower) want(ix logIndex) []logEntry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var want []logEntry
-	for _, e := range log {
-		if e.Seq > f.start && f.wants(e) {
-			want = append(want, logEntry{Seq: e.Seq, Kind: e.Kind, Name: e.Name, Version: e.Version})
+	for _, es := range ix {
+		if !f.wants(es[0]) {
+			continue
 		}
+		i, _ := slices.BinarySearchFunc(es, f.start+1, func(e logEntry, seq int64) int { return cmp.Compare(e.Seq, seq) })
+		want = append(want, es[i:]...)
 	}
+	slices.SortFunc(want, func(a, b logEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 	for i := range want {
 		if want[i].Kind == "event" {
 			want[i].Version = 0
@@ -250,11 +275,11 @@ func (f *follower) compare(want []logEntry) error {
 }
 
 // catchUp waits (at most patience) until every follower has delivered the
-// last change of log it subscribes to.
-func catchUp(followers []*follower, log []logEntry) {
+// last change of the log it subscribes to.
+func catchUp(followers []*follower, ix logIndex) {
 	end := time.Now().Add(patience)
 	for _, f := range followers {
-		want := f.want(log)
+		want := f.want(ix)
 		if len(want) == 0 {
 			continue
 		}

@@ -130,12 +130,13 @@ func TestKillInstance(t *testing.T) {
 	t.Logf("%d writers: %d acknowledged before the kill, %d in all", nWriters, ackedBefore, l.ops.Load())
 
 	log := verify(t, db, l)
-	catchUp(followers, log)
+	ix := index(log)
+	catchUp(followers, ix)
 	close(stop)
 	readers.Wait()
 	delivered := 0
 	for _, f := range followers {
-		want := f.want(log)
+		want := f.want(ix)
 		if err := f.compare(want); err != nil {
 			t.Error(err)
 		}

@@ -73,12 +73,13 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 		before, during-atFault, healed.Sub(faulted).Round(time.Millisecond), ready, recovered.Round(time.Millisecond), l.ops.Load())
 
 	log := verify(t, db, l)
-	catchUp(followers, log)
+	ix := index(log)
+	catchUp(followers, ix)
 	close(stop)
 	readers.Wait()
 	conns := 0
 	for _, f := range followers {
-		if err := f.compare(f.want(log)); err != nil {
+		if err := f.compare(f.want(ix)); err != nil {
 			t.Error(err)
 		}
 		conns += f.conns
@@ -195,8 +196,17 @@ func TestPostgresConnectionLimit(t *testing.T) {
 		// max_connections stops it then.
 		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT 0",
 			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'")
+		for end := time.Now().Add(patience); backends(t, pg.URL, "chaos_app") > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the instance's connections did not end")
+			}
+		}
 		fill()
 		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT -1")
+		time.Sleep(time.Second)
+		if n := backends(t, pg.URL, "chaos_app"); n > 0 {
+			t.Errorf("the instance holds %d connections with max_connections filled", n)
+		}
 		t.Logf("%d other connections fill max_connections", len(fillers))
 	}, func() {
 		for _, c := range fillers {
@@ -222,4 +232,21 @@ func logErrors(t *testing.T, p *proc) {
 	for e, n := range seen {
 		t.Logf("server, %d times: %.400s", n, e)
 	}
+}
+
+// backends counts the server's connections of a role.
+func backends(t *testing.T, url, role string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -120,12 +120,13 @@ func TestSoak(t *testing.T) {
 	l.mu.Unlock()
 
 	log := verify(t, db, l)
-	catchUp(followers, log)
+	ix := index(log)
+	catchUp(followers, ix)
 	close(stop)
 	readers.Wait()
 	frames := 0
 	for _, f := range followers {
-		want := f.want(log)
+		want := f.want(ix)
 		if err := f.compare(want); err != nil {
 			t.Error(err)
 		}
