@@ -88,11 +88,6 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for what := range l.refused {
-		if what == "500 INTERNAL" && knownInternal {
-			t.Logf("KNOWN ISSUE: %d writes answered 500 INTERNAL; want 503 UNAVAILABLE (see knownInternal)", l.refused[what])
-			logErrors(t, p)
-			continue
-		}
 		if !strings.HasPrefix(what, "503 UNAVAILABLE") && !slices.Contains(allowed, what) {
 			t.Errorf("%d writes answered %s; want 503 UNAVAILABLE", l.refused[what], what)
 		}
@@ -102,14 +97,6 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 	}
 	return l
 }
-
-// knownInternal tolerates 500 INTERNAL answers while the database is lost,
-// until db/postgres's unavailable() maps the errors of a server that goes
-// away, starts up or has no connection left (SQLSTATE classes 08 and 53,
-// 57P01-57P05: "terminating connection due to administrator command", "the
-// database system is starting up", "too many clients already") to 503
-// UNAVAILABLE as it maps a refused dial. Set it to false with that fix.
-const knownInternal = true
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
