@@ -233,21 +233,8 @@ func TestEmbeddedCorruptWAL(t *testing.T) {
 		t.Logf("on a log damaged in entry %d of %d the server refused to start: %s", len(starts)/2, len(starts), lastLine(p.out.String()))
 		return
 	}
-	lost, first := countLost(p.URL, acked)
-	switch {
-	case lost > 0 && knownWALTruncation:
-		t.Logf("KNOWN ISSUE: the server started on a log damaged in entry %d of %d and %d of %d acknowledged writes are gone (the first: %s), with nothing in its log (see knownWALTruncation)",
-			len(starts)/2, len(starts), lost, len(acked), first)
-	case lost > 0:
+	if lost, first := countLost(p.URL, acked); lost > 0 {
 		t.Errorf("the server started on a log damaged in entry %d of %d and %d of %d acknowledged writes are gone (the first: %s)",
 			len(starts)/2, len(starts), lost, len(acked), first)
 	}
 }
-
-// knownWALTruncation tolerates a server that starts on a write-ahead log
-// damaged in the middle as if the log ended there: the embedded store's
-// reader (wal.read) stops at the first entry whose checksum fails, which
-// is right for a write cut short at the end, and wrong when whole entries
-// of the current epoch, in sequence, follow it. Set it to false once the
-// reader refuses such a log.
-const knownWALTruncation = true
