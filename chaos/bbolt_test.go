@@ -82,14 +82,12 @@ func TestEmbeddedDamagedDB(t *testing.T) {
 	}
 }
 
-// knownBoltPanic tolerates a server that crashes (exit 2, a Go panic or
-// SIGBUS with a goroutine dump) on a damaged bbolt file, instead of
+// knownBoltPanic tolerates a server that crashes (exit 2, a Go panic with
+// a goroutine dump) on a bbolt file with a damaged page, instead of
 // exiting 1 with an error that names the file: with NoFreelistSync, bbolt
 // walks every page at open in a goroutine of its own (db.freepages), where
-// a damaged page panics and a file cut short faults past its end. A size
-// check of the file against its meta page before bolt.Open would catch
-// the cut; a damaged page needs bbolt to return the error. Set it to
-// false once the store refuses such files with an error.
+// a damaged page panics out of reach of a recover. (A file cut short is
+// refused before bolt.Open.) Set it to false once bbolt returns the error.
 const knownBoltPanic = true
 
 // used returns the length of data up to its last byte that is not zero.
