@@ -6,7 +6,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PGBIN   := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb 2>/dev/null))
 CHROME  := /usr/bin/chromium-headless-shell
 
-.PHONY: run test deps bench fuzz vet scale
+.PHONY: run test deps bench fuzz vet scale chaos
 
 # run builds, then execs the server: `go run` would exit 1 on Ctrl-C
 # (it reports its child's death by a signal), the server itself exits 0.
@@ -56,3 +56,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./realtime/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./realtime/rules/
 	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./realtime/rules/
+
+# chaos runs the fault suite (./chaos/) in its long mode, then every fuzzer
+# for 60 s: the short mode of the suite is part of `make test`. Inputs
+# that make a fuzzer fail are written to its package's testdata/fuzz (commit
+# them with the fix); the corpus grown meanwhile stays in Go's cache
+# (`go env GOCACHE`/fuzz), which the next run starts from.
+# The long mode runs without -race: its load comes from the test process,
+# which the race detector would slow below the rates asked (the short mode,
+# in `make test`, keeps -race).
+chaos: deps
+	CHAOS=long $(GO) test -count=1 -timeout 60m -v ./chaos/
+	$(MAKE) fuzz FUZZTIME=60s
+	$(GO) test -run '^$$' -fuzz FuzzEventFrame -fuzztime 60s -fuzzminimizetime 5s ./chaos/

@@ -76,6 +76,9 @@ func open(dir string, opt options) (*Store, error) {
 		return nil, dataDirError(dir, err)
 	}
 	file := filepath.Join(dir, "switchboard.db")
+	if err := checkLength(file); err != nil {
+		return nil, dataDirError(dir, err)
+	}
 	db, err := bolt.Open(file, 0o600, &bolt.Options{
 		Timeout:         lockTimeout,
 		NoFreelistSync:  true,

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -33,6 +34,14 @@ import (
 // carries the position it was written at. Reading stops at the first entry that is
 // not whole, of the current epoch and in sequence: a write cut short by a
 // crash was never acknowledged.
+//
+// Unless an entry of the current epoch follows it: within an epoch, groups
+// are written one after another from the start of the file, and a failed
+// write stalls the store until a checkpoint starts the next epoch (as
+// recovery always does), so such an entry was written after the one that
+// failed to read, and was acknowledged unless the machine lost power while
+// both were being written. Reading refuses that log (errDamaged) rather
+// than drop it silently.
 type wal struct {
 	f     *os.File
 	fsync func() error // f.Sync; tests make it fail
@@ -56,6 +65,11 @@ const (
 	// full) is tried again. Not sooner: a failed bbolt commit rebuilds its
 	// free list by walking the whole file.
 	checkpointRetry = 5 * time.Second
+
+	// walCut in place of an entry's length ends the log where a store
+	// that broke cut it (syncer.go's fail): the entries after it were
+	// never acknowledged. (Older logs were cut with zeros.)
+	walCut = 0xffffffff
 
 	entryChange byte = 1
 	entryStream byte = 2    // a stream's whole state (PutStream)
@@ -113,16 +127,9 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 func (w *wal) read(data []byte, head int64) (walEntries, error) {
 	out := walEntries{streams: map[string][]streamOp{}}
 	var batch []api.Change // the changes of a batch whose end is not read yet
-	for off := 0; len(data)-off >= walHeader; {
-		n := int(binary.BigEndian.Uint32(data[off:]))
-		if n < walHeader-8 || off+8+n > len(data) {
-			break
-		}
-		body := data[off+8 : off+8+n]
-		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[off+4:]) ||
-			binary.BigEndian.Uint64(body) != w.epoch {
-			break
-		}
+	off := 0
+	for ; w.whole(data, off); off += 8 + int(binary.BigEndian.Uint32(data[off:])) {
+		body := data[off+8 : off+8+int(binary.BigEndian.Uint32(data[off:]))]
 		seq, typ, payload := int64(binary.BigEndian.Uint64(body[8:])), body[16], body[17:]
 		switch {
 		case typ&^entryEnd == entryChange && seq == head+1:
@@ -142,12 +149,43 @@ func (w *wal) read(data []byte, head int64) (walEntries, error) {
 			}
 			out.streams[op.id] = append(out.streams[op.id], op)
 		default:
-			return out, nil
+			return out, damaged(off, off) // whole, of this epoch, yet out of sequence
 		}
-		off += 8 + n
+	}
+	if len(data)-off >= 4 && binary.BigEndian.Uint32(data[off:]) == walCut {
+		return out, nil // what follows failed and was never acknowledged
+	}
+	for at := off + 1; at+walHeader <= len(data); at++ {
+		if w.whole(data, at) {
+			return out, damaged(off, at)
+		}
 	}
 	return out, nil
 }
+
+// whole reports whether an entry of the current epoch, its checksum
+// right, starts at off.
+func (w *wal) whole(data []byte, off int) bool {
+	if len(data)-off < walHeader {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(data[off:]))
+	if n < walHeader-8 || off+8+n > len(data) || binary.BigEndian.Uint64(data[off+8:]) != w.epoch {
+		return false
+	}
+	return crc32.Checksum(data[off+8:off+8+n], castagnoli) == binary.BigEndian.Uint32(data[off+4:])
+}
+
+// damaged is the error of a log that cannot be read past byte off while
+// an entry written after it is whole at byte at.
+func damaged(off, at int) error {
+	return fmt.Errorf("%w: it cannot be read past byte %d, yet an entry written later is whole at byte %d, "+
+		"so starting would lose acknowledged writes; restore the data directory from a backup, or keep only "+
+		"what precedes the damage by cutting the file there (truncate -s %d)", errDamaged, off, at, off)
+}
+
+// errDamaged says that the write-ahead log is damaged in its middle.
+var errDamaged = errors.New("the write-ahead log is damaged")
 
 // addChange encodes a change into the group under way; last says that it
 // ends its batch.
@@ -206,11 +244,11 @@ func (w *wal) sync() error {
 	return nil
 }
 
-// cut ends the log at off: the entry there gets length 0, which ends
-// reading (see read), and the entries after it are no longer part of the
-// log. It may run beside write, which appends after off.
+// cut ends the log at off: the entry there gets the length walCut, which
+// ends reading (see read), and the entries after it are no longer part of
+// the log. It may run beside write, which appends after off.
 func (w *wal) cut(off int64) error {
-	if _, err := w.f.WriteAt(make([]byte, 4), off); err != nil {
+	if _, err := w.f.WriteAt(binary.BigEndian.AppendUint32(nil, walCut), off); err != nil {
 		return fmt.Errorf("write-ahead log: cut: %w", err)
 	}
 	return w.sync()

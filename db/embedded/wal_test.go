@@ -1,7 +1,9 @@
 package embedded
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -82,25 +84,53 @@ func TestWALRoundTrip(t *testing.T) {
 	}
 }
 
-// Reading stops at the first entry that is cut short, damaged, of another
-// epoch or out of sequence: what comes before it is the log.
+// Reading stops at the first entry that is cut short or of another epoch,
+// or at a cut: what comes before it is the log.
 func TestWALStopsAtBadEntry(t *testing.T) {
 	w := &wal{epoch: 7}
 	ends := encodeWAL(w, 1, 1, 1, 1)
 	data := w.buf
 
-	torn := append([]byte(nil), data...)
-	torn[ends[1]+10] ^= 1 // inside the third change
-	wantSeqs(t, readWAL(t, torn, 7, 0), 1, 2)
-
 	wantSeqs(t, readWAL(t, data[:ends[2]-1], 7, 0), 1, 2) // the third cut short
 	wantSeqs(t, readWAL(t, data, 6, 0), 1, 0)             // another epoch: nothing
-	wantSeqs(t, readWAL(t, data, 7, 1), 1, 0)             // not after the head: nothing
-
-	stale := append(append([]byte(nil), data[:ends[1]]...), data...) // the log again after change 2
-	wantSeqs(t, readWAL(t, stale, 7, 0), 1, 2)
 	if got := readWAL(t, data[:ends[3]], 7, 0); len(got.streams) != 0 {
 		t.Errorf("streams before their entry: %+v", got.streams)
+	}
+	torn := append(append([]byte(nil), data[:ends[1]]...), 0, 0, 0, 40, 1, 2, 3) // a header, then garbage
+	wantSeqs(t, readWAL(t, append(torn, make([]byte, 100)...), 7, 0), 1, 2)
+	before := &wal{epoch: 6} // the epoch before: left after the log's end
+	encodeWAL(before, 1, 1, 1, 1)
+	old := append(append([]byte(nil), data[:ends[1]]...), before.buf[ends[1]:]...)
+	wantSeqs(t, readWAL(t, old, 7, 0), 1, 2)
+
+	// A cut (a store that broke) leaves failed groups after it.
+	cut := append([]byte(nil), data...)
+	binary.BigEndian.PutUint32(cut[ends[1]:], walCut)
+	wantSeqs(t, readWAL(t, cut, 7, 0), 1, 2)
+}
+
+// An entry that cannot be read while a later entry of the epoch is whole
+// is damage in the middle of the log, not its torn end: reading refuses
+// the log rather than lose what was acknowledged after it.
+func TestWALRefusesDamageInTheMiddle(t *testing.T) {
+	w := &wal{epoch: 7}
+	ends := encodeWAL(w, 1, 1, 1, 1)
+	data := w.buf
+	for name, damage := range map[string]func([]byte) []byte{
+		"a flipped byte":  func(d []byte) []byte { d[ends[1]+10] ^= 1; return d },
+		"a broken length": func(d []byte) []byte { d[ends[1]] = 0x7f; return d },
+		"zeros":           func(d []byte) []byte { clear(d[ends[1] : ends[1]+12]); return d },
+		"out of sequence": func(d []byte) []byte { return append(d[:ends[1]:ends[1]], data...) },
+		"before the head": func(d []byte) []byte { return d[:ends[0]] }, // read with head 1 below
+	} {
+		head := int64(0)
+		if name == "before the head" {
+			head = 1
+		}
+		_, err := (&wal{epoch: 7}).read(damage(append([]byte(nil), data...)), head)
+		if !errors.Is(err, errDamaged) {
+			t.Errorf("%s: read = %v, want the log refused", name, err)
+		}
 	}
 }
 

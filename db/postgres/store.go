@@ -91,6 +91,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -367,15 +368,30 @@ func (s *Store) committed(changes []*api.Change) {
 	s.tail.add(cs, cs[len(cs)-1].Seq)
 }
 
-// unavailable turns an error that is not the database's answer (the server
-// is down or unreachable, the connection broke) into UNAVAILABLE, so that
-// clients are told to retry rather than that the server failed.
+// unavailable turns an error that is not the database's answer to the
+// query (the server is down, unreachable, starting, shutting down or out
+// of connections; the connection broke) into UNAVAILABLE, so that clients
+// are told to retry rather than that the server failed.
 func unavailable(err *error) {
 	var pgErr *pgconn.PgError
 	var apiErr *api.Error
-	if *err == nil || errors.As(*err, &pgErr) || errors.As(*err, &apiErr) ||
-		errors.Is(*err, context.Canceled) || errors.Is(*err, api.ErrTrimmed) || errors.Is(*err, ErrClosed) {
+	switch {
+	case errors.As(*err, &pgErr):
+		if !serverUnavailable(pgErr.Code) {
+			return
+		}
+	case *err == nil || errors.As(*err, &apiErr) ||
+		errors.Is(*err, context.Canceled) || errors.Is(*err, api.ErrTrimmed) || errors.Is(*err, ErrClosed):
 		return
 	}
 	*err = &api.Error{Code: api.CodeUnavailable, Detail: "the database does not answer; retry", Err: *err}
+}
+
+// serverUnavailable reports whether a PostgreSQL error code says that the
+// server cannot take the query now rather than that the query failed:
+// class 08 (connection exception), 53 (insufficient resources: too many
+// connections, disk full, out of memory) and 57P (admin or crash shutdown,
+// cannot connect now).
+func serverUnavailable(code string) bool {
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") || strings.HasPrefix(code, "57P")
 }

@@ -1,0 +1,199 @@
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// latencies measures a well-behaved client: a PUT then a GET of its own
+// record, one after the other, until stop; it returns every request's
+// duration.
+func latencies(base string, stop <-chan struct{}) []time.Duration {
+	c := &http.Client{Timeout: 10 * time.Second}
+	var out []time.Duration
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return out
+		default:
+		}
+		for _, req := range []func() (*http.Response, error){
+			func() (*http.Response, error) {
+				r, _ := http.NewRequest(http.MethodPut, base+"/records/victim", strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
+				r.Header.Set("Content-Type", "application/json")
+				return c.Do(r)
+			},
+			func() (*http.Response, error) { return c.Get(base + "/records/victim") },
+		} {
+			began := time.Now()
+			resp, err := req()
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			d := time.Since(began)
+			if err != nil || resp.StatusCode/100 != 2 {
+				d = 10 * time.Second // a failure counts as the worst
+			}
+			out = append(out, d)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// p99 returns the 99th percentile of ds.
+func p99(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)*99/100]
+}
+
+// rawConn dials the server and sends head; the caller sends the rest.
+func rawConn(t *testing.T, base, head string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// closedWithin reports whether the server closed (or answered and closed)
+// c within d, while the client trickles a byte every 500 ms.
+func closedWithin(c net.Conn, d time.Duration, trickle string) (string, bool) {
+	end := time.Now().Add(d)
+	var got []byte
+	buf := make([]byte, 4096)
+	for time.Now().Before(end) {
+		if trickle != "" {
+			if _, err := io.WriteString(c, trickle); err != nil {
+				return string(got), true
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil && !isTimeout(err) {
+			return string(got), true
+		}
+	}
+	return string(got), false
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// TestHostileClients runs a well-behaved client alone, then while hostile
+// ones attack the same server together: slowloris on headers (cut after
+// the 10 s head timeout) and on bodies (cut after BODY_TIMEOUT, nothing
+// written), streams that never read (cut past their buffer), a burst of
+// stream connects, oversized headers (431), deeply nested JSON (400),
+// JSON Patch amplification (413, nothing written) and huge or foreign
+// Last-Event-IDs (a clear answer, never a 5xx). The server's RSS and open
+// files stay bounded and go back down; the well-behaved client's p99 is
+// reported alone, during the attack and with the burst's streams held
+// open (under CHAOS=long the last must stay within 20% of the first).
+func TestHostileClients(t *testing.T) {
+	p := start(t, embEnv(t.TempDir(),
+		"BODY_TIMEOUT", "2s", "MAX_BODY_BYTES", "262144", "MAX_RECORD_BYTES", "262144",
+		"STREAM_BUFFER_BYTES", "1048576"))
+	window := pick(5*time.Second, 30*time.Second)
+	measure := func() []time.Duration {
+		stop := make(chan struct{})
+		time.AfterFunc(window, func() { close(stop) })
+		return latencies(p.URL, stop)
+	}
+	measure() // warm up
+	base := p.sample(t)
+	baseline := measure()
+
+	sampling := make(chan struct{})
+	peak := peakRSS(p, sampling)
+	a := &attack{t: t, p: p, host: strings.TrimPrefix(p.URL, "http://")}
+	nSlow, nDeaf, nBurst := pick(50, 200), pick(10, 50), pick(2000, 5000)
+	a.slowHeads(nSlow)
+	a.slowBodies(nSlow)
+	a.deafStreams(nDeaf)
+	burst, opened := a.burst(nBurst)
+	a.badRequests(pick(20, 100))
+	a.patchAmplification(pick(20, 100))
+	a.oddResumeIDs()
+
+	under := measure()
+	a.wg.Wait()
+	held := measure() // the burst's streams are still open
+	during := p.sample(t)
+	for _, c := range burst {
+		if c != nil {
+			c.Close()
+		}
+	}
+	after := base
+	for end := time.Now().Add(patience); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if after = p.sample(t); after.FDs <= base.FDs+20 && after.Goroutines <= base.Goroutines+20 {
+			break
+		}
+	}
+	close(sampling)
+	again := measure() // the baseline once more: how noisy the machine is
+
+	a.problems.Range(func(k, _ any) bool { t.Error(k); return true })
+	if int(opened.Load()) != nBurst {
+		t.Errorf("%d of %d streams of the burst opened", opened.Load(), nBurst)
+	}
+	a.check(nDeaf)
+	if after.FDs > base.FDs+20 || after.Goroutines > base.Goroutines+20 {
+		t.Errorf("before the attack: %s; at its end: %s; %v after the attackers left: %s", base, during, patience, after)
+	}
+	if peak.Load() > base.RSS+768<<20 {
+		t.Errorf("RSS: %s before, peak %.0f MiB", base, float64(peak.Load())/(1<<20))
+	}
+	b, u, h, b2 := p99(baseline), p99(under), p99(held), p99(again)
+	pct := func(x time.Duration) float64 { return 100 * (float64(x)/float64(b) - 1) }
+	t.Logf("before: %s; with the burst's streams open: %s; peak RSS %.1f MiB; after: %s", base, during, float64(peak.Load())/(1<<20), after)
+	t.Logf("attack: %d slow heads, %d slow bodies, %d streams that never read, %d stream connects in a burst", nSlow, nSlow, nDeaf, nBurst)
+	t.Logf("the well-behaved client's p99: %v alone (%d requests); %v during the attack (%d requests, %+.0f%%; the attackers share the cores); %v with the attack's %d streams held open (%d requests, %+.0f%%); %v alone again after it (%d requests, %+.0f%%)",
+		b, len(baseline), u, len(under), pct(u), h, nBurst, len(held), pct(h), b2, len(again), pct(b2))
+	// The bound holds only where two windows without an attack agree
+	// within 10%: on a shared machine they often do not.
+	if noisy := b2 > b*11/10 || b > b2*11/10; long && !noisy && h > b*12/10 {
+		t.Errorf("p99 with the attack's streams held open %v, more than 20%% over its baseline %v", h, b)
+	} else if long && noisy {
+		t.Logf("p99 not checked against the 20%% bound: the two windows without an attack differ by %+.0f%%", pct(b2))
+	}
+}
+
+// peakRSS samples the process's RSS every 200 ms until stop and keeps the
+// largest.
+func peakRSS(p *proc, stop <-chan struct{}) *atomic.Int64 {
+	var peak atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			if u, err := p.trySample(); err == nil && u.RSS > peak.Load() {
+				peak.Store(u.RSS)
+			}
+		}
+	}()
+	return &peak
+}

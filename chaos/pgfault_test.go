@@ -1,0 +1,239 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// pgFault runs writers and streams on one instance while fault breaks the
+// database and heal mends it, then checks what the clients got: only 2xx
+// and 503 UNAVAILABLE answers (allowed lists the other answers that the
+// fault may cause, like "no answer" when the client's own timeout cuts a
+// request), every acknowledged write in the database, the streams whole,
+// and the instance writing again without a restart within patience.
+func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...string) *ledger {
+	t.Helper()
+	const records = 8
+	nWriters, nStreams := pick(8, 32), pick(4, 16)
+	auth := "Bearer " + token(t, "writer")
+	stop, stopWriters := make(chan struct{}), make(chan struct{})
+	var readers, writers sync.WaitGroup
+	followers := make([]*follower, nStreams)
+	for i := range followers {
+		f := newFollower("stream "+itoa(i), []string{"k/" + itoa(i%records), "k/" + itoa((i+5)%records)}, "ev/", "Authorization", auth)
+		s, err := f.connect(p.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		followers[i] = f
+		follow(f, s, []string{p.URL}, stop, &readers)
+	}
+	l := newLedger()
+	for w := range nWriters {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			writer(w, records, []string{p.URL}, auth, l, stopWriters, 5*time.Millisecond)
+		}()
+	}
+	time.Sleep(pick(time.Second, 5*time.Second))
+	before := l.ops.Load()
+	fault()
+	faulted, atFault := time.Now(), l.ops.Load()
+	// While it lasts, /readyz and writes say so.
+	ready := statusOf(p.URL + "/readyz")
+	time.Sleep(pick(2*time.Second, 10*time.Second))
+	during := l.ops.Load()
+	heal()
+	healed := time.Now()
+	for end := time.Now().Add(patience); l.ops.Load() == during+0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	recovered := time.Since(healed)
+	if l.ops.Load() == during {
+		t.Fatalf("no write acknowledged %v after the database was mended\n%.3000s", patience, p.out.String())
+	}
+	p.waitReady(t, http.StatusOK)
+	time.Sleep(pick(time.Second, 5*time.Second))
+	close(stopWriters)
+	writers.Wait()
+	t.Logf("%d acknowledged before the fault, %d while it lasted (%v; /readyz %d), writes again %v after it was mended, %d in all",
+		before, during-atFault, healed.Sub(faulted).Round(time.Millisecond), ready, recovered.Round(time.Millisecond), l.ops.Load())
+
+	log := verify(t, db, l)
+	ix := index(log)
+	catchUp(followers, ix)
+	close(stop)
+	readers.Wait()
+	conns := 0
+	for _, f := range followers {
+		if err := f.compare(f.want(ix)); err != nil {
+			t.Error(err)
+		}
+		conns += f.conns
+	}
+	t.Logf("%d streams delivered every change of the log (%d connections)", nStreams, conns)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for what := range l.refused {
+		if !strings.HasPrefix(what, "503 UNAVAILABLE") && !slices.Contains(allowed, what) {
+			t.Errorf("%d writes answered %s; want 503 UNAVAILABLE", l.refused[what], what)
+		}
+	}
+	if t.Failed() {
+		logErrors(t, p)
+	}
+	return l
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestPostgresRestart stops the database under load and starts it again
+// on the same port: meanwhile writes get 503 UNAVAILABLE and /readyz
+// 503; afterwards the instance writes again without a restart, no
+// acknowledged write is lost and the streams deliver every change.
+func TestPostgresRestart(t *testing.T) {
+	pg := ownPostgres(t)
+	db := pg.NewDatabase(t)
+	p := start(t, pgEnv(db))
+	pgFault(t, db, p, func() {
+		if err := pg.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}, func() {
+		if err := pg.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n := p.metric(t, "switchboard_listener_reconnects_total"); n < 1 {
+		t.Errorf("switchboard_listener_reconnects_total = %v after a restart of the database", n)
+	}
+}
+
+// TestPostgresSlow makes every write of a record take a second (a trigger
+// with pg_sleep on the records table): writes wait, none is lost, and
+// once the trigger is gone the instance is as fast as before.
+func TestPostgresSlow(t *testing.T) {
+	db := postgres(t).NewDatabase(t)
+	p := start(t, pgEnv(db))
+	execSQL(t, db, `CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$`)
+	pgFault(t, db, p, func() {
+		execSQL(t, db, `CREATE TRIGGER chaos_slow BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION chaos_slow()`)
+	}, func() {
+		execSQL(t, db, `DROP TRIGGER chaos_slow ON records`)
+	}, "no answer")
+}
+
+// TestPostgresConnectionLimit fills the database's max_connections with
+// other clients and cuts the instance's connections: writes get 503
+// UNAVAILABLE while no connection is to be had, and once the other
+// clients leave the instance writes again without a restart.
+func TestPostgresConnectionLimit(t *testing.T) {
+	pg := ownPostgres(t)
+	db := pg.NewDatabase(t)
+	u, _ := url.Parse(db)
+	name := strings.TrimPrefix(u.Path, "/")
+	// The instance and the other clients are ordinary roles: superusers
+	// have reserved connections.
+	execSQL(t, pg.URL, `DO $$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chaos_app') THEN CREATE ROLE chaos_app LOGIN; END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chaos_filler') THEN CREATE ROLE chaos_filler LOGIN; END IF;
+		END $$`, "ALTER DATABASE "+name+" OWNER TO chaos_app")
+	app, filler := *u, *u
+	app.User, filler.User = url.User("chaos_app"), url.User("chaos_filler")
+	p := start(t, pgEnv(app.String()))
+
+	var fillers []*pgx.Conn
+	defer func() {
+		for _, c := range fillers {
+			c.Close(context.Background())
+		}
+	}()
+	fill := func() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := pgx.Connect(ctx, filler.String())
+			cancel()
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "53300" {
+				return
+			}
+			if err != nil {
+				t.Fatalf("filler connection %d: %v", len(fillers), err)
+			}
+			fillers = append(fillers, c)
+		}
+	}
+	l := pgFault(t, db, p, func() {
+		// Keep the instance out while its connections are cut and
+		// other clients take every slot, then let it try again: only
+		// max_connections stops it then.
+		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT 0",
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'")
+		for end := time.Now().Add(patience); backends(t, pg.URL, "chaos_app") > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the instance's connections did not end")
+			}
+		}
+		fill()
+		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT -1")
+		time.Sleep(time.Second)
+		if n := backends(t, pg.URL, "chaos_app"); n > 0 {
+			t.Errorf("the instance holds %d connections with max_connections filled", n)
+		}
+		t.Logf("%d other connections fill max_connections", len(fillers))
+	}, func() {
+		for _, c := range fillers {
+			c.Close(context.Background())
+		}
+		fillers = nil
+	})
+
+	_ = l
+}
+
+// logErrors logs the distinct errors of the process's log with their
+// counts.
+func logErrors(t *testing.T, p *proc) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		var l struct{ Level, Msg, Err string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "ERROR" {
+			seen[l.Msg+": "+l.Err]++
+		}
+	}
+	for e, n := range seen {
+		t.Logf("server, %d times: %.400s", n, e)
+	}
+}
+
+// backends counts the server's connections of a role.
+func backends(t *testing.T, url, role string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
