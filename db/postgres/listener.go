@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,10 @@ type listener struct {
 	log *slog.Logger
 	// onChanges sees the notifications of the changes topic before their
 	// handlers, and says what these get (notify.go); nil: as they came.
-	onChanges func([]byte) ([]byte, bool)
+	onChanges func(string) ([]byte, bool)
+	// onLost is called when a new connection listens, before the
+	// subscriptions are woken with nil; may be nil.
+	onLost func()
 
 	subs mailbox.Registry // has its own lock, taken after mu, never before
 
@@ -60,13 +64,13 @@ type listener struct {
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func([]byte) ([]byte, bool)) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) ([]byte, bool), onLost func()) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
-	l := &listener{cfg: cfg, log: log, onChanges: onChanges, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	l := &listener{cfg: cfg, log: log, onChanges: onChanges, onLost: onLost, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -115,6 +119,11 @@ func (l *listener) kick() {
 
 func (l *listener) close() {
 	l.cancel()
+	l.mu.Lock()
+	if l.interrupt != nil {
+		l.interrupt()
+	}
+	l.mu.Unlock()
 	<-l.done
 	l.subs.Close()
 	l.mu.Lock()
@@ -169,38 +178,69 @@ func (l *listener) session() (connected bool, err error) {
 		conn.Close(ctx)
 	}()
 	listening := make(map[string]bool)
-	for {
-		if err := l.listen(conn, listening); err != nil {
-			return connected, err
+	netConn := conn.PgConn().Conn()
+	interrupt := func() { netConn.SetReadDeadline(time.Now()) }
+	var deadline time.Time // the socket's read deadline; zero: none
+	for needListen := true; ; {
+		if needListen {
+			if err := l.listen(conn, listening); err != nil {
+				return connected, err
+			}
+			needListen = false
 		}
 		if !connected {
 			connected = true
 			l.log.Info("notification listener connected")
 		}
 		l.mu.Lock()
+		if l.ctx.Err() != nil { // close interrupts only a wait under way
+			l.mu.Unlock()
+			return connected, l.ctx.Err()
+		}
 		if l.pending {
 			l.mu.Unlock()
+			needListen = true
 			continue
 		}
-		wait, stop := context.WithTimeout(l.ctx, pingInterval)
-		l.interrupt = stop
+		// The wait has no context: pgx would start a goroutine to watch
+		// one for every wait, that is for every notification. The read
+		// deadline of the socket bounds it instead (moved at most once a
+		// second: each move costs), and kick and close interrupt it by
+		// moving that deadline to now.
+		if now := time.Now(); deadline.Sub(now) < pingInterval-time.Second {
+			deadline = now.Add(pingInterval)
+			if err := netConn.SetReadDeadline(deadline); err != nil {
+				l.mu.Unlock()
+				return connected, err
+			}
+		}
+		l.interrupt = interrupt
 		l.mu.Unlock()
 
-		n, err := conn.WaitForNotification(wait)
+		n, err := conn.WaitForNotification(context.Background())
 
 		l.mu.Lock()
 		l.interrupt = nil
+		needListen = l.pending
 		l.mu.Unlock()
-		waitErr := wait.Err()
-		stop()
-		switch {
-		case err == nil:
+		if err == nil && l.ctx.Err() == nil {
 			l.dispatch(n.Channel, n.Payload)
+			continue
+		}
+		// Anything else runs with its own context, and no deadline.
+		var netErr net.Error
+		timedOut := err != nil && errors.As(err, &netErr) && netErr.Timeout()
+		expired := !time.Now().Before(deadline)
+		deadline = time.Time{}
+		if err := netConn.SetReadDeadline(deadline); err != nil && !conn.IsClosed() {
+			return connected, err
+		}
+		switch {
 		case l.ctx.Err() != nil:
 			return connected, l.ctx.Err()
-		case conn.IsClosed() || waitErr == nil:
+		case conn.IsClosed() || !timedOut:
 			return connected, err
-		case errors.Is(waitErr, context.DeadlineExceeded):
+		case expired:
 			ctx, cancel := context.WithTimeout(l.ctx, connectTimeout)
 			err := conn.Ping(ctx)
 			cancel()
@@ -234,6 +274,9 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 	l.mu.Lock()
 	if !l.connected {
 		// A new connection: whatever was sent before it may have been missed.
+		if l.onLost != nil {
+			l.onLost()
+		}
 		l.subs.Lost()
 		l.connected, l.lastErr = true, nil
 		if l.everConnected {
@@ -252,17 +295,25 @@ func (l *listener) dispatch(ch, payload string) {
 	if !ok {
 		return
 	}
+	if topic == api.TopicChanges && l.onChanges != nil && strings.HasPrefix(payload, "=") {
+		l.changes(payload[1:]) // decoded from the text itself, not a copy
+		return
+	}
 	p, err := decodePayload(payload)
 	if err != nil {
 		l.log.Warn("bus notification dropped", "channel", ch, "err", err)
 		return
 	}
-	if topic == api.TopicChanges && l.onChanges != nil {
-		if p, ok = l.onChanges(p); !ok {
-			return
-		}
-	}
 	l.subs.Push(topic, p)
+}
+
+// changes hands a notification of the changes topic (its text after the
+// "=" marker) to onChanges, and what that returns to the subscriptions,
+// as if it came from the database.
+func (l *listener) changes(text string) {
+	if p, ok := l.onChanges(text); ok {
+		l.subs.Push(api.TopicChanges, p)
+	}
 }
 
 // Reconnects returns how many times the notification listener connected

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -15,11 +14,12 @@ import (
 // when they are small, so that an instance reads the log only for what a
 // notification could not carry.
 //
-// A group's notification is sent by the statement that appends to the log
-// (appendLog), inside its transaction: Postgres delivers notifications in
-// commit order, which is the order of positions (package comment), and
-// only for transactions that committed. Its text (after the Bus's "="
-// marker) is
+// A group's notification is sent after its transaction committed, in a
+// transaction of its own (Store.notify), so it announces only committed
+// changes; but notifications of different groups may arrive out of the
+// order of positions, and one may be lost (the writer died, or its
+// connection broke, between the commit and the notification). Its text
+// (after the Bus's "=" marker) is
 //
 //	HEAD N MICROS K\n BODY
 //
@@ -36,12 +36,25 @@ import (
 // learnt of, consecutive positions only; Changes answers from it when it
 // holds everything from the position asked for up to the highest position
 // announced (or up to the limit), and reads the log otherwise: after a
-// notification that did not carry everything, a gap (a lost connection,
-// a direct write), or when it already has every change it was told of.
-// Whatever it answers from the tail is a prefix of what the log holds
-// after that position; an answer that the log holds nothing more always
-// comes from the log, so read-your-writes across instances holds as
-// before.
+// notification that did not carry everything, a gap (a notification not
+// yet arrived or lost, a lost connection, a direct write), or when it
+// already has every change it was told of. Whatever it answers from the
+// tail is a prefix of what the log holds after that position; an answer
+// that the log holds nothing more always comes from the log, so
+// read-your-writes across instances holds as before.
+//
+// Handlers of the topic are woken by a notification only when it
+// announces a position beyond every one announced to them before: a
+// handler woken for position W reads on until the tail or the log has
+// nothing more, which includes every position up to W (a committed
+// position is visible only after every lower one, package comment), so a
+// late notification of a lower position brings nothing new to it. A
+// lost notification is found by the next one (its changes do not follow
+// the tail's, so the handlers read the log for the gap) or, when none
+// follows, by Store.watchHead, which reads the head when no notification
+// came for a while and announces it when it is beyond every one announced.
+// After the listener reconnects, the tail is emptied and every handler is
+// woken: whatever was announced meanwhile was missed.
 
 // tailSize is how many changes a tail keeps (up to twice as many between
 // cuts).
@@ -55,6 +68,8 @@ type tail struct {
 	buf     []api.Change
 	head    int64
 	trimmed int64 // the log is gone up to here (Trim's notifications)
+	woken   int64 // the highest position the topic's handlers were woken for
+	noted   bool  // a notification of the changes topic came since watchHead last looked
 }
 
 // read returns the changes after position after, up to limit, when the
@@ -94,9 +109,29 @@ func (t *tail) add(cs []api.Change, head int64) {
 		t.buf = append(t.buf, cs[t.buf[n-1].Seq-cs[0].Seq+1:]...)
 	}
 	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
-	if len(t.buf) > 2*tailSize {
-		t.buf = append([]api.Change(nil), t.buf[len(t.buf)-tailSize:]...)
+	if n := len(t.buf); n > 2*tailSize {
+		copy(t.buf, t.buf[n-tailSize:])
+		clear(t.buf[tailSize:n]) // let go of their names and data
+		t.buf = t.buf[:tailSize]
 	}
+}
+
+// reset forgets the changes kept: after the listener reconnects, what was
+// announced meanwhile is unknown, so Changes reads the log.
+func (t *tail) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = t.buf[:0]
+}
+
+// announced reports whether a notification came since it was last asked
+// (and forgets it), and the highest position announced.
+func (t *tail) announced() (bool, int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	noted := t.noted
+	t.noted = false
+	return noted, max(t.head, t.woken)
 }
 
 // trim forgets the changes up to position seq, which the log no longer has.
@@ -147,14 +182,15 @@ type changesNote struct {
 
 // decodeChanges decodes the text of a notification of the changes topic
 // (without the Bus's marker); ok is false when it is none of the above.
-// It allocates the changes, their names, publishers and data, and nothing
-// else.
-func decodeChanges(p []byte) (note changesNote, ok bool) {
+// The changes' names and publishers are cut from p itself, and their data
+// from one copy of the body: it allocates the changes and that copy, and
+// nothing per change.
+func decodeChanges(p string) (note changesNote, ok bool) {
 	if len(p) > 0 && p[0] == 't' {
 		n, ok := parseInt(p[1:])
 		return changesNote{trimmed: n}, ok && n > 0
 	}
-	header, body, _ := bytes.Cut(p, []byte{'\n'})
+	header, body, _ := strings.Cut(p, "\n")
 	var v [4]int64
 	nv, ok := parseInts(header, v[:])
 	switch {
@@ -175,9 +211,11 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 	}
 	at := time.UnixMicro(micros)
 	note.changes = make([]api.Change, k)
+	whole := body
+	var data []byte // whole's copy, once a change has data
 	for i := range note.changes {
-		line, rest, found := bytes.Cut(body, []byte{'\n'})
-		kind, nums, _ := bytes.Cut(line, []byte{' '})
+		line, rest, found := strings.Cut(body, "\n")
+		kind, nums, _ := strings.Cut(line, " ")
 		var l [4]int64
 		if nl, ok := parseInts(nums, l[:]); !found || !ok || nl != 4 || l[1] < 0 || l[2] < 0 || l[3] < 0 {
 			return changesNote{}, false
@@ -188,9 +226,13 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 		}
 		c := &note.changes[i]
 		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(kind), l[0]
-		c.Name, c.Publisher = string(rest[:nl]), string(rest[nl:nl+pl])
+		c.Name, c.Publisher = rest[:nl], rest[nl:nl+pl]
 		if dl > 0 {
-			c.Data = json.RawMessage(bytes.Clone(rest[nl+pl : nl+pl+dl]))
+			if data == nil {
+				data = []byte(whole)
+			}
+			from := int64(len(whole)-len(rest)) + nl + pl
+			c.Data = json.RawMessage(data[from : from+dl : from+dl])
 		}
 		body = rest[nl+pl+dl:]
 	}
@@ -200,13 +242,13 @@ func decodeChanges(p []byte) (note changesNote, ok bool) {
 // parseInts parses the numbers of b, separated by single spaces, into v;
 // it returns how many there were (ok false when more than len(v), or not
 // numbers).
-func parseInts(b []byte, v []int64) (int, bool) {
+func parseInts(b string, v []int64) (int, bool) {
 	n := 0
 	for len(b) > 0 {
 		if n == len(v) {
 			return n, false
 		}
-		f, rest, _ := bytes.Cut(b, []byte{' '})
+		f, rest, _ := strings.Cut(b, " ")
 		x, ok := parseInt(f)
 		if !ok {
 			return n, false
@@ -217,7 +259,7 @@ func parseInts(b []byte, v []int64) (int, bool) {
 }
 
 // parseInt parses a decimal number, with an optional minus sign.
-func parseInt(b []byte) (int64, bool) {
+func parseInt(b string) (int64, bool) {
 	neg := len(b) > 0 && b[0] == '-'
 	if neg {
 		b = b[1:]
@@ -226,7 +268,8 @@ func parseInt(b []byte) (int64, bool) {
 		return 0, false
 	}
 	var x int64
-	for _, c := range b {
+	for i := range len(b) {
+		c := b[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
@@ -240,17 +283,47 @@ func parseInt(b []byte) (int64, bool) {
 
 // onChanges takes a notification of the changes topic into the tail,
 // before the topic's handlers are woken, and returns what they get: the
-// head announced (as text), nothing for a trim (ok false), or a payload
-// it does not know as it came.
-func (t *tail) onChanges(p []byte) (_ []byte, ok bool) {
+// head announced (as text), or a payload it does not know as it came; ok
+// is false when they are not to be woken: for a trim, or a position not
+// beyond every one they were woken for. p is the text after the Bus's "="
+// marker.
+func (t *tail) onChanges(p string) (_ []byte, ok bool) {
 	note, known := decodeChanges(p)
 	switch {
 	case !known:
-		return p, true
+		return []byte(p), true
 	case note.trimmed > 0:
 		t.trim(note.trimmed)
 		return nil, false
 	}
 	t.add(note.changes, note.head)
+	t.mu.Lock()
+	t.noted = true
+	wake := note.head > t.woken
+	t.woken = max(t.woken, note.head)
+	t.mu.Unlock()
+	if !wake {
+		return nil, false
+	}
 	return strconv.AppendInt(nil, note.head, 10), true
+}
+
+// noteText returns the text of the notification of a committed group
+// (with the Bus's "=" marker), carrying as many of its changes as fit in
+// max bytes.
+func noteText(changes []*api.Change, max int) string {
+	carried, body := encodeChanges(changes, max)
+	last := changes[len(changes)-1]
+	b := make([]byte, 0, 64+len(body))
+	b = append(b, '=')
+	b = strconv.AppendInt(b, last.Seq, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(len(changes)), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, last.Time.UnixMicro(), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(carried), 10)
+	b = append(b, '\n')
+	b = append(b, body...)
+	return string(b)
 }

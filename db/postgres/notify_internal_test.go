@@ -24,7 +24,7 @@ func TestChangesText(t *testing.T) {
 	}
 	at := time.UnixMicro(1_700_000_000_123_456)
 	text := "42 3 1700000000123456 3\n" + body
-	note, ok := decodeChanges([]byte(text))
+	note, ok := decodeChanges(text)
 	if !ok || note.head != 42 || len(note.changes) != 3 {
 		t.Fatalf("decodeChanges = %+v, %v", note, ok)
 	}
@@ -40,11 +40,11 @@ func TestChangesText(t *testing.T) {
 		t.Errorf("encodeChanges in 40 bytes carried %d, want 1", k)
 	}
 	for _, bad := range []string{"", "x", "1 2 3", "5 2 0 3\n", "5 2 0 1\nset 1 9 0 0\nab", "5 2 0 1\nset 1 -1 0 0\n", "tx"} {
-		if note, ok := decodeChanges([]byte(bad)); ok {
+		if note, ok := decodeChanges(bad); ok {
 			t.Errorf("decodeChanges(%q) = %+v, want refused", bad, note)
 		}
 	}
-	if note, ok := decodeChanges([]byte("17")); !ok || note.head != 17 || note.changes != nil {
+	if note, ok := decodeChanges("17"); !ok || note.head != 17 || note.changes != nil {
 		t.Errorf("a direct write's notification decodes to %+v, %v", note, ok)
 	}
 }
@@ -102,7 +102,7 @@ func FuzzDecodeChanges(f *testing.F) {
 	f.Add([]byte("t9"))
 	f.Add([]byte("5 2 0 1\nset 1 -1 0 0\n"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		note, ok := decodeChanges(p)
+		note, ok := decodeChanges(string(p))
 		if !ok || len(note.changes) == 0 {
 			return
 		}
@@ -112,7 +112,7 @@ func FuzzDecodeChanges(f *testing.F) {
 		}
 		k, body := encodeChanges(ptrs, 1<<20)
 		n := strconv.Itoa(k)
-		again, ok := decodeChanges([]byte(n + " " + n + " 0 " + n + "\n" + body))
+		again, ok := decodeChanges(n + " " + n + " 0 " + n + "\n" + body)
 		if k != len(ptrs) || !ok || len(again.changes) != k {
 			t.Fatalf("re-encoding %+v: %d carried, decoded %+v, %v", note.changes, k, again, ok)
 		}
@@ -123,4 +123,25 @@ func FuzzDecodeChanges(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A tail cut back to tailSize keeps the last changes, in order, and goes
+// on answering and growing from them.
+func TestTailCut(t *testing.T) {
+	var tl tail
+	for s := int64(1); s <= 3*tailSize; s++ {
+		tl.add([]api.Change{{Seq: s, Name: strconv.FormatInt(s, 10)}}, s)
+	}
+	last := int64(3 * tailSize)
+	got, ok := tl.read(last-tailSize, 10)
+	if !ok || len(got) != 10 || got[0].Seq != last-tailSize+1 || got[0].Name != strconv.FormatInt(last-tailSize+1, 10) {
+		t.Fatalf("read after the cut = %d changes from %+v, %v", len(got), got[:min(1, len(got))], ok)
+	}
+	if _, ok := tl.read(last-2*tailSize-1, 10); ok {
+		t.Errorf("the tail answered for positions it cut")
+	}
+	got, ok = tl.read(last-3, 10)
+	if !ok || len(got) != 3 || got[2].Seq != last {
+		t.Errorf("read of the end = %+v, %v", got, ok)
+	}
 }

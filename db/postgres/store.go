@@ -25,19 +25,26 @@
 // log times follow positions and Trim cuts a prefix.
 //
 // The cost is that writers serialise on that row from the moment they take
-// positions until their commit is done. Three things keep that short: the
-// counter is taken after every record has been locked, read, passed through
-// Apply and written, so only the log insert, the NOTIFY and the commit run
-// under it; the statement that takes it also inserts the log rows and
-// notifies, and goes in one pipeline with the record writes and COMMIT, so
-// the server holds the lock for that statement and the commit (its WAL
-// flush) and never waits on the client meanwhile (write.go); and writes are
-// group committed: one goroutine per Store (the loop of a commit.Committer)
-// takes every request waiting when a transaction starts (up to
-// commit.MaxGroup) into one transaction, so one commit, one fsync and one
-// NOTIFY serve many writes. Groups of different instances never merge: the
-// database's commits, one WAL flush each under the lock, are the ceiling of
-// writes spread over instances.
+// positions until their commit is done, its WAL flush included. Three
+// things keep that short: the counter is taken after every record has
+// been locked, read, passed through Apply and written, so only the log
+// insert and the commit run under it; the statement that takes it also
+// inserts the log rows, and goes in one pipeline with the record writes
+// and COMMIT, so the server holds the lock for that statement and the
+// commit and never waits on the client meanwhile (write.go); and writes
+// are group committed: one goroutine per Store (the loop of a
+// commit.Committer) takes every request waiting when a transaction starts
+// (up to commit.MaxGroup) into one transaction, so one commit, one fsync
+// and one notification serve many writes. The notification is not sent
+// by the write transaction (NOTIFY takes a lock of the whole cluster from
+// its commit until it ends, WAL flush included, and would serialise with
+// every other notification: the Bus's, presence, RPC) but after it, in a
+// transaction of its own (see below). Groups of different instances never
+// merge: the database's commits, one WAL flush each under the counter's
+// lock, are the ceiling of writes spread over instances. Committing
+// asynchronously and acknowledging after a later flush would lift it, but
+// other instances could then read changes that a crash of the database
+// takes back, and positions would be given twice.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -54,16 +61,25 @@
 //
 // # Notifications
 //
-// A transaction that appended to the log calls pg_notify on the channel of
-// api.TopicChanges, inside the transaction, so nothing is announced that
-// did not commit, and in the statement that takes the positions, so
-// notifications arrive in the order of positions. The notification carries
-// the new head and as many of the group's changes as fit (notify.go); the
-// handlers of the topic get the head. Each Store keeps the tail of the log
-// it learnt of, and Changes answers from it only with consecutive
-// positions up to the head announced: the log stays the truth, and an
-// answer that nothing follows a position always comes from the log. The
-// Bus's listener (listener.go) reconnects with backoff and then wakes
+// Once a group's transaction has committed (and its writers are
+// answered), the committer sends a notification on the channel of
+// api.TopicChanges, in a transaction of its own that writes no WAL, so
+// nothing is announced that did not commit. It carries the group's last
+// position and as many of its changes as fit (notify.go); the handlers of
+// the topic get the head. Notifications of different groups may arrive
+// out of the order of positions, and one may be lost (the writer dies
+// between its commit and its notification): each Store keeps the tail of
+// the log it learnt of, and Changes answers from it only with consecutive
+// positions up to the head announced, reading the log for any gap; the
+// log stays the truth, and an answer that nothing follows a position
+// always comes from the log. The commit order above is what makes this
+// enough: when a notification of position W arrives, every position below
+// W has committed and is visible, so a reader woken by it that reads up
+// to W misses nothing, and a notification of a lower position that comes
+// later brings nothing new (handlers are not woken by it). A lost
+// notification that no other follows is found by a check of the head
+// while no notification comes (Store.watchHead). The Bus's listener
+// (listener.go) reconnects with backoff, empties the tail and then wakes
 // every handler with nil, and readers catch up from the log by position.
 package postgres
 
@@ -74,6 +90,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -101,7 +118,14 @@ type Store struct {
 	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
 	tail      tail                           // the last changes learnt of (notify.go)
 	closeOnce sync.Once
+	stopWatch context.CancelFunc // ends watchHead
+	watched   chan struct{}      // closed when watchHead has ended
 }
+
+// headCheck is how long an instance hears no notification of changes
+// before it reads the log's head itself (watchHead): it bounds how late
+// a commit whose notification was lost reaches the other instances.
+var headCheck = time.Second
 
 // Open connects to the database at url (which may go through a pooler),
 // applies the migrations through directURL (a direct connection; "" means
@@ -129,14 +153,54 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	s := &Store{pool: pool, log: log}
-	bus, err := newBus(pool, directURL, log, s.tail.onChanges)
+	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.tail.reset)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s.bus = bus
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
+	var watch context.Context
+	watch, s.stopWatch = context.WithCancel(context.Background())
+	s.watched = make(chan struct{})
+	go s.watchHead(watch)
 	return s, nil
+}
+
+// watchHead reads the log's head every headCheck in which no notification
+// of changes came, and announces it to this instance's handlers when it
+// is beyond every position announced: so a commit whose notification was
+// lost (notify.go) reaches them within about two headChecks, and a busy
+// instance, which learns of such a commit from the next notification,
+// never asks. It asks only while the listener is connected: a reconnect
+// wakes the handlers anyway.
+func (s *Store) watchHead(ctx context.Context) {
+	defer close(s.watched)
+	t := time.NewTicker(headCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if noted, known := s.tail.announced(); noted || s.bus.l.ready() != nil {
+			continue
+		} else if head, err := s.head(ctx); err != nil {
+			s.log.Debug("read the log's head", "err", err)
+		} else if head > known {
+			s.bus.l.changes(strconv.FormatInt(head, 10))
+		}
+	}
+}
+
+// head reads the log's last position.
+func (s *Store) head(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	var head int64
+	err := s.pool.QueryRow(ctx, `SELECT seq FROM log_head LIMIT 1`).Scan(&head)
+	return head, err
 }
 
 // Bus returns the Bus that carries this store's notifications, and others'.
@@ -146,6 +210,8 @@ func (s *Store) Bus() *Bus { return s.bus }
 // listener and the pool. It may be called more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopWatch()
+		<-s.watched
 		s.committer.Close()
 		s.bus.close()
 		s.pool.Close()

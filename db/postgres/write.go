@@ -47,9 +47,10 @@ const (
 // it.
 func (s *Store) commitGroup(group []*request) {
 	var err error
+	var note string
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-		err = s.tryCommit(ctx, group)
+		note, err = s.tryCommit(ctx, group)
 		cancel()
 		if err == nil || attempt == maxAttempts || !retryable(err) {
 			break
@@ -62,6 +63,30 @@ func (s *Store) commitGroup(group []*request) {
 			continue
 		}
 		r.Answer()
+	}
+	if note != "" {
+		s.notify(note)
+	}
+}
+
+// notifyTimeout bounds the notification of a committed group.
+const notifyTimeout = 5 * time.Second
+
+// notify announces a committed group on the changes topic (notify.go), in
+// a transaction of its own after the group's, so that no write
+// transaction takes NOTIFY's cluster-wide lock (see the package comment).
+// It writes no WAL and needs no flush: synchronous_commit is off for it.
+// A notification that cannot be sent is lost for the other instances,
+// which learn of the group from the next notification or their check of
+// the head (Store.watchHead); this one's handlers are woken directly.
+func (s *Store) notify(note string) {
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`,
+		channel(api.TopicChanges), note)
+	if err != nil {
+		s.log.Warn("notification of committed changes not sent", "err", err)
+		s.bus.l.changes(note[1:])
 	}
 }
 
@@ -81,16 +106,17 @@ func retryable(err error) bool {
 // tryCommit runs one attempt of a group in two pipelines (round trips) on
 // one connection: BEGIN and the locking reads of every record the group
 // touches; then, once the writes have run in Go, the record writes, the
-// statement that takes positions from log_head, appends to the log and
-// notifies (appendLog), and COMMIT. So log_head's lock is taken by the
+// statement that takes positions from log_head and appends to the log
+// (appendLog), and COMMIT. It returns the text of the group's
+// notification, which commitGroup sends once the group is answered. So log_head's lock is taken by the
 // pipeline's last statement before COMMIT and held for no client round
 // trip: the server runs COMMIT as soon as that statement is done. An error
 // in the second pipeline makes the server skip the rest of it, COMMIT
 // included, and the attempt rolls back.
-func (s *Store) tryCommit(ctx context.Context, group []*request) (err error) {
+func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() { endTx(conn, err) }()
 
@@ -99,7 +125,7 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (err error) {
 	b.Queue(markWriter)
 	locked := lockRecords(b, group)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("lock records: %w", err)
+		return "", fmt.Errorf("lock records: %w", err)
 	}
 	recs := commit.Records{
 		Read:    func(name string) (api.RecordState, error) { return locked[name], nil },
@@ -125,12 +151,13 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (err error) {
 		return nil
 	})
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return err
+		return "", err
 	}
-	if len(changes) > 0 {
-		s.committed(changes)
+	if len(changes) == 0 {
+		return "", nil
 	}
-	return nil
+	s.committed(changes)
+	return noteText(changes, maxCarried), nil
 }
 
 // endTx rolls back the transaction that a failed attempt left open and
@@ -148,14 +175,12 @@ func endTx(conn *pgxpool.Conn, err error) {
 }
 
 // maxCarried bounds the changes carried in the text of a notification,
-// below NOTIFY's 8000 bytes with room for the header that the statement
-// adds (notify.go).
+// below NOTIFY's 8000 bytes with room for its header (notify.go).
 const maxCarried = 7800
 
 // appendLog queues the statement that takes positions for changes from
-// log_head (see the package comment), inserts them, adds their Size to the
-// log's running total (migrations/0004) and notifies, with the new head
-// and as many of the changes as fit (notify.go). It is the group's last
+// log_head (see the package comment), inserts them and adds their Size to
+// the log's running total (migrations/0004). It is the group's last
 // statement before COMMIT, in the same pipeline. Once the batch has run,
 // Seq and Time of each change are set.
 func appendLog(b *pgx.Batch, changes []*api.Change) {
@@ -173,7 +198,6 @@ func appendLog(b *pgx.Batch, changes []*api.Change) {
 		kinds[i], names[i], versions[i], data[i], publishers[i] =
 			string(c.Kind), c.Name, c.Version, string(c.Data), c.Publisher
 	}
-	carried, body := encodeChanges(changes, maxCarried)
 	b.Queue(`
 		WITH h AS (
 			UPDATE log_head SET seq = seq + $1::bigint, bytes = bytes + $2::bigint, time = greatest(time, clock_timestamp())
@@ -184,14 +208,11 @@ func appendLog(b *pgx.Batch, changes []*api.Change) {
 			FROM h, unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])
 				WITH ORDINALITY AS c(kind, name, version, data, publisher, size, n)
 		)
-		SELECT h.seq, h.time, pg_notify($9::text, '=' || h.seq || ' ' || $1::bigint || ' ' ||
-			(extract(epoch FROM h.time) * 1000000)::bigint || ' ' || $10::bigint || E'\n' || $11::text)
-		FROM h`,
-		n, bytes, kinds, names, versions, data, publishers, sizes,
-		channel(api.TopicChanges), int64(carried), body).QueryRow(func(row pgx.Row) error {
+		SELECT h.seq, h.time FROM h`,
+		n, bytes, kinds, names, versions, data, publishers, sizes).QueryRow(func(row pgx.Row) error {
 		var head int64
 		var at time.Time
-		if err := row.Scan(&head, &at, nil); err != nil {
+		if err := row.Scan(&head, &at); err != nil {
 			return fmt.Errorf("append to log: %w", err)
 		}
 		for i, c := range changes {
