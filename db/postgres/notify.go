@@ -57,8 +57,12 @@ import (
 // woken: whatever was announced meanwhile was missed.
 
 // tailSize is how many changes a tail keeps (up to twice as many between
-// cuts).
-const tailSize = 4096
+// cuts), and tailBytes how many bytes of them (by api.Change.Size): past
+// it, the oldest go until half of it is left.
+const (
+	tailSize  = 4096
+	tailBytes = 8 << 20
+)
 
 // tail is the end of the log as this instance has learnt it: changes at
 // consecutive positions first..first+len(buf)-1, and the highest position
@@ -66,6 +70,8 @@ const tailSize = 4096
 type tail struct {
 	mu      sync.Mutex
 	buf     []api.Change
+	bytes   int64 // the Size of buf's changes
+	gen     int64 // counts resets: a log read begun before one is not taken in
 	head    int64
 	trimmed int64 // the log is gone up to here (Trim's notifications)
 	woken   int64 // the highest position the topic's handlers were woken for
@@ -92,11 +98,34 @@ func (t *tail) read(after int64, limit int) ([]api.Change, bool) {
 	return append([]api.Change(nil), t.buf[i:end]...), true
 }
 
-// add appends changes read or announced in position order; changes that
-// do not follow the tail's last one start it anew.
+// add appends changes announced or committed, in position order; changes
+// that do not follow the tail's last one start it anew.
 func (t *tail) add(cs []api.Change, head int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.addLocked(cs, head)
+}
+
+// generation returns the count of resets, for addRead.
+func (t *tail) generation() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gen
+}
+
+// addRead adds the changes of a log read begun at generation gen, unless
+// the tail was reset since: such a read may predate changes whose
+// notifications the reconnect lost, and taken in it would let the tail
+// answer that the log ends before them.
+func (t *tail) addRead(cs []api.Change, gen int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gen == t.gen {
+		t.addLocked(cs, 0)
+	}
+}
+
+func (t *tail) addLocked(cs []api.Change, head int64) {
 	t.head = max(t.head, head)
 	if len(cs) == 0 {
 		return
@@ -104,16 +133,40 @@ func (t *tail) add(cs []api.Change, head int64) {
 	n := len(t.buf)
 	switch {
 	case n == 0 || cs[0].Seq > t.buf[n-1].Seq+1: // after a gap: start anew
-		t.buf = append(t.buf[:0], cs...)
+		t.drop(n)
+		t.buf = append(t.buf, cs...)
+		t.bytes = sizeOf(cs)
 	case cs[len(cs)-1].Seq > t.buf[n-1].Seq: // overlaps the end: take what follows it
-		t.buf = append(t.buf, cs[t.buf[n-1].Seq-cs[0].Seq+1:]...)
+		more := cs[t.buf[n-1].Seq-cs[0].Seq+1:]
+		t.buf = append(t.buf, more...)
+		t.bytes += sizeOf(more)
 	}
 	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
-	if n := len(t.buf); n > 2*tailSize {
-		copy(t.buf, t.buf[n-tailSize:])
-		clear(t.buf[tailSize:n]) // let go of their names and data
-		t.buf = t.buf[:tailSize]
+	switch n := len(t.buf); {
+	case n > 2*tailSize:
+		t.drop(n - tailSize)
+	case t.bytes > tailBytes:
+		i, bytes := 0, t.bytes
+		for ; i < n && bytes > tailBytes/2; i++ {
+			bytes -= t.buf[i].Size()
+		}
+		t.drop(i)
 	}
+}
+
+// drop forgets the tail's first n changes.
+func (t *tail) drop(n int) {
+	t.bytes -= sizeOf(t.buf[:n])
+	left := copy(t.buf, t.buf[n:])
+	clear(t.buf[left:]) // let go of their names and data
+	t.buf = t.buf[:left]
+}
+
+func sizeOf(cs []api.Change) (n int64) {
+	for i := range cs {
+		n += cs[i].Size()
+	}
+	return n
 }
 
 // reset forgets the changes kept: after the listener reconnects, what was
@@ -121,17 +174,21 @@ func (t *tail) add(cs []api.Change, head int64) {
 func (t *tail) reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.buf = t.buf[:0]
+	t.drop(len(t.buf))
+	t.gen++
 }
 
 // announced reports whether a notification came since it was last asked
-// (and forgets it), and the highest position announced.
+// (and forgets it), and the highest position the topic's handlers were
+// woken for. Not the tail's head: a log read (a stream resuming) may have
+// learnt of a position whose notification was lost, and the handlers must
+// still be woken for it.
 func (t *tail) announced() (bool, int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	noted := t.noted
 	t.noted = false
-	return noted, max(t.head, t.woken)
+	return noted, t.woken
 }
 
 // trim forgets the changes up to position seq, which the log no longer has.
@@ -143,7 +200,7 @@ func (t *tail) trim(seq int64) {
 	for i < len(t.buf) && t.buf[i].Seq <= seq {
 		i++
 	}
-	t.buf = append(t.buf[:0], t.buf[i:]...)
+	t.drop(i)
 }
 
 // encodeChanges returns how many of changes (from the first) fit in max

@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,58 @@ func TestTailCut(t *testing.T) {
 	got, ok = tl.read(last-3, 10)
 	if !ok || len(got) != 3 || got[2].Seq != last {
 		t.Errorf("read of the end = %+v, %v", got, ok)
+	}
+}
+
+// TestTailBytes: the tail keeps at most tailBytes of changes, the newest,
+// still at consecutive positions, and counts them right.
+func TestTailBytes(t *testing.T) {
+	var tl tail
+	data := json.RawMessage(`"` + strings.Repeat("x", 100<<10) + `"`)
+	const n = 200 // 20 MB of changes
+	for s := int64(1); s <= n; s++ {
+		tl.add([]api.Change{{Seq: s, Name: "r", Data: data}}, s)
+		if tl.bytes > tailBytes || tl.bytes != sizeOf(tl.buf) {
+			t.Fatalf("after %d: %d bytes kept, counted %d (bound %d)", s, sizeOf(tl.buf), tl.bytes, tailBytes)
+		}
+	}
+	for i, c := range tl.buf {
+		if c.Seq != n-int64(len(tl.buf))+1+int64(i) {
+			t.Fatalf("change %d at %d: not the newest, consecutive", i, c.Seq)
+		}
+	}
+	if got, ok := tl.read(n-3, 10); !ok || len(got) != 3 || got[2].Seq != n {
+		t.Errorf("read of the end = %d changes, %v", len(got), ok)
+	}
+}
+
+// TestTailReadBeforeReset: a log read begun before a reconnect emptied the
+// tail is not taken in (it may predate changes whose notifications were
+// lost); one begun after is.
+func TestTailReadBeforeReset(t *testing.T) {
+	var tl tail
+	stale := tl.generation()
+	tl.reset()
+	tl.addRead([]api.Change{{Seq: 41}, {Seq: 42}}, stale)
+	if _, ok := tl.read(40, 10); ok {
+		t.Fatal("the tail answered from a read begun before the reset")
+	}
+	tl.addRead([]api.Change{{Seq: 41}, {Seq: 42}}, tl.generation())
+	if got, ok := tl.read(40, 10); !ok || len(got) != 2 {
+		t.Fatalf("read after a fresh log read = %v, %v", got, ok)
+	}
+}
+
+// TestTailAnnouncedIsWhatWoke: what a log read learnt does not count as
+// announced, so watchHead still wakes the handlers for a position whose
+// notification was lost, though a resuming stream read it first.
+func TestTailAnnouncedIsWhatWoke(t *testing.T) {
+	var tl tail
+	if _, ok := tl.onChanges("3"); !ok {
+		t.Fatal("a notification of position 3 woke no one")
+	}
+	tl.addRead([]api.Change{{Seq: 4}, {Seq: 5}}, tl.generation()) // 5's notification was lost
+	if _, known := tl.announced(); known != 3 {
+		t.Fatalf("announced %d, want 3: the handlers were woken for 3 only", known)
 	}
 }

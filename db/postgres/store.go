@@ -324,6 +324,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	if cs, ok := s.tail.read(after, limit); ok {
 		return cs, nil
 	}
+	gen := s.tail.generation()
 	rows, err := s.pool.Query(ctx, `
 		SELECT t.seq, l.seq, l.time, l.kind, l.name, l.version, l.data, l.publisher
 		FROM (SELECT seq FROM log_trimmed LIMIT 1) t LEFT JOIN LATERAL (
@@ -355,7 +356,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read change log: %w", err)
 	}
-	s.tail.add(out, 0)
+	s.tail.addRead(out, gen)
 	return out, nil
 }
 
