@@ -105,37 +105,18 @@ func Start() (*Server, error) {
 		}
 		return s, nil
 	}
-	bin, err := findBinaries()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "pgtest-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
-	if err := s.init(); err != nil {
-		s.Remove()
-		return nil, err
-	}
-	for attempt := 0; ; attempt++ {
-		err = s.startOnFreePort()
-		if err == nil || attempt == 3 {
-			break
-		}
-	}
-	if err != nil {
-		s.Remove()
-		return nil, err
-	}
-	return s, nil
+	return startNew(false)
 }
 
 // StartDurable initialises and starts a new server in a temporary
 // directory, as Start does, but with fsync, synchronous_commit and
 // full_page_writes on (PostgreSQL's defaults), for benchmarks of durable
 // commits. It ignores TEST_DATABASE_URL.
-func StartDurable() (*Server, error) {
+func StartDurable() (*Server, error) { return startNew(true) }
+
+// startNew initialises a server in a new temporary directory and starts
+// it on a free port (trying four ports at most).
+func startNew(durable bool) (*Server, error) {
 	bin, err := findBinaries()
 	if err != nil {
 		return nil, err
@@ -144,7 +125,7 @@ func StartDurable() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data"), durable: true}
+	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data"), durable: durable}
 	if err := s.init(); err != nil {
 		s.Remove()
 		return nil, err
