@@ -23,7 +23,7 @@ type stateKey struct{}
 // it; logRequests reads it once the handler has returned.
 type reqState struct {
 	id   string       // the request id, in X-Request-Id and every problem+json
-	log  *slog.Logger // the server's logger, with the request id
+	log  *slog.Logger // the server's logger (loggerFrom adds the request id)
 	code api.Code     // the error answered, if any (writeError)
 	// limit is the variable of the limit that refused the request, if one
 	// did (writeError): limit refusals are counted by it.
@@ -39,10 +39,11 @@ func stateFrom(r *http.Request) *reqState {
 }
 
 // loggerFrom returns the server's logger with the request's id, which
-// logRequests put in the context.
+// logRequests put in the context. It is built when asked for: few
+// requests log more than their request line.
 func loggerFrom(r *http.Request) *slog.Logger {
 	if st := stateFrom(r); st != nil {
-		return st.log
+		return st.log.With(slog.String("request_id", st.id))
 	}
 	return slog.Default()
 }
@@ -135,8 +136,7 @@ func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			st := &reqState{id: requestID(r)}
-			st.log = log.With(slog.String("request_id", st.id))
+			st := &reqState{id: requestID(r), log: log}
 			w.Header().Set(RequestIDHeader, st.id)
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
