@@ -57,10 +57,6 @@ func TestEmbeddedDamagedDB(t *testing.T) {
 			p := launch(t, embEnv(dir))
 			if err := p.waitListening(patience); err != nil {
 				code := p.exitCode(t, patience)
-				if code == 2 && knownBoltPanic && strings.Contains(p.out.String(), "go.etcd.io/bbolt") {
-					t.Logf("KNOWN ISSUE: on a damaged file the server crashes in bbolt, exit 2: %.200s (see knownBoltPanic)", p.out.String())
-					return
-				}
 				if code != 1 || !strings.Contains(p.out.String(), "switchboard: open data directory") || strings.Contains(p.out.String(), "panic") {
 					t.Errorf("on a damaged file the server exited %d, saying %.1000s; want 1 and the data directory named", code, p.out.String())
 				}
@@ -81,14 +77,6 @@ func TestEmbeddedDamagedDB(t *testing.T) {
 		})
 	}
 }
-
-// knownBoltPanic tolerates a server that crashes (exit 2, a Go panic with
-// a goroutine dump) on a bbolt file with a damaged page, instead of
-// exiting 1 with an error that names the file: with NoFreelistSync, bbolt
-// walks every page at open in a goroutine of its own (db.freepages), where
-// a damaged page panics out of reach of a recover. (A file cut short is
-// refused before bolt.Open.) Set it to false once bbolt returns the error.
-const knownBoltPanic = true
 
 // used returns the length of data up to its last byte that is not zero.
 func used(d []byte) int {

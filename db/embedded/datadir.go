@@ -25,7 +25,8 @@ const lockTimeout = time.Second
 // because the file system is read-only, is said to be unwritable, with the
 // user that the server runs as and the owner and mode of what refused it:
 // a volume mounted for root under an image that runs as nonroot is the
-// usual cause. The wrapped error names the path and the system's reason.
+// usual cause. A file whose meta pages both fail is called damaged. The
+// wrapped error names the path and the system's reason.
 func dataDirError(dir string, err error) error {
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
@@ -35,6 +36,9 @@ func dataDirError(dir string, err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("data directory %s is not writable by the user this server runs as, %s; %s: %w",
 			dir, currentUser(), ownerAdvice(dir, err), err)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return fmt.Errorf("open data directory %s: %s is not a bbolt file of this version, or both its meta pages are damaged; restore the data directory from a backup: %w",
+			dir, filepath.Join(dir, "switchboard.db"), err)
 	}
 	return fmt.Errorf("open data directory %s: %w", dir, err)
 }

@@ -79,6 +79,9 @@ func open(dir string, opt options) (*Store, error) {
 	if err := checkLength(file); err != nil {
 		return nil, dataDirError(dir, err)
 	}
+	if err := checkPages(file); err != nil {
+		return nil, dataDirError(dir, err)
+	}
 	db, err := bolt.Open(file, 0o600, &bolt.Options{
 		Timeout:         lockTimeout,
 		NoFreelistSync:  true,
