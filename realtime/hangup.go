@@ -16,7 +16,7 @@ const hangupInterval = time.Second
 // watchHangups ends, every hangupInterval, the detached streams whose
 // client has closed the connection (FIN or RST), as a failed write would:
 // one non-blocking read per stream from one goroutine, instead of a
-// goroutine per stream parked in a read. Connections that are not
+// goroutine per stream parked in a read, spread over half the interval. Connections that are not
 // sockets (a TLS conn, a pipe) are left to their writes.
 func (h *Hub) watchHangups(ctx context.Context) {
 	t := time.NewTicker(hangupInterval)
@@ -30,11 +30,11 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		case <-t.C:
 		}
 		list = h.pool.list(list[:0])
-		for _, s := range list {
+		spread(ctx, list, hangupInterval/2, func(s *Stream) {
 			if !s.ended() && l.hungUp(s.det.conn) {
 				s.end(nil) // the client went: a normal end, as Run's is
 			}
-		}
+		})
 		clear(list) // keep no ended stream alive until the next look
 	}
 }

@@ -146,16 +146,19 @@ func (h *Hub) runPool(ctx context.Context) {
 	}
 	t := time.NewTicker(h.cfg.Heartbeat)
 	defer t.Stop()
+	var list []*Stream
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			h.pool.each(func(s *Stream) {
-				s.det.ping.Store(true)
-				s.notify()
-			})
 		}
+		list = h.pool.list(list[:0])
+		spread(ctx, list, min(h.cfg.Heartbeat/2, time.Second), func(s *Stream) {
+			s.det.ping.Store(true)
+			s.notify()
+		})
+		clear(list)
 	}
 }
 
