@@ -107,18 +107,20 @@ func isTimeout(err error) bool {
 // stream connects, oversized headers (431), deeply nested JSON (400),
 // JSON Patch amplification (413, nothing written) and huge or foreign
 // Last-Event-IDs (a clear answer, never a 5xx). The server's RSS and open
-// files stay bounded and go back down; the well-behaved client's p99 is
-// reported alone, during the attack and with the burst's streams held
-// open (under CHAOS=long the last must stay within 20% of the first).
+// files stay bounded and go back down. The well-behaved client's p99 is
+// reported alone and during the attack (the attackers share the cores),
+// then measured in windows alone and with the burst's streams held open,
+// alternated so that the machine's noise falls on both alike: under
+// CHAOS=long the median of the second must stay within 20% of the first.
 func TestHostileClients(t *testing.T) {
 	p := start(t, embEnv(t.TempDir(),
 		"BODY_TIMEOUT", "2s", "MAX_BODY_BYTES", "262144", "MAX_RECORD_BYTES", "262144",
 		"STREAM_BUFFER_BYTES", "1048576"))
-	window := pick(5*time.Second, 30*time.Second)
-	measure := func() []time.Duration {
+	window := pick(5*time.Second, 20*time.Second)
+	measure := func() time.Duration {
 		stop := make(chan struct{})
 		time.AfterFunc(window, func() { close(stop) })
-		return latencies(p.URL, stop)
+		return p99(latencies(p.URL, stop))
 	}
 	measure() // warm up
 	base := p.sample(t)
@@ -138,21 +140,10 @@ func TestHostileClients(t *testing.T) {
 
 	under := measure()
 	a.wg.Wait()
-	held := measure() // the burst's streams are still open
 	during := p.sample(t)
-	for _, c := range burst {
-		if c != nil {
-			c.Close()
-		}
-	}
-	after := base
-	for end := time.Now().Add(patience); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if after = p.sample(t); after.FDs <= base.FDs+20 && after.Goroutines <= base.Goroutines+20 {
-			break
-		}
-	}
+	closeAll(burst)
+	after := settle(t, p, base)
 	close(sampling)
-	again := measure() // the baseline once more: how noisy the machine is
 
 	a.problems.Range(func(k, _ any) bool { t.Error(k); return true })
 	if int(opened.Load()) != nBurst {
@@ -165,20 +156,57 @@ func TestHostileClients(t *testing.T) {
 	if peak.Load() > base.RSS+768<<20 {
 		t.Errorf("RSS: %s before, peak %.0f MiB", base, float64(peak.Load())/(1<<20))
 	}
-	b, u, h, b2 := p99(baseline), p99(under), p99(held), p99(again)
-	pct := func(x time.Duration) float64 { return 100 * (float64(x)/float64(b) - 1) }
-	t.Logf("before: %s; with the burst's streams open: %s; peak RSS %.1f MiB; after: %s", base, during, float64(peak.Load())/(1<<20), after)
+	t.Logf("before: %s; at the attack's end: %s; peak RSS %.1f MiB; after: %s", base, during, float64(peak.Load())/(1<<20), after)
 	t.Logf("attack: %d slow heads, %d slow bodies, %d streams that never read, %d stream connects in a burst", nSlow, nSlow, nDeaf, nBurst)
-	t.Logf("the well-behaved client's p99: %v alone (%d requests); %v during the attack (%d requests, %+.0f%%; the attackers share the cores); %v with the attack's %d streams held open (%d requests, %+.0f%%); %v alone again after it (%d requests, %+.0f%%)",
-		b, len(baseline), u, len(under), pct(u), h, nBurst, len(held), pct(h), b2, len(again), pct(b2))
-	// The bound holds only where two windows without an attack agree
-	// within 10%: on a shared machine they often do not.
-	if noisy := b2 > b*11/10 || b > b2*11/10; long && !noisy && h > b*12/10 {
-		t.Errorf("p99 with the attack's streams held open %v, more than 20%% over its baseline %v", h, b)
-	} else if long && noisy {
-		t.Logf("p99 not checked against the 20%% bound: the two windows without an attack differ by %+.0f%%", pct(b2))
+	t.Logf("the well-behaved client's p99: %v alone, %v during the attack (%+.0f%%)", baseline, under, pct(under, baseline))
+
+	var alone, held []time.Duration
+	for range pick(1, 3) {
+		alone = append(alone, measure())
+		conns, opened := a.burst(nBurst)
+		a.wg.Wait()
+		if int(opened.Load()) != nBurst {
+			t.Errorf("%d of %d streams of a burst opened", opened.Load(), nBurst)
+		}
+		held = append(held, measure())
+		closeAll(conns)
+		settle(t, p, base)
+	}
+	b, h := median(alone), median(held)
+	t.Logf("p99 in alternate windows of %v: alone %v, with %d streams held open %v; medians %v and %v (%+.0f%%)", window, alone, nBurst, held, b, h, pct(h, b))
+	if long && h > b*12/10 {
+		t.Errorf("the median p99 with %d streams held open, %v, is more than 20%% over the median alone, %v", nBurst, h, b)
 	}
 }
+
+// settle waits up to patience for the server's open files and goroutines
+// to come back to within 20 of base, and returns its last sample.
+func settle(t *testing.T, p *proc, base usage) usage {
+	after := base
+	for end := time.Now().Add(patience); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if after = p.sample(t); after.FDs <= base.FDs+20 && after.Goroutines <= base.Goroutines+20 {
+			break
+		}
+	}
+	return after
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// pct is how much x is over base, in percent.
+func pct(x, base time.Duration) float64 { return 100 * (float64(x)/float64(base) - 1) }
 
 // peakRSS samples the process's RSS every 200 ms until stop and keeps the
 // largest.
