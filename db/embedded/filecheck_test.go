@@ -19,23 +19,9 @@ import (
 // file whole passes, and so does no file at all.
 func TestOpenRefusesAFileCutShort(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2000 {
-		if _, err := s.Write(context.Background(), []api.Write{{Kind: api.KindEvent, Name: "e", Data: []byte(fmt.Sprintf(`"%0500d"`, i))}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "switchboard.db")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, data := filledFile(t, dir, func(i int) api.Write {
+		return api.Write{Kind: api.KindEvent, Name: "e", Data: []byte(fmt.Sprintf(`"%0500d"`, i))}
+	})
 	if err := checkLength(file); err != nil {
 		t.Fatalf("a whole file: %v", err)
 	}
@@ -67,25 +53,11 @@ func TestOpenRefusesAFileCutShort(t *testing.T) {
 // a page that opens must be a free one, with every record intact.
 func TestOpenRefusesADamagedPage(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2000 {
-		if _, err := s.Write(context.Background(), []api.Write{{Kind: api.KindSet, Name: fmt.Sprintf("r/%d", i), Apply: func(json.RawMessage, bool) (json.RawMessage, error) {
+	file, data := filledFile(t, dir, func(i int) api.Write {
+		return api.Write{Kind: api.KindSet, Name: fmt.Sprintf("r/%d", i), Apply: func(json.RawMessage, bool) (json.RawMessage, error) {
 			return json.RawMessage(fmt.Sprintf(`"%0300d"`, i)), nil
-		}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "switchboard.db")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+		}}
+	})
 	if err := checkPages(file); err != nil {
 		t.Fatalf("a whole file: %v", err)
 	}
@@ -133,4 +105,29 @@ func TestOpenRefusesADamagedPage(t *testing.T) {
 		t.Fatalf("none of %d leaf pages was refused when overwritten", len(leaves))
 	}
 	t.Logf("%d of %d leaf pages tried refused when overwritten; the others were free", refused, (len(leaves)+step-1)/step)
+}
+
+// filledFile makes a store in dir of 2,000 writes, write(0) to write(1999),
+// closes it (a checkpoint: all in the bbolt file), and returns the file's
+// path and its bytes.
+func filledFile(t *testing.T, dir string, write func(i int) api.Write) (string, []byte) {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if _, err := s.Write(context.Background(), []api.Write{write(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "switchboard.db")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, data
 }
