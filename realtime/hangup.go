@@ -17,7 +17,9 @@ const hangupInterval = time.Second
 // client has closed the connection (FIN or RST), as a failed write would:
 // one non-blocking read per stream from one goroutine, instead of a
 // goroutine per stream parked in a read. Connections that are not
-// sockets (a TLS conn, a pipe) are left to their writes.
+// sockets (a TLS conn, a pipe) are left to their writes. It ends as well
+// the streams whose lifetime is over: one look for every stream, where a
+// timer per stream would cost each its memory.
 func (h *Hub) watchHangups(ctx context.Context) {
 	t := time.NewTicker(hangupInterval)
 	defer t.Stop()
@@ -30,8 +32,13 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		case <-t.C:
 		}
 		list = h.pool.list(list[:0])
+		now := time.Now()
 		for _, s := range list {
-			if !s.ended() && l.hungUp(s.det.conn) {
+			switch {
+			case s.ended():
+			case !s.deadline.IsZero() && !now.Before(s.deadline):
+				s.end(nil) // its lifetime is over (should its timer not have ended it)
+			case l.hungUp(s.det.conn):
 				s.end(nil) // the client went: a normal end, as Run's is
 			}
 		}

@@ -55,7 +55,7 @@ const (
 )
 
 // opened notes when the stream starts being served; called by register.
-func (s *Stream) opened() { s.since = time.Now() }
+func (s *Stream) opened() { s.since = monoNow() }
 
 // ended tells the hub's measures that s ended; called by unregister, on
 // the goroutine that served the stream, which owns its counters.
@@ -64,7 +64,7 @@ func (h *Hub) ended(s *Stream) {
 		return
 	}
 	h.measures.StreamEnd(StreamEnd{
-		Stream: s.ID, User: s.User.ID, Duration: time.Since(s.since),
+		Stream: s.ID, User: s.User.ID, Duration: time.Duration(monoNow() - s.since),
 		Frames: s.sentFrames + s.frames, Bytes: s.sentBytes,
 		Reason: s.endReason(), Err: s.err(),
 	})
