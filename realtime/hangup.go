@@ -21,7 +21,8 @@ const hangupInterval = time.Second
 // the streams whose lifetime is over: one look for every stream, where a
 // timer per stream would cost each its memory.
 func (h *Hub) watchHangups(ctx context.Context) {
-	t := time.NewTicker(hangupInterval)
+	// A lifetime shorter than a few looks (in tests) is looked at more often.
+	t := time.NewTicker(min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond)))
 	defer t.Stop()
 	var list []*Stream
 	l := newLook()
