@@ -141,9 +141,10 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
 			// HTTP/1: take the connection over and hand the stream to the
-			// writer pool; this goroutine and net/http's buffers go away.
+			// writer pool; this goroutine and net/http's buffers go away,
+			// and the connection's addresses with it (leanConn).
 			if c, _, err := rc.Hijack(); err == nil {
-				conn := rawConn(c)
+				conn := leanConn(rawConn(c))
 				if _, err = io.WriteString(conn, headWith(streamHead, w.Header())); err != nil {
 					s.Abandon()
 				} else {
