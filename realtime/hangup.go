@@ -33,11 +33,11 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		case <-t.C:
 		}
 		list = h.pool.list(list[:0])
-		now := time.Now()
+		now := monoNow()
 		for _, s := range list {
 			switch {
 			case s.ended():
-			case !s.deadline.IsZero() && !now.Before(s.deadline):
+			case s.deadline != 0 && now >= s.deadline:
 				s.end(nil) // its lifetime is over (should its timer not have ended it)
 			case l.hungUp(s.det.conn):
 				s.end(nil) // the client went: a normal end, as Run's is

@@ -73,11 +73,11 @@ func idleStreamBytes(t *testing.T, n int) float64 {
 
 // TestIdleStreamHeap: an idle detached stream holds at most
 // maxIdleStreamBytes of heap, its socket aside. What it holds, in Go's
-// size classes on 64-bit platforms: the Stream (512), its one
+// size classes on 64-bit platforms: the Stream (480), its one
 // subscription (128), its id (32), the slice of its subscriptions (8),
 // its entries in the hub's maps (by id, in the pool's set of detached
 // streams, in the index of its event name: 30-50 each, with the maps'
-// growth) and its lifetime timer (about 140): about 960 bytes. The bound
+// growth) and its lifetime timer (about 140): about 930 bytes. The bound
 // leaves room for a field or two, not for a buffer, a channel, a
 // closure, or the state of its start kept once it has started (each of
 // which an idle stream held before, 1,480 bytes in all).

@@ -65,7 +65,7 @@ func (h *Hub) ended(s *Stream) {
 	}
 	h.measures.StreamEnd(StreamEnd{
 		Stream: s.ID, User: s.User.ID, Duration: time.Duration(monoNow() - s.since),
-		Frames: s.sentFrames + s.frames, Bytes: s.sentBytes,
+		Frames: s.sentFrames + int64(s.frames), Bytes: s.sentBytes,
 		Reason: s.endReason(), Err: s.err(),
 	})
 }
@@ -81,11 +81,10 @@ func (s *Stream) endReason() string {
 			return EndDrain
 		default:
 		}
-		now := time.Now()
 		switch {
-		case s.deadline.IsZero() || now.Before(s.deadline):
+		case s.deadline == 0 || monoNow() < s.deadline:
 			return EndClientGone
-		case !s.User.Expires.IsZero() && !now.Before(s.User.Expires):
+		case !s.User.Expires.IsZero() && !time.Now().Before(s.User.Expires):
 			return EndTokenExpired
 		}
 		return EndLifetime

@@ -47,11 +47,11 @@ type Stream struct {
 	subs     []*sub
 	*opening       // until the stream has started, then nil
 	lastSeq  int64 // the last position delivered
-	frames   int64 // written since the last flush
-	// For StreamEnd (measure.go): when it was registered (monotonic
-	// nanoseconds, see monoNow), when its lifetime ends, what it wrote.
+	// For StreamEnd (measure.go): when it was registered and when its
+	// lifetime ends (monoNow's clock; deadline 0: not yet set), what it
+	// wrote (and frames, below).
 	since      int64
-	deadline   time.Time
+	deadline   int64
 	sentFrames int64
 	sentBytes  int64
 	// rulesGen is the hub's rulesGen its subscriptions were admitted
@@ -69,6 +69,7 @@ type Stream struct {
 	ctrl []streamChange // subscription changes waiting for whoever serves the stream; under mu
 
 	endOnce sync.Once // end's: the first call decides
+	frames  int32     // written since the last flush, by whoever serves the stream (here, where it fills endOnce's padding)
 	reason  error     // why the stream ended (nil: a normal end); written by end before over, then read-only
 }
 
@@ -86,8 +87,9 @@ type opening struct {
 var epoch = time.Now()
 
 // monoNow returns the time on the monotonic clock, in nanoseconds since
-// epoch: a time.Time's third of the size, for a stream's own clock.
-func monoNow() int64 { return int64(time.Since(epoch)) }
+// just before epoch (never 0): a time.Time's third of the size, for a
+// stream's own clock.
+func monoNow() int64 { return int64(time.Since(epoch)) + 1 }
 
 // open is Open, once the stream has its slot (slots.go).
 func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
@@ -320,8 +322,8 @@ type runSink struct {
 // buffer once the socket took it all: an idle stream keeps none, and one
 // that receives changes keeps the one it fills.
 func (s *Stream) flush() error {
-	s.hub.Stats.Frames.Add(s.frames)
-	s.sentFrames += s.frames
+	s.hub.Stats.Frames.Add(int64(s.frames))
+	s.sentFrames += int64(s.frames)
 	idle := s.frames == 0
 	s.frames = 0
 	err := s.sink.Flush()
