@@ -83,20 +83,23 @@ func (s *sink) Flush() error {
 // Abort makes a write blocked on a full socket fail now.
 func (s *sink) Abort() { s.rc.SetWriteDeadline(time.Now()) }
 
-// streamSubs reads the subscriptions of GET /stream's query.
+// streamSubs reads the subscriptions of GET /stream's query. Their names
+// are copies: a name read from the query is a piece of the request's
+// first line, which a stream would otherwise keep whole for as long as it
+// is open (an access token in the query with it).
 func streamSubs(q url.Values) []api.Subscription {
 	var subs []api.Subscription
 	for _, v := range q["record"] {
-		subs = append(subs, api.Subscription{Record: v})
+		subs = append(subs, api.Subscription{Record: strings.Clone(v)})
 	}
 	for _, v := range q["event"] {
-		subs = append(subs, api.Subscription{Event: v})
+		subs = append(subs, api.Subscription{Event: strings.Clone(v)})
 	}
 	for _, v := range q["presence"] {
-		subs = append(subs, api.Subscription{Presence: v})
+		subs = append(subs, api.Subscription{Presence: strings.Clone(v)})
 	}
 	for _, v := range q["listen"] {
-		subs = append(subs, api.Subscription{Listen: v})
+		subs = append(subs, api.Subscription{Listen: strings.Clone(v)})
 	}
 	return subs
 }
@@ -117,7 +120,7 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 				writeError(w, r, err)
 				return
 			}
-			subs = []api.Subscription{{Record: name, Path: q.Get("path")}}
+			subs = []api.Subscription{{Record: strings.Clone(name), Path: strings.Clone(q.Get("path"))}}
 		}
 		for _, x := range subs {
 			if err := realtime.ValidateSubscription(x); err != nil {
@@ -138,9 +141,10 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
 			// HTTP/1: take the connection over and hand the stream to the
-			// writer pool; this goroutine and net/http's buffers go away.
+			// writer pool; this goroutine and net/http's buffers go away,
+			// and the connection's addresses with it (leanConn).
 			if c, _, err := rc.Hijack(); err == nil {
-				conn := rawConn(c)
+				conn := leanConn(rawConn(c))
 				if _, err = io.WriteString(conn, headWith(streamHead, w.Header())); err != nil {
 					s.Abandon()
 				} else {

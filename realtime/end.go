@@ -82,7 +82,7 @@ func (s *Stream) lifetime() time.Duration {
 	if exp := s.User.Expires; !exp.IsZero() {
 		life = max(0, min(life, time.Until(exp)))
 	}
-	s.deadline = time.Now().Add(life)
+	s.deadline = monoNow() + int64(life)
 	return life
 }
 

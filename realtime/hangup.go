@@ -16,10 +16,14 @@ const hangupInterval = time.Second
 // watchHangups ends, every hangupInterval, the detached streams whose
 // client has closed the connection (FIN or RST), as a failed write would:
 // one non-blocking read per stream from one goroutine, instead of a
-// goroutine per stream parked in a read, spread over half the interval. Connections that are not
-// sockets (a TLS conn, a pipe) are left to their writes.
+// goroutine per stream parked in a read, spread over half the interval.
+// Connections that are not sockets (a TLS conn, a pipe) are left to their
+// writes. It ends as well the streams whose lifetime is over: one look for
+// every stream, where a timer per stream would cost each its memory.
 func (h *Hub) watchHangups(ctx context.Context) {
-	t := time.NewTicker(hangupInterval)
+	// A lifetime shorter than a few looks (in tests) is looked at more often.
+	every := min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond))
+	t := time.NewTicker(every)
 	defer t.Stop()
 	var list []*Stream
 	l := newLook()
@@ -30,8 +34,13 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		case <-t.C:
 		}
 		list = h.pool.list(list[:0])
-		spread(ctx, list, hangupInterval/2, func(s *Stream) {
-			if !s.ended() && l.hungUp(s.det.conn) {
+		now := monoNow()
+		spread(ctx, list, every/2, func(s *Stream) {
+			switch {
+			case s.ended():
+			case s.deadline != 0 && now >= s.deadline:
+				s.end(nil) // its lifetime is over (should its timer not have ended it)
+			case l.hungUp(s.det.conn):
 				s.end(nil) // the client went: a normal end, as Run's is
 			}
 		})

@@ -55,7 +55,7 @@ const (
 )
 
 // opened notes when the stream starts being served; called by register.
-func (s *Stream) opened() { s.since = time.Now() }
+func (s *Stream) opened() { s.since = monoNow() }
 
 // ended tells the hub's measures that s ended; called by unregister, on
 // the goroutine that served the stream, which owns its counters.
@@ -64,8 +64,8 @@ func (h *Hub) ended(s *Stream) {
 		return
 	}
 	h.measures.StreamEnd(StreamEnd{
-		Stream: s.ID, User: s.User.ID, Duration: time.Since(s.since),
-		Frames: s.sentFrames + s.frames, Bytes: s.sentBytes,
+		Stream: s.ID, User: s.User.ID, Duration: time.Duration(monoNow() - s.since),
+		Frames: s.sentFrames + int64(s.frames), Bytes: s.sentBytes,
 		Reason: s.endReason(), Err: s.err(),
 	})
 }
@@ -81,11 +81,10 @@ func (s *Stream) endReason() string {
 			return EndDrain
 		default:
 		}
-		now := time.Now()
 		switch {
-		case s.deadline.IsZero() || now.Before(s.deadline):
+		case s.deadline == 0 || monoNow() < s.deadline:
 			return EndClientGone
-		case !s.User.Expires.IsZero() && !now.Before(s.User.Expires):
+		case !s.User.Expires.IsZero() && !time.Now().Before(s.User.Expires):
 			return EndTokenExpired
 		}
 		return EndLifetime

@@ -43,7 +43,9 @@ func TestEndReason(t *testing.T) {
 		h.Measure(Measures{StreamEnd: func(e StreamEnd) { got = e }})
 		s := &Stream{ID: "s1", User: api.User{ID: "ada", Expires: tc.expires}, hub: h, wake: make(chan struct{}, 1)}
 		s.opened()
-		s.deadline = tc.deadline
+		if !tc.deadline.IsZero() {
+			s.deadline = monoNow() + int64(time.Until(tc.deadline))
+		}
 		s.frames, s.sentFrames, s.sentBytes = 2, 3, 100
 		s.end(tc.err)
 		h.ended(s)

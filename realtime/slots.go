@@ -65,13 +65,22 @@ const (
 // (once, however many times it is called); or, with a nil function, the
 // bound that refuses it.
 func (s *slots) take(user string) (func(), full) {
+	if f := s.hold(user); f != roomLeft {
+		return nil, f
+	}
+	return sync.OnceFunc(func() { s.give(user) }), roomLeft
+}
+
+// hold takes a slot for user, or returns the bound that refuses it. The
+// caller gives it back with give, once.
+func (s *slots) hold(user string) full {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.total > 0 && s.n >= s.total {
-		return nil, fullInAll
+		return fullInAll
 	}
 	if user != "" && s.perUser > 0 && s.users[user] >= s.perUser {
-		return nil, fullForUser
+		return fullForUser
 	}
 	s.n++
 	if user != "" {
@@ -80,16 +89,19 @@ func (s *slots) take(user string) (func(), full) {
 		}
 		s.users[user]++
 	}
-	return sync.OnceFunc(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.n--
-		if user != "" {
-			if s.users[user]--; s.users[user] <= 0 {
-				delete(s.users, user)
-			}
+	return roomLeft
+}
+
+// give gives back a slot that hold took for user.
+func (s *slots) give(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n--
+	if user != "" {
+		if s.users[user]--; s.users[user] <= 0 {
+			delete(s.users, user)
 		}
-	}), roomLeft
+	}
 }
 
 // held returns how many slots are held, in all and by user.
@@ -105,8 +117,9 @@ func (s *slots) held(user string) (int, int) {
 // counts against MAX_STREAMS_PER_USER (signed-in users) and MAX_STREAMS
 // from Open until it ends, or until Abandon when it is never served.
 func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
-	release, full := h.streamSlots.take(user.ID)
-	switch full {
+	// The stream holds its slot with a flag (slot) rather than a
+	// function: an idle stream is a few hundred bytes.
+	switch h.streamSlots.hold(user.ID) {
 	case fullInAll:
 		return nil, LimitStreams.Refuse(api.Errorf(api.CodeUnavailable, "this instance serves at most %d streams: connect again, or to another instance", h.cfg.MaxStreams))
 	case fullForUser:
@@ -114,10 +127,10 @@ func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, 
 	}
 	s, err := h.open(ctx, user, subs, token)
 	if err != nil {
-		release()
+		h.streamSlots.give(user.ID)
 		return nil, err
 	}
-	s.release = release
+	s.slot.Store(true)
 	return s, nil
 }
 
@@ -128,8 +141,8 @@ func (s *Stream) Abandon() { s.giveBack() }
 
 // giveBack lets go of the stream's slot, once.
 func (s *Stream) giveBack() {
-	if s.release != nil {
-		s.release()
+	if s.slot.Swap(false) {
+		s.hub.streamSlots.give(s.User.ID)
 	}
 }
 

@@ -19,6 +19,7 @@ func (s *Stream) start(ctx context.Context) error {
 	if err := s.startFrames(ctx); err != nil {
 		return err
 	}
+	s.opening = nil // an open stream keeps nothing of its start
 	return s.checkRules(ctx)
 }
 
@@ -211,8 +212,8 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 func (x *sub) snapshotFrame(rec api.Record) ([]byte, error) {
 	snap := snapshotData{Name: rec.Name, Version: rec.Version, Data: rec.Data}
 	if x.path != nil {
-		x.last = x.pathValue(rec.Data)
-		snap.Path, snap.Data = x.path.String(), x.last
+		x.path.last = x.pathValue(rec.Data)
+		snap.Path, snap.Data = x.path.String(), x.path.last
 	}
 	frame, err := jsonFrame("snapshot", snap)
 	if err != nil {

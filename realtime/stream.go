@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,35 +31,29 @@ type Stream struct {
 	// every subscribed stream for every change.
 	mark uint64        // dispatch generation, owned by the hub's Run (dispatch)
 	over atomic.Bool   // the end state: set once, by end (end.go), after reason
+	slot atomic.Bool   // the stream holds its slot (slots.go): set by Open, cleared by giveBack
 	q    queue         // the hub pushes, whoever serves the stream takes; its own lock, which also says whether a detached stream is held
 	det  detached      // the writer pool's part (pool.go), used once Detach sets its conn
-	wake chan struct{} // Run's wake-up, signalled by push and notify
+	wake chan struct{} // Run's wake-up, signalled by push and notify; made by Run (a detached stream has none)
 
 	ID   string   // set by Open, then read-only
 	User api.User // set by Open, then read-only
-
-	release func() // gives back the slot that Open took (slots.go); set by Open
 
 	hub *Hub
 
 	// Owned by whoever serves the stream, with no lock: Run's goroutine,
 	// or the caller of Detach and then the pool writer that holds the
 	// stream (see detached).
-	subs    []*sub
-	denied  []api.Subscription
-	resume  bool   // after is a position this stream has seen
-	after   int64  // where to resume
-	begin   int64  // the stored stream's Start
-	reset   string // why a resume token could not be used
-	lastSeq int64  // the last position delivered
-	frames  int64  // written since the last flush
-	// For StreamEnd (measure.go): when it was registered, when its
-	// lifetime ends, what it wrote.
-	since      time.Time
-	deadline   time.Time
+	subs     []*sub
+	*opening       // until the stream has started, then nil
+	lastSeq  int64 // the last position delivered
+	// For StreamEnd (measure.go): when it was registered and when its
+	// lifetime ends (monoNow's clock; deadline 0: not yet set), what it
+	// wrote (and frames, below).
+	since      int64
+	deadline   int64
 	sentFrames int64
 	sentBytes  int64
-	idBuf      []byte // scratch for id lines
 	// rulesGen is the hub's rulesGen its subscriptions were admitted
 	// under, and decided its decisions on names that hold whatever the
 	// data (streamperm.go).
@@ -74,8 +69,27 @@ type Stream struct {
 	ctrl []streamChange // subscription changes waiting for whoever serves the stream; under mu
 
 	endOnce sync.Once // end's: the first call decides
+	frames  int32     // written since the last flush, by whoever serves the stream (here, where it fills endOnce's padding)
 	reason  error     // why the stream ended (nil: a normal end); written by end before over, then read-only
 }
+
+// opening is the state of a stream's start (start.go), which an open
+// stream does not keep: start lets it go.
+type opening struct {
+	denied []api.Subscription
+	resume bool   // after is a position this stream has seen
+	after  int64  // where to resume
+	begin  int64  // the stored stream's Start
+	reset  string // why a resume token could not be used
+}
+
+// epoch is the origin of monoNow.
+var epoch = time.Now()
+
+// monoNow returns the time on the monotonic clock, in nanoseconds since
+// just before epoch (never 0): a time.Time's third of the size, for a
+// stream's own clock.
+func monoNow() int64 { return int64(time.Since(epoch)) + 1 }
 
 // open is Open, once the stream has its slot (slots.go).
 func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
@@ -85,7 +99,7 @@ func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, 
 	if err := h.waitStarted(ctx); err != nil {
 		return nil, err
 	}
-	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, wake: make(chan struct{}, 1)}
+	s := &Stream{User: user, hub: h, q: queue{limit: h.cfg.BufferBytes}, opening: &opening{}}
 	s.rulesGen = h.rulesGen.Load() // before any decision: a change of the rules after it is seen
 	stored := make([]api.StreamSub, len(subs))
 	for i, x := range subs {
@@ -151,7 +165,9 @@ func (s *Stream) resumeFrom(ctx context.Context, token string, subs []api.Stream
 	case err != nil:
 		return nil, err
 	default:
-		s.ID, s.resume, s.after, s.begin = id, true, pos, info.Start
+		// A copy of the id: the token is a piece of a header or of the
+		// query, which the stream would keep whole.
+		s.ID, s.resume, s.after, s.begin = strings.Clone(id), true, pos, info.Start
 		return info.Subs, nil
 	}
 	return subs, nil
@@ -191,7 +207,8 @@ func (s *Stream) Subscriptions() []api.Subscription {
 // ended: nil for a normal end, ErrSlow for a client that fell behind.
 func (s *Stream) Run(ctx context.Context, sink Sink) error {
 	h := s.hub
-	s.sink = sink // before register: the hub may end the stream as soon as it pushes
+	s.wake = make(chan struct{}, 1)
+	s.sink = &runSink{Sink: sink} // before register: the hub may end the stream as soon as it pushes
 	h.register(s)
 	defer h.unregister(s)
 	defer s.touch(ctx)
@@ -258,23 +275,62 @@ func (s *Stream) write(seq int64, frame []byte) error {
 }
 
 // writeID writes the id line of the next frame: the stream's resume token
-// "<stream id>-<position>".
+// "<stream id>-<position>". It is appended to the sink's own buffer: a
+// stream keeps no scratch of its own.
 func (s *Stream) writeID(seq int64) error {
-	s.idBuf = append(s.idBuf[:0], "id: "...)
-	s.idBuf = append(s.idBuf, s.ID...)
-	s.idBuf = append(s.idBuf, '-')
-	s.idBuf = strconv.AppendInt(s.idBuf, seq, 10)
-	s.idBuf = append(s.idBuf, '\n')
-	s.sentBytes += int64(len(s.idBuf))
-	_, err := s.sink.Write(s.idBuf)
-	return err
+	var n int
+	switch w := s.sink.(type) {
+	case *detached:
+		n = len(w.out)
+		w.out = appendID(w.out, s.ID, seq)
+		n = len(w.out) - n
+	case *runSink:
+		w.id = appendID(w.id[:0], s.ID, seq)
+		n = len(w.id)
+		if _, err := w.Sink.Write(w.id); err != nil {
+			return err
+		}
+	default: // set by the tests of this package
+		b := appendID(nil, s.ID, seq)
+		n = len(b)
+		if _, err := s.sink.Write(b); err != nil {
+			return err
+		}
+	}
+	s.sentBytes += int64(n)
+	return nil
 }
 
+// appendID appends the id line of a frame at seq of stream id to b.
+func appendID(b []byte, id string, seq int64) []byte {
+	b = append(b, "id: "...)
+	b = append(b, id...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, '\n')
+}
+
+// runSink is the sink of a stream served by Run, with the scratch of its
+// id lines.
+type runSink struct {
+	Sink
+	id []byte
+}
+
+// flush writes what the stream gathered. A detached stream that wrote its
+// start, or nothing but a heartbeat since its last flush, lets go of its
+// buffer once the socket took it all: an idle stream keeps none, and one
+// that receives changes keeps the one it fills.
 func (s *Stream) flush() error {
-	s.hub.Stats.Frames.Add(s.frames)
-	s.sentFrames += s.frames
+	s.hub.Stats.Frames.Add(int64(s.frames))
+	s.sentFrames += int64(s.frames)
+	idle := s.frames == 0
 	s.frames = 0
-	return s.sink.Flush()
+	err := s.sink.Flush()
+	if w := &s.det; s.pooled() && len(w.out) == 0 && (idle || w.blocking) {
+		w.out = nil
+	}
+	return err
 }
 
 // deliver writes what a change means to this stream's subscriptions, at
@@ -305,7 +361,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			continue
 		}
 		if x.path != nil && ch.Kind == api.KindDelete {
-			x.last = []byte("null") // and the delete frame, shared
+			x.path.last = []byte("null") // and the delete frame, shared
 		}
 		var out []byte
 		switch {
@@ -314,7 +370,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			if !x.changed(v) {
 				continue
 			}
-			out = recordFrame(ch, x.path, v)
+			out = recordFrame(ch, &x.path.Path, v)
 		case sent:
 			continue
 		default:

@@ -9,12 +9,19 @@ import (
 // sub is a stream's live subscription, owned by the stream's goroutine.
 type sub struct {
 	api.StreamSub
-	path     *api.Path // record subscriptions of one path
-	pattern  string    // events: the name, or the prefix with its '/'
-	isPrefix bool
-	last     []byte      // path subscriptions: the value last sent, "null" if missing
+	path     *pathSub    // record subscriptions of one path
+	pattern  string      // events: the name, or the prefix with its '/'
 	coll     *collection // record=PREFIX/* and record=*: a live collection (collection.go)
-	dep      bool        // its read (or subscribe) rule depends on the data: checked per delivery (streamperm.go)
+	isPrefix bool
+	dep      bool // its read (or subscribe) rule depends on the data: checked per delivery (streamperm.go)
+}
+
+// pathSub is the path of a record subscription of one path, and the value
+// last sent at that path: "null" if missing. Apart from sub, so that the
+// other subscriptions do not carry it.
+type pathSub struct {
+	api.Path
+	last []byte
 }
 
 // ValidateSubscription checks that exactly one kind is set and that its
@@ -53,7 +60,7 @@ func newSub(s api.StreamSub) (*sub, error) {
 			if err != nil {
 				return nil, err
 			}
-			out.path = &p
+			out.path = &pathSub{Path: p}
 		}
 	case s.Path != "":
 		return nil, api.Errorf(api.CodeInvalidPath, "a path goes with a record subscription")
@@ -114,7 +121,7 @@ func (s *sub) pathValue(data []byte) []byte {
 	if err != nil {
 		return []byte("null")
 	}
-	v, ok := api.Lookup(doc, *s.path)
+	v, ok := api.Lookup(doc, s.path.Path)
 	if !ok {
 		return []byte("null")
 	}
@@ -123,9 +130,9 @@ func (s *sub) pathValue(data []byte) []byte {
 
 // changed records v as the last value sent and reports whether it differs.
 func (s *sub) changed(v []byte) bool {
-	if s.last != nil && bytes.Equal(s.last, v) {
+	if s.path.last != nil && bytes.Equal(s.path.last, v) {
 		return false
 	}
-	s.last = v
+	s.path.last = v
 	return true
 }
