@@ -87,9 +87,7 @@ func (s *Store) durable(g *walGroup, err error) {
 	s.pipe.logged = g.end
 	s.publish(done)
 	for _, g := range done {
-		for _, r := range g.requests {
-			r.Answer()
-		}
+		g.answer(nil)
 	}
 	s.bus.Send(context.Background(), api.TopicChanges, nil)
 }
@@ -110,9 +108,7 @@ func (s *Store) fail(err error, groups []*walGroup) {
 	}
 	s.pipe.broken = err
 	for _, g := range groups {
-		for _, r := range g.requests {
-			r.Fail(err)
-		}
+		g.answer(err) // not those answered once written: a crash can lose them (AckEventsWritten)
 	}
 	s.pipe.pending = nil
 }
