@@ -45,6 +45,7 @@ type written struct {
 type walGroup struct {
 	requests []*request
 	acked    []bool // by request: answered once written (AckEventsWritten); nil: none was
+	early    int    // the changes of the requests answered once written
 	seq      int64  // the position of its last change
 	end      int64  // where it ends in the write-ahead log
 }
@@ -103,7 +104,8 @@ func (s *Store) appendGroup(group []*request) {
 		s.pipe.mu.Unlock()
 		return
 	}
-	early := s.ackWritten.Load() && g.ackEvents()
+	early := s.ackWritten.Load() && g.ackEvents(maxEarly-s.pipe.early)
+	s.pipe.early += g.early
 	s.pipe.pending = append(s.pipe.pending, g)
 	s.pipe.mu.Unlock()
 	s.written.seq = g.seq
@@ -120,22 +122,29 @@ func (s *Store) appendGroup(group []*request) {
 	}
 }
 
+// maxEarly bounds the events answered once written that are not yet
+// durable: past it, a publish waits for its fsync as in the default mode,
+// so that a disk that stalls holds the publishers back rather than the
+// losses of a power cut growing with the stall.
+const maxEarly = commit.MaxGroup
+
 // ackEvents marks the group's requests that publish events and nothing
-// else as acknowledged once written, and reports whether it marked any.
-// It runs before the group is handed to the syncer, which then publishes
-// them with the others but never answers them (see durable and fail).
-func (g *walGroup) ackEvents() bool {
-	marked := false
+// else as acknowledged once written, while their events number at most
+// room in all, and reports whether it marked any. It runs before the
+// group is handed to the syncer, which then publishes them with the
+// others but never answers them (see durable and fail).
+func (g *walGroup) ackEvents(room int) bool {
 	for i, r := range g.requests {
-		if !eventsOnly(r.Work) {
+		if !eventsOnly(r.Work) || len(r.Changes) > room-g.early {
 			continue
 		}
 		if g.acked == nil {
 			g.acked = make([]bool, len(g.requests))
 		}
-		g.acked[i], marked = true, true
+		g.acked[i] = true
+		g.early += len(r.Changes)
 	}
-	return marked
+	return g.early > 0
 }
 
 // eventsOnly reports whether w is a batch of events and nothing else.

@@ -116,11 +116,13 @@ func open(dir string, opt options) (*Store, error) {
 // its group is written to the log file, in the operating system's cache,
 // rather than once the log is fsynced: EVENT_ACK=written. Readers still
 // see it only after the fsync, as every change, and records are still
-// answered only once durable. A process that is killed loses nothing that
-// was answered (the system writes its cache to disk); a power loss or a
-// kernel crash loses the events answered since the last fsync, and a
-// failed fsync those that it did not make durable. Call it before the
-// store is used.
+// answered only once durable. At most maxEarly events are answered and
+// not yet durable at any time; past that a publish waits for its fsync.
+// A process that is killed loses nothing that was answered (the system
+// writes its cache to disk); a power loss or a kernel crash loses the
+// events answered since the last fsync (at most maxEarly), and a failed
+// fsync those that it did not make durable. Call it before the store is
+// used.
 func (s *Store) AckEventsWritten() { s.ackWritten.Store(true) }
 
 // Bus returns the in-process Bus on which the store announces changes.
