@@ -58,7 +58,7 @@ func (b *Bodies) limit(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rd := &body{ReadCloser: http.MaxBytesReader(w, r.Body, b.max), rc: http.NewResponseController(w), bodies: b}
+		rd := &body{ReadCloser: http.MaxBytesReader(w, r.Body, b.max), rc: *http.NewResponseController(w), bodies: b}
 		deadline := time.Now().Add(b.timeout)
 		b.mu.Lock()
 		if b.draining {
@@ -78,7 +78,7 @@ func (b *Bodies) limit(next http.Handler) http.Handler {
 // that goes away, and a deadline would cancel the request's context.
 type body struct {
 	io.ReadCloser
-	rc     *http.ResponseController
+	rc     http.ResponseController
 	bodies *Bodies
 	once   sync.Once
 }
@@ -103,7 +103,7 @@ func (r *body) done() {
 
 // readBody reads a request body within the limits of Bodies.
 func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	b, err := readAll(r.Body, r.ContentLength)
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -114,4 +114,26 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, api.Errorf(api.CodeInvalidJSON, "reading the body: %v", err)
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll with a buffer of the declared length (limit
+// refused longer ones), which then needs no growing.
+func readAll(r io.Reader, length int64) ([]byte, error) {
+	if length <= 0 || length > 1<<20 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, length+1) // +1: room to read EOF without growing
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // a body longer than declared
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }

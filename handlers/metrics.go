@@ -3,6 +3,8 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +27,24 @@ type Metrics struct {
 	webhook     *prometheus.HistogramVec
 	webhookFail prometheus.Counter
 	refusals    *prometheus.CounterVec
+
+	// observers caches the request histogram's series by labels, so that
+	// a request looks its series up in one map rather than hashing its
+	// label values (see observeRequest).
+	mu        sync.RWMutex
+	observers map[requestLabels]prometheus.Observer
 }
+
+// requestLabels are the labels of a request's latency series.
+type requestLabels struct {
+	method, route string
+	status        int
+}
+
+// maxObservers bounds the cache of series: the method is the client's,
+// so the labels are not a closed set; past the bound, a request's series
+// is looked up in the histogram.
+const maxObservers = 1024
 
 // Limits are the names of the limits that Refused counts: the variables
 // that set them. Each is exported as zero from the start, so that a
@@ -44,7 +63,8 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 4, 10)
 func NewMetrics(stats *realtime.Stats) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		registry: reg,
+		registry:  reg,
+		observers: make(map[requestLabels]prometheus.Observer),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "switchboard_http_request_duration_seconds",
 			Help:    "HTTP request latency by method, route pattern (\"unmatched\" for no route) and status (an HTTP/1 stream: until its start is written and the writer pool takes it over).",
@@ -103,6 +123,27 @@ func gauge(name, help string, f func() int64) prometheus.Collector {
 
 func counter(name, help string, f func() int64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+}
+
+// observeRequest records a request's latency by method, route pattern
+// and status.
+func (m *Metrics) observeRequest(method, route string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	k := requestLabels{method, route, status}
+	m.mu.RLock()
+	o := m.observers[k]
+	m.mu.RUnlock()
+	if o == nil {
+		o = m.requests.WithLabelValues(method, route, strconv.Itoa(status))
+		m.mu.Lock()
+		if len(m.observers) < maxObservers {
+			m.observers[k] = o
+		}
+		m.mu.Unlock()
+	}
+	o.Observe(d.Seconds())
 }
 
 // Refused counts a request refused by limit, named by the variable that

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +28,11 @@ type reqState struct {
 	// did (writeError): limit refusals are counted by it.
 	limit string
 	user  string // the authenticated user, if any (authenticate)
+	// caller is the request's caller, once authenticate resolved it
+	// (authed): kept here rather than in a context of its own, which
+	// would copy the request once more.
+	caller api.User
+	authed bool
 }
 
 // stateFrom returns the request's state, which logRequests put in the
@@ -48,8 +52,11 @@ func loggerFrom(r *http.Request) *slog.Logger {
 	return slog.Default()
 }
 
-// userFrom returns the caller that authenticate put in the context.
+// userFrom returns the caller that authenticate resolved.
 func userFrom(r *http.Request) api.User {
+	if st := stateFrom(r); st != nil && st.authed {
+		return st.caller
+	}
 	u, _ := r.Context().Value(userKey{}).(api.User)
 	return u
 }
@@ -88,9 +95,14 @@ func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 					return
 				}
 				user.Expires = exp
-				if st := stateFrom(r); st != nil {
+			}
+			if st := stateFrom(r); st != nil {
+				if token != "" {
 					st.user = user.ID
 				}
+				st.caller, st.authed = user, true
+				next.ServeHTTP(w, r)
+				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 		})
@@ -118,10 +130,13 @@ func credential(r *http.Request) (token string, byCookie bool, err error) {
 		return token, false, nil
 	}
 	get := r.Method == http.MethodGet
+	if !get && !cookieAllowed(r) {
+		return "", false, nil // a write: neither the URL nor a cookie authorises it
+	}
 	if t := r.URL.Query().Get("access_token"); get && t != "" {
 		return t, false, nil
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil && c.Value != "" && (get || cookieAllowed(r)) {
+	if c, err := r.Cookie(tokenCookie); err == nil && c.Value != "" {
 		return c.Value, true, nil
 	}
 	return "", false, nil
@@ -145,25 +160,34 @@ func logRequests(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 				status = http.StatusOK
 			}
 			route := routeLabel(chi.RouteContext(r.Context()), status)
-			elapsed := time.Since(start)
-			m.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Observe(elapsed.Seconds())
-			attrs := []slog.Attr{
+			end := time.Now()
+			elapsed := end.Sub(start)
+			m.observeRequest(r.Method, route, status, elapsed)
+			if st.limit != "" {
+				m.Refused(st.limit)
+			}
+			if !log.Enabled(r.Context(), slog.LevelInfo) {
+				return
+			}
+			// A record of its own, without the caller's program counter
+			// (runtime.Callers), which no handler of ours logs.
+			rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+			rec.AddAttrs(
 				slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 				slog.Int("status", status), slog.Int("bytes", ww.BytesWritten()),
 				slog.Float64("duration_ms", milliseconds(elapsed)),
 				slog.String("remote", r.RemoteAddr), slog.String("request_id", st.id),
-			}
+			)
 			if st.code != "" {
-				attrs = append(attrs, slog.String("code", string(st.code)))
+				rec.AddAttrs(slog.String("code", string(st.code)))
 			}
 			if st.limit != "" {
-				m.Refused(st.limit)
-				attrs = append(attrs, slog.String("limit", st.limit))
+				rec.AddAttrs(slog.String("limit", st.limit))
 			}
 			if st.user != "" {
-				attrs = append(attrs, slog.String("user", st.user))
+				rec.AddAttrs(slog.String("user", st.user))
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			log.Handler().Handle(r.Context(), rec)
 		})
 	}
 }

@@ -28,6 +28,9 @@ func mediaType(r *http.Request) string {
 // any +json type.
 func requireJSON(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
+	if ct == "application/json" {
+		return nil // the usual case, without parsing parameters
+	}
 	if mt := mediaType(r); ct == "" || mt == "application/json" || strings.HasSuffix(mt, "+json") {
 		return nil
 	}
@@ -229,6 +232,10 @@ func intQuery(r *http.Request, key string, def, lo, hi int) (int, error) {
 // record.
 func checkQuery(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
 			writeError(w, r, queryError(r.URL.RawQuery, err))
 			return

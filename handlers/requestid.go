@@ -48,12 +48,13 @@ var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 // newRequestID returns 80 random bits as 16 lowercase base32 characters.
 func newRequestID() string {
 	var b [10]byte
+	var id [16]byte
 	rand.Read(b[:])
-	id := []byte(idEncoding.EncodeToString(b[:]))
+	idEncoding.Encode(id[:], b[:])
 	for i, c := range id {
 		if 'A' <= c && c <= 'Z' {
 			id[i] = c + ('a' - 'A')
 		}
 	}
-	return string(id)
+	return string(id[:])
 }

@@ -34,7 +34,7 @@ var testSecret = []byte("handlers-test-secret-of-32-bytes")
 // it: over the embedded store in t's temporary directory, with the hub and
 // the RPC service running and handlers.Listener around the listener. It
 // returns the server and its Deps; everything stops when t ends.
-func newServer(t *testing.T, o options) (*httptest.Server, handlers.Deps) {
+func newServer(t testing.TB, o options) (*httptest.Server, handlers.Deps) {
 	t.Helper()
 	if o.maxBody == 0 {
 		o.maxBody = 1 << 20

@@ -62,6 +62,10 @@ type Config struct {
 	MaxStreamsPerUser    int           `env:"MAX_STREAMS_PER_USER" envDefault:"100"`
 	MaxRPCInFlight       int           `env:"MAX_RPC_IN_FLIGHT_PER_USER" envDefault:"100"`
 	Demo                 bool          `env:"DEMO" envDefault:"false"` // the live demo at /demo and its provider
+	// EventAck is when a publish is answered: "durable" (its event is
+	// fsynced) or "written" (written to the log file, not yet fsynced;
+	// the embedded store only): see embedded.Store.AckEventsWritten.
+	EventAck string `env:"EVENT_ACK" envDefault:"durable"`
 }
 
 // loadConfig reads and validates the configuration. An error names the
@@ -135,6 +139,8 @@ func (c Config) validate() error {
 		{"MAX_STREAMS", "0 (no bound) or a positive whole number", c.MaxStreams >= 0},
 		{"MAX_STREAMS_PER_USER", "0 (no bound) or a positive whole number", c.MaxStreamsPerUser >= 0},
 		{"MAX_RPC_IN_FLIGHT_PER_USER", "0 (no bound) or a positive whole number", c.MaxRPCInFlight >= 0},
+		{"EVENT_ACK", `"durable" or "written" ("written" with the embedded store only: DATABASE_URL unset)`,
+			c.EventAck == "durable" || c.EventAck == "written" && c.DatabaseURL == ""},
 	}
 	for _, c := range checks {
 		if !c.ok {

@@ -35,6 +35,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"MAX_STREAMS":                  "-1",
 		"MAX_STREAMS_PER_USER":         "many",
 		"MAX_RPC_IN_FLIGHT_PER_USER":   "-5",
+		"EVENT_ACK":                    "fsynced",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)

@@ -336,6 +336,9 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (api.Store, ap
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.EventAck == "written" {
+		st.AckEventsWritten()
+	}
 	return st, st.Bus(), nil
 }
 

@@ -44,8 +44,10 @@ type written struct {
 // for an fsync: those of a committer's group that did not fail at once.
 type walGroup struct {
 	requests []*request
-	seq      int64 // the position of its last change
-	end      int64 // where it ends in the write-ahead log
+	acked    []bool // by request: answered once written (AckEventsWritten); nil: none was
+	early    int    // the changes of the requests answered once written
+	seq      int64  // the position of its last change
+	end      int64  // where it ends in the write-ahead log
 }
 
 // Write applies the writes atomically, in order.
@@ -102,12 +104,73 @@ func (s *Store) appendGroup(group []*request) {
 		s.pipe.mu.Unlock()
 		return
 	}
+	early := s.ackWritten.Load() && g.ackEvents(maxEarly-s.pipe.early)
+	s.pipe.early += g.early
 	s.pipe.pending = append(s.pipe.pending, g)
 	s.pipe.mu.Unlock()
 	s.written.seq = g.seq
 	select {
 	case s.pipe.wrote <- struct{}{}:
 	default: // the syncer has a wake-up pending already
+	}
+	if early {
+		for i, r := range g.requests {
+			if g.acked[i] {
+				r.Answer()
+			}
+		}
+	}
+}
+
+// maxEarly bounds the events answered once written that are not yet
+// durable: past it, a publish waits for its fsync as in the default mode,
+// so that a disk that stalls holds the publishers back rather than the
+// losses of a power cut growing with the stall.
+const maxEarly = commit.MaxGroup
+
+// ackEvents marks the group's requests that publish events and nothing
+// else as acknowledged once written, while their events number at most
+// room in all, and reports whether it marked any. It runs before the
+// group is handed to the syncer, which then publishes them with the
+// others but never answers them (see durable and fail).
+func (g *walGroup) ackEvents(room int) bool {
+	for i, r := range g.requests {
+		if !eventsOnly(r.Work) || len(r.Changes) > room-g.early {
+			continue
+		}
+		if g.acked == nil {
+			g.acked = make([]bool, len(g.requests))
+		}
+		g.acked[i] = true
+		g.early += len(r.Changes)
+	}
+	return g.early > 0
+}
+
+// eventsOnly reports whether w is a batch of events and nothing else.
+func eventsOnly(w work) bool {
+	if w.stream != nil || w.checkpoint || len(w.writes) == 0 {
+		return false
+	}
+	for _, x := range w.writes {
+		if x.Kind != api.KindEvent {
+			return false
+		}
+	}
+	return true
+}
+
+// answer answers the group's requests that were not answered once
+// written, with err when it is not nil.
+func (g *walGroup) answer(err error) {
+	for i, r := range g.requests {
+		switch {
+		case g.acked != nil && g.acked[i]:
+		case err != nil:
+			r.Fail(err)
+		default:
+			r.Answer()
+		}
 	}
 }
 

@@ -40,7 +40,11 @@ func appendLog(tx *bolt.Tx, changes []api.Change) error {
 // that Trim reads it without decoding), then its version, kind, name,
 // publisher and data, each string with a 2-byte length.
 func encodeChange(ch api.Change) []byte {
-	v := make([]byte, 0, entryFixed+len(ch.Name)+len(ch.Publisher)+len(ch.Data))
+	return appendChange(make([]byte, 0, entryFixed+len(ch.Name)+len(ch.Publisher)+len(ch.Data)), ch)
+}
+
+// appendChange appends the encoding of encodeChange to v.
+func appendChange(v []byte, ch api.Change) []byte {
 	v = binary.BigEndian.AppendUint64(v, uint64(ch.Time.UnixNano()))
 	v = binary.BigEndian.AppendUint64(v, uint64(ch.Version))
 	v = append(v, kindCode[ch.Kind])

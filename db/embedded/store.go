@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,7 +53,10 @@ type Store struct {
 	pipe      pipeline                // groups written and not yet durable, and why writes fail
 	view      view                    // what readers see that the bbolt file does not hold yet
 	presence  presence                // who is online: in memory, under its own lock (presence.go)
-	Listening                         // listening's demand, listeners and choices, in memory (listen.go)
+	// ackWritten answers events once written to the log, before its fsync
+	// (AckEventsWritten).
+	ackWritten atomic.Bool
+	Listening  // listening's demand, listeners and choices, in memory (listen.go)
 }
 
 var _ api.Store = (*Store)(nil)
@@ -110,6 +114,19 @@ func open(dir string, opt options) (*Store, error) {
 	})
 	return s, nil
 }
+
+// AckEventsWritten makes a write of events alone (a publish) return once
+// its group is written to the log file, in the operating system's cache,
+// rather than once the log is fsynced: EVENT_ACK=written. Readers still
+// see it only after the fsync, as every change, and records are still
+// answered only once durable. At most maxEarly events are answered and
+// not yet durable at any time; past that a publish waits for its fsync.
+// A process that is killed loses nothing that was answered (the system
+// writes its cache to disk); a power loss or a kernel crash loses the
+// events answered since the last fsync (at most maxEarly), and a failed
+// fsync those that it did not make durable. Call it before the store is
+// used.
+func (s *Store) AckEventsWritten() { s.ackWritten.Store(true) }
 
 // Bus returns the in-process Bus on which the store announces changes.
 func (s *Store) Bus() *Bus { return s.bus }

@@ -28,6 +28,7 @@ type pipeline struct {
 	synced  *sync.Cond  // on mu: groups were published or failed
 	pending []*walGroup // groups written, not yet published, in order
 	logged  int64       // where the published groups end in the log: see fail
+	early   int         // events of pending groups answered once written (AckEventsWritten), at most maxEarly
 	broken  error       // the log failed: writes fail until a restart
 	stalled error       // the last checkpoint failed: writes fail until one succeeds (see stall.go)
 	retryAt time.Time   // when a stalled store tries its checkpoint again
@@ -87,9 +88,8 @@ func (s *Store) durable(g *walGroup, err error) {
 	s.pipe.logged = g.end
 	s.publish(done)
 	for _, g := range done {
-		for _, r := range g.requests {
-			r.Answer()
-		}
+		s.pipe.early -= g.early
+		g.answer(nil)
 	}
 	s.bus.Send(context.Background(), api.TopicChanges, nil)
 }
@@ -110,9 +110,7 @@ func (s *Store) fail(err error, groups []*walGroup) {
 	}
 	s.pipe.broken = err
 	for _, g := range groups {
-		for _, r := range g.requests {
-			r.Fail(err)
-		}
+		g.answer(err) // not those answered once written: a crash can lose them (AckEventsWritten)
 	}
-	s.pipe.pending = nil
+	s.pipe.pending, s.pipe.early = nil, 0
 }

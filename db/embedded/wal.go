@@ -44,7 +44,7 @@ import (
 // than drop it silently.
 type wal struct {
 	f     *os.File
-	fsync func() error // f.Sync; tests make it fail
+	fsync func() error // datasync(f); tests make it fail
 	epoch uint64
 	off   int64  // where the next group goes
 	buf   []byte // the group being encoded
@@ -114,7 +114,7 @@ func openWAL(path string, epoch uint64, head int64) (*wal, walEntries, error) {
 		f.Close()
 		return nil, walEntries{}, err
 	}
-	w := &wal{f: f, fsync: f.Sync, epoch: epoch}
+	w := &wal{f: f, fsync: datasync(f), epoch: epoch}
 	entries, err := w.read(data, head)
 	if err != nil {
 		f.Close()
@@ -194,7 +194,9 @@ func (w *wal) addChange(ch api.Change, last bool) {
 	if last {
 		typ |= entryEnd
 	}
-	w.add(typ, ch.Seq, encodeChange(ch))
+	start := w.begin(typ, ch.Seq)
+	w.buf = appendChange(w.buf, ch)
+	w.end(start)
 }
 
 // addStream encodes a change of a stream, written at position head.
@@ -208,13 +210,27 @@ func (w *wal) addStream(op streamOp, head int64) error {
 }
 
 func (w *wal) add(typ byte, seq int64, body []byte) {
+	start := w.begin(typ, seq)
+	w.buf = append(w.buf, body...)
+	w.end(start)
+}
+
+// begin appends an entry's header, its length and checksum to be filled
+// in by end, and returns where the entry starts; its body follows.
+func (w *wal) begin(typ byte, seq int64) int {
 	start := len(w.buf)
-	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(walHeader-8+len(body)))
+	w.buf = binary.BigEndian.AppendUint32(w.buf, 0)
 	w.buf = binary.BigEndian.AppendUint32(w.buf, 0)
 	w.buf = binary.BigEndian.AppendUint64(w.buf, w.epoch)
 	w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(seq))
 	w.buf = append(w.buf, typ)
-	w.buf = append(w.buf, body...)
+	return start
+}
+
+// end fills in the length and checksum of the entry that starts at start
+// and ends the buffer.
+func (w *wal) end(start int) {
+	binary.BigEndian.PutUint32(w.buf[start:], uint32(len(w.buf)-start-8))
 	binary.BigEndian.PutUint32(w.buf[start+4:], crc32.Checksum(w.buf[start+8:], castagnoli))
 }
 
