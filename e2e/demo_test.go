@@ -48,6 +48,21 @@ func driverVersions(t *testing.T, base string, headers ...string) map[string]int
 	return v
 }
 
+// placedDrivers waits until the provider, which starts beside the server,
+// has placed all six drivers, and returns their versions.
+func placedDrivers(t *testing.T, base string, headers ...string) map[string]int64 {
+	t.Helper()
+	v := driverVersions(t, base, headers...)
+	for deadline := time.Now().Add(10 * time.Second); len(v) < 6 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		v = driverVersions(t, base, headers...)
+	}
+	if len(v) != 6 {
+		t.Fatalf("driver records 10s after start: %v, want driver/1 to driver/6", v)
+	}
+	return v
+}
+
 // waitDriversStill waits until no driver record's version changes for a
 // while: nobody watches, so the provider must stop writing.
 func waitDriversStill(t *testing.T, base string, headers ...string) map[string]int64 {
@@ -112,10 +127,7 @@ func waitDemo(t *testing.T, ctx context.Context, what, predicate string) {
 // -update-screenshot) and logs the time to the first driver shown.
 func TestDemo(t *testing.T) {
 	srv := startServer(t, demoEnv)
-	before := driverVersions(t, srv.URL)
-	if len(before) != 6 {
-		t.Fatalf("driver records at start: %v, want driver/1 to driver/6", before)
-	}
+	before := placedDrivers(t, srv.URL)
 	time.Sleep(time.Second)
 	for name, v := range driverVersions(t, srv.URL) {
 		if v != 1 {
@@ -326,7 +338,7 @@ func TestDemoTokenModeWithRules(t *testing.T) {
 	st, b = u.send(t, http.MethodPut, srv.URL+"/records/driver/1", "application/json", `{}`)
 	wantStatus(t, "carol writes driver/1", st, b, http.StatusForbidden, "driver/1")
 
-	before := driverVersions(t, srv.URL, u...)
+	before := placedDrivers(t, srv.URL, u...)
 	stop := watchDriver(t, srv.URL, u, "driver/3", before["driver/3"])
 	stop()
 	still := waitDriversStill(t, srv.URL, u...)
