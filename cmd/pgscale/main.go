@@ -12,7 +12,17 @@
 //   - inst µs/w: CPU of every instance (user + system, from /proc) per write;
 //   - idle µs/c: CPU of an instance that takes no writes and has no
 //     subscriber, per commit (rows "one" with N > 1: the average of them);
-//   - pg µs/w: CPU of every PostgreSQL process per write.
+//   - pg µs/w: CPU of every PostgreSQL process per write;
+//   - pg idle µs/c: CPU of the PostgreSQL backends serving one such idle
+//     instance (its listener and its pool's connections, found by their
+//     client ports), per commit (rows "one" with N > 1, the average).
+//
+// The backends of an idle instance are not all it costs PostgreSQL: the
+// committing backend signals every listener. So after the rows, for each
+// build, number of writers and N > 1, it also prints the difference of
+// PostgreSQL's CPU per commit between N instances (writes to one) and
+// one instance, divided by N-1: the whole cost of an idle instance to
+// PostgreSQL, noisier (a difference of two rows).
 //
 // CPU time carries over to other machines better than throughput on a
 // small shared one. Rows of one run are comparable; run it twice to see
@@ -115,8 +125,16 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
 	}
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
-	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s\n"
-	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w")
+	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s\n"
+	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w", "pg idle µs/c")
+	// PostgreSQL's CPU per commit of every row, by build, instances and
+	// writers (rows "spread" for one instance, "one" for more), for the
+	// summary.
+	type key struct {
+		bin  string
+		n, w int
+	}
+	pgPerCommit := map[key][]float64{}
 	seq := 0
 	for _, n := range ns {
 		for range rounds {
@@ -141,20 +159,49 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 							stopAll(insts)
 							return err
 						}
-						idle := "-"
+						idle, pgIdle := "-", "-"
 						if mode == "one" && n > 1 {
 							idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
+							pgIdle = fmt.Sprintf("%.1f", r.pgIdleUsPerCommit)
+						}
+						if (mode == "one") == (n > 1) {
+							k := key{bin, n, w}
+							pgPerCommit[k] = append(pgPerCommit[k], r.pgUsPerCommit)
 						}
 						fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
 							fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
-							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite))
+							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite), pgIdle)
 					}
 				}
 				stopAll(insts)
 			}
 		}
 	}
+	if server != "" || !slices.Contains(ns, 1) {
+		return nil
+	}
+	fmt.Printf("\nPostgreSQL CPU per commit for each idle instance: (N instances, writes to one) - (1 instance), / (N-1)\n")
+	for _, bin := range bins {
+		for _, n := range ns {
+			for _, w := range ws {
+				one, many := pgPerCommit[key{bin, 1, w}], pgPerCommit[key{bin, n, w}]
+				if n == 1 || len(one) == 0 || len(many) == 0 {
+					continue
+				}
+				fmt.Printf("%-12s N=%d writers=%d: %.1f µs (per commit: %.1f with 1, %.1f with %d; means of %d and %d rounds)\n",
+					filepath.Base(bin), n, w, (mean(many)-mean(one))/float64(n-1), mean(one), mean(many), n, len(one), len(many))
+			}
+		}
+	}
 	return nil
+}
+
+func mean(v []float64) float64 {
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
 }
 
 func createDB(url, name string) (string, error) {
@@ -274,6 +321,7 @@ type result struct {
 	writesPerSec, perCommit                       float64
 	p99                                           time.Duration
 	instUsPerWrite, idleUsPerCommit, pgUsPerWrite float64
+	pgUsPerCommit, pgIdleUsPerCommit              float64
 }
 
 // measure runs w writers for warm+dur and measures the last dur.
@@ -327,12 +375,14 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 		inst0[i] = procCPU(in.cmd.Process.Pid)
 	}
 	pg0 := groupCPU(pg.Pid())
+	backends0 := backendCPU(dbURL, insts[1:])
 	start := time.Now()
 	measuring.Store(true)
 	time.Sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(start)
 	pg1 := groupCPU(pg.Pid())
+	backends1 := backendCPU(dbURL, insts[1:])
 	inst1 := make([]time.Duration, len(insts))
 	for i, in := range insts {
 		inst1[i] = procCPU(in.cmd.Process.Pid)
@@ -372,9 +422,15 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 		p99:            all[len(all)*99/100],
 		instUsPerWrite: float64(busy.Microseconds()) / writes,
 		pgUsPerWrite:   float64((pg1 - pg0).Microseconds()) / writes,
+		pgUsPerCommit:  float64((pg1 - pg0).Microseconds()) / max(commits, 1),
 	}
 	if len(insts) > 1 && mode == "one" {
 		r.idleUsPerCommit = float64(idle.Microseconds()) / float64(len(insts)-1) / max(commits, 1)
+		var backends time.Duration
+		for pid, t1 := range backends1 {
+			backends += t1 - backends0[pid] // a backend that started meanwhile: all of it
+		}
+		r.pgIdleUsPerCommit = float64(backends.Microseconds()) / float64(len(insts)-1) / max(commits, 1)
 	}
 	return r, nil
 }
@@ -391,6 +447,68 @@ func logHead(dbURL string) (head, commits int64, err error) {
 	defer conn.Close(ctx)
 	err = conn.QueryRow(ctx, `SELECT (SELECT seq FROM log_head), (SELECT count(DISTINCT time) FROM log)`).Scan(&head, &commits)
 	return head, commits, err
+}
+
+// backendCPU returns the CPU time of each PostgreSQL backend that serves
+// one of insts, by its pid: the backends whose client port is the local
+// port of one of the instances' sockets.
+func backendCPU(dbURL string, insts []*instance) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	if len(insts) == 0 {
+		return out
+	}
+	ports := map[int]bool{}
+	for _, in := range insts {
+		for _, p := range localPorts(in.cmd.Process.Pid) {
+			ports[p] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return out
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid, client_port FROM pg_stat_activity WHERE client_port > 0`)
+	if err != nil {
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid, port int
+		if rows.Scan(&pid, &port) == nil && ports[port] {
+			out[pid] = procCPU(pid)
+		}
+	}
+	return out
+}
+
+// localPorts returns the local TCP ports of a process's sockets.
+func localPorts(pid int) []int {
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name())
+		if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var ports []int
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/" + f)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || !inodes[fs[9]] {
+				continue
+			}
+			_, hex, _ := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseInt(hex, 16, 32); err == nil {
+				ports = append(ports, int(p))
+			}
+		}
+	}
+	return ports
 }
 
 // clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
