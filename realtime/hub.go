@@ -121,7 +121,16 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	h.pos.Store(pos)
 	close(h.started)
-	stopChanges := h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
+	// A Bus that can call Wake on its own goroutine (it never blocks)
+	// saves a hand-off between goroutines per commit.
+	var stopChanges func()
+	if b, ok := h.bus.(interface {
+		SubscribeWake(topic string, wake func()) (cancel func())
+	}); ok {
+		stopChanges = b.SubscribeWake(api.TopicChanges, h.Wake)
+	} else {
+		stopChanges = h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
+	}
 	defer stopChanges()
 	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)
 	defer stopStreams()

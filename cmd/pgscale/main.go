@@ -150,8 +150,8 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 					return err
 				}
 				for _, mode := range modes {
-					if mode == "one" && n == 1 {
-						continue
+					if mode == "one" && n == 1 && slices.Contains(modes, "spread") {
+						continue // the same row
 					}
 					for _, w := range ws {
 						r, err := measure(pg, dbURL, insts, mode, w, dur, warm)
@@ -164,7 +164,7 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 							idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
 							pgIdle = fmt.Sprintf("%.1f", r.pgIdleUsPerCommit)
 						}
-						if (mode == "one") == (n > 1) {
+						if mode == "one" || n == 1 {
 							k := key{bin, n, w}
 							pgPerCommit[k] = append(pgPerCommit[k], r.pgUsPerCommit)
 						}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -42,8 +44,8 @@ type listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
 	// onChanges sees the notifications of the changes topic before their
-	// handlers, and says what these get (notify.go); nil: as they came.
-	onChanges func(string) ([]byte, bool)
+	// handlers, and says what these get (tail.onChanges); nil: as they came.
+	onChanges func(string) (head int64, known, wake bool)
 	// onLost is called when a new connection listens, before the
 	// subscriptions are woken with nil; may be nil.
 	onLost func()
@@ -64,13 +66,18 @@ type listener struct {
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) ([]byte, bool), onLost func()) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) (int64, bool, bool), onLost func()) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
 	l := &listener{cfg: cfg, log: log, onChanges: onChanges, onLost: onLost, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	// Notifications are handed out by the goroutine that reads them, as
+	// pgx reads them (in WaitForNotification, and in any statement of the
+	// listener's), not queued by pgx for a later call: it saves pgx's
+	// queue and its allocations.
+	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { l.dispatch(n.Channel, n.Payload) }
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -85,12 +92,12 @@ func (l *listener) ready() error {
 	return nil
 }
 
-func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
+func (l *listener) subscribe(topic string, add func() *mailbox.Sub) (cancel func()) {
 	if err := checkTopic(topic); err != nil {
 		l.log.Error("bus subscription refused", "err", err)
 		return func() {}
 	}
-	s := l.subs.Add(topic, fn)
+	s := add()
 	l.mu.Lock()
 	l.kick()
 	connected := l.connected
@@ -217,14 +224,14 @@ func (l *listener) session() (connected bool, err error) {
 		l.interrupt = interrupt
 		l.mu.Unlock()
 
-		n, err := conn.WaitForNotification(context.Background())
+		// Returns once a notification has been handed out (OnNotification).
+		err := conn.PgConn().WaitForNotification(context.Background())
 
 		l.mu.Lock()
 		l.interrupt = nil
 		needListen = l.pending
 		l.mu.Unlock()
 		if err == nil && l.ctx.Err() == nil {
-			l.dispatch(n.Channel, n.Payload)
 			continue
 		}
 		// Anything else runs with its own context, and no deadline.
@@ -289,7 +296,9 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 	return nil
 }
 
-// dispatch queues a notification for the subscriptions of its topic.
+// dispatch queues a notification for the subscriptions of its topic. It
+// runs on the listener's goroutine, inside pgx's read of the connection:
+// it never blocks.
 func (l *listener) dispatch(ch, payload string) {
 	topic, ok := strings.CutPrefix(ch, channelPrefix)
 	if !ok {
@@ -309,10 +318,16 @@ func (l *listener) dispatch(ch, payload string) {
 
 // changes hands a notification of the changes topic (its text after the
 // "=" marker) to onChanges, and what that returns to the subscriptions,
-// as if it came from the database.
+// as if it came from the database. Wakers (Bus.SubscribeWake) are called
+// right here; the head's text is made only for subscriptions with a
+// mailbox.
 func (l *listener) changes(text string) {
-	if p, ok := l.onChanges(text); ok {
-		l.subs.Push(api.TopicChanges, p)
+	head, known, wake := l.onChanges(text)
+	switch {
+	case !known:
+		l.subs.PushLazy(api.TopicChanges, func() []byte { return []byte(text) })
+	case wake:
+		l.subs.PushLazy(api.TopicChanges, func() []byte { return strconv.AppendInt(nil, head, 10) })
 	}
 }
 

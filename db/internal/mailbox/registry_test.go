@@ -101,3 +101,46 @@ func TestRegistryClose(t *testing.T) {
 	after.none(t)
 	s.Cancel()
 }
+
+// TestRegistryWaker: a waker is called on the pushing goroutine, before
+// Push returns, for every payload of its topic and when it becomes live;
+// PushLazy makes the payload only for mailboxes; after Cancel or Close
+// no call.
+func TestRegistryWaker(t *testing.T) {
+	var r mailbox.Registry
+	wakes := 0
+	w := r.AddWaker("a", func() { wakes++ })
+	r.MarkLive(func(string) bool { return true })
+	if wakes != 1 {
+		t.Fatalf("after MarkLive: %d wakes, want 1", wakes)
+	}
+	select {
+	case <-w.Live():
+	default:
+		t.Error("a waker's Live not closed after MarkLive")
+	}
+	made := 0
+	payload := func() []byte { made++; return []byte("p") }
+	r.PushLazy("a", payload)
+	r.Push("a", []byte("q"))
+	r.Push("b", []byte("q"))
+	if wakes != 3 || made != 0 {
+		t.Errorf("%d wakes and %d payloads made, want 3 and 0", wakes, made)
+	}
+	mb := make(calls, 10)
+	defer r.Add("a", mb.fn).Cancel()
+	r.PushLazy("a", payload)
+	if p := mb.next(t); string(p) != "p" || made != 1 || wakes != 4 {
+		t.Errorf("with a mailbox: got %q, %d payloads made, %d wakes; want p, 1, 4", p, made, wakes)
+	}
+	w.Cancel()
+	r.Push("a", nil)
+	r.Close()
+	r.Push("a", nil)
+	if wakes != 4 {
+		t.Errorf("%d wakes after Cancel, want 4", wakes)
+	}
+	r.AddWaker("a", func() { t.Error("a waker added after Close was called") })
+	r.Push("a", nil)
+	r.MarkLive(func(string) bool { return true })
+}
