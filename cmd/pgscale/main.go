@@ -73,8 +73,16 @@ func main() {
 	modes := flag.String("modes", "spread,one", "spread: writer i to instance i mod N; one: every write to the first instance")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per row")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
+	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
 	flag.Parse()
 	withPprof = *pprofFlag
+	if *notifyRate > 0 {
+		if err := runNotify(*server, strings.Split(*bins, ","), *rounds, ints(*ns), *notifyRate, *dur, *warm); err != nil {
+			fmt.Fprintln(os.Stderr, "pgscale:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*server, strings.Split(*bins, ","), *rounds, ints(*ns), ints(*ws), strings.Split(*modes, ","), *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "pgscale:", err)
 		os.Exit(1)
@@ -202,6 +210,112 @@ func mean(v []float64) float64 {
 		sum += x
 	}
 	return sum / float64(len(v))
+}
+
+// runNotify measures what idle instances cost per commit when nothing
+// else runs: a sender stands for a writer (its notifications are those of
+// commits of 4 small events, at consecutive positions past the log's
+// head, which the instances take from the notifications alone), so the
+// figures are the instances' and their backends' and little else's.
+func runNotify(server string, bins []string, rounds int, ns []int, rate int, dur, warm time.Duration) error {
+	pg := &pgtest.Server{URL: server}
+	if server == "" {
+		var err error
+		if pg, err = pgtest.StartDurable(); err != nil {
+			return err
+		}
+		defer func() { pg.Stop(); pg.Remove() }()
+	}
+	fmt.Printf("%d notifications/s of 4 changes each; %s per row after %s of warm-up\n\n", rate, dur, warm)
+	const row = "%-12s %9s %9s %13s %14s\n"
+	fmt.Printf(row, "build", "instances", "notes/s", "inst µs/note", "pg idle µs/note")
+	seq := 0
+	for _, n := range ns {
+		for range rounds {
+			for _, bin := range bins {
+				abs, err := filepath.Abs(bin)
+				if err != nil {
+					return err
+				}
+				seq++
+				dbURL, err := createDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq))
+				if err != nil {
+					return err
+				}
+				insts, err := startInstances(abs, dbURL, n)
+				if err != nil {
+					stopAll(insts)
+					return err
+				}
+				sent, inst, backends, err := notifyFor(dbURL, insts, rate, dur, warm)
+				stopAll(insts)
+				if err != nil {
+					return err
+				}
+				per := func(d time.Duration) string {
+					return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n)/float64(max(sent, 1)))
+				}
+				fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), fmt.Sprintf("%.0f", float64(sent)/dur.Seconds()), per(inst), per(backends))
+			}
+		}
+	}
+	return nil
+}
+
+// notifyFor sends rate notifications a second for warm+dur, and returns
+// how many it sent in the last dur, with the CPU meanwhile of insts and
+// of their backends.
+func notifyFor(dbURL string, insts []*instance, rate int, dur, warm time.Duration) (sent int, inst, backends time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), warm+dur+30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close(context.Background())
+	var head int64
+	if err := conn.QueryRow(ctx, `SELECT seq FROM log_head`).Scan(&head); err != nil {
+		return 0, 0, 0, err
+	}
+	const body = "event 0 7 0 10\nscale/e{\"n\":12345}"
+	note := func() string {
+		head += 4
+		var b strings.Builder
+		fmt.Fprintf(&b, "=%d 4 %d 4\n", head, time.Now().UnixMicro())
+		for range 4 {
+			b.WriteString(body)
+		}
+		return b.String()
+	}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	measureAt, end := time.Now().Add(warm), time.Now().Add(warm+dur)
+	var inst0 []time.Duration
+	var backends0 map[int]time.Duration
+	for now := range tick.C {
+		if inst0 == nil && !now.Before(measureAt) {
+			backends0 = backendCPU(dbURL, insts)
+			for _, in := range insts {
+				inst0 = append(inst0, procCPU(in.cmd.Process.Pid))
+			}
+		}
+		if !now.Before(end) {
+			break
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_notify('switchboard.changes', $1)`, note()); err != nil {
+			return 0, 0, 0, err
+		}
+		if inst0 != nil {
+			sent++
+		}
+	}
+	for i, in := range insts {
+		inst += procCPU(in.cmd.Process.Pid) - inst0[i]
+	}
+	for pid, t1 := range backendCPU(dbURL, insts) {
+		backends += t1 - backends0[pid]
+	}
+	return sent, inst, backends, nil
 }
 
 func createDB(url, name string) (string, error) {
