@@ -73,9 +73,13 @@ func (b *Bus) Subscribe(topic string, fn func(payload []byte)) (cancel func()) {
 // something was sent on topic: wake is called on the listener's own
 // goroutine as each payload is read (and where Subscribe's handler would
 // get nil), so it saves a hand-off between goroutines per notification.
-// wake must be quick and never block, nor call the Bus: a signal on a
-// channel with a buffer of one, say (realtime.Hub's wake-up for changes).
-func (b *Bus) SubscribeWake(topic string, wake func()) (cancel func()) {
+// On api.TopicChanges it gets the position announced, so that a handler
+// that has read that far already can skip the wake-up; it gets 0 when
+// there is none (after a reconnect, a notification it does not know, any
+// other topic) and must then act. wake must be quick and never block, nor
+// call the Bus: a signal on a channel with a buffer of one, say
+// (realtime.Hub's wake-up for changes).
+func (b *Bus) SubscribeWake(topic string, wake func(head int64)) (cancel func()) {
 	return b.l.subscribe(topic, func() *mailbox.Sub { return b.l.subs.AddWaker(topic, wake) })
 }
 

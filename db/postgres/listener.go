@@ -319,15 +319,15 @@ func (l *listener) dispatch(ch, payload string) {
 // changes hands a notification of the changes topic (its text after the
 // "=" marker) to onChanges, and what that returns to the subscriptions,
 // as if it came from the database. Wakers (Bus.SubscribeWake) are called
-// right here; the head's text is made only for subscriptions with a
-// mailbox.
+// right here, with the head; its text is made only for subscriptions with
+// a mailbox.
 func (l *listener) changes(text string) {
 	head, known, wake := l.onChanges(text)
 	switch {
 	case !known:
-		l.subs.PushLazy(api.TopicChanges, func() []byte { return []byte(text) })
+		l.subs.Wake(api.TopicChanges, 0, func() []byte { return []byte(text) })
 	case wake:
-		l.subs.PushLazy(api.TopicChanges, func() []byte { return strconv.AppendInt(nil, head, 10) })
+		l.subs.Wake(api.TopicChanges, head, func() []byte { return strconv.AppendInt(nil, head, 10) })
 	}
 }
 

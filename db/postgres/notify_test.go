@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/postgres"
@@ -121,5 +122,54 @@ func TestLargeGroupReadsTheRest(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(cs, func(x, y api.Change) int { return int(x.Seq - y.Seq) }) {
 		t.Errorf("positions out of order: %+v", cs)
+	}
+}
+
+// SubscribeWake's handler is called with 0 once live, with the position a
+// notification of changes announces (another instance's commit, or one
+// announced late: not again), and with 0 after the listener reconnects.
+func TestSubscribeWake(t *testing.T) {
+	postgres.SetHeadCheck(t, time.Hour)
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	heads := make(chan int64, 100)
+	cancel := b.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head })
+	t.Cleanup(cancel)
+	next := func() int64 {
+		t.Helper()
+		select {
+		case h := <-heads:
+			return h
+		case <-time.After(10 * time.Second):
+			t.Fatal("no wake within 10s")
+			return -1
+		}
+	}
+	if h := next(); h != 0 {
+		t.Fatalf("first wake with %d, want 0", h)
+	}
+	cs, err := a.Write(t.Context(), []api.Write{event("one", "", ""), event("two", `2`, "")})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs[1].Seq {
+		t.Fatalf("woken with %d, want %d", h, cs[1].Seq)
+	}
+	notifyRaw(t, url, "="+itoa(cs[0].Seq)) // late: announces nothing new
+	cs2, err := a.Write(t.Context(), []api.Write{event("three", "", "")})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs2[0].Seq {
+		t.Fatalf("woken with %d after a late notification, want %d", h, cs2[0].Seq)
+	}
+	terminateListeners(t, url, 2)
+	for h := next(); h != 0; h = next() {
+	}
+	if _, err := a.Write(t.Context(), []api.Write{event("four", "", "")}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs2[0].Seq+1 {
+		t.Fatalf("woken after the reconnect with %d, want %d", h, cs2[0].Seq+1)
 	}
 }

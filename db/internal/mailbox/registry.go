@@ -24,8 +24,8 @@ type Registry struct {
 // Sub is one subscription: a mailbox on one topic, or a waker (AddWaker).
 // Its fields are guarded by its registry's lock.
 type Sub struct {
-	mb    *Mailbox // nil for a waker
-	wake  func()   // a waker's function
+	mb    *Mailbox    // nil for a waker
+	wake  func(int64) // a waker's function
 	topic string
 	reg   *Registry
 	live  bool
@@ -43,11 +43,11 @@ func (r *Registry) Add(topic string, fn func([]byte)) *Sub {
 
 // AddWaker subscribes wake to topic without a mailbox: wake is called on
 // the goroutine that pushes, with the registry's lock held, for every
-// payload pushed (which it does not get) and wherever a subscription
-// would get nil, until Cancel. So it saves a hand-off between goroutines,
-// and must be quick, never block and never call the registry: a signal on
-// a buffered channel, say.
-func (r *Registry) AddWaker(topic string, wake func()) *Sub {
+// payload pushed (which it does not get: Wake's n, or 0) and wherever a
+// subscription would get nil (with 0), until Cancel. So it saves a
+// hand-off between goroutines, and must be quick, never block and never
+// call the registry: a signal on a buffered channel, say.
+func (r *Registry) AddWaker(topic string, wake func(n int64)) *Sub {
 	return r.add(&Sub{wake: wake, topic: topic, reg: r, firstLive: make(chan struct{})})
 }
 
@@ -88,7 +88,7 @@ func (s *Sub) Cancel() {
 // push hands p to the subscription; its registry's lock is held.
 func (s *Sub) push(p []byte) {
 	if s.mb == nil {
-		s.wake()
+		s.wake(0)
 		return
 	}
 	s.mb.Push(p)
@@ -115,18 +115,24 @@ func (r *Registry) Push(topic string, p []byte) {
 	}
 }
 
-// PushLazy is Push with a payload made only if a subscription of topic
-// has a mailbox: its wakers do without.
-func (r *Registry) PushLazy(topic string, payload func() []byte) {
+// Wake is Push for a payload made only if a subscription of topic has a
+// mailbox; wakers get n instead (what the transport tells them, such as a
+// position), and no payload.
+func (r *Registry) Wake(topic string, n int64, payload func() []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var p []byte
 	made := false
 	for _, s := range r.topics[topic] {
-		if s.mb != nil && !made {
+		switch {
+		case s.mb == nil:
+			s.wake(n)
+		case !made:
 			p, made = payload(), true
+			fallthrough
+		default:
+			s.mb.Push(p)
 		}
-		s.push(p)
 	}
 }
 

@@ -103,13 +103,14 @@ func TestRegistryClose(t *testing.T) {
 }
 
 // TestRegistryWaker: a waker is called on the pushing goroutine, before
-// Push returns, for every payload of its topic and when it becomes live;
-// PushLazy makes the payload only for mailboxes; after Cancel or Close
-// no call.
+// Push returns, for every payload of its topic and when it becomes live
+// (with 0), and with Wake's number; Wake makes the payload only for
+// mailboxes; after Cancel or Close no call.
 func TestRegistryWaker(t *testing.T) {
 	var r mailbox.Registry
 	wakes := 0
-	w := r.AddWaker("a", func() { wakes++ })
+	var got []int64
+	w := r.AddWaker("a", func(n int64) { wakes++; got = append(got, n) })
 	r.MarkLive(func(string) bool { return true })
 	if wakes != 1 {
 		t.Fatalf("after MarkLive: %d wakes, want 1", wakes)
@@ -121,17 +122,23 @@ func TestRegistryWaker(t *testing.T) {
 	}
 	made := 0
 	payload := func() []byte { made++; return []byte("p") }
-	r.PushLazy("a", payload)
+	r.Wake("a", 7, payload)
 	r.Push("a", []byte("q"))
 	r.Push("b", []byte("q"))
-	if wakes != 3 || made != 0 {
-		t.Errorf("%d wakes and %d payloads made, want 3 and 0", wakes, made)
+	if wakes != 3 || made != 0 || !slices.Equal(got, []int64{0, 7, 0}) {
+		t.Errorf("%d wakes with %v and %d payloads made, want 3 with [0 7 0] and 0", wakes, got, made)
 	}
-	mb := make(calls, 10)
+	mb, mb2 := make(calls, 10), make(calls, 10)
 	defer r.Add("a", mb.fn).Cancel()
-	r.PushLazy("a", payload)
-	if p := mb.next(t); string(p) != "p" || made != 1 || wakes != 4 {
-		t.Errorf("with a mailbox: got %q, %d payloads made, %d wakes; want p, 1, 4", p, made, wakes)
+	defer r.Add("a", mb2.fn).Cancel()
+	r.Wake("a", 8, payload)
+	for _, c := range []calls{mb, mb2} {
+		if p := c.next(t); string(p) != "p" {
+			t.Errorf("a mailbox got %q, want p", p)
+		}
+	}
+	if made != 1 || wakes != 4 {
+		t.Errorf("with mailboxes: %d payloads made, %d wakes; want 1, 4", made, wakes)
 	}
 	w.Cancel()
 	r.Push("a", nil)
@@ -140,7 +147,7 @@ func TestRegistryWaker(t *testing.T) {
 	if wakes != 4 {
 		t.Errorf("%d wakes after Cancel, want 4", wakes)
 	}
-	r.AddWaker("a", func() { t.Error("a waker added after Close was called") })
+	r.AddWaker("a", func(int64) { t.Error("a waker added after Close was called") })
 	r.Push("a", nil)
 	r.MarkLive(func(string) bool { return true })
 }
