@@ -74,10 +74,11 @@ func main() {
 	dur := flag.Duration("duration", 10*time.Second, "measured time per row")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
 	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
+	notifyBatch := flag.Int("notify-batch", 1, "with -notify: notifications per transaction (commits whose notifications go together)")
 	flag.Parse()
 	withPprof = *pprofFlag
 	if *notifyRate > 0 {
-		if err := runNotify(*server, strings.Split(*bins, ","), *rounds, ints(*ns), *notifyRate, *dur, *warm); err != nil {
+		if err := runNotify(*server, strings.Split(*bins, ","), *rounds, ints(*ns), *notifyRate, max(*notifyBatch, 1), *dur, *warm); err != nil {
 			fmt.Fprintln(os.Stderr, "pgscale:", err)
 			os.Exit(1)
 		}
@@ -217,7 +218,7 @@ func mean(v []float64) float64 {
 // commits of 4 small events, at consecutive positions past the log's
 // head, which the instances take from the notifications alone), so the
 // figures are the instances' and their backends' and little else's.
-func runNotify(server string, bins []string, rounds int, ns []int, rate int, dur, warm time.Duration) error {
+func runNotify(server string, bins []string, rounds int, ns []int, rate, batch int, dur, warm time.Duration) error {
 	pg := &pgtest.Server{URL: server}
 	if server == "" {
 		var err error
@@ -226,7 +227,7 @@ func runNotify(server string, bins []string, rounds int, ns []int, rate int, dur
 		}
 		defer func() { pg.Stop(); pg.Remove() }()
 	}
-	fmt.Printf("%d notifications/s of 4 changes each; %s per row after %s of warm-up\n\n", rate, dur, warm)
+	fmt.Printf("%d notifications/s of 4 changes each, %d per transaction; %s per row after %s of warm-up\n\n", rate, batch, dur, warm)
 	const row = "%-12s %9s %9s %13s %14s\n"
 	fmt.Printf(row, "build", "instances", "notes/s", "inst µs/note", "pg idle µs/note")
 	seq := 0
@@ -247,7 +248,7 @@ func runNotify(server string, bins []string, rounds int, ns []int, rate int, dur
 					stopAll(insts)
 					return err
 				}
-				sent, inst, backends, err := notifyFor(dbURL, insts, rate, dur, warm)
+				sent, inst, backends, err := notifyFor(dbURL, insts, rate, batch, dur, warm)
 				stopAll(insts)
 				if err != nil {
 					return err
@@ -262,10 +263,10 @@ func runNotify(server string, bins []string, rounds int, ns []int, rate int, dur
 	return nil
 }
 
-// notifyFor sends rate notifications a second for warm+dur, and returns
-// how many it sent in the last dur, with the CPU meanwhile of insts and
-// of their backends.
-func notifyFor(dbURL string, insts []*instance, rate int, dur, warm time.Duration) (sent int, inst, backends time.Duration, err error) {
+// notifyFor sends rate notifications a second, batch to a transaction,
+// for warm+dur, and returns how many it sent in the last dur, with the
+// CPU meanwhile of insts and of their backends.
+func notifyFor(dbURL string, insts []*instance, rate, batch int, dur, warm time.Duration) (sent int, inst, backends time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), warm+dur+30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -287,7 +288,8 @@ func notifyFor(dbURL string, insts []*instance, rate int, dur, warm time.Duratio
 		}
 		return b.String()
 	}
-	tick := time.NewTicker(time.Second / time.Duration(rate))
+	tick := time.NewTicker(time.Second * time.Duration(batch) / time.Duration(rate))
+	notes := make([]string, batch)
 	defer tick.Stop()
 	measureAt, end := time.Now().Add(warm), time.Now().Add(warm+dur)
 	var inst0 []time.Duration
@@ -302,11 +304,14 @@ func notifyFor(dbURL string, insts []*instance, rate int, dur, warm time.Duratio
 		if !now.Before(end) {
 			break
 		}
-		if _, err := conn.Exec(ctx, `SELECT pg_notify('switchboard.changes', $1)`, note()); err != nil {
+		for i := range notes {
+			notes[i] = note()
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_notify('switchboard.changes', n) FROM unnest($1::text[]) AS n`, notes); err != nil {
 			return 0, 0, 0, err
 		}
 		if inst0 != nil {
-			sent++
+			sent += batch
 		}
 	}
 	for i, in := range insts {
