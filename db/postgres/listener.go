@@ -61,6 +61,11 @@ type listener struct {
 	everConnected bool
 	reconnects    atomic.Int64
 
+	// deferred is the highest position announced by notifications read
+	// since the listener last read its socket, whose wake-up waits for
+	// that read (flushWakes); 0: none.
+	deferred atomic.Int64
+
 	ctx    context.Context // ends with close
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -78,6 +83,21 @@ func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges fu
 	// listener's), not queued by pgx for a later call: it saves pgx's
 	// queue and its allocations.
 	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { l.dispatch(n.Channel, n.Payload) }
+	// The wake-ups of the changes topic's notifications wait until pgx
+	// has handed out every one it has read and reads the socket again:
+	// the notifications of one transaction, or of several that came
+	// together, wake the handlers once, for the highest position.
+	dial := cfg.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return flushingConn{Conn: c, flush: l.flushWakes}, nil
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -305,7 +325,7 @@ func (l *listener) dispatch(ch, payload string) {
 		return
 	}
 	if topic == api.TopicChanges && l.onChanges != nil && strings.HasPrefix(payload, "=") {
-		l.changes(payload[1:]) // decoded from the text itself, not a copy
+		l.changes(payload[1:], true) // decoded from the text itself, not a copy
 		return
 	}
 	p, err := decodePayload(payload)
@@ -318,17 +338,51 @@ func (l *listener) dispatch(ch, payload string) {
 
 // changes hands a notification of the changes topic (its text after the
 // "=" marker) to onChanges, and what that returns to the subscriptions,
-// as if it came from the database. Wakers (Bus.SubscribeWake) are called
-// right here, with the head; its text is made only for subscriptions with
-// a mailbox.
-func (l *listener) changes(text string) {
+// as if it came from the database: at once, or, when deferWake (it was
+// read from the socket), when the listener next reads it (flushWakes).
+// Wakers (Bus.SubscribeWake) get the head; its text is made only for
+// subscriptions with a mailbox.
+func (l *listener) changes(text string, deferWake bool) {
 	head, known, wake := l.onChanges(text)
 	switch {
 	case !known:
 		l.subs.Wake(api.TopicChanges, 0, func() []byte { return []byte(text) })
+	case wake && deferWake:
+		for {
+			d := l.deferred.Load()
+			if d >= head || l.deferred.CompareAndSwap(d, head) {
+				break
+			}
+		}
 	case wake:
-		l.subs.Wake(api.TopicChanges, head, func() []byte { return strconv.AppendInt(nil, head, 10) })
+		l.wakeChanges(head)
 	}
+}
+
+// wakeChanges wakes the handlers of the changes topic for position head.
+func (l *listener) wakeChanges(head int64) {
+	l.subs.Wake(api.TopicChanges, head, func() []byte { return strconv.AppendInt(nil, head, 10) })
+}
+
+// flushWakes wakes the handlers of the changes topic for the wake-up
+// deferred, if any. The listener's connection calls it before each read.
+func (l *listener) flushWakes() {
+	if head := l.deferred.Swap(0); head > 0 {
+		l.wakeChanges(head)
+	}
+}
+
+// flushingConn is the listener's connection to the database: it calls
+// flush before each read of the socket, that is once pgx has handed out
+// everything it read before.
+type flushingConn struct {
+	net.Conn
+	flush func()
+}
+
+func (c flushingConn) Read(p []byte) (int, error) {
+	c.flush()
+	return c.Conn.Read(p)
 }
 
 // Reconnects returns how many times the notification listener connected

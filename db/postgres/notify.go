@@ -48,7 +48,12 @@ import (
 // handler woken for position W reads on until the tail or the log has
 // nothing more, which includes every position up to W (a committed
 // position is visible only after every lower one, package comment), so a
-// late notification of a lower position brings nothing new to it. A
+// late notification of a lower position brings nothing new to it. The
+// notifications that the listener reads together (one transaction's, or
+// a backlog) wake them once, for the highest, when it next reads its
+// socket (listener.flushWakes); and a handler that says so
+// (Bus.SubscribeWake) is called on the listener's goroutine with that
+// position, so that it can skip a wake-up for what it has read already. A
 // lost notification is found by the next one (its changes do not follow
 // the tail's, so the handlers read the log for the gap) or, when none
 // follows, by Store.watchHead, which reads the head when no notification
