@@ -121,7 +121,22 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	h.pos.Store(pos)
 	close(h.started)
-	stopChanges := h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
+	// A Bus that can call Wake on its own goroutine (it never blocks)
+	// saves a hand-off between goroutines per commit, and one that says
+	// which position it announces saves the catch-up (and its read of
+	// the log) when Run has handed that out already.
+	var stopChanges func()
+	if b, ok := h.bus.(interface {
+		SubscribeWake(topic string, wake func(head int64)) (cancel func())
+	}); ok {
+		stopChanges = b.SubscribeWake(api.TopicChanges, func(head int64) {
+			if head == 0 || head > h.pos.Load() {
+				h.Wake()
+			}
+		})
+	} else {
+		stopChanges = h.bus.Subscribe(api.TopicChanges, func([]byte) { h.Wake() })
+	}
 	defer stopChanges()
 	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)
 	defer stopStreams()

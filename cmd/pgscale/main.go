@@ -12,7 +12,17 @@
 //   - inst µs/w: CPU of every instance (user + system, from /proc) per write;
 //   - idle µs/c: CPU of an instance that takes no writes and has no
 //     subscriber, per commit (rows "one" with N > 1: the average of them);
-//   - pg µs/w: CPU of every PostgreSQL process per write.
+//   - pg µs/w: CPU of every PostgreSQL process per write;
+//   - pg idle µs/c: CPU of the PostgreSQL backends serving one such idle
+//     instance (its listener and its pool's connections, found by their
+//     client ports), per commit (rows "one" with N > 1, the average).
+//
+// The backends of an idle instance are not all it costs PostgreSQL: the
+// committing backend signals every listener. So after the rows, for each
+// build, number of writers and N > 1, it also prints the difference of
+// PostgreSQL's CPU per commit between N instances (writes to one) and
+// one instance, divided by N-1: the whole cost of an idle instance to
+// PostgreSQL, noisier (a difference of two rows).
 //
 // CPU time carries over to other machines better than throughput on a
 // small shared one. Rows of one run are comparable; run it twice to see
@@ -63,8 +73,17 @@ func main() {
 	modes := flag.String("modes", "spread,one", "spread: writer i to instance i mod N; one: every write to the first instance")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per row")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
+	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
+	notifyBatch := flag.Int("notify-batch", 1, "with -notify: notifications per transaction (commits whose notifications go together)")
 	flag.Parse()
 	withPprof = *pprofFlag
+	if *notifyRate > 0 {
+		if err := runNotify(*server, strings.Split(*bins, ","), *rounds, ints(*ns), *notifyRate, max(*notifyBatch, 1), *dur, *warm); err != nil {
+			fmt.Fprintln(os.Stderr, "pgscale:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*server, strings.Split(*bins, ","), *rounds, ints(*ns), ints(*ws), strings.Split(*modes, ","), *dur, *warm); err != nil {
 		fmt.Fprintln(os.Stderr, "pgscale:", err)
 		os.Exit(1)
@@ -115,8 +134,16 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
 	}
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
-	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s\n"
-	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w")
+	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s\n"
+	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w", "pg idle µs/c")
+	// PostgreSQL's CPU per commit of every row, by build, instances and
+	// writers (rows "spread" for one instance, "one" for more), for the
+	// summary.
+	type key struct {
+		bin  string
+		n, w int
+	}
+	pgPerCommit := map[key][]float64{}
 	seq := 0
 	for _, n := range ns {
 		for range rounds {
@@ -132,8 +159,8 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 					return err
 				}
 				for _, mode := range modes {
-					if mode == "one" && n == 1 {
-						continue
+					if mode == "one" && n == 1 && slices.Contains(modes, "spread") {
+						continue // the same row
 					}
 					for _, w := range ws {
 						r, err := measure(pg, dbURL, insts, mode, w, dur, warm)
@@ -141,20 +168,159 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 							stopAll(insts)
 							return err
 						}
-						idle := "-"
+						idle, pgIdle := "-", "-"
 						if mode == "one" && n > 1 {
 							idle = fmt.Sprintf("%.1f", r.idleUsPerCommit)
+							pgIdle = fmt.Sprintf("%.1f", r.pgIdleUsPerCommit)
+						}
+						if mode == "one" || n == 1 {
+							k := key{bin, n, w}
+							pgPerCommit[k] = append(pgPerCommit[k], r.pgUsPerCommit)
 						}
 						fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
 							fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
-							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite))
+							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite), pgIdle)
 					}
 				}
 				stopAll(insts)
 			}
 		}
 	}
+	if server != "" || !slices.Contains(ns, 1) {
+		return nil
+	}
+	fmt.Printf("\nPostgreSQL CPU per commit for each idle instance: (N instances, writes to one) - (1 instance), / (N-1)\n")
+	for _, bin := range bins {
+		for _, n := range ns {
+			for _, w := range ws {
+				one, many := pgPerCommit[key{bin, 1, w}], pgPerCommit[key{bin, n, w}]
+				if n == 1 || len(one) == 0 || len(many) == 0 {
+					continue
+				}
+				fmt.Printf("%-12s N=%d writers=%d: %.1f µs (per commit: %.1f with 1, %.1f with %d; means of %d and %d rounds)\n",
+					filepath.Base(bin), n, w, (mean(many)-mean(one))/float64(n-1), mean(one), mean(many), n, len(one), len(many))
+			}
+		}
+	}
 	return nil
+}
+
+func mean(v []float64) float64 {
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
+}
+
+// runNotify measures what idle instances cost per commit when nothing
+// else runs: a sender stands for a writer (its notifications are those of
+// commits of 4 small events, at consecutive positions past the log's
+// head, which the instances take from the notifications alone), so the
+// figures are the instances' and their backends' and little else's.
+func runNotify(server string, bins []string, rounds int, ns []int, rate, batch int, dur, warm time.Duration) error {
+	pg := &pgtest.Server{URL: server}
+	if server == "" {
+		var err error
+		if pg, err = pgtest.StartDurable(); err != nil {
+			return err
+		}
+		defer func() { pg.Stop(); pg.Remove() }()
+	}
+	fmt.Printf("%d notifications/s of 4 changes each, %d per transaction; %s per row after %s of warm-up\n\n", rate, batch, dur, warm)
+	const row = "%-12s %9s %9s %13s %14s\n"
+	fmt.Printf(row, "build", "instances", "notes/s", "inst µs/note", "pg idle µs/note")
+	seq := 0
+	for _, n := range ns {
+		for range rounds {
+			for _, bin := range bins {
+				abs, err := filepath.Abs(bin)
+				if err != nil {
+					return err
+				}
+				seq++
+				dbURL, err := createDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq))
+				if err != nil {
+					return err
+				}
+				insts, err := startInstances(abs, dbURL, n)
+				if err != nil {
+					stopAll(insts)
+					return err
+				}
+				sent, inst, backends, err := notifyFor(dbURL, insts, rate, batch, dur, warm)
+				stopAll(insts)
+				if err != nil {
+					return err
+				}
+				per := func(d time.Duration) string {
+					return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n)/float64(max(sent, 1)))
+				}
+				fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), fmt.Sprintf("%.0f", float64(sent)/dur.Seconds()), per(inst), per(backends))
+			}
+		}
+	}
+	return nil
+}
+
+// notifyFor sends rate notifications a second, batch to a transaction,
+// for warm+dur, and returns how many it sent in the last dur, with the
+// CPU meanwhile of insts and of their backends.
+func notifyFor(dbURL string, insts []*instance, rate, batch int, dur, warm time.Duration) (sent int, inst, backends time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), warm+dur+30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close(context.Background())
+	var head int64
+	if err := conn.QueryRow(ctx, `SELECT seq FROM log_head`).Scan(&head); err != nil {
+		return 0, 0, 0, err
+	}
+	const body = "event 0 7 0 10\nscale/e{\"n\":12345}"
+	note := func() string {
+		head += 4
+		var b strings.Builder
+		fmt.Fprintf(&b, "=%d 4 %d 4\n", head, time.Now().UnixMicro())
+		for range 4 {
+			b.WriteString(body)
+		}
+		return b.String()
+	}
+	tick := time.NewTicker(time.Second * time.Duration(batch) / time.Duration(rate))
+	notes := make([]string, batch)
+	defer tick.Stop()
+	measureAt, end := time.Now().Add(warm), time.Now().Add(warm+dur)
+	var inst0 []time.Duration
+	var backends0 map[int]time.Duration
+	for now := range tick.C {
+		if inst0 == nil && !now.Before(measureAt) {
+			backends0 = backendCPU(dbURL, insts)
+			for _, in := range insts {
+				inst0 = append(inst0, procCPU(in.cmd.Process.Pid))
+			}
+		}
+		if !now.Before(end) {
+			break
+		}
+		for i := range notes {
+			notes[i] = note()
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_notify('switchboard.changes', n) FROM unnest($1::text[]) AS n`, notes); err != nil {
+			return 0, 0, 0, err
+		}
+		if inst0 != nil {
+			sent += batch
+		}
+	}
+	for i, in := range insts {
+		inst += procCPU(in.cmd.Process.Pid) - inst0[i]
+	}
+	for pid, t1 := range backendCPU(dbURL, insts) {
+		backends += t1 - backends0[pid]
+	}
+	return sent, inst, backends, nil
 }
 
 func createDB(url, name string) (string, error) {
@@ -274,6 +440,7 @@ type result struct {
 	writesPerSec, perCommit                       float64
 	p99                                           time.Duration
 	instUsPerWrite, idleUsPerCommit, pgUsPerWrite float64
+	pgUsPerCommit, pgIdleUsPerCommit              float64
 }
 
 // measure runs w writers for warm+dur and measures the last dur.
@@ -327,12 +494,14 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 		inst0[i] = procCPU(in.cmd.Process.Pid)
 	}
 	pg0 := groupCPU(pg.Pid())
+	backends0 := backendCPU(dbURL, insts[1:])
 	start := time.Now()
 	measuring.Store(true)
 	time.Sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(start)
 	pg1 := groupCPU(pg.Pid())
+	backends1 := backendCPU(dbURL, insts[1:])
 	inst1 := make([]time.Duration, len(insts))
 	for i, in := range insts {
 		inst1[i] = procCPU(in.cmd.Process.Pid)
@@ -372,9 +541,15 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 		p99:            all[len(all)*99/100],
 		instUsPerWrite: float64(busy.Microseconds()) / writes,
 		pgUsPerWrite:   float64((pg1 - pg0).Microseconds()) / writes,
+		pgUsPerCommit:  float64((pg1 - pg0).Microseconds()) / max(commits, 1),
 	}
 	if len(insts) > 1 && mode == "one" {
 		r.idleUsPerCommit = float64(idle.Microseconds()) / float64(len(insts)-1) / max(commits, 1)
+		var backends time.Duration
+		for pid, t1 := range backends1 {
+			backends += t1 - backends0[pid] // a backend that started meanwhile: all of it
+		}
+		r.pgIdleUsPerCommit = float64(backends.Microseconds()) / float64(len(insts)-1) / max(commits, 1)
 	}
 	return r, nil
 }
@@ -391,6 +566,68 @@ func logHead(dbURL string) (head, commits int64, err error) {
 	defer conn.Close(ctx)
 	err = conn.QueryRow(ctx, `SELECT (SELECT seq FROM log_head), (SELECT count(DISTINCT time) FROM log)`).Scan(&head, &commits)
 	return head, commits, err
+}
+
+// backendCPU returns the CPU time of each PostgreSQL backend that serves
+// one of insts, by its pid: the backends whose client port is the local
+// port of one of the instances' sockets.
+func backendCPU(dbURL string, insts []*instance) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	if len(insts) == 0 {
+		return out
+	}
+	ports := map[int]bool{}
+	for _, in := range insts {
+		for _, p := range localPorts(in.cmd.Process.Pid) {
+			ports[p] = true
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return out
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid, client_port FROM pg_stat_activity WHERE client_port > 0`)
+	if err != nil {
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid, port int
+		if rows.Scan(&pid, &port) == nil && ports[port] {
+			out[pid] = procCPU(pid)
+		}
+	}
+	return out
+}
+
+// localPorts returns the local TCP ports of a process's sockets.
+func localPorts(pid int) []int {
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name())
+		if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	var ports []int
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/" + f)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || !inodes[fs[9]] {
+				continue
+			}
+			_, hex, _ := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseInt(hex, 16, 32); err == nil {
+				ports = append(ports, int(p))
+			}
+		}
+	}
+	return ports
 }
 
 // clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).

@@ -66,7 +66,21 @@ func (b *Bus) Send(ctx context.Context, topic string, payload []byte) error {
 // listener is connected, Subscribe returns once the subscription is live
 // (or after 10 s), so that whatever is sent after it returns arrives.
 func (b *Bus) Subscribe(topic string, fn func(payload []byte)) (cancel func()) {
-	return b.l.subscribe(topic, fn)
+	return b.l.subscribe(topic, func() *mailbox.Sub { return b.l.subs.Add(topic, fn) })
+}
+
+// SubscribeWake is Subscribe for a handler that only needs to know that
+// something was sent on topic: wake is called on the listener's own
+// goroutine as each payload is read (and where Subscribe's handler would
+// get nil), so it saves a hand-off between goroutines per notification.
+// On api.TopicChanges it gets the position announced, so that a handler
+// that has read that far already can skip the wake-up; it gets 0 when
+// there is none (after a reconnect, a notification it does not know, any
+// other topic) and must then act. wake must be quick and never block, nor
+// call the Bus: a signal on a channel with a buffer of one, say
+// (realtime.Hub's wake-up for changes).
+func (b *Bus) SubscribeWake(topic string, wake func(head int64)) (cancel func()) {
+	return b.l.subscribe(topic, func() *mailbox.Sub { return b.l.subs.AddWaker(topic, wake) })
 }
 
 // Ready reports whether the listener is connected, so that notifications

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -42,8 +44,8 @@ type listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
 	// onChanges sees the notifications of the changes topic before their
-	// handlers, and says what these get (notify.go); nil: as they came.
-	onChanges func(string) ([]byte, bool)
+	// handlers, and says what these get (tail.onChanges); nil: as they came.
+	onChanges func(string) (head int64, known, wake bool)
 	// onLost is called when a new connection listens, before the
 	// subscriptions are woken with nil; may be nil.
 	onLost func()
@@ -59,18 +61,43 @@ type listener struct {
 	everConnected bool
 	reconnects    atomic.Int64
 
+	// deferred is the highest position announced by notifications read
+	// since the listener last read its socket, whose wake-up waits for
+	// that read (flushWakes); 0: none.
+	deferred atomic.Int64
+
 	ctx    context.Context // ends with close
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) ([]byte, bool), onLost func()) (*Bus, error) {
+func newBus(pool *pgxpool.Pool, directURL string, log *slog.Logger, onChanges func(string) (int64, bool, bool), onLost func()) (*Bus, error) {
 	cfg, err := directConfig(directURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse direct database url: %w", err)
 	}
 	cfg.RuntimeParams["application_name"] = ListenerName
 	l := &listener{cfg: cfg, log: log, onChanges: onChanges, onLost: onLost, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	// Notifications are handed out by the goroutine that reads them, as
+	// pgx reads them (in WaitForNotification, and in any statement of the
+	// listener's), not queued by pgx for a later call: it saves pgx's
+	// queue and its allocations.
+	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { l.dispatch(n.Channel, n.Payload) }
+	// The wake-ups of the changes topic's notifications wait until pgx
+	// has handed out every one it has read and reads the socket again:
+	// the notifications of one transaction, or of several that came
+	// together, wake the handlers once, for the highest position.
+	dial := cfg.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return flushingConn{Conn: c, flush: l.flushWakes}, nil
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
 	return &Bus{pool: pool, l: l}, nil
@@ -85,12 +112,12 @@ func (l *listener) ready() error {
 	return nil
 }
 
-func (l *listener) subscribe(topic string, fn func([]byte)) (cancel func()) {
+func (l *listener) subscribe(topic string, add func() *mailbox.Sub) (cancel func()) {
 	if err := checkTopic(topic); err != nil {
 		l.log.Error("bus subscription refused", "err", err)
 		return func() {}
 	}
-	s := l.subs.Add(topic, fn)
+	s := add()
 	l.mu.Lock()
 	l.kick()
 	connected := l.connected
@@ -217,14 +244,14 @@ func (l *listener) session() (connected bool, err error) {
 		l.interrupt = interrupt
 		l.mu.Unlock()
 
-		n, err := conn.WaitForNotification(context.Background())
+		// Returns once a notification has been handed out (OnNotification).
+		err := conn.PgConn().WaitForNotification(context.Background())
 
 		l.mu.Lock()
 		l.interrupt = nil
 		needListen = l.pending
 		l.mu.Unlock()
 		if err == nil && l.ctx.Err() == nil {
-			l.dispatch(n.Channel, n.Payload)
 			continue
 		}
 		// Anything else runs with its own context, and no deadline.
@@ -289,14 +316,16 @@ func (l *listener) listen(conn *pgx.Conn, listening map[string]bool) error {
 	return nil
 }
 
-// dispatch queues a notification for the subscriptions of its topic.
+// dispatch queues a notification for the subscriptions of its topic. It
+// runs on the listener's goroutine, inside pgx's read of the connection:
+// it never blocks.
 func (l *listener) dispatch(ch, payload string) {
 	topic, ok := strings.CutPrefix(ch, channelPrefix)
 	if !ok {
 		return
 	}
 	if topic == api.TopicChanges && l.onChanges != nil && strings.HasPrefix(payload, "=") {
-		l.changes(payload[1:]) // decoded from the text itself, not a copy
+		l.changes(payload[1:], true) // decoded from the text itself, not a copy
 		return
 	}
 	p, err := decodePayload(payload)
@@ -309,11 +338,51 @@ func (l *listener) dispatch(ch, payload string) {
 
 // changes hands a notification of the changes topic (its text after the
 // "=" marker) to onChanges, and what that returns to the subscriptions,
-// as if it came from the database.
-func (l *listener) changes(text string) {
-	if p, ok := l.onChanges(text); ok {
-		l.subs.Push(api.TopicChanges, p)
+// as if it came from the database: at once, or, when deferWake (it was
+// read from the socket), when the listener next reads it (flushWakes).
+// Wakers (Bus.SubscribeWake) get the head; its text is made only for
+// subscriptions with a mailbox.
+func (l *listener) changes(text string, deferWake bool) {
+	head, known, wake := l.onChanges(text)
+	switch {
+	case !known:
+		l.subs.Wake(api.TopicChanges, 0, func() []byte { return []byte(text) })
+	case wake && deferWake:
+		for {
+			d := l.deferred.Load()
+			if d >= head || l.deferred.CompareAndSwap(d, head) {
+				break
+			}
+		}
+	case wake:
+		l.wakeChanges(head)
 	}
+}
+
+// wakeChanges wakes the handlers of the changes topic for position head.
+func (l *listener) wakeChanges(head int64) {
+	l.subs.Wake(api.TopicChanges, head, func() []byte { return strconv.AppendInt(nil, head, 10) })
+}
+
+// flushWakes wakes the handlers of the changes topic for the wake-up
+// deferred, if any. The listener's connection calls it before each read.
+func (l *listener) flushWakes() {
+	if head := l.deferred.Swap(0); head > 0 {
+		l.wakeChanges(head)
+	}
+}
+
+// flushingConn is the listener's connection to the database: it calls
+// flush before each read of the socket, that is once pgx has handed out
+// everything it read before.
+type flushingConn struct {
+	net.Conn
+	flush func()
+}
+
+func (c flushingConn) Read(p []byte) (int, error) {
+	c.flush()
+	return c.Conn.Read(p)
 }
 
 // Reconnects returns how many times the notification listener connected

@@ -48,7 +48,12 @@ import (
 // handler woken for position W reads on until the tail or the log has
 // nothing more, which includes every position up to W (a committed
 // position is visible only after every lower one, package comment), so a
-// late notification of a lower position brings nothing new to it. A
+// late notification of a lower position brings nothing new to it. The
+// notifications that the listener reads together (one transaction's, or
+// a backlog) wake them once, for the highest, when it next reads its
+// socket (listener.flushWakes); and a handler that says so
+// (Bus.SubscribeWake) is called on the listener's goroutine with that
+// position, so that it can skip a wake-up for what it has read already. A
 // lost notification is found by the next one (its changes do not follow
 // the tail's, so the handlers read the log for the gap) or, when none
 // follows, by Store.watchHead, which reads the head when no notification
@@ -195,6 +200,10 @@ func (t *tail) announced() (bool, int64) {
 func (t *tail) trim(seq int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.trimLocked(seq)
+}
+
+func (t *tail) trimLocked(seq int64) {
 	t.trimmed = max(t.trimmed, seq)
 	i := 0
 	for i < len(t.buf) && t.buf[i].Seq <= seq {
@@ -234,15 +243,17 @@ func encodeChanges(changes []*api.Change, max int) (int, string) {
 type changesNote struct {
 	head    int64        // the last position announced; 0 when none
 	changes []api.Change // the changes it carried, in order
+	all     []api.Change // dst and the changes appended to it
 	trimmed int64        // Trim's: the log is gone up to here; 0 when not
 }
 
 // decodeChanges decodes the text of a notification of the changes topic
 // (without the Bus's marker); ok is false when it is none of the above.
-// The changes' names and publishers are cut from p itself, and their data
-// from one copy of the body: it allocates the changes and that copy, and
-// nothing per change.
-func decodeChanges(p string) (note changesNote, ok bool) {
+// The changes are appended to dst (note.changes is what was appended, in
+// dst's array when it had room), their names and publishers cut from p
+// itself, and their data from one copy of the body: it allocates that
+// copy, and nothing per change.
+func decodeChanges(p string, dst []api.Change) (note changesNote, ok bool) {
 	if len(p) > 0 && p[0] == 't' {
 		n, ok := parseInt(p[1:])
 		return changesNote{trimmed: n}, ok && n > 0
@@ -267,23 +278,24 @@ func decodeChanges(p string) (note changesNote, ok bool) {
 		return note, true
 	}
 	at := time.UnixMicro(micros)
-	note.changes = make([]api.Change, k)
+	from := len(dst)
 	whole := body
 	var data []byte // whole's copy, once a change has data
-	for i := range note.changes {
+	for i := range k {
 		line, rest, found := strings.Cut(body, "\n")
 		kind, nums, _ := strings.Cut(line, " ")
 		var l [4]int64
 		if nl, ok := parseInts(nums, l[:]); !found || !ok || nl != 4 || l[1] < 0 || l[2] < 0 || l[3] < 0 {
+			clear(dst[from:])
 			return changesNote{}, false
 		}
 		nl, pl, dl := l[1], l[2], l[3]
 		if nl+pl+dl > int64(len(rest)) {
+			clear(dst[from:])
 			return changesNote{}, false
 		}
-		c := &note.changes[i]
-		c.Seq, c.Time, c.Kind, c.Version = head-n+1+int64(i), at, api.Kind(kind), l[0]
-		c.Name, c.Publisher = rest[:nl], rest[nl:nl+pl]
+		c := api.Change{Seq: head - n + 1 + i, Time: at, Kind: api.Kind(kind), Version: l[0],
+			Name: rest[:nl], Publisher: rest[nl : nl+pl]}
 		if dl > 0 {
 			if data == nil {
 				data = []byte(whole)
@@ -291,8 +303,10 @@ func decodeChanges(p string) (note changesNote, ok bool) {
 			from := int64(len(whole)-len(rest)) + nl + pl
 			c.Data = json.RawMessage(data[from : from+dl : from+dl])
 		}
+		dst = append(dst, c)
 		body = rest[nl+pl+dl:]
 	}
+	note.changes, note.all = dst[from:], dst
 	return note, true
 }
 
@@ -339,30 +353,41 @@ func parseInt(b string) (int64, bool) {
 }
 
 // onChanges takes a notification of the changes topic into the tail,
-// before the topic's handlers are woken, and returns what they get: the
-// head announced (as text), or a payload it does not know as it came; ok
-// is false when they are not to be woken: for a trim, or a position not
-// beyond every one they were woken for. p is the text after the Bus's "="
-// marker.
-func (t *tail) onChanges(p string) (_ []byte, ok bool) {
-	note, known := decodeChanges(p)
+// before the topic's handlers are woken, and says what they get: known
+// is false for a text it does not know, which they get as it came; else
+// wake says whether they are woken (not for a trim, nor for a position
+// not beyond every one they were woken for), with the head announced. p
+// is the text after the Bus's "=" marker. The changes carried are
+// decoded straight into the tail: with room in it, no allocation but the
+// copy of their data.
+func (t *tail) onChanges(p string) (head int64, known, wake bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.buf)
+	note, known := decodeChanges(p, t.buf)
 	switch {
 	case !known:
-		return []byte(p), true
+		return 0, false, true
 	case note.trimmed > 0:
-		t.trim(note.trimmed)
-		return nil, false
+		t.trimLocked(note.trimmed)
+		return 0, true, false
 	}
-	t.add(note.changes, note.head)
-	t.mu.Lock()
+	// The changes carried follow t.buf's in note.all (t.buf's array, or
+	// a copy that appending grew): addLocked moves them into place, and
+	// what it does not take is cleared.
+	if all := note.all; len(all) > n {
+		t.buf = all[:n]
+		t.addLocked(all[n:], note.head)
+		if end := len(t.buf); end < len(all) {
+			clear(all[end:])
+		}
+	} else {
+		t.addLocked(nil, note.head)
+	}
 	t.noted = true
-	wake := note.head > t.woken
+	wake = note.head > t.woken
 	t.woken = max(t.woken, note.head)
-	t.mu.Unlock()
-	if !wake {
-		return nil, false
-	}
-	return strconv.AppendInt(nil, note.head, 10), true
+	return note.head, true, wake
 }
 
 // noteText returns the text of the notification of a committed group

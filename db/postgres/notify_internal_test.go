@@ -25,7 +25,7 @@ func TestChangesText(t *testing.T) {
 	}
 	at := time.UnixMicro(1_700_000_000_123_456)
 	text := "42 3 1700000000123456 3\n" + body
-	note, ok := decodeChanges(text)
+	note, ok := decodeChanges(text, nil)
 	if !ok || note.head != 42 || len(note.changes) != 3 {
 		t.Fatalf("decodeChanges = %+v, %v", note, ok)
 	}
@@ -41,11 +41,11 @@ func TestChangesText(t *testing.T) {
 		t.Errorf("encodeChanges in 40 bytes carried %d, want 1", k)
 	}
 	for _, bad := range []string{"", "x", "1 2 3", "5 2 0 3\n", "5 2 0 1\nset 1 9 0 0\nab", "5 2 0 1\nset 1 -1 0 0\n", "tx"} {
-		if note, ok := decodeChanges(bad); ok {
+		if note, ok := decodeChanges(bad, nil); ok {
 			t.Errorf("decodeChanges(%q) = %+v, want refused", bad, note)
 		}
 	}
-	if note, ok := decodeChanges("17"); !ok || note.head != 17 || note.changes != nil {
+	if note, ok := decodeChanges("17", nil); !ok || note.head != 17 || note.changes != nil {
 		t.Errorf("a direct write's notification decodes to %+v, %v", note, ok)
 	}
 }
@@ -103,7 +103,7 @@ func FuzzDecodeChanges(f *testing.F) {
 	f.Add([]byte("t9"))
 	f.Add([]byte("5 2 0 1\nset 1 -1 0 0\n"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		note, ok := decodeChanges(string(p))
+		note, ok := decodeChanges(string(p), nil)
 		if !ok || len(note.changes) == 0 {
 			return
 		}
@@ -113,7 +113,7 @@ func FuzzDecodeChanges(f *testing.F) {
 		}
 		k, body := encodeChanges(ptrs, 1<<20)
 		n := strconv.Itoa(k)
-		again, ok := decodeChanges(n + " " + n + " 0 " + n + "\n" + body)
+		again, ok := decodeChanges(n+" "+n+" 0 "+n+"\n"+body, nil)
 		if k != len(ptrs) || !ok || len(again.changes) != k {
 			t.Fatalf("re-encoding %+v: %d carried, decoded %+v, %v", note.changes, k, again, ok)
 		}
@@ -191,11 +191,109 @@ func TestTailReadBeforeReset(t *testing.T) {
 // notification was lost, though a resuming stream read it first.
 func TestTailAnnouncedIsWhatWoke(t *testing.T) {
 	var tl tail
-	if _, ok := tl.onChanges("3"); !ok {
+	if _, _, wake := tl.onChanges("3"); !wake {
 		t.Fatal("a notification of position 3 woke no one")
 	}
 	tl.addRead([]api.Change{{Seq: 4}, {Seq: 5}}, tl.generation()) // 5's notification was lost
 	if _, known := tl.announced(); known != 3 {
 		t.Fatalf("announced %d, want 3: the handlers were woken for 3 only", known)
+	}
+}
+
+// TestTailTakesNotifications: a notification's changes are decoded into
+// the tail in place, following it, overlapping its end, after a gap or
+// all old, and a text it refuses leaves the tail as it was.
+func TestTailTakesNotifications(t *testing.T) {
+	var tl tail
+	text := func(from, to int64) string {
+		var cs []*api.Change
+		for s := from; s <= to; s++ {
+			cs = append(cs, &api.Change{Seq: s, Kind: api.KindSet, Name: "r" + strconv.FormatInt(s, 10), Version: s,
+				Data: json.RawMessage(`{"v":` + strconv.FormatInt(s, 10) + `}`), Time: time.UnixMicro(1)})
+		}
+		return noteText(cs, 8000)[1:]
+	}
+	check := func(what string, first, last int64) {
+		t.Helper()
+		if len(tl.buf) != int(last-first+1) || tl.bytes != sizeOf(tl.buf) {
+			t.Fatalf("%s: tail of %d changes (%d bytes, counted %d), want %d to %d", what, len(tl.buf), sizeOf(tl.buf), tl.bytes, first, last)
+		}
+		for i, c := range tl.buf {
+			s := first + int64(i)
+			if c.Seq != s || c.Name != "r"+strconv.FormatInt(s, 10) || c.Version != s || string(c.Data) != `{"v":`+strconv.FormatInt(s, 10)+`}` {
+				t.Fatalf("%s: change %d is %+v, want position %d", what, i, c, s)
+			}
+		}
+		if full := tl.buf[:cap(tl.buf)]; len(full) > len(tl.buf) {
+			for i, c := range full[len(tl.buf):] {
+				if c.Name != "" || c.Data != nil {
+					t.Fatalf("%s: %d past the tail's end still holds %+v", what, i, c)
+				}
+			}
+		}
+	}
+	for _, step := range []struct {
+		what        string
+		from, to    int64
+		first, last int64
+		wake        bool
+	}{
+		{"first", 3, 5, 3, 5, true},
+		{"following", 6, 6, 3, 6, true},
+		{"overlapping", 5, 9, 3, 9, true},
+		{"all old", 4, 7, 3, 9, false},
+		{"after a gap", 12, 13, 12, 13, true},
+		{"long", 14, 200, 12, 200, true},
+	} {
+		head, known, wake := tl.onChanges(text(step.from, step.to))
+		if head != step.to || !known || wake != step.wake {
+			t.Fatalf("%s: onChanges = %d, %v, %v; want %d, true, %v", step.what, head, known, wake, step.to, step.wake)
+		}
+		check(step.what, step.first, step.last)
+	}
+	bad := text(201, 203)
+	bad = bad[:len(bad)-3] // the last change's data cut short
+	if _, known, _ := tl.onChanges(bad); known {
+		t.Fatal("a text cut short was taken")
+	}
+	check("refused", 12, 200)
+	if _, known, wake := tl.onChanges("t100"); !known || wake {
+		t.Fatalf("a trim: known %v, wake %v", known, wake)
+	}
+	check("trimmed", 101, 200)
+}
+
+// A notification of changes without data costs no allocation once the
+// tail has grown to its size; with data, one (the copy of its body).
+func TestTailNotificationAllocations(t *testing.T) {
+	var tl tail
+	texts := func(from int64, n int, data json.RawMessage) []string {
+		out := make([]string, n)
+		for i := range out {
+			s := from + 2*int64(i)
+			out[i] = noteText([]*api.Change{
+				{Seq: s - 1, Kind: api.KindEvent, Name: "e", Data: data, Time: time.UnixMicro(1)},
+				{Seq: s, Kind: api.KindEvent, Name: "e", Data: data, Time: time.UnixMicro(1)},
+			}, 8000)[1:]
+		}
+		return out
+	}
+	warm := texts(2, 2*tailSize, nil)
+	for _, p := range warm {
+		tl.onChanges(p)
+	}
+	for _, c := range []struct {
+		data json.RawMessage
+		want float64
+	}{{nil, 0}, {json.RawMessage(`{"a":1}`), 1}} {
+		next := texts(tl.head+2, 101, c.data)
+		i := 0
+		got := testing.AllocsPerRun(100, func() {
+			tl.onChanges(next[i])
+			i++
+		})
+		if got != c.want {
+			t.Errorf("data %s: %.1f allocations per notification, want %.0f", c.data, got, c.want)
+		}
 	}
 }

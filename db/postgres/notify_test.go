@@ -2,10 +2,14 @@ package postgres_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/db/postgres"
@@ -121,5 +125,106 @@ func TestLargeGroupReadsTheRest(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(cs, func(x, y api.Change) int { return int(x.Seq - y.Seq) }) {
 		t.Errorf("positions out of order: %+v", cs)
+	}
+}
+
+// SubscribeWake's handler is called with 0 once live, with the position a
+// notification of changes announces (another instance's commit, or one
+// announced late: not again), and with 0 after the listener reconnects.
+func TestSubscribeWake(t *testing.T) {
+	postgres.SetHeadCheck(t, time.Hour)
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	heads := make(chan int64, 100)
+	cancel := b.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head })
+	t.Cleanup(cancel)
+	next := func() int64 {
+		t.Helper()
+		select {
+		case h := <-heads:
+			return h
+		case <-time.After(10 * time.Second):
+			t.Fatal("no wake within 10s")
+			return -1
+		}
+	}
+	if h := next(); h != 0 {
+		t.Fatalf("first wake with %d, want 0", h)
+	}
+	cs, err := a.Write(t.Context(), []api.Write{event("one", "", ""), event("two", `2`, "")})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs[1].Seq {
+		t.Fatalf("woken with %d, want %d", h, cs[1].Seq)
+	}
+	notifyRaw(t, url, "="+itoa(cs[0].Seq)) // late: announces nothing new
+	cs2, err := a.Write(t.Context(), []api.Write{event("three", "", "")})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs2[0].Seq {
+		t.Fatalf("woken with %d after a late notification, want %d", h, cs2[0].Seq)
+	}
+	terminateListeners(t, url, 2)
+	for h := next(); h != 0; h = next() {
+	}
+	if _, err := a.Write(t.Context(), []api.Write{event("four", "", "")}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if h := next(); h != cs2[0].Seq+1 {
+		t.Fatalf("woken after the reconnect with %d, want %d", h, cs2[0].Seq+1)
+	}
+}
+
+// The notifications of one transaction wake a handler once (or, should
+// they come in more than one read, a few times), for the highest position,
+// and every change they carried is answered without reading the log.
+func TestBurstWakesOnce(t *testing.T) {
+	postgres.SetHeadCheck(t, time.Hour)
+	url := pgtest.NewDatabase(t)
+	b := open(t, url)
+	heads := make(chan int64, 100)
+	t.Cleanup(b.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
+	select {
+	case <-heads: // live
+	case <-time.After(10 * time.Second):
+		t.Fatal("not live within 10s")
+	}
+	before, _, err := b.Snapshot(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	const n = 50
+	var notes []string
+	var want []string
+	for i := range int64(n) {
+		seq := before + 1 + i
+		notes = append(notes, eventNote(seq, time.UnixMicro(1_700_000_000_000_000), "e"+itoa(seq)))
+		want = append(want, "e"+itoa(seq))
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `SELECT pg_notify('switchboard.changes', n) FROM unnest($1::text[]) AS n`, notes); err != nil {
+		t.Fatalf("notify: %v", err)
+	}
+	wakes := 0
+	for last := int64(0); last != before+n; wakes++ {
+		select {
+		case last = <-heads:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("woken for %d after %d wakes, want %d", last, wakes, before+n)
+		}
+	}
+	if wakes > 3 {
+		t.Errorf("%d notifications of one transaction woke the handler %d times", n, wakes)
+	}
+	reads := b.Reads()
+	changesAfter(t, b, before, want...)
+	if b.Reads() != reads {
+		t.Errorf("the changes of the burst were read from the log")
 	}
 }

@@ -189,7 +189,7 @@ func (s *Store) watchHead(ctx context.Context) {
 		} else if head, err := s.head(ctx); err != nil {
 			s.log.Debug("read the log's head", "err", err)
 		} else if head > known {
-			s.bus.l.changes(strconv.FormatInt(head, 10))
+			s.bus.l.changes(strconv.FormatInt(head, 10), false)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func (s *Store) notify(note string) {
 		channel(api.TopicChanges), note)
 	if err != nil {
 		s.log.Warn("notification of committed changes not sent", "err", err)
-		s.bus.l.changes(note[1:])
+		s.bus.l.changes(note[1:], false)
 	}
 }
 

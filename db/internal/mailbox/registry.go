@@ -21,10 +21,11 @@ type Registry struct {
 	closed bool
 }
 
-// Sub is one subscription: a mailbox on one topic. Its fields are guarded
-// by its registry's lock.
+// Sub is one subscription: a mailbox on one topic, or a waker (AddWaker).
+// Its fields are guarded by its registry's lock.
 type Sub struct {
-	mb    *Mailbox
+	mb    *Mailbox    // nil for a waker
+	wake  func(int64) // a waker's function
 	topic string
 	reg   *Registry
 	live  bool
@@ -37,17 +38,30 @@ type Sub struct {
 // is queued for fn, until Cancel. On a closed registry the subscription is
 // stopped from the start.
 func (r *Registry) Add(topic string, fn func([]byte)) *Sub {
-	s := &Sub{mb: New(fn), topic: topic, reg: r, firstLive: make(chan struct{})}
+	return r.add(&Sub{mb: New(fn), topic: topic, reg: r, firstLive: make(chan struct{})})
+}
+
+// AddWaker subscribes wake to topic without a mailbox: wake is called on
+// the goroutine that pushes, with the registry's lock held, for every
+// payload pushed (which it does not get: Wake's n, or 0) and wherever a
+// subscription would get nil (with 0), until Cancel. So it saves a
+// hand-off between goroutines, and must be quick, never block and never
+// call the registry: a signal on a buffered channel, say.
+func (r *Registry) AddWaker(topic string, wake func(n int64)) *Sub {
+	return r.add(&Sub{wake: wake, topic: topic, reg: r, firstLive: make(chan struct{})})
+}
+
+func (r *Registry) add(s *Sub) *Sub {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		s.mb.Stop()
+		s.stop()
 		return s
 	}
 	if r.topics == nil {
 		r.topics = make(map[string][]*Sub)
 	}
-	r.topics[topic] = append(r.topics[topic], s)
+	r.topics[s.topic] = append(r.topics[s.topic], s)
 	return s
 }
 
@@ -68,7 +82,23 @@ func (s *Sub) Cancel() {
 		}
 	}
 	r.mu.Unlock()
-	s.mb.Stop()
+	s.stop()
+}
+
+// push hands p to the subscription; its registry's lock is held.
+func (s *Sub) push(p []byte) {
+	if s.mb == nil {
+		s.wake(0)
+		return
+	}
+	s.mb.Push(p)
+}
+
+// stop stops a mailbox; a waker is not called once removed.
+func (s *Sub) stop() {
+	if s.mb != nil {
+		s.mb.Stop()
+	}
 }
 
 // Live returns a channel that is closed once the subscription is first
@@ -81,7 +111,28 @@ func (r *Registry) Push(topic string, p []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.topics[topic] {
-		s.mb.Push(p)
+		s.push(p)
+	}
+}
+
+// Wake is Push for a payload made only if a subscription of topic has a
+// mailbox; wakers get n instead (what the transport tells them, such as a
+// position), and no payload.
+func (r *Registry) Wake(topic string, n int64, payload func() []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var p []byte
+	made := false
+	for _, s := range r.topics[topic] {
+		switch {
+		case s.mb == nil:
+			s.wake(n)
+		case !made:
+			p, made = payload(), true
+			fallthrough
+		default:
+			s.mb.Push(p)
+		}
 	}
 }
 
@@ -123,7 +174,7 @@ func (r *Registry) MarkLive(carried func(topic string) bool) {
 				continue
 			}
 			s.live = true
-			s.mb.Push(nil)
+			s.push(nil)
 			if !s.wasLive {
 				s.wasLive = true
 				close(s.firstLive)
@@ -139,7 +190,7 @@ func (r *Registry) Close() {
 	r.closed = true
 	for _, list := range r.topics {
 		for _, s := range list {
-			s.mb.Stop()
+			s.stop()
 		}
 	}
 	r.topics = nil

@@ -101,3 +101,53 @@ func TestRegistryClose(t *testing.T) {
 	after.none(t)
 	s.Cancel()
 }
+
+// TestRegistryWaker: a waker is called on the pushing goroutine, before
+// Push returns, for every payload of its topic and when it becomes live
+// (with 0), and with Wake's number; Wake makes the payload only for
+// mailboxes; after Cancel or Close no call.
+func TestRegistryWaker(t *testing.T) {
+	var r mailbox.Registry
+	wakes := 0
+	var got []int64
+	w := r.AddWaker("a", func(n int64) { wakes++; got = append(got, n) })
+	r.MarkLive(func(string) bool { return true })
+	if wakes != 1 {
+		t.Fatalf("after MarkLive: %d wakes, want 1", wakes)
+	}
+	select {
+	case <-w.Live():
+	default:
+		t.Error("a waker's Live not closed after MarkLive")
+	}
+	made := 0
+	payload := func() []byte { made++; return []byte("p") }
+	r.Wake("a", 7, payload)
+	r.Push("a", []byte("q"))
+	r.Push("b", []byte("q"))
+	if wakes != 3 || made != 0 || !slices.Equal(got, []int64{0, 7, 0}) {
+		t.Errorf("%d wakes with %v and %d payloads made, want 3 with [0 7 0] and 0", wakes, got, made)
+	}
+	mb, mb2 := make(calls, 10), make(calls, 10)
+	defer r.Add("a", mb.fn).Cancel()
+	defer r.Add("a", mb2.fn).Cancel()
+	r.Wake("a", 8, payload)
+	for _, c := range []calls{mb, mb2} {
+		if p := c.next(t); string(p) != "p" {
+			t.Errorf("a mailbox got %q, want p", p)
+		}
+	}
+	if made != 1 || wakes != 4 {
+		t.Errorf("with mailboxes: %d payloads made, %d wakes; want 1, 4", made, wakes)
+	}
+	w.Cancel()
+	r.Push("a", nil)
+	r.Close()
+	r.Push("a", nil)
+	if wakes != 4 {
+		t.Errorf("%d wakes after Cancel, want 4", wakes)
+	}
+	r.AddWaker("a", func(int64) { t.Error("a waker added after Close was called") })
+	r.Push("a", nil)
+	r.MarkLive(func(string) bool { return true })
+}
