@@ -12,8 +12,8 @@ import (
 // system call carries them all: fewer writes for the server, and fewer
 // reads for the client. The pool keeps those streams in a second list,
 // later, in the order they came: every entry waits the same W, so the
-// list is sorted by due time, and the writers need one timer (the head's)
-// rather than one per stream.
+// list is sorted by due time, and one goroutine (keepTime) with one timer
+// (the head's) serves them all, rather than a timer per stream.
 //
 // The delay is for deliveries only: a stream poked for other work (a
 // subscription change, a heartbeat, its end, a drain) goes on the ready
@@ -33,8 +33,7 @@ type pending struct {
 
 // scheduleLater puts streams on the later list, due after the window, or
 // on the ready list at once when they were poked. The caller holds p.mu;
-// wake reports that a writer must be woken: a stream is ready, or later
-// was empty, so that no writer waits for its head.
+// wake reports that a stream is ready, and a writer must be woken.
 func (p *pool) scheduleLater(streams []*Stream) (wake bool) {
 	var due time.Time
 	for _, s := range streams {
@@ -47,7 +46,7 @@ func (p *pool) scheduleLater(streams []*Stream) (wake bool) {
 			due = time.Now().Add(p.window)
 		}
 		if len(p.later) == p.head {
-			wake = true
+			signal(p.tick) // keepTime waits for the head
 		}
 		p.later = append(p.later, pending{s: s, due: due})
 	}
@@ -84,33 +83,71 @@ func (p *pool) promote() time.Duration {
 // maxLater bounds the array that later keeps for reuse, in streams.
 const maxLater = 4096
 
-// timers holds the writers' idle timers, for waitFor.
-var timers = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
-
-// waitFor waits for a signal on p.wake, or for d to pass (d > 0: the head
-// of later is due then), or for ctx to end; it reports false when ctx
-// ended.
-func (p *pool) waitFor(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
+// keepTime wakes the writers when the streams of later are due, until
+// ctx ends: it sleeps until the head of later is due, moves what is due
+// to the ready list, and waits for later to fill again when it is empty.
+// One goroutine, with one kernel timer, serves every stream.
+func (p *pool) keepTime(ctx context.Context) {
+	sl := newSleeper()
+	stop := context.AfterFunc(ctx, func() { sl.Close() })
+	defer func() {
+		if stop() {
+			sl.Close()
+		}
+	}()
+	for {
+		p.mu.Lock()
+		until := p.promote()
+		ready := len(p.ready) > 0
+		p.mu.Unlock()
+		if ready {
+			signal(p.wake)
+		}
+		if until > 0 {
+			if sl.sleep(until) != nil {
+				return // ctx ended: the sleeper is closed
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
-			return false
-		case <-p.wake:
-			return true
+			return
+		case <-p.tick:
 		}
 	}
-	t := timers.Get().(*time.Timer)
-	t.Reset(d)
-	defer func() { t.Stop(); timers.Put(t) }()
+}
+
+// A sleeper waits for a duration; Close ends its wait with an error.
+type sleeper interface {
+	sleep(d time.Duration) error
+	Close() error
+}
+
+// timerSleeper is a sleeper on a Go timer.
+type timerSleeper struct {
+	t    *time.Timer
+	done chan struct{}
+	once sync.Once
+}
+
+func newTimerSleeper() sleeper {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &timerSleeper{t: t, done: make(chan struct{})}
+}
+
+func (s *timerSleeper) sleep(d time.Duration) error {
+	s.t.Reset(d)
 	select {
-	case <-ctx.Done():
-		return false
-	case <-p.wake:
-	case <-t.C:
+	case <-s.t.C:
+		return nil
+	case <-s.done:
+		s.t.Stop()
+		return context.Canceled
 	}
-	return true
+}
+
+func (s *timerSleeper) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
 }

@@ -74,12 +74,13 @@ type pool struct {
 	later    []pending // from head on: streams due after the window, oldest first (coalesce.go)
 	head     int
 	wake     chan struct{}
+	tick     chan struct{} // wakes keepTime: later was empty (coalesce.go)
 	detached map[*Stream]struct{}
 }
 
 // newPool returns a pool that coalesces deliveries for window (0: never).
 func newPool(window time.Duration) *pool {
-	return &pool{window: window, wake: make(chan struct{}, 1), detached: make(map[*Stream]struct{})}
+	return &pool{window: window, wake: make(chan struct{}, 1), tick: make(chan struct{}, 1), detached: make(map[*Stream]struct{})}
 }
 
 // schedule puts streams on the ready list, or on the later list when the
@@ -110,11 +111,11 @@ func (p *pool) scheduleNow(streams ...*Stream) {
 // next moves up to len(buf) ready streams into buf, waiting for one, and
 // returns them; nil when ctx ends. Taking a batch keeps the writers and
 // the fan-out from contending on the lock once per stream. Streams of the
-// later list join the ready list once due.
+// later list join the ready list once due (keepTime wakes a writer then).
 func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 	for {
 		p.mu.Lock()
-		until := p.promote()
+		p.promote()
 		if n := len(p.ready); n > 0 {
 			k := copy(buf, p.ready)
 			clear(p.ready[:k])
@@ -127,8 +128,10 @@ func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 		}
 		p.ready = nil // drop the drained backing array
 		p.mu.Unlock()
-		if !p.waitFor(ctx, until) {
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-p.wake:
 		}
 	}
 }
@@ -156,6 +159,9 @@ func (p *pool) list(buf []*Stream) []*Stream {
 // (hangup.go) of detached streams.
 func (h *Hub) runPool(ctx context.Context) {
 	go h.watchHangups(ctx)
+	if h.pool.window > 0 {
+		go h.pool.keepTime(ctx)
+	}
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		go func() {
 			buf := make([]*Stream, 64)
