@@ -87,14 +87,11 @@ const maxLater = 4096
 // ctx ends: it sleeps until the head of later is due, moves what is due
 // to the ready list, and waits for later to fill again when it is empty.
 // One goroutine, with one kernel timer, serves every stream.
-func (p *pool) keepTime(ctx context.Context) {
+func (h *Hub) keepTime(ctx context.Context) {
+	p := h.pool
 	sl := newSleeper()
-	stop := context.AfterFunc(ctx, func() { sl.Close() })
-	defer func() {
-		if stop() {
-			sl.Close()
-		}
-	}()
+	defer func() { sl.Close() }()
+	stop := context.AfterFunc(ctx, func() { sl.Close() }) // ends a sleep
 	for {
 		p.mu.Lock()
 		until := p.promote()
@@ -103,16 +100,24 @@ func (p *pool) keepTime(ctx context.Context) {
 		if ready {
 			signal(p.wake)
 		}
-		if until > 0 {
-			if sl.sleep(until) != nil {
-				return // ctx ended: the sleeper is closed
+		if until <= 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.tick:
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.tick:
+		if err := sl.sleep(until); err != nil {
+			if !stop() {
+				return // ctx ended and closed the sleeper
+			}
+			// The kernel's timer failed: Go's timers, late when the
+			// process idles, rather than streams that wait for nothing.
+			h.log.Warn("coalescing: the kernel timer failed; using Go's timers", "err", err)
+			sl.Close()
+			sl = newTimerSleeper()
+			stop = context.AfterFunc(ctx, func() { sl.Close() })
 		}
 	}
 }

@@ -13,7 +13,10 @@ import (
 // goroutine within some microseconds of its time even when the whole
 // process idles, where Go's timers, waiting in the poller with a
 // millisecond timeout, wake up to a millisecond or two late.
-type timerfd struct{ f *os.File }
+type timerfd struct {
+	f  *os.File
+	rc syscall.RawConn // sets the timer on f's descriptor while f holds it (f.Fd would make it blocking)
+}
 
 // newSleeper returns a timerfd, or a Go timer where the kernel has none.
 func newSleeper() sleeper {
@@ -22,13 +25,25 @@ func newSleeper() sleeper {
 	if errno != 0 {
 		return newTimerSleeper()
 	}
-	return timerfd{f: os.NewFile(fd, "timerfd")} // non-blocking: Go's poller waits for it
+	f := os.NewFile(fd, "timerfd") // non-blocking: Go's poller waits for it
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return newTimerSleeper()
+	}
+	return timerfd{f: f, rc: rc}
 }
 
 // sleep waits for d, or until Close.
 func (t timerfd) sleep(d time.Duration) error {
 	spec := [4]int64{0, 0, int64(d / time.Second), int64(d % time.Second)} // no interval; one expiry after d
-	if _, _, errno := syscall.Syscall6(syscall.SYS_TIMERFD_SETTIME, t.f.Fd(), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0); errno != 0 {
+	var errno syscall.Errno
+	if err := t.rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	}); err != nil {
+		return err // closed
+	}
+	if errno != 0 {
 		return errno
 	}
 	var expirations [8]byte

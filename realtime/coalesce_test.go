@@ -197,6 +197,9 @@ func TestCoalesceEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Queued for both streams, which wait for the window (or were just
+	// taken): Publish returns once the event is durable, not dispatched.
+	waitFor(t, "the event dispatched", func() bool { return hub.pos.Load() >= ch.Seq })
 	revoked.end(errRevoked)
 	hub.Drain()
 	waitFor(t, "both streams ended and let go", func() bool { return hub.Stats.Streams.Load() == 0 })

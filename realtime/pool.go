@@ -160,7 +160,7 @@ func (p *pool) list(buf []*Stream) []*Stream {
 func (h *Hub) runPool(ctx context.Context) {
 	go h.watchHangups(ctx)
 	if h.pool.window > 0 {
-		go h.pool.keepTime(ctx)
+		go h.keepTime(ctx)
 	}
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		go func() {
