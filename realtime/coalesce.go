@@ -22,7 +22,8 @@ import (
 // at its due time, at most W later. A lone delivery waits W, never for a
 // second one. MaxCoalesce bounds W.
 
-// MaxCoalesce is the largest coalescing window the hub accepts.
+// MaxCoalesce is the largest coalescing window the configuration accepts
+// (STREAM_COALESCE): a delivery never waits longer for company.
 const MaxCoalesce = time.Millisecond
 
 // pending is a stream waiting in later, and when it is due.

@@ -7,10 +7,11 @@ import (
 )
 
 // TestStreamCoalesce: STREAM_COALESCE takes a duration from 0 (off) to
-// 1ms; anything else stops the server at start with the variable named.
+// 1ms, 250us by default; anything else stops the server at start with
+// the variable named.
 func TestStreamCoalesce(t *testing.T) {
 	for value, want := range map[string]time.Duration{
-		"": 0, "0": 0, "0s": 0, "250us": 250 * time.Microsecond, "1ms": time.Millisecond,
+		"": 250 * time.Microsecond, "0": 0, "0s": 0, "250us": 250 * time.Microsecond, "1ms": time.Millisecond,
 	} {
 		cfg, err := loadConfig(func(k string) string {
 			if k == "STREAM_COALESCE" {
