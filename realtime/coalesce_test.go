@@ -74,7 +74,19 @@ func coalescingHub(t *testing.T, window, heartbeat time.Duration) (*Hub, *Events
 	done := make(chan struct{})
 	go func() { hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return hub, NewEvents(store, AllowAll{})
+	// Until Run has read an event, it may not listen yet: a commit between
+	// its start position and its subscription to the Bus waits for the
+	// next commit's wake-up.
+	events := NewEvents(store, AllowAll{})
+	warm, err := events.Publish(ctx, api.User{}, "warm-up", []byte(`0`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hub running", func() bool {
+		hub.Wake()
+		return hub.pos.Load() >= warm.Seq
+	})
+	return hub, events
 }
 
 // detachOn opens a detached stream subscribed to the event name on hub,
@@ -109,7 +121,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // was published (the delivery waited for company).
 func TestCoalesceLoneEvent(t *testing.T) {
 	hub, events := coalescingHub(t, MaxCoalesce, time.Hour)
-	_, c := detachOn(t, hub, "lone")
+	s, c := detachOn(t, hub, "lone")
+	// Idle first: a writer that still serves the stream after its start
+	// would take the event along, with no reason to wait.
+	waitFor(t, "the stream handed back", func() bool {
+		s.q.mu.Lock()
+		defer s.q.mu.Unlock()
+		return !s.q.held
+	})
 	var started int
 	c.look(func(c *frameConn) { started = len(c.writes) }) // the ready frame
 	published := time.Now()
@@ -120,11 +139,16 @@ func TestCoalesceLoneEvent(t *testing.T) {
 	var at time.Time
 	waitFor(t, "the lone event", func() (ok bool) {
 		c.look(func(c *frameConn) {
-			if ok = len(c.seqs) == 2 && c.seqs[1] == ch.Seq; ok {
+			if ok = len(c.seqs) >= 2; ok {
 				at = c.writes[started]
 			}
 		})
 		return ok
+	})
+	c.look(func(c *frameConn) {
+		if len(c.seqs) != 2 || c.seqs[1] != ch.Seq {
+			t.Fatalf("ids %v, want the ready frame's and %d", c.seqs, ch.Seq)
+		}
 	})
 	if waited := at.Sub(published); waited < MaxCoalesce {
 		t.Fatalf("the event was written %v after its publish, within the window of %v: it did not wait", waited, MaxCoalesce)
