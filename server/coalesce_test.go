@@ -7,11 +7,11 @@ import (
 )
 
 // TestStreamCoalesce: STREAM_COALESCE takes a duration from 0 (off) to
-// 1ms, 250us by default; anything else stops the server at start with
+// 1ms, 1ms by default; anything else stops the server at start with
 // the variable named.
 func TestStreamCoalesce(t *testing.T) {
 	for value, want := range map[string]time.Duration{
-		"": 250 * time.Microsecond, "0": 0, "0s": 0, "250us": 250 * time.Microsecond, "1ms": time.Millisecond,
+		"": time.Millisecond, "0": 0, "0s": 0, "250us": 250 * time.Microsecond, "1ms": time.Millisecond,
 	} {
 		cfg, err := loadConfig(func(k string) string {
 			if k == "STREAM_COALESCE" {

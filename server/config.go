@@ -45,7 +45,7 @@ type Config struct {
 	StreamMaxLifetime    time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
 	StreamRetry          time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes    int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
-	StreamCoalesce       time.Duration `env:"STREAM_COALESCE" envDefault:"250us"` // how long deliveries wait to share a write; 0 off, at most 1ms
+	StreamCoalesce       time.Duration `env:"STREAM_COALESCE" envDefault:"1ms"` // how long deliveries wait to share a write; 0 off, at most 1ms
 	MaxSubscriptions     int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
 	MaxCollectionRecords int           `env:"MAX_COLLECTION_RECORDS" envDefault:"10000"`
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
