@@ -39,6 +39,9 @@ type HubConfig struct {
 	// DrainRetry 0: Retry.
 	DrainRetry  time.Duration
 	DrainSpread time.Duration
+	// Coalesce is how long deliveries wait for more to join them in one
+	// write to a detached stream (coalesce.go; 0: none, at most MaxCoalesce).
+	Coalesce time.Duration
 }
 
 // Stats counts what the hub does; every field is safe to read at any time.
@@ -103,7 +106,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		prefixes: make(map[string]map[*Stream]int),
 		colls:    make(map[string]map[*Stream]int),
 		streams:  make(map[string]*Stream),
-		pool:     newPool(),
+		pool:     newPool(cfg.Coalesce),
 		wake:     make(chan struct{}, 1),
 		started:  make(chan struct{}),
 		draining: make(chan struct{}),

@@ -63,21 +63,45 @@ type detached struct {
 // pool serves detached streams from a few writer goroutines: a stream with
 // something to write is put on the ready list once, and one writer at a
 // time drains its queue and writes everything in one system call. An idle
-// detached stream costs no goroutine, only its state and its socket.
+// detached stream costs no goroutine, only its state and its socket. With
+// a coalescing window, a stream that deliveries make ready waits on the
+// later list first (coalesce.go).
 type pool struct {
+	window time.Duration // the coalescing window; 0: none. Read-only
+
 	mu       sync.Mutex
 	ready    []*Stream
+	later    []pending // from head on: streams due after the window, oldest first (coalesce.go)
+	head     int
 	wake     chan struct{}
+	tick     chan struct{} // wakes keepTime: later was empty (coalesce.go)
 	detached map[*Stream]struct{}
 }
 
-func newPool() *pool {
-	return &pool{wake: make(chan struct{}, 1), detached: make(map[*Stream]struct{})}
+// newPool returns a pool that coalesces deliveries for window (0: never).
+func newPool(window time.Duration) *pool {
+	return &pool{window: window, wake: make(chan struct{}, 1), tick: make(chan struct{}, 1), detached: make(map[*Stream]struct{})}
 }
 
-// schedule puts streams on the ready list; each must have been marked
-// scheduled by its caller, so that it is on the list at most once.
+// schedule puts streams on the ready list, or on the later list when the
+// pool coalesces (coalesce.go); each must have been marked scheduled by
+// its caller, so that it is on a list at most once.
 func (p *pool) schedule(streams ...*Stream) {
+	if p.window <= 0 {
+		p.scheduleNow(streams...)
+		return
+	}
+	p.mu.Lock()
+	wake := p.scheduleLater(streams)
+	p.mu.Unlock()
+	if wake {
+		signal(p.wake)
+	}
+}
+
+// scheduleNow puts streams on the ready list, whatever the window: a
+// stream that starts, or whose full socket is retried, has waited enough.
+func (p *pool) scheduleNow(streams ...*Stream) {
 	p.mu.Lock()
 	p.ready = append(p.ready, streams...)
 	p.mu.Unlock()
@@ -86,10 +110,12 @@ func (p *pool) schedule(streams ...*Stream) {
 
 // next moves up to len(buf) ready streams into buf, waiting for one, and
 // returns them; nil when ctx ends. Taking a batch keeps the writers and
-// the fan-out from contending on the lock once per stream.
+// the fan-out from contending on the lock once per stream. Streams of the
+// later list join the ready list once due (keepTime wakes a writer then).
 func (p *pool) next(ctx context.Context, buf []*Stream) []*Stream {
 	for {
 		p.mu.Lock()
+		p.promote()
 		if n := len(p.ready); n > 0 {
 			k := copy(buf, p.ready)
 			clear(p.ready[:k])
@@ -133,6 +159,9 @@ func (p *pool) list(buf []*Stream) []*Stream {
 // (hangup.go) of detached streams.
 func (h *Hub) runPool(ctx context.Context) {
 	go h.watchHangups(ctx)
+	if h.pool.window > 0 {
+		go h.keepTime(ctx)
+	}
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		go func() {
 			buf := make([]*Stream, 64)
@@ -191,7 +220,7 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 	h.pool.mu.Unlock()
 	// On the list before it is scheduled: a drain that does not find it
 	// there began before, and its first serve sees the drain.
-	h.pool.schedule(s)
+	h.pool.scheduleNow(s)
 	return nil
 }
 
@@ -276,7 +305,7 @@ func (h *Hub) serveDrain(ctx context.Context, s *Stream) {
 
 // handBack gives up a stream with nothing left to write, so that the
 // next push or notify schedules it again; whatever came meanwhile, it
-// schedules itself.
+// schedules itself (deliveries after the coalescing window).
 func (h *Hub) handBack(s *Stream) {
 	w := &s.det
 	// Before the release: then another writer may take the stream.
@@ -303,7 +332,7 @@ func (h *Hub) setAside(s *Stream) {
 		return
 	}
 	w.retries = min(w.retries+1, 6)
-	time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.schedule(s) })
+	time.AfterFunc(retryBlocked<<(w.retries-1), func() { h.pool.scheduleNow(s) })
 }
 
 // fail ends a detached stream whose writer failed. Most failures are a

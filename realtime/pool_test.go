@@ -121,7 +121,7 @@ func wakeWithControls(list []*Stream, stop <-chan struct{}) {
 // retried soon again, and its time without progress starts over; only a
 // socket that takes nothing backs off, and is cut after maxBlocked.
 func TestSetAsideProgress(t *testing.T) {
-	h := &Hub{pool: newPool()}
+	h := &Hub{pool: newPool(0)}
 	s := &Stream{hub: h}
 	w := &s.det
 	w.out = make([]byte, 1000)

@@ -45,6 +45,7 @@ type Config struct {
 	StreamMaxLifetime    time.Duration `env:"STREAM_MAX_LIFETIME" envDefault:"55m"`
 	StreamRetry          time.Duration `env:"STREAM_RETRY" envDefault:"1s"`
 	StreamBufferBytes    int           `env:"STREAM_BUFFER_BYTES" envDefault:"4194304"`
+	StreamCoalesce       time.Duration `env:"STREAM_COALESCE" envDefault:"1ms"` // how long deliveries wait to share a write; 0 off, at most 1ms
 	MaxSubscriptions     int           `env:"MAX_SUBSCRIPTIONS_PER_STREAM" envDefault:"1000"`
 	MaxCollectionRecords int           `env:"MAX_COLLECTION_RECORDS" envDefault:"10000"`
 	ShutdownTimeout      time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
@@ -119,6 +120,8 @@ func (c Config) validate() error {
 		// Every frame a write can cause must fit a stream's buffer, twice.
 		{"STREAM_BUFFER_BYTES", fmt.Sprintf("at least %d bytes, for two of the largest frames that MAX_RECORD_BYTES and MAX_BODY_BYTES allow", minBuffer),
 			int64(c.StreamBufferBytes) >= minBuffer},
+		{"STREAM_COALESCE", fmt.Sprintf("a duration from 0s (off) to %v", realtime.MaxCoalesce),
+			c.StreamCoalesce >= 0 && c.StreamCoalesce <= realtime.MaxCoalesce},
 		{"MAX_SUBSCRIPTIONS_PER_STREAM", "a positive whole number", c.MaxSubscriptions > 0},
 		{"MAX_COLLECTION_RECORDS", "a positive whole number", c.MaxCollectionRecords > 0},
 		{"SHUTDOWN_TIMEOUT", "a positive duration", c.ShutdownTimeout > 0},

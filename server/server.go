@@ -144,6 +144,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		MaxCollection:     cfg.MaxCollectionRecords,
 		MaxStreams:        cfg.MaxStreams,
 		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+		Coalesce:          cfg.StreamCoalesce,
 	}, log)
 	instance := realtime.NewInstanceID() // names this process's presence and listening rows
 	a.presence = realtime.NewPresence(store, bus, access, realtime.PresenceConfig{
