@@ -143,6 +143,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer stopChanges()
 	stopStreams := h.bus.Subscribe(TopicStreams, h.onStreamChange)
 	defer stopStreams()
+	// A change committed between the snapshot and the subscription was
+	// announced to nobody here: one catch-up finds it.
+	h.Wake()
 	go h.runPool(ctx)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
