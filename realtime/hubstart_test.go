@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -40,19 +39,10 @@ func (s *slowStart) Snapshot(ctx context.Context, names []string) (int64, []api.
 func TestStreamOpenedBeforeHubStarts(t *testing.T) {
 	for name, serve := range writers {
 		t.Run(name, func(t *testing.T) {
-			store, err := embedded.Open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
+			store := openStore(t)
 			slow := &slowStart{Store: store, entered: make(chan struct{}), release: make(chan struct{})}
-			hub := realtime.NewHub(slow, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
-				Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
-			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { hub.Run(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
+			hub := plainHub(slow, store.Bus())
+			ctx := runHub(t, hub)
 			<-slow.entered
 
 			opened := make(chan (<-chan string), 1)
@@ -88,4 +78,21 @@ func TestStreamOpenedBeforeHubStarts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// plainHub is a hub on store and bus that allows everything, with no
+// heartbeat or lifetime to get in a test's way.
+func plainHub(store api.Store, bus api.Bus) *realtime.Hub {
+	return realtime.NewHub(store, bus, realtime.AllowAll{}, realtime.HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// runHub runs hub until the test ends, and returns Run's context.
+func runHub(t *testing.T, hub *realtime.Hub) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { hub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
 }

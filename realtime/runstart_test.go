@@ -2,14 +2,11 @@ package realtime_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -33,12 +30,9 @@ func (b gapBus) Subscribe(topic string, fn func([]byte)) func() {
 func TestRunCatchesUpAfterSubscribing(t *testing.T) {
 	for name, serve := range writers {
 		t.Run(name, func(t *testing.T) {
-			store, err := embedded.Open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
+			store := openStore(t)
 			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
 			var hub *realtime.Hub
 			started := make(chan (<-chan string), 1)
 			bus := gapBus{Bus: store.Bus(), before: func() {
@@ -65,12 +59,8 @@ func TestRunCatchesUpAfterSubscribing(t *testing.T) {
 				}
 				started <- frames
 			}}
-			hub = realtime.NewHub(store, bus, realtime.AllowAll{}, realtime.HubConfig{
-				Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
-			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			done := make(chan struct{})
-			go func() { hub.Run(ctx); close(done) }()
-			t.Cleanup(func() { cancel(); <-done })
+			hub = plainHub(store, bus)
+			runHub(t, hub)
 			frames, ok := <-started
 			if !ok {
 				t.FailNow()

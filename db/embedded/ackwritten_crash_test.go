@@ -1,12 +1,10 @@
 package embedded_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -30,55 +28,11 @@ func TestCrashAckWritten(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashAckWritten$", "-test.count=1")
-	cmd.Env = append(os.Environ(), ackCrashDirEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	acked := map[int64]string{} // position: event data
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		var g, i int
-		var seq int64
-		if _, err := fmt.Sscanf(lines.Text(), "%d %d %d", &g, &i, &seq); err != nil {
-			t.Fatalf("publisher said %q", lines.Text())
-		}
-		acked[seq] = fmt.Sprintf(`"%d/%d"`, g, i)
-		if len(acked) == 5000 {
-			cmd.Process.Kill() // what it printed before it died was acknowledged too
-		}
+	for _, a := range crashAfter(t, "TestCrashAckWritten", ackCrashDirEnv, dir, 5000) {
+		acked[a.seq] = fmt.Sprintf(`"%d/%d"`, a.g, a.i)
 	}
-	cmd.Wait()
-	if len(acked) < 5000 {
-		t.Fatalf("the publisher stopped after %d events", len(acked))
-	}
-
-	s, err := embedded.Open(dir)
-	if err != nil {
-		t.Fatalf("Open after a crash: %v", err)
-	}
-	defer s.Close()
-	log := map[int64]api.Change{}
-	for after := int64(0); ; {
-		cs, err := s.Changes(context.Background(), after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(cs) == 0 {
-			break
-		}
-		for _, c := range cs {
-			if c.Seq != after+1 {
-				t.Fatalf("the log jumps from %d to %d", after, c.Seq)
-			}
-			log[c.Seq], after = c, c.Seq
-		}
-	}
+	_, log := recoveredLog(t, dir)
 	for seq, data := range acked {
 		if ch, ok := log[seq]; !ok || ch.Kind != api.KindEvent || string(ch.Data) != data {
 			t.Fatalf("acknowledged event %s at %d: the log holds %+v (%v)", data, seq, ch, ok)

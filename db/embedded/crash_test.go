@@ -39,54 +39,8 @@ func TestCrash(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var acks []ack
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		var a ack
-		if _, err := fmt.Sscanf(lines.Text(), "%d %d %d", &a.g, &a.i, &a.seq); err != nil {
-			t.Fatalf("writer said %q", lines.Text())
-		}
-		acks = append(acks, a)
-		if len(acks) == 3000 {
-			cmd.Process.Kill() // what it printed before it died was acknowledged too
-		}
-	}
-	cmd.Wait()
-	if len(acks) < 3000 {
-		t.Fatalf("the writer stopped after %d batches", len(acks))
-	}
-
-	s, err := embedded.Open(dir)
-	if err != nil {
-		t.Fatalf("Open after a crash: %v", err)
-	}
-	defer s.Close()
-	log := map[int64]api.Change{}
-	for after := int64(0); ; {
-		cs, err := s.Changes(context.Background(), after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(cs) == 0 {
-			break
-		}
-		for _, c := range cs {
-			if c.Seq != after+1 {
-				t.Fatalf("the log jumps from %d to %d", after, c.Seq)
-			}
-			log[c.Seq], after = c, c.Seq
-		}
-	}
+	acks := crashAfter(t, "TestCrash", crashDirEnv, dir, 3000)
+	s, log := recoveredLog(t, dir)
 	last := map[int]int{}
 	for _, a := range acks {
 		set, ev := log[a.seq], log[a.seq+1]
@@ -110,6 +64,68 @@ func TestCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged batches, %d changes recovered", len(acks), len(log))
+}
+
+// crashAfter runs the test named test as a child process, with env set to
+// dir, reads the "g i seq" line that it prints for each acknowledged
+// write, and kills it with SIGKILL after n of them. It returns every line
+// read: what the child printed before it died was acknowledged too.
+func crashAfter(t *testing.T, test, env, dir string, n int) []ack {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acks []ack
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		var a ack
+		if _, err := fmt.Sscanf(lines.Text(), "%d %d %d", &a.g, &a.i, &a.seq); err != nil {
+			t.Fatalf("the child said %q", lines.Text())
+		}
+		acks = append(acks, a)
+		if len(acks) == n {
+			cmd.Process.Kill()
+		}
+	}
+	cmd.Wait()
+	if len(acks) < n {
+		t.Fatalf("the child stopped after %d writes", len(acks))
+	}
+	return acks
+}
+
+// recoveredLog opens dir after a crash and returns the store (closed when
+// the test ends) and its change log by position, which must have no gap.
+func recoveredLog(t *testing.T, dir string) (*embedded.Store, map[int64]api.Change) {
+	t.Helper()
+	s, err := embedded.Open(dir)
+	if err != nil {
+		t.Fatalf("Open after a crash: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	log := map[int64]api.Change{}
+	for after := int64(0); ; {
+		cs, err := s.Changes(context.Background(), after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 0 {
+			return s, log
+		}
+		for _, c := range cs {
+			if c.Seq != after+1 {
+				t.Fatalf("the log jumps from %d to %d", after, c.Seq)
+			}
+			log[c.Seq], after = c, c.Seq
+		}
+	}
 }
 
 // crashingWriter writes from four goroutines until the process is killed,
