@@ -1,16 +1,11 @@
 package realtime
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/embedded"
 )
 
 // writeConn is a countConn that also counts its Write calls: the system
@@ -44,20 +39,7 @@ func BenchmarkFanOutWindow(b *testing.B) {
 
 func benchFanOutWindow(b *testing.B, window time.Duration) {
 	const subscribers, group = 1000, 4
-	store, err := embedded.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
-		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
-		Coalesce: window,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	close(hub.started) // no Run: the benchmark dispatches itself
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var pool sync.WaitGroup
-	pool.Go(func() { hub.runPool(ctx) })
+	hub, ctx := poolHub(b, window)
 	conns := make([]*writeConn, subscribers)
 	for i := range conns {
 		s, err := hub.Open(ctx, api.User{}, []api.Subscription{{Event: "bench/topic"}}, "")
@@ -96,9 +78,6 @@ func benchFanOutWindow(b *testing.B, window time.Duration) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*subscribers)/elapsed.Seconds(), "frames/s")
 	b.ReportMetric(float64(writes)/float64(b.N*subscribers), "writes/frame")
-	hub.Drain()
-	cancel()
-	pool.Wait()
 }
 
 // BenchmarkLoneEventDelay measures what the window costs a lone event:
@@ -112,20 +91,7 @@ func BenchmarkLoneEventDelay(b *testing.B) {
 }
 
 func benchLoneEvent(b *testing.B, window time.Duration) {
-	store, err := embedded.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
-		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
-		Coalesce: window,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	close(hub.started) // no Run: the benchmark dispatches itself
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var pool sync.WaitGroup
-	pool.Go(func() { hub.runPool(ctx) })
+	hub, ctx := poolHub(b, window)
 	s, err := hub.Open(ctx, api.User{}, []api.Subscription{{Event: "bench/topic"}}, "")
 	if err != nil {
 		b.Fatal(err)
@@ -153,7 +119,4 @@ func benchLoneEvent(b *testing.B, window time.Duration) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(waited.Microseconds())/float64(b.N), "delay-µs")
-	hub.Drain()
-	cancel()
-	pool.Wait()
 }

@@ -105,19 +105,7 @@ func (c *countConn) Close() error                     { return nil }
 // into connections that discard the bytes.
 func BenchmarkFanOutPool(b *testing.B) {
 	const subscribers = 1000
-	store, err := embedded.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
-		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	close(hub.started) // no Run: the benchmark dispatches itself
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	poolDone := make(chan struct{})
-	go func() { hub.runPool(ctx); close(poolDone) }()
+	hub, ctx := poolHub(b, 0)
 	conns := make([]*countConn, subscribers)
 	for i := range conns {
 		s, err := hub.Open(ctx, api.User{}, []api.Subscription{{Event: "bench/topic"}}, "")
@@ -144,9 +132,31 @@ func BenchmarkFanOutPool(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*subscribers)/elapsed.Seconds(), "frames/s")
-	hub.Drain()
-	cancel()
-	<-poolDone
+}
+
+// poolHub is a hub on a new embedded store whose writer pool runs (with
+// the coalescing window given) but not Run: the benchmark dispatches
+// itself. The hub drains and the pool stops when the benchmark ends.
+func poolHub(b *testing.B, window time.Duration) (*Hub, context.Context) {
+	store, err := embedded.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	hub := NewHub(store, store.Bus(), AllowAll{}, HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 64 << 20,
+		Coalesce: window,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	close(hub.started)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { hub.runPool(ctx); close(done) }()
+	b.Cleanup(func() {
+		hub.Drain()
+		cancel()
+		<-done
+		store.Close()
+	})
+	return hub, ctx
 }
 
 // discard is a Sink and a Conn that drops the bytes.
