@@ -83,6 +83,15 @@ func TestCatchUpReadsOncePerWake(t *testing.T) {
 		t.Fatalf("first frame %q", got)
 	}
 	next(t, frames, true) // the snapshot
+	// Run catches up once as it starts, for a change committed before it
+	// listened: that read finds nothing.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if got := counting.take(); got == "[0]" {
+			break
+		} else if got != "[]" || time.Now().After(deadline) {
+			t.Fatalf("reads answered %v at start, want [0]", got)
+		}
+	}
 
 	records := realtime.NewRecords(store, realtime.AllowAll{}, 1<<20)
 	for i := 1; i <= 5; i++ {
