@@ -39,7 +39,7 @@ func (h *Hub) watchHangups(ctx context.Context) {
 			switch {
 			case s.ended():
 			case s.deadline != 0 && now >= s.deadline:
-				s.end(nil) // its lifetime is over
+				s.end(nil) // its lifetime is over (should its timer not have ended it)
 			case l.hungUp(s.det.conn):
 				s.end(nil) // the client went: a normal end, as Run's is
 			}
