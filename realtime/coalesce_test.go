@@ -295,3 +295,27 @@ func TestPoolSchedulesLater(t *testing.T) {
 		t.Fatalf("without a window: %v, want both streams at once", got)
 	}
 }
+
+// TestLaterStaysBounded: under steady traffic a stream always waits, so
+// later never drains; its array must not keep every entry ever taken.
+func TestLaterStaysBounded(t *testing.T) {
+	p := newPool(time.Hour)
+	s := &Stream{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.scheduleLater([]*Stream{s})
+	for range 100000 {
+		p.scheduleLater([]*Stream{s})
+		for i := p.head; i < len(p.later)-1; i++ {
+			p.later[i].due = time.Time{} // all due but the newest
+		}
+		if p.promote() == 0 {
+			t.Fatal("later drained with a stream waiting")
+		}
+		clear(p.ready)
+		p.ready = p.ready[:0]
+	}
+	if c := cap(p.later); c > 64 {
+		t.Fatalf("later holds %d entries' room for %d waiting", c, len(p.later)-p.head)
+	}
+}
