@@ -135,16 +135,19 @@ func (t *tail) addLocked(cs []api.Change, head int64) {
 	if len(cs) == 0 {
 		return
 	}
+	// cs may lie in t.buf's spare capacity (onChanges decodes there), so
+	// appending moves it: sizes are taken first.
 	n := len(t.buf)
 	switch {
 	case n == 0 || cs[0].Seq > t.buf[n-1].Seq+1: // after a gap: start anew
+		size := sizeOf(cs)
 		t.drop(n)
 		t.buf = append(t.buf, cs...)
-		t.bytes = sizeOf(cs)
+		t.bytes = size
 	case cs[len(cs)-1].Seq > t.buf[n-1].Seq: // overlaps the end: take what follows it
 		more := cs[t.buf[n-1].Seq-cs[0].Seq+1:]
-		t.buf = append(t.buf, more...)
 		t.bytes += sizeOf(more)
+		t.buf = append(t.buf, more...)
 	}
 	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
 	switch n := len(t.buf); {

@@ -205,11 +205,16 @@ func TestTailAnnouncedIsWhatWoke(t *testing.T) {
 // all old, and a text it refuses leaves the tail as it was.
 func TestTailTakesNotifications(t *testing.T) {
 	var tl tail
+	// Changes of different sizes, so that the tail's count of bytes
+	// shows which changes it counted.
+	data := func(s int64) string {
+		return `{"v":` + strconv.FormatInt(s, 10) + `,"p":"` + strings.Repeat("x", int(s%7)) + `"}`
+	}
 	text := func(from, to int64) string {
 		var cs []*api.Change
 		for s := from; s <= to; s++ {
 			cs = append(cs, &api.Change{Seq: s, Kind: api.KindSet, Name: "r" + strconv.FormatInt(s, 10), Version: s,
-				Data: json.RawMessage(`{"v":` + strconv.FormatInt(s, 10) + `}`), Time: time.UnixMicro(1)})
+				Data: json.RawMessage(data(s)), Time: time.UnixMicro(1)})
 		}
 		return noteText(cs, 8000)[1:]
 	}
@@ -220,7 +225,7 @@ func TestTailTakesNotifications(t *testing.T) {
 		}
 		for i, c := range tl.buf {
 			s := first + int64(i)
-			if c.Seq != s || c.Name != "r"+strconv.FormatInt(s, 10) || c.Version != s || string(c.Data) != `{"v":`+strconv.FormatInt(s, 10)+`}` {
+			if c.Seq != s || c.Name != "r"+strconv.FormatInt(s, 10) || c.Version != s || string(c.Data) != data(s) {
 				t.Fatalf("%s: change %d is %+v, want position %d", what, i, c, s)
 			}
 		}
