@@ -5,7 +5,8 @@ package handlers
 import (
 	"net"
 	"os"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/switchboard-dev/switchboard/realtime"
 )
@@ -29,11 +30,10 @@ func leanConn(c net.Conn) realtime.Conn {
 	}
 	dup := -1
 	err = rc.Control(func(fd uintptr) {
-		// As os/exec's children must not inherit it: under ForkLock.
-		syscall.ForkLock.RLock()
-		defer syscall.ForkLock.RUnlock()
-		if n, err := syscall.Dup(int(fd)); err == nil {
-			syscall.CloseOnExec(n)
+		// Close-on-exec at once (no child inherits it), and never 0-2: os
+		// takes a file on 1 or 2 for stdout or stderr, and a write to a
+		// reset peer there would raise SIGPIPE and stop the server.
+		if n, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3); err == nil {
 			dup = n
 		}
 	})
@@ -42,7 +42,7 @@ func leanConn(c net.Conn) realtime.Conn {
 	}
 	// The duplicate shares the socket's non-blocking flag: NewFile puts it
 	// in the poller.
-	f := os.NewFile(uintptr(dup), "")
+	f := os.NewFile(uintptr(dup), "stream")
 	tc.Close() // the socket stays open through f
 	return f
 }
