@@ -149,13 +149,8 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 		for range rounds {
 			for _, bin := range bins {
 				seq++
-				dbURL, err := createDB(pg.URL, fmt.Sprintf("scale_%d_%d", os.Getpid(), seq))
+				dbURL, insts, err := startOnNewDB(pg.URL, fmt.Sprintf("scale_%d_%d", os.Getpid(), seq), bin, n)
 				if err != nil {
-					return err
-				}
-				insts, err := startInstances(bin, dbURL, n)
-				if err != nil {
-					stopAll(insts)
 					return err
 				}
 				for _, mode := range modes {
@@ -239,13 +234,8 @@ func runNotify(server string, bins []string, rounds int, ns []int, rate, batch i
 					return err
 				}
 				seq++
-				dbURL, err := createDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq))
+				dbURL, insts, err := startOnNewDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq), abs, n)
 				if err != nil {
-					return err
-				}
-				insts, err := startInstances(abs, dbURL, n)
-				if err != nil {
-					stopAll(insts)
 					return err
 				}
 				sent, inst, backends, err := notifyFor(dbURL, insts, rate, batch, dur, warm)
@@ -353,6 +343,21 @@ type instance struct {
 
 // startInstances starts n servers on the database, the first alone (it
 // applies the migrations), and waits until each one is ready.
+// startOnNewDB creates the database name on the server at url and starts
+// n instances of bin on it; on failure none is left running.
+func startOnNewDB(url, name, bin string, n int) (string, []*instance, error) {
+	dbURL, err := createDB(url, name)
+	if err != nil {
+		return "", nil, err
+	}
+	insts, err := startInstances(bin, dbURL, n)
+	if err != nil {
+		stopAll(insts)
+		return "", nil, err
+	}
+	return dbURL, insts, nil
+}
+
 func startInstances(bin, dbURL string, n int) ([]*instance, error) {
 	var out []*instance
 	for i := range n {

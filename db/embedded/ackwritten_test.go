@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,18 +104,7 @@ func TestAckWrittenBeforeFsync(t *testing.T) {
 // once its fsync did.
 func TestAckDurableByDefault(t *testing.T) {
 	s, open, opened := gatedStore(t, false)
-	done := make(chan bool, 1)
-	go func() {
-		if _, err := publishEvent(s, "chat"); err != nil {
-			t.Error(err)
-		}
-		done <- opened.Load()
-	}()
-	select {
-	case <-done:
-		t.Fatal("a publish returned while its fsync was held")
-	case <-time.After(200 * time.Millisecond): // not a bound on speed: an early answer comes within microseconds
-	}
+	done := publishHeld(t, s, opened, "a publish returned while its fsync was held")
 	open()
 	if !<-done {
 		t.Fatal("a publish returned before its fsync")
@@ -167,18 +157,7 @@ func TestAckWrittenBounded(t *testing.T) {
 	if opened.Load() {
 		t.Fatal("the gate opened")
 	}
-	done := make(chan bool, 1)
-	go func() {
-		if _, err := publishEvent(s, "chat"); err != nil {
-			t.Error(err)
-		}
-		done <- opened.Load()
-	}()
-	select {
-	case <-done:
-		t.Fatalf("publish %d returned while %d events waited for a held fsync", maxEarly+1, maxEarly)
-	case <-time.After(200 * time.Millisecond): // not a bound on speed: an early answer comes within microseconds
-	}
+	done := publishHeld(t, s, opened, fmt.Sprintf("publish %d returned while %d events waited for a held fsync", maxEarly+1, maxEarly))
 	open()
 	if !<-done {
 		t.Fatal("the publish past the bound returned before its fsync")
@@ -190,4 +169,24 @@ func TestAckWrittenBounded(t *testing.T) {
 	if got, err := s.Changes(context.Background(), 0, maxEarly+10); err != nil || len(got) != maxEarly+1 && len(got) != maxEarly+2 {
 		t.Fatalf("the log holds %d changes, %v; want %d or %d", len(got), err, maxEarly+1, maxEarly+2)
 	}
+}
+
+// publishHeld publishes an event on its own goroutine and fails with
+// stuck if the publish returns while the fsync is held; the channel then
+// says whether the fsync had been let through when it returned.
+func publishHeld(t *testing.T, s *Store, opened *atomic.Bool, stuck string) <-chan bool {
+	t.Helper()
+	done := make(chan bool, 1)
+	go func() {
+		if _, err := publishEvent(s, "chat"); err != nil {
+			t.Error(err)
+		}
+		done <- opened.Load()
+	}()
+	select {
+	case <-done:
+		t.Fatal(stuck)
+	case <-time.After(200 * time.Millisecond): // not a bound on speed: an early answer comes within microseconds
+	}
+	return done
 }
