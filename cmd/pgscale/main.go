@@ -75,6 +75,7 @@ func main() {
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
 	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
 	notifyBatch := flag.Int("notify-batch", 1, "with -notify: notifications per transaction (commits whose notifications go together)")
+	flag.DurationVar(&flushDelay, "flush-delay", 0, "make every WAL flush of PostgreSQL take at least this long (commit_delay), as on a disk slower than this machine's")
 	flag.Parse()
 	withPprof = *pprofFlag
 	if *notifyRate > 0 {
@@ -132,6 +133,9 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 			os.Exit(1)
 		}()
 		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
+		if err := slowFlush(pg.URL); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
 	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s\n"
@@ -690,4 +694,34 @@ func statFields(pid int) ([]string, bool) {
 func ticksOf(s string) time.Duration {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return time.Duration(n) * time.Second / ticks
+}
+
+// flushDelay is -flush-delay.
+var flushDelay time.Duration
+
+// slowFlush makes every WAL flush of the server at url wait flushDelay
+// first (commit_delay with no siblings needed), holding the WAL write lock
+// as a slow disk's flush would: flushes that come meanwhile join it.
+func slowFlush(url string) error {
+	if flushDelay <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		fmt.Sprintf("ALTER SYSTEM SET commit_delay = %d", flushDelay.Microseconds()),
+		"ALTER SYSTEM SET commit_siblings = 0",
+		"SELECT pg_reload_conf()",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("-flush-delay: %w", err)
+		}
+	}
+	fmt.Printf("every WAL flush takes %v more; ", flushDelay)
+	return nil
 }

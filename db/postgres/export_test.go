@@ -14,3 +14,16 @@ func SetHeadCheck(t interface{ Cleanup(func()) }, d time.Duration) {
 	headCheck = d
 	t.Cleanup(func() { headCheck = old })
 }
+
+// SetBeforeFlush makes the store's write groups call f between their
+// commit and their WAL flush; call it while no write is under way.
+func (s *Store) SetBeforeFlush(f func()) { s.beforeFlush = f }
+
+// SetFlushAfter sets how long the reads of a Store opened after it wait
+// for what they saw to be announced before they flush the WAL themselves,
+// until the test ends.
+func SetFlushAfter(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := flushAfter
+	flushAfter = d
+	t.Cleanup(func() { flushAfter = old })
+}

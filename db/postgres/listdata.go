@@ -8,22 +8,37 @@ import (
 )
 
 // ListData returns a page of the records under prefix after the cursor,
-// with their data, in byte order of names (the column's collation is C).
-// One statement reads the log's head and the page, so the page is the
-// records as the log up to that head left them (the package comment says
-// why a snapshot sees a prefix of the log).
+// with their data, in byte order of names (the column's collation is C),
+// and the log's head that the page is as of.
 func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (_ int64, _ []api.Record, err error) {
 	defer unavailable(&err)
-	rows, err := s.pool.Query(ctx, `
-		SELECT h.seq, r.name, r.version, r.data
+	return s.page(ctx, listDataPage, prefix, after, limit)
+}
+
+// The statements of List and ListData: the log's head and a page of
+// records, with their data or without (null). One statement reads both,
+// so the page is the records as the log up to that head left them (the
+// package comment says why a snapshot sees a prefix of the log).
+const pageSQL = `
+		SELECT h.seq, r.name, r.version, %s
 		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN LATERAL (
 			SELECT name, version, data FROM records
 			WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
 			ORDER BY name LIMIT $4
 		) r ON true
-		ORDER BY r.name`, prefix, prefixEnd(prefix), after, limit)
+		ORDER BY r.name`
+
+var (
+	listPage     = fmt.Sprintf(pageSQL, "null::json")
+	listDataPage = fmt.Sprintf(pageSQL, "r.data")
+)
+
+// page runs listPage or listDataPage, and answers once what it read is
+// durable.
+func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) (int64, []api.Record, error) {
+	rows, err := s.pool.Query(ctx, sql, prefix, prefixEnd(prefix), after, limit)
 	if err != nil {
-		return 0, nil, fmt.Errorf("list records with data: %w", err)
+		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	defer rows.Close()
 	var pos int64
@@ -33,7 +48,7 @@ func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (
 		var version *int64
 		var rec api.Record
 		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
-			return 0, nil, fmt.Errorf("list records with data: %w", err)
+			return 0, nil, fmt.Errorf("list records: %w", err)
 		}
 		if name != nil {
 			rec.Name, rec.Version = *name, *version
@@ -41,7 +56,10 @@ func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, nil, fmt.Errorf("list records with data: %w", err)
+		return 0, nil, fmt.Errorf("list records: %w", err)
+	}
+	if err := s.durable(ctx, pos); err != nil {
+		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	return pos, out, nil
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -71,16 +72,62 @@ const (
 
 // tail is the end of the log as this instance has learnt it: changes at
 // consecutive positions first..first+len(buf)-1, and the highest position
-// announced (head), which may be beyond them.
+// announced (head), which may be beyond them. Every position up to head is
+// durable: notifications are sent, and this instance's groups reach the
+// tail, after their WAL flush, and reads reach it only once what they saw
+// is durable (Store.durable).
 type tail struct {
 	mu      sync.Mutex
 	buf     []api.Change
 	bytes   int64 // the Size of buf's changes
 	gen     int64 // counts resets: a log read begun before one is not taken in
 	head    int64
-	trimmed int64 // the log is gone up to here (Trim's notifications)
-	woken   int64 // the highest position the topic's handlers were woken for
-	noted   bool  // a notification of the changes topic came since watchHead last looked
+	trimmed int64         // the log is gone up to here (Trim's notifications)
+	woken   int64         // the highest position the topic's handlers were woken for
+	noted   bool          // a notification of the changes topic came since watchHead last looked
+	moved   chan struct{} // closed when head moves, for waitHead; nil when nobody waits
+}
+
+// raise moves the head up to h, waking waitHead's callers.
+func (t *tail) raise(h int64) {
+	if h <= t.head {
+		return
+	}
+	t.head = h
+	if t.moved != nil {
+		close(t.moved)
+		t.moved = nil
+	}
+}
+
+// waitHead waits until the head reaches h, for at most d; it reports
+// whether it did.
+func (t *tail) waitHead(ctx context.Context, h int64, d time.Duration) bool {
+	var timeout <-chan time.Time
+	for {
+		t.mu.Lock()
+		if t.head >= h {
+			t.mu.Unlock()
+			return true
+		}
+		if t.moved == nil {
+			t.moved = make(chan struct{})
+		}
+		moved := t.moved
+		t.mu.Unlock()
+		if timeout == nil {
+			timer := time.NewTimer(d)
+			defer timer.Stop()
+			timeout = timer.C
+		}
+		select {
+		case <-moved:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // read returns the changes after position after, up to limit, when the
@@ -131,7 +178,7 @@ func (t *tail) addRead(cs []api.Change, gen int64) {
 }
 
 func (t *tail) addLocked(cs []api.Change, head int64) {
-	t.head = max(t.head, head)
+	t.raise(head)
 	if len(cs) == 0 {
 		return
 	}
@@ -149,7 +196,7 @@ func (t *tail) addLocked(cs []api.Change, head int64) {
 		t.bytes += sizeOf(more)
 		t.buf = append(t.buf, more...)
 	}
-	t.head = max(t.head, t.buf[len(t.buf)-1].Seq)
+	t.raise(t.buf[len(t.buf)-1].Seq)
 	switch n := len(t.buf); {
 	case n > 2*tailSize:
 		t.drop(n - tailSize)

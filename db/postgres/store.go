@@ -25,26 +25,47 @@
 // log times follow positions and Trim cuts a prefix.
 //
 // The cost is that writers serialise on that row from the moment they take
-// positions until their commit is done, its WAL flush included. Three
-// things keep that short: the counter is taken after every record has
-// been locked, read, passed through Apply and written, so only the log
-// insert and the commit run under it; the statement that takes it also
-// inserts the log rows, and goes in one pipeline with the record writes
-// and COMMIT, so the server holds the lock for that statement and the
-// commit and never waits on the client meanwhile (write.go); and writes
+// positions until their commit is done. Four things keep that short: the
+// counter is taken after every record has been locked, read, passed
+// through Apply and written, so only the log insert and the commit run
+// under it; the statement that takes it also inserts the log rows, and
+// goes in one pipeline with the record writes and COMMIT, so the server
+// holds the lock for that statement and the commit and never waits on the
+// client meanwhile (write.go); the commit is asynchronous, so the lock is
+// let go without waiting for the WAL flush (see Durability); and writes
 // are group committed: one goroutine per Store (the loop of a
 // commit.Committer) takes every request waiting when a transaction starts
-// (up to commit.MaxGroup) into one transaction, so one commit, one fsync
+// (up to commit.MaxGroup) into one transaction, so one commit, one flush
 // and one notification serve many writes. The notification is not sent
 // by the write transaction (NOTIFY takes a lock of the whole cluster from
 // its commit until it ends, WAL flush included, and would serialise with
 // every other notification: the Bus's, presence, RPC) but after it, in a
 // transaction of its own (see below). Groups of different instances never
-// merge: the database's commits, one WAL flush each under the counter's
-// lock, are the ceiling of writes spread over instances. Committing
-// asynchronously and acknowledging after a later flush would lift it, but
-// other instances could then read changes that a crash of the database
-// takes back, and positions would be given twice.
+// merge, but their flushes do: the database flushes the WAL of every
+// commit waiting at once.
+//
+// # Durability
+//
+// A group commits asynchronously and then waits for the flush in a
+// transaction of its own (flushWAL, same pipeline): it is acknowledged,
+// announced and taken into this instance's tail only after that. But other
+// transactions see its changes from its commit on, before they are
+// durable, and a crash of the database in between would take them back
+// and give their positions and versions again. So no read answers with
+// what it saw before that is durable: every read of records or of the log
+// learns the head H of the log its snapshot saw (log_head in the same
+// statement, or the last position read), and answers once every position
+// up to H is durable (Store.durable). That is known when the tail's head
+// has reached H: notifications are sent after their group's flush (the
+// triggers' commit synchronously), so every position announced is durable,
+// and so is every one this instance committed or a checked read saw. A
+// read that sees a group whose notification has not arrived waits for it,
+// typically a flush and a round trip; when none comes (lost with its
+// writer) it flushes the WAL itself, whose commit comes after everything
+// it saw. The commit order above holds as before: the commit record is
+// written, and the transaction ends in the proc array, before the row lock
+// is let go, so commit records and visibility follow positions, and the
+// WAL flushed up to one group's flush holds every lower position.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -95,7 +116,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -118,8 +138,14 @@ type Store struct {
 	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
 	tail      tail                           // the last changes learnt of (notify.go)
 	closeOnce sync.Once
-	stopWatch context.CancelFunc // ends watchHead
-	watched   chan struct{}      // closed when watchHead has ended
+	unlisten  func() // ends the tail's own subscription to the changes topic
+	// beforeFlush, when set (by tests, before the first write), is called
+	// between a group's commit and its flush, which then runs in a round
+	// trip of its own.
+	beforeFlush func()
+	flushAfter  time.Duration      // see flushAfter
+	stopWatch   context.CancelFunc // ends watchHead
+	watched     chan struct{}      // closed when watchHead has ended
 }
 
 // headCheck is how long an instance hears no notification of changes
@@ -152,13 +178,24 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{pool: pool, log: log}
+	s := &Store{pool: pool, log: log, flushAfter: flushAfter}
 	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.tail.reset)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s.bus = bus
+	// The tail follows every notification of changes, so that reads learn
+	// soon that what they saw is durable (Store.durable), whether or not
+	// anything else here subscribes; then it starts at the log's head.
+	s.unlisten = bus.SubscribeWake(api.TopicChanges, func(int64) {})
+	var head int64
+	if err := pool.QueryRow(ctx, `SELECT seq, pg_logical_emit_message(true, 'switchboard', '') FROM log_head LIMIT 1`).Scan(&head, nil); err != nil {
+		bus.close()
+		pool.Close()
+		return nil, fmt.Errorf("read the log's head: %w", err)
+	}
+	s.tail.add(nil, head) // durable: the statement's commit flushed what it saw (flushWAL)
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
 	var watch context.Context
 	watch, s.stopWatch = context.WithCancel(context.Background())
@@ -188,7 +225,11 @@ func (s *Store) watchHead(ctx context.Context) {
 			continue
 		} else if head, err := s.head(ctx); err != nil {
 			s.log.Debug("read the log's head", "err", err)
-		} else if head > known {
+		} else if head <= known {
+			continue
+		} else if err := s.durable(ctx, head); err != nil {
+			s.log.Debug("flush the log's head", "err", err)
+		} else {
 			s.bus.l.changes(strconv.FormatInt(head, 10), false)
 		}
 	}
@@ -203,6 +244,32 @@ func (s *Store) head(ctx context.Context) (int64, error) {
 	return head, err
 }
 
+// flushAfter is how long a read waits for the positions it saw to be
+// announced before it flushes the WAL itself (Store.durable), for the
+// Stores opened after it is set.
+var flushAfter = 50 * time.Millisecond
+
+// durable returns once every position up to h is durable, so that a read
+// that saw the log up to h may answer (package comment). That is at once
+// when the tail's head has reached h; else it waits for a notification
+// (sent after its group's flush) that moves the head there, and after
+// flushAfter (a notification lost, a reader far ahead of this instance's
+// listener) flushes the WAL itself: flushWAL's commit comes after every
+// commit the read saw.
+func (s *Store) durable(ctx context.Context, h int64) error {
+	if s.tail.waitHead(ctx, h, s.flushAfter) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, flushWAL); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	s.tail.add(nil, h)
+	return nil
+}
+
 // Bus returns the Bus that carries this store's notifications, and others'.
 func (s *Store) Bus() *Bus { return s.bus }
 
@@ -213,6 +280,7 @@ func (s *Store) Close() error {
 		s.stopWatch()
 		<-s.watched
 		s.committer.Close()
+		s.unlisten()
 		s.bus.close()
 		s.pool.Close()
 	})
@@ -226,37 +294,31 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 func (s *Store) Get(ctx context.Context, name string) (_ api.Record, err error) {
 	defer unavailable(&err)
 	rec := api.Record{Name: name}
-	err = s.pool.QueryRow(ctx, `SELECT version, data FROM records WHERE name = $1`, name).
-		Scan(&rec.Version, (*[]byte)(&rec.Data))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return api.Record{}, api.NotFound(name)
+	var head int64
+	var version *int64
+	err = s.pool.QueryRow(ctx, `
+		SELECT h.seq, r.version, r.data
+		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN records r ON r.name = $1`, name).
+		Scan(&head, &version, (*[]byte)(&rec.Data))
+	if err == nil {
+		err = s.durable(ctx, head)
 	}
 	if err != nil {
 		return api.Record{}, fmt.Errorf("get record %s: %w", name, err)
 	}
+	if version == nil {
+		return api.Record{}, api.NotFound(name)
+	}
+	rec.Version = *version
 	return rec, nil
 }
 
 // List returns records under prefix after the cursor, in byte order of
-// names (the column's collation is C).
+// names (the column's collation is C), without their data.
 func (s *Store) List(ctx context.Context, prefix, after string, limit int) (_ []api.Record, err error) {
 	defer unavailable(&err)
-	rows, err := s.pool.Query(ctx, `
-		SELECT name, version FROM records
-		WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
-		ORDER BY name LIMIT $4`, prefix, prefixEnd(prefix), after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (api.Record, error) {
-		var rec api.Record
-		err := r.Scan(&rec.Name, &rec.Version)
-		return rec, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
-	}
-	return out, nil
+	_, out, err := s.page(ctx, listPage, prefix, after, limit)
+	return out, err
 }
 
 // prefixEnd returns the smallest string after every string that starts
@@ -303,6 +365,9 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 		}
 	}
 	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := s.durable(ctx, pos); err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	out := make([]api.Record, len(names))
@@ -355,6 +420,11 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (_ []api.Ch
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	if len(out) > 0 {
+		if err := s.durable(ctx, out[len(out)-1].Seq); err != nil {
+			return nil, fmt.Errorf("read change log: %w", err)
+		}
 	}
 	s.tail.addRead(out, gen)
 	return out, nil

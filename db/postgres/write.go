@@ -32,13 +32,25 @@ func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, 
 	return s.committer.Do(ctx, writes)
 }
 
-// beginWrite starts a write transaction, marked as the store's so that the
-// triggers for direct SQL writes (migrations/0002) leave its records alone:
-// the store logs them itself. It goes in the first pipeline of a group.
+// A group's transaction starts with beginWrite and markWriter, in its
+// first pipeline. markWriter marks it as the store's, so that the triggers
+// for direct SQL writes (migrations/0002) leave its records alone (the
+// store logs them itself), and makes its commit asynchronous: COMMIT
+// returns, and log_head's lock is let go, without waiting for the WAL
+// flush (package comment). flushWAL, after COMMIT in the same pipeline,
+// then waits for that flush outside any lock: it is a transaction of its
+// own (an implicit one, ended by the pipeline's Sync) that writes a record
+// to the WAL, a logical decoding message that nothing reads (a transaction
+// that wrote none commits without waiting for the flush). So its commit
+// record comes after the group's, and its synchronous commit returns once
+// the WAL up to it is flushed (and, with synchronous replication, on the
+// standbys). Groups of every instance wait for their flushes together,
+// which the server does in one.
 const (
 	beginWrite  = "BEGIN"
-	markWriter  = "SET LOCAL switchboard.writer = 'store'"
+	markWriter  = "SELECT set_config('switchboard.writer', 'store', true), set_config('synchronous_commit', 'off', true)"
 	commitWrite = "COMMIT"
+	flushWAL    = "SELECT pg_logical_emit_message(true, 'switchboard', '')"
 )
 
 // commitGroup runs a group in one transaction, starting over when it conflicts
@@ -107,12 +119,14 @@ func retryable(err error) bool {
 // one connection: BEGIN and the locking reads of every record the group
 // touches; then, once the writes have run in Go, the record writes, the
 // statement that takes positions from log_head and appends to the log
-// (appendLog), and COMMIT. It returns the text of the group's
-// notification, which commitGroup sends once the group is answered. So log_head's lock is taken by the
-// pipeline's last statement before COMMIT and held for no client round
-// trip: the server runs COMMIT as soon as that statement is done. An error
-// in the second pipeline makes the server skip the rest of it, COMMIT
-// included, and the attempt rolls back.
+// (appendLog), COMMIT and flushWAL. It returns the text of the group's
+// notification, which commitGroup sends once the group is answered. So
+// log_head's lock is taken by the pipeline's last statement before COMMIT
+// and held for no client round trip nor WAL flush: the server runs COMMIT
+// as soon as that statement is done, and the commit does not wait for the
+// flush. An error in the second pipeline makes the server skip the rest of
+// it, COMMIT included, and the attempt rolls back. The group's changes
+// reach the tail (and so this instance's readers) only after the flush.
 func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -150,8 +164,17 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, e
 		}
 		return nil
 	})
+	if s.beforeFlush == nil {
+		b.Queue(flushWAL)
+	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return "", err
+	}
+	if s.beforeFlush != nil {
+		s.beforeFlush()
+		if _, err := conn.Exec(ctx, flushWAL); err != nil {
+			return "", err
+		}
 	}
 	if len(changes) == 0 {
 		return "", nil

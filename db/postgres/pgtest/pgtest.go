@@ -282,6 +282,20 @@ func (s *Server) Stop() error {
 	}
 }
 
+// Crash stops a server that this package runs the way a crash would
+// (immediate shutdown: no checkpoint, and WAL not yet written to the
+// operating system is lost) and waits for it to exit; Restart recovers.
+func (s *Server) Crash() error {
+	if s.proc == nil {
+		return nil
+	}
+	p := s.proc
+	s.proc = nil
+	p.Process.Signal(syscall.SIGQUIT)
+	<-s.exited
+	return nil
+}
+
 // Remove deletes the server's directory (after Stop).
 func (s *Server) Remove() {
 	if s.dir != "" {

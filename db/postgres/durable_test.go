@@ -1,0 +1,204 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/postgres"
+	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+)
+
+// holdFlush makes the next write group of s stop between its commit and
+// its WAL flush: committed is closed once it has committed, and it flushes
+// when release is called (at the latest when t ends).
+func holdFlush(t *testing.T, s *postgres.Store) (committed chan struct{}, release func()) {
+	committed, released := make(chan struct{}), make(chan struct{})
+	var hold, free sync.Once
+	s.SetBeforeFlush(func() {
+		hold.Do(func() {
+			close(committed)
+			<-released
+		})
+	})
+	release = func() { free.Do(func() { close(released) }) }
+	t.Cleanup(release)
+	return committed, release
+}
+
+// A group's commit does not wait for its WAL flush (so log_head is let go
+// before it), and what it wrote is then visible to SQL; but no read of
+// another instance answers with it, nor with the record states it made,
+// until it is durable: the reads wait for the writer's notification, sent
+// after the flush.
+func TestReadsWaitForTheFlush(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	postgres.SetFlushAfter(t, time.Hour) // only the notification lets them answer
+	w, r := open(t, url), open(t, url)
+	ctx := t.Context()
+	for r.Bus().Ready(ctx) != nil { // r hears w's notifications
+		time.Sleep(10 * time.Millisecond)
+	}
+	first, err := w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := r.Get(ctx, "a"); err != nil || string(rec.Data) != `{"v":1}` {
+		t.Fatalf("Get before = %+v, %v", rec, err)
+	}
+
+	committed, release := holdFlush(t, w)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := w.Write(ctx, []api.Write{set("a", `{"v":2}`),
+			set("b", `{"v":1}`)})
+		wrote <- err
+	}()
+	<-committed
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var data string
+	if err := conn.QueryRow(ctx, `SELECT data::text FROM records WHERE name = 'a'`).Scan(&data); err != nil || data != `{"v":2}` {
+		t.Fatalf("the committed group is not visible to SQL: %q, %v", data, err)
+	}
+
+	head := first[0].Seq
+	reads := map[string]func() (string, error){
+		"Get": func() (string, error) {
+			rec, err := r.Get(ctx, "a")
+			return string(rec.Data), err
+		},
+		"List": func() (string, error) {
+			recs, err := r.List(ctx, "", "", 10)
+			return fmt.Sprint(recs), err
+		},
+		"ListData": func() (string, error) {
+			pos, recs, err := r.ListData(ctx, "", "", 10)
+			return fmt.Sprint(pos, recs), err
+		},
+		"Snapshot": func() (string, error) {
+			pos, recs, err := r.Snapshot(ctx, []string{"a", "b"})
+			return fmt.Sprint(pos, recs), err
+		},
+		"Changes": func() (string, error) {
+			cs, err := r.Changes(ctx, head, 10)
+			return fmt.Sprint(len(cs)), err
+		},
+	}
+	type answer struct {
+		read, got string
+		err       error
+	}
+	answers := make(chan answer, len(reads))
+	for name, read := range reads {
+		go func() {
+			got, err := read()
+			answers <- answer{name, got, err}
+		}()
+	}
+	select {
+	case a := <-answers:
+		t.Fatalf("%s answered before the flush: %s, %v", a.read, a.got, a.err)
+	case err := <-wrote:
+		t.Fatalf("the write was answered before its flush: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"Get":      `{"v":2}`,
+		"List":     "[{a 2 []} {b 1 []}]",
+		"ListData": fmt.Sprintf("%d [{a 2 [123 34 118 34 58 50 125]} {b 1 [123 34 118 34 58 49 125]}]", head+2),
+		"Snapshot": fmt.Sprintf("%d [{a 2 [123 34 118 34 58 50 125]} {b 1 [123 34 118 34 58 49 125]}]", head+2),
+		"Changes":  "2",
+	}
+	for range reads {
+		a := <-answers
+		if a.err != nil || a.got != want[a.read] {
+			t.Errorf("%s after the flush = %s, %v; want %s", a.read, a.got, a.err, want[a.read])
+		}
+	}
+}
+
+// A read that saw changes whose notification does not come (the writer
+// died between its flush and its notification, or is slow to send it)
+// flushes the WAL itself after a while, and answers.
+func TestReadFlushesWhenNoNotificationComes(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	postgres.SetFlushAfter(t, 20*time.Millisecond)
+	w, r := open(t, url), open(t, url)
+	ctx := t.Context()
+	committed, _ := holdFlush(t, w)
+	go w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
+	<-committed
+	rec, err := r.Get(ctx, "a")
+	if err != nil || string(rec.Data) != `{"v":1}` {
+		t.Fatalf("Get = %+v, %v", rec, err)
+	}
+}
+
+// Every write acknowledged is still there after the database crashes
+// (immediate shutdown, which loses WAL not yet written out): a group's
+// asynchronous commit is acknowledged only after its flush.
+func TestAcknowledgedWritesSurviveADatabaseCrash(t *testing.T) {
+	pg, err := pgtest.StartDurable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Remove()
+	defer pg.Stop()
+	s, err := postgres.Open(t.Context(), pg.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 25
+	var mu sync.Mutex
+	var acked []int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				cs, err := s.Write(t.Context(), []api.Write{set(fmt.Sprint("r", i), fmt.Sprint(j))})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, cs[0].Seq)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := pg.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var head, rows int64
+	if err := conn.QueryRow(t.Context(), `SELECT (SELECT seq FROM log_head), (SELECT count(*) FROM log)`).Scan(&head, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) != writers*each || head != int64(writers*each) || rows != head {
+		t.Fatalf("after the crash the log has %d rows up to %d; %d writes were acknowledged", rows, head, len(acked))
+	}
+}
