@@ -32,23 +32,25 @@ func (s *Store) Write(ctx context.Context, writes []api.Write) (_ []api.Change, 
 	return s.committer.Do(ctx, writes)
 }
 
-// A group's transaction starts with beginWrite and markWriter, in its
-// first pipeline. markWriter marks it as the store's, so that the triggers
-// for direct SQL writes (migrations/0002) leave its records alone (the
-// store logs them itself), and makes its commit asynchronous: COMMIT
-// returns, and log_head's lock is let go, without waiting for the WAL
-// flush (package comment). flushWAL, after COMMIT in the same pipeline,
-// then waits for that flush outside any lock: it is a transaction of its
-// own (an implicit one, ended by the pipeline's Sync) that writes a record
-// to the WAL, a logical decoding message that nothing reads (a transaction
-// that wrote none commits without waiting for the flush). So its commit
-// record comes after the group's, and its synchronous commit returns once
-// the WAL up to it is flushed (and, with synchronous replication, on the
-// standbys). Groups of every instance wait for their flushes together,
-// which the server does in one.
+// A group's transaction starts with beginWrite and markWriter, in its first
+// pipeline. markWriter marks it as the store's, so that the triggers for
+// direct SQL writes (migrations/0002) leave its records alone (the store
+// logs them itself); makes its commit asynchronous: COMMIT returns, and
+// log_head's lock is let go, without waiting for the WAL flush (package
+// comment); and has its statements planned once (their arrays of names would
+// otherwise make the server plan them anew for every group, about a fifth of
+// its CPU per commit). flushWAL, after COMMIT in the same pipeline, then
+// waits for that flush outside any lock: it is a transaction of its own (an
+// implicit one, ended by the pipeline's Sync) that writes a record to the
+// WAL, a logical decoding message that nothing reads (a transaction that
+// wrote none commits without waiting for the flush). So its commit record
+// comes after the group's, and its synchronous commit returns once the WAL
+// up to it is flushed (and, with synchronous replication, on the standbys).
+// Groups of every instance wait for their flushes together, which the server
+// does in one.
 const (
 	beginWrite  = "BEGIN"
-	markWriter  = "SELECT set_config('switchboard.writer', 'store', true), set_config('synchronous_commit', 'off', true)"
+	markWriter  = "SELECT set_config('switchboard.writer', 'store', true), set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)"
 	commitWrite = "COMMIT"
 	flushWAL    = "SELECT pg_logical_emit_message(true, 'switchboard', '')"
 )
