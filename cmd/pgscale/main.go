@@ -15,7 +15,10 @@
 //   - pg µs/w: CPU of every PostgreSQL process per write;
 //   - pg idle µs/c: CPU of the PostgreSQL backends serving one such idle
 //     instance (its listener and its pool's connections, found by their
-//     client ports), per commit (rows "one" with N > 1, the average).
+//     client ports), per commit (rows "one" with N > 1, the average);
+//   - reads/s, read p50 and p99: with -readers R, R readers GET the
+//     writers' records meanwhile (reader i from instance i mod N), and
+//     these are their rate and latency.
 //
 // The backends of an idle instance are not all it costs PostgreSQL: the
 // committing backend signals every listener. So after the rows, for each
@@ -75,6 +78,7 @@ func main() {
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured time before each row")
 	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
 	notifyBatch := flag.Int("notify-batch", 1, "with -notify: notifications per transaction (commits whose notifications go together)")
+	flag.IntVar(&readers, "readers", 0, "besides the writers, this many readers: reader i reads writer i's record (GET) from instance i mod N, again and again; the rows then give reads/s and the reads' p50 and p99")
 	flag.DurationVar(&flushDelay, "flush-delay", 0, "make every WAL flush of PostgreSQL take at least this long (commit_delay), as on a disk slower than this machine's")
 	flag.Parse()
 	withPprof = *pprofFlag
@@ -138,8 +142,9 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 		}
 	}
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
-	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s\n"
-	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w", "pg idle µs/c")
+	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s %8s %9s %9s\n"
+	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w", "pg idle µs/c",
+		"reads/s", "read p50", "read p99")
 	// PostgreSQL's CPU per commit of every row, by build, instances and
 	// writers (rows "spread" for one instance, "one" for more), for the
 	// summary.
@@ -178,7 +183,8 @@ func run(server string, bins []string, rounds int, ns, ws []int, modes []string,
 						}
 						fmt.Printf(row, filepath.Base(bin), strconv.Itoa(n), mode, strconv.Itoa(w), fmt.Sprintf("%.0f", r.writesPerSec),
 							fmt.Sprintf("%.1f", r.perCommit), fmt.Sprintf("%.1f", r.p99.Seconds()*1000),
-							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite), pgIdle)
+							fmt.Sprintf("%.1f", r.instUsPerWrite), idle, fmt.Sprintf("%.1f", r.pgUsPerWrite), pgIdle,
+							r.reads.rate(), r.reads.pct(50), r.reads.pct(99))
 					}
 				}
 				stopAll(insts)
@@ -450,11 +456,36 @@ type result struct {
 	p99                                           time.Duration
 	instUsPerWrite, idleUsPerCommit, pgUsPerWrite float64
 	pgUsPerCommit, pgIdleUsPerCommit              float64
+	reads                                         readings
 }
+
+// readings are the latencies of the reads of a measured time.
+type readings struct {
+	lat []time.Duration // sorted
+	dur time.Duration
+}
+
+func (r readings) rate() string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", float64(len(r.lat))/r.dur.Seconds())
+}
+
+// pct returns the p-th percentile in milliseconds.
+func (r readings) pct(p int) string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r.lat[len(r.lat)*p/100].Seconds()*1000)
+}
+
+// readers is -readers.
+var readers int
 
 // measure runs w writers for warm+dur and measures the last dur.
 func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w int, dur, warm time.Duration) (result, error) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: w, MaxConnsPerHost: w}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: w + readers, MaxConnsPerHost: w + readers}}
 	defer client.CloseIdleConnections()
 	var measuring atomic.Bool
 	var stop atomic.Bool
@@ -487,6 +518,31 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 				}
 				if measuring.Load() {
 					lat[i] = append(lat[i], time.Since(t))
+				}
+			}
+		})
+	}
+	reads := make([][]time.Duration, readers)
+	for i := range readers {
+		target := insts[i%len(insts)]
+		wg.Go(func() {
+			url := target.url + "/records/scale/w" + strconv.Itoa(i%w)
+			for !stop.Load() {
+				t := time.Now()
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+						err = fmt.Errorf("GET %s: %s", url, resp.Status)
+					}
+				}
+				if err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+				if measuring.Load() {
+					reads[i] = append(reads[i], time.Since(t))
 				}
 			}
 		})
@@ -544,7 +600,13 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 			idle += d
 		}
 	}
+	var read []time.Duration
+	for _, l := range reads {
+		read = append(read, l...)
+	}
+	slices.Sort(read)
 	r := result{
+		reads:          readings{read, elapsed},
 		writesPerSec:   writes / elapsed.Seconds(),
 		perCommit:      logged / max(commits, 1),
 		p99:            all[len(all)*99/100],

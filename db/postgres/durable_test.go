@@ -38,7 +38,9 @@ func holdFlush(t *testing.T, s *postgres.Store) (committed chan struct{}, releas
 // after the flush.
 func TestReadsWaitForTheFlush(t *testing.T) {
 	url := pgtest.NewDatabase(t)
-	postgres.SetFlushAfter(t, time.Hour) // only the notification lets them answer
+	// Only the notification lets them answer: their own flush would come
+	// after 10 s.
+	postgres.SetFlushAfter(t, 10*time.Second)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
 	for r.Bus().Ready(ctx) != nil { // r hears w's notifications
@@ -112,6 +114,7 @@ func TestReadsWaitForTheFlush(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	release()
+	released := time.Now()
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
@@ -127,23 +130,38 @@ func TestReadsWaitForTheFlush(t *testing.T) {
 		if a.err != nil || a.got != want[a.read] {
 			t.Errorf("%s after the flush = %s, %v; want %s", a.read, a.got, a.err, want[a.read])
 		}
+		if d := time.Since(released); d > 5*time.Second {
+			t.Errorf("%s answered %v after the flush: not woken by the notification", a.read, d)
+		}
 	}
 }
 
 // A read that saw changes whose notification does not come (the writer
 // died between its flush and its notification, or is slow to send it)
-// flushes the WAL itself after a while, and answers.
+// waits for it, then flushes the WAL itself and answers; concurrent reads
+// do so together.
 func TestReadFlushesWhenNoNotificationComes(t *testing.T) {
+	const wait = 200 * time.Millisecond
 	url := pgtest.NewDatabase(t)
-	postgres.SetFlushAfter(t, 20*time.Millisecond)
+	postgres.SetFlushAfter(t, wait)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
 	committed, _ := holdFlush(t, w)
 	go w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
 	<-committed
-	rec, err := r.Get(ctx, "a")
-	if err != nil || string(rec.Data) != `{"v":1}` {
-		t.Fatalf("Get = %+v, %v", rec, err)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			rec, err := r.Get(ctx, "a")
+			if err != nil || string(rec.Data) != `{"v":1}` {
+				t.Errorf("Get = %+v, %v", rec, err)
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d < wait {
+		t.Errorf("the reads answered after %v, without waiting %v for the notification", d, wait)
 	}
 }
 
@@ -161,6 +179,7 @@ func TestAcknowledgedWritesSurviveADatabaseCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	const writers, each = 8, 25
 	var mu sync.Mutex
 	var acked []int64
@@ -200,5 +219,41 @@ func TestAcknowledgedWritesSurviveADatabaseCrash(t *testing.T) {
 	}
 	if len(acked) != writers*each || head != int64(writers*each) || rows != head {
 		t.Fatalf("after the crash the log has %d rows up to %d; %d writes were acknowledged", rows, head, len(acked))
+	}
+}
+
+// A group whose commit went through but whose flush failed (its
+// connection broke between the two) is not given up: it is done and
+// visible, so it flushes on another connection and its writers are
+// answered, with its changes announced.
+func TestWriteSurvivesALostFlush(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	w, r := open(t, url), open(t, url)
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var cut int
+	w.SetBeforeFlush(func() {
+		// The writer's connection has just run COMMIT.
+		err := admin.QueryRow(ctx, `
+			SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query = 'COMMIT'`).Scan(&cut)
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	cs, err := w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
+	if err != nil || len(cs) != 1 || cs[0].Version != 1 {
+		t.Fatalf("Write = %+v, %v", cs, err)
+	}
+	if cut != 1 {
+		t.Fatalf("%d connections cut, want the writer's", cut)
+	}
+	got, err := r.Changes(ctx, cs[0].Seq-1, 10)
+	if err != nil || len(got) != 1 || got[0].Name != "a" {
+		t.Fatalf("Changes = %+v, %v", got, err)
 	}
 }

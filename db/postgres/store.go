@@ -56,13 +56,16 @@
 // learns the head H of the log its snapshot saw (log_head in the same
 // statement, or the last position read), and answers once every position
 // up to H is durable (Store.durable). That is known when the tail's head
-// has reached H: notifications are sent after their group's flush (the
-// triggers' commit synchronously), so every position announced is durable,
-// and so is every one this instance committed or a checked read saw. A
-// read that sees a group whose notification has not arrived waits for it,
-// typically a flush and a round trip; when none comes (lost with its
-// writer) it flushes the WAL itself, whose commit comes after everything
-// it saw. The commit order above holds as before: the commit record is
+// has reached H: notifications are sent after their group's flush, so
+// every position announced is durable, and so is every one this instance
+// committed or a checked read saw. (Direct SQL writes, whose triggers
+// notify as they commit, must commit synchronously: PostgreSQL's
+// default.) A read that sees a group whose notification has not arrived
+// waits for it, typically a flush and a round trip; when none comes (lost
+// with its writer), or the listener is not connected, it flushes the WAL
+// itself, whose commit comes after everything it saw; reads that wait
+// meanwhile share that flush. After the listener reconnects, the head is
+// read again with a flush. The commit order above holds as before: the commit record is
 // written, and the transaction ends in the proc array, before the row lock
 // is let go, so commit records and visibility follow positions, and the
 // WAL flushed up to one group's flush holds every lower position.
@@ -135,17 +138,20 @@ type Store struct {
 	bus  *Bus
 	log  *slog.Logger
 
-	committer *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
-	tail      tail                           // the last changes learnt of (notify.go)
-	closeOnce sync.Once
-	unlisten  func() // ends the tail's own subscription to the changes topic
-	// beforeFlush, when set (by tests, before the first write), is called
-	// between a group's commit and its flush, which then runs in a round
-	// trip of its own.
-	beforeFlush func()
-	flushAfter  time.Duration      // see flushAfter
+	committer   *commit.Committer[[]api.Write] // the write queue; its loop runs s.commitGroup
+	tail        tail                           // the last changes learnt of (notify.go)
+	flushAfter  time.Duration                  // see flushAfter
+	flushes     flushes                        // the reads' own flushes (Store.flushFor)
+	reconnected chan struct{}                  // the listener reconnected (Store.lost): watchHead reads the head
+	closeOnce   sync.Once
+	unlisten    func()             // ends the tail's own subscription to the changes topic
 	stopWatch   context.CancelFunc // ends watchHead
 	watched     chan struct{}      // closed when watchHead has ended
+
+	// beforeFlush, when set (by tests, while no write is under way), is
+	// called between a group's commit and its flush, which then runs in a
+	// round trip of its own.
+	beforeFlush func()
 }
 
 // headCheck is how long an instance hears no notification of changes
@@ -178,8 +184,8 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{pool: pool, log: log, flushAfter: flushAfter}
-	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.tail.reset)
+	s := &Store{pool: pool, log: log, flushAfter: flushAfter, reconnected: make(chan struct{}, 1)}
+	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.lost)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -189,13 +195,11 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 	// soon that what they saw is durable (Store.durable), whether or not
 	// anything else here subscribes; then it starts at the log's head.
 	s.unlisten = bus.SubscribeWake(api.TopicChanges, func(int64) {})
-	var head int64
-	if err := pool.QueryRow(ctx, `SELECT seq, pg_logical_emit_message(true, 'switchboard', '') FROM log_head LIMIT 1`).Scan(&head, nil); err != nil {
+	if err := s.durableHead(ctx); err != nil {
 		bus.close()
 		pool.Close()
-		return nil, fmt.Errorf("read the log's head: %w", err)
+		return nil, err
 	}
-	s.tail.add(nil, head) // durable: the statement's commit flushed what it saw (flushWAL)
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
 	var watch context.Context
 	watch, s.stopWatch = context.WithCancel(context.Background())
@@ -219,6 +223,11 @@ func (s *Store) watchHead(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.reconnected:
+			if err := s.durableHead(ctx); err != nil {
+				s.log.Debug("read the log's head", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
 		if noted, known := s.tail.announced(); noted || s.bus.l.ready() != nil {
@@ -227,12 +236,43 @@ func (s *Store) watchHead(ctx context.Context) {
 			s.log.Debug("read the log's head", "err", err)
 		} else if head <= known {
 			continue
-		} else if err := s.durable(ctx, head); err != nil {
+		} else if err := s.flushHead(ctx, head); err != nil {
 			s.log.Debug("flush the log's head", "err", err)
 		} else {
 			s.bus.l.changes(strconv.FormatInt(head, 10), false)
 		}
 	}
+}
+
+// lost is the listener's word that it reconnected: what was announced
+// meanwhile is unknown, so the tail forgets its changes, and watchHead
+// reads the log's head for the reads that wait for it (Store.durable).
+func (s *Store) lost() {
+	s.tail.reset()
+	select {
+	case s.reconnected <- struct{}{}:
+	default:
+	}
+}
+
+// durableHead reads the log's head in a transaction that flushes what it
+// saw, and takes it as the tail's head.
+func (s *Store) durableHead(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	var head int64
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT seq FROM log_head LIMIT 1), `+flushing).Scan(&head, nil, nil); err != nil {
+		return fmt.Errorf("read the log's head: %w", err)
+	}
+	s.tail.add(nil, head)
+	return nil
+}
+
+// flushHead is flushFor(head) within connectTimeout.
+func (s *Store) flushHead(ctx context.Context, head int64) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	return s.flushFor(ctx, head)
 }
 
 // head reads the log's last position.
@@ -254,20 +294,61 @@ var flushAfter = 50 * time.Millisecond
 // when the tail's head has reached h; else it waits for a notification
 // (sent after its group's flush) that moves the head there, and after
 // flushAfter (a notification lost, a reader far ahead of this instance's
-// listener) flushes the WAL itself: flushWAL's commit comes after every
-// commit the read saw.
+// listener), or at once while the listener is not connected, flushes the
+// WAL itself (flushFor).
 func (s *Store) durable(ctx context.Context, h int64) error {
-	if s.tail.waitHead(ctx, h, s.flushAfter) {
+	if s.bus.l.ready() == nil && s.tail.waitHead(ctx, h, s.flushAfter) {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, flushWAL); err != nil {
-		return fmt.Errorf("flush: %w", err)
+	return s.flushFor(ctx, h)
+}
+
+// flushes lets concurrent reads share their flushes.
+type flushes struct {
+	mu      sync.Mutex
+	want    int64         // the highest position a read waits for
+	running chan struct{} // closed when the flush under way ends; nil when none
+}
+
+// flushFor makes the head durable up to h, which a read saw, by a flush
+// that starts after that read: its commit comes after every commit the
+// read saw. Reads that wait meanwhile share one flush: each one covers
+// every position asked for before it started.
+func (s *Store) flushFor(ctx context.Context, h int64) error {
+	f := &s.flushes
+	for {
+		if s.tail.reached(h) {
+			return nil
+		}
+		f.mu.Lock()
+		f.want = max(f.want, h)
+		if running := f.running; running != nil {
+			f.mu.Unlock()
+			select {
+			case <-running:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		done, want := make(chan struct{}), f.want
+		f.running = done
+		f.mu.Unlock()
+		_, err := s.pool.Exec(ctx, flushWAL)
+		if err == nil {
+			s.tail.add(nil, want)
+		}
+		f.mu.Lock()
+		f.running = nil
+		f.mu.Unlock()
+		close(done)
+		if err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
 	}
-	s.tail.add(nil, h)
-	return nil
 }
 
 // Bus returns the Bus that carries this store's notifications, and others'.

@@ -52,7 +52,11 @@ const (
 	beginWrite  = "BEGIN"
 	markWriter  = "SELECT set_config('switchboard.writer', 'store', true), set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)"
 	commitWrite = "COMMIT"
-	flushWAL    = "SELECT pg_logical_emit_message(true, 'switchboard', '')"
+	flushWAL    = "SELECT " + flushing
+	// flushing is the flush as expressions of a SELECT. Where the session's
+	// synchronous_commit is off, it waits for the local flush all the same.
+	flushing = `pg_logical_emit_message(true, 'switchboard', ''),
+		CASE current_setting('synchronous_commit') WHEN 'off' THEN set_config('synchronous_commit', 'local', true) END`
 )
 
 // commitGroup runs a group in one transaction, starting over when it conflicts
@@ -160,23 +164,32 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, e
 	if len(changes) > 0 {
 		appendLog(b, changes)
 	}
+	committed := false
 	b.Queue(commitWrite).Exec(func(tag pgconn.CommandTag) error {
 		if tag.String() != "COMMIT" { // an aborted transaction's COMMIT says ROLLBACK
 			return fmt.Errorf("commit: the transaction ended with %s", tag)
 		}
+		committed = true
 		return nil
 	})
 	if s.beforeFlush == nil {
 		b.Queue(flushWAL)
 	}
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return "", err
-	}
-	if s.beforeFlush != nil {
+	err = conn.SendBatch(ctx, b).Close()
+	if err == nil && s.beforeFlush != nil {
 		s.beforeFlush()
-		if _, err := conn.Exec(ctx, flushWAL); err != nil {
-			return "", err
-		}
+		_, err = conn.Exec(ctx, flushWAL)
+	}
+	if err != nil && committed {
+		// Only the flush failed (its connection broke, say): the group is
+		// done and visible, and failing it would have its writers retry
+		// what is done. Flush on another connection; if that fails too,
+		// the writers learn that the outcome is unknown (UNAVAILABLE).
+		s.log.Debug("flush after a commit failed, flushing again", "err", err)
+		_, err = s.pool.Exec(ctx, flushWAL)
+	}
+	if err != nil {
+		return "", err
 	}
 	if len(changes) == 0 {
 		return "", nil
