@@ -20,14 +20,18 @@ import (
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
 )
 
-// pgFault runs writers and streams on one instance while fault breaks the
-// database and heal mends it, then checks what the clients got: only 2xx
+// pgFault runs writers on instance p and streams on the last of also (p
+// when none) while fault breaks the database and heal mends it, then checks what the clients got: only 2xx
 // and 503 UNAVAILABLE answers (allowed lists the other answers that the
 // fault may cause, like "no answer" when the client's own timeout cuts a
 // request), every acknowledged write in the database, the streams whole,
 // and the instance writing again without a restart within patience.
-func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...string) *ledger {
+func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed []string, also ...*proc) *ledger {
 	t.Helper()
+	reader := p
+	if len(also) > 0 {
+		reader = also[len(also)-1]
+	}
 	const records = 8
 	nWriters, nStreams := pick(8, 32), pick(4, 16)
 	auth := "Bearer " + token(t, "writer")
@@ -36,12 +40,12 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 	followers := make([]*follower, nStreams)
 	for i := range followers {
 		f := newFollower("stream "+itoa(i), []string{"k/" + itoa(i%records), "k/" + itoa((i+5)%records)}, "ev/", "Authorization", auth)
-		s, err := f.connect(p.URL)
+		s, err := f.connect(reader.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		followers[i] = f
-		follow(f, s, []string{p.URL}, stop, &readers)
+		follow(f, s, []string{reader.URL}, stop, &readers)
 	}
 	l := newLedger()
 	for w := range nWriters {
@@ -68,7 +72,9 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 	if l.ops.Load() == during {
 		t.Fatalf("no write acknowledged %v after the database was mended\n%.3000s", patience, p.out.String())
 	}
-	p.waitReady(t, http.StatusOK)
+	for _, q := range append([]*proc{p}, also...) {
+		q.waitReady(t, http.StatusOK)
+	}
 	time.Sleep(pick(time.Second, 5*time.Second))
 	close(stopWriters)
 	writers.Wait()
@@ -96,7 +102,9 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed ...st
 		}
 	}
 	if t.Failed() {
-		logErrors(t, p)
+		for _, q := range append([]*proc{p}, also...) {
+			logErrors(t, q)
+		}
 	}
 	return l
 }
@@ -119,7 +127,7 @@ func TestPostgresRestart(t *testing.T) {
 		if err := pg.Restart(); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, nil)
 	if n := p.metric(t, "switchboard_listener_reconnects_total"); n < 1 {
 		t.Errorf("switchboard_listener_reconnects_total = %v after a restart of the database", n)
 	}
@@ -128,8 +136,9 @@ func TestPostgresRestart(t *testing.T) {
 // TestPostgresCrash crashes a durable database (fsync and synchronous
 // commits on; immediate shutdown, which loses the WAL not yet written out)
 // under load and starts it again, which recovers from its WAL: no
-// acknowledged write is lost, and the streams delivered nothing that the
-// crash took back (they deliver exactly the log that recovery left).
+// acknowledged write is lost, and the streams, on another instance than
+// the writers, delivered nothing that the crash took back (they deliver
+// exactly the log that recovery left).
 func TestPostgresCrash(t *testing.T) {
 	if os.Getenv("TEST_DATABASE_URL") != "" {
 		t.Skip("TEST_DATABASE_URL: the database server is not this test's to crash")
@@ -140,7 +149,7 @@ func TestPostgresCrash(t *testing.T) {
 	}
 	t.Cleanup(func() { pg.Stop(); pg.Remove() })
 	db := pg.NewDatabase(t)
-	p := start(t, pgEnv(db))
+	p, q := start(t, pgEnv(db)), start(t, pgEnv(db))
 	pgFault(t, db, p, func() {
 		if err := pg.Crash(); err != nil {
 			t.Fatal(err)
@@ -149,7 +158,7 @@ func TestPostgresCrash(t *testing.T) {
 		if err := pg.Restart(); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}, nil, q)
 }
 
 // TestPostgresSlow makes every write of a record take a second (a trigger
@@ -164,7 +173,7 @@ func TestPostgresSlow(t *testing.T) {
 		execSQL(t, db, `CREATE TRIGGER chaos_slow BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION chaos_slow()`)
 	}, func() {
 		execSQL(t, db, `DROP TRIGGER chaos_slow ON records`)
-	}, "no answer")
+	}, []string{"no answer"})
 }
 
 // TestPostgresConnectionLimit fills the database's max_connections with
@@ -241,7 +250,7 @@ func TestPostgresConnectionLimit(t *testing.T) {
 			c.Close(context.Background())
 		}
 		fillers = nil
-	})
+	}, nil)
 
 	_ = l
 }
