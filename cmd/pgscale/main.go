@@ -17,8 +17,9 @@
 //     instance (its listener and its pool's connections, found by their
 //     client ports), per commit (rows "one" with N > 1, the average);
 //   - reads/s, read p50 and p99: with -readers R, R readers GET the
-//     writers' records meanwhile (reader i from instance i mod N), and
-//     these are their rate and latency.
+//     writers' records meanwhile (reader i from instance i mod N; with
+//     -read-quiet, records that nobody writes), and these are their rate
+//     and latency.
 //
 // The backends of an idle instance are not all it costs PostgreSQL: the
 // committing backend signals every listener. So after the rows, for each
@@ -79,6 +80,7 @@ func main() {
 	notifyRate := flag.Int("notify", 0, "instead of writers: for each build and round, start the instances with none of them written to, send them this many notifications of 4-change commits per second straight through PostgreSQL, and print the CPU per notification of an instance and of its PostgreSQL backends")
 	notifyBatch := flag.Int("notify-batch", 1, "with -notify: notifications per transaction (commits whose notifications go together)")
 	flag.IntVar(&readers, "readers", 0, "besides the writers, this many readers: reader i reads writer i's record (GET) from instance i mod N, again and again; the rows then give reads/s and the reads' p50 and p99")
+	flag.BoolVar(&readQuiet, "read-quiet", false, "with -readers: reader i reads a record of its own, written once before, instead of writer i's")
 	flag.DurationVar(&flushDelay, "flush-delay", 0, "make every WAL flush of PostgreSQL take at least this long (commit_delay), as on a disk slower than this machine's")
 	flag.Parse()
 	withPprof = *pprofFlag
@@ -480,8 +482,11 @@ func (r readings) pct(p int) string {
 	return fmt.Sprintf("%.2f", r.lat[len(r.lat)*p/100].Seconds()*1000)
 }
 
-// readers is -readers.
-var readers int
+// readers is -readers, readQuiet -read-quiet.
+var (
+	readers   int
+	readQuiet bool
+)
 
 // measure runs w writers for warm+dur and measures the last dur.
 func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w int, dur, warm time.Duration) (result, error) {
@@ -527,6 +532,19 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 		target := insts[i%len(insts)]
 		wg.Go(func() {
 			url := target.url + "/records/scale/w" + strconv.Itoa(i%w)
+			if readQuiet {
+				url = target.url + "/records/scale/r" + strconv.Itoa(i)
+				req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(`{"quiet":true}`))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode/100 != 2 {
+					failed.CompareAndSwap(nil, fmt.Errorf("PUT %s: %v", url, err))
+					return
+				}
+			}
 			for !stop.Load() {
 				t := time.Now()
 				resp, err := client.Get(url)

@@ -257,3 +257,45 @@ func TestWriteSurvivesALostFlush(t *testing.T) {
 		t.Fatalf("Changes = %+v, %v", got, err)
 	}
 }
+
+// Reads of records that no change after the durable head touched answer
+// at once, even while a group that committed after that head waits for its
+// flush, as of that head.
+func TestReadsOfOtherRecordsDoNotWait(t *testing.T) {
+	postgres.SetFlushAfter(t, time.Hour)
+	url := pgtest.NewDatabase(t)
+	w, r := open(t, url), open(t, url)
+	ctx := t.Context()
+	cs, err := w.Write(ctx, []api.Write{set("c", `{"v":1}`), set("d", `{"v":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	durable := cs[1].Seq
+	for r.Bus().Ready(ctx) != nil { // r hears w's notifications
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := r.Get(ctx, "c"); err != nil { // r knows of the write
+		t.Fatal(err)
+	}
+	committed, _ := holdFlush(t, w)
+	go w.Write(ctx, []api.Write{set("a", `{"v":1}`), {Kind: api.KindEvent, Name: "c"}})
+	<-committed
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // they would wait an hour
+	defer cancel()
+	if rec, err := r.Get(ctx, "c"); err != nil || string(rec.Data) != `{"v":1}` {
+		t.Errorf("Get(c) = %+v, %v", rec, err)
+	}
+	if _, err := r.Get(ctx, "b"); !api.IsCode(err, api.CodeNotFound) {
+		t.Errorf("Get(b) = %v, want NOT_FOUND", err)
+	}
+	if pos, recs, err := r.Snapshot(ctx, []string{"c", "d"}); err != nil || pos != durable || len(recs) != 2 || recs[1].Version != 1 {
+		t.Errorf("Snapshot = %d, %+v, %v; want it as of %d", pos, recs, err, durable)
+	}
+	if pos, recs, err := r.ListData(ctx, "d", "", 10); err != nil || pos != durable || len(recs) != 1 {
+		t.Errorf("ListData(d) = %d, %+v, %v; want it as of %d", pos, recs, err, durable)
+	}
+	if recs, err := r.List(ctx, "c", "", 10); err != nil || len(recs) != 1 {
+		t.Errorf("List(c) = %+v, %v", recs, err)
+	}
+}

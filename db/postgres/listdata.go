@@ -19,9 +19,9 @@ func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (
 // records, with their data or without (null). One statement reads both,
 // so the page is the records as the log up to that head left them (the
 // package comment says why a snapshot sees a prefix of the log).
-const pageSQL = `
-		SELECT h.seq, r.name, r.version, %s
-		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN LATERAL (
+var pageSQL = `
+		SELECT h.seq, h.touched, r.name, r.version, %s
+		FROM ` + headTouching("$5", "l.name >= $1 AND ($2 = '' OR l.name < $2) AND l.name > $3") + ` LEFT JOIN LATERAL (
 			SELECT name, version, data FROM records
 			WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
 			ORDER BY name LIMIT $4
@@ -36,18 +36,20 @@ var (
 // page runs listPage or listDataPage, and answers once what it read is
 // durable.
 func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) (int64, []api.Record, error) {
-	rows, err := s.pool.Query(ctx, sql, prefix, prefixEnd(prefix), after, limit)
+	d := s.tail.current()
+	rows, err := s.pool.Query(ctx, sql, prefix, prefixEnd(prefix), after, limit, d)
 	if err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	defer rows.Close()
 	var pos int64
+	var touched bool
 	var out []api.Record
 	for rows.Next() {
 		var name *string
 		var version *int64
 		var rec api.Record
-		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
+		if err := rows.Scan(&pos, &touched, &name, &version, (*[]byte)(&rec.Data)); err != nil {
 			return 0, nil, fmt.Errorf("list records: %w", err)
 		}
 		if name != nil {
@@ -58,7 +60,7 @@ func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) 
 	if err := rows.Err(); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
-	if err := s.durable(ctx, pos); err != nil {
+	if pos, err = s.settled(ctx, pos, d, touched); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	return pos, out, nil

@@ -100,6 +100,13 @@ func (t *tail) raise(h int64) {
 	}
 }
 
+// current returns the head.
+func (t *tail) current() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.head
+}
+
 // reached reports whether the head has reached h.
 func (t *tail) reached(h int64) bool {
 	t.mu.Lock()

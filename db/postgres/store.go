@@ -49,26 +49,30 @@
 // A group commits asynchronously and then waits for the flush in a
 // transaction of its own (flushWAL, same pipeline): it is acknowledged,
 // announced and taken into this instance's tail only after that. But other
-// transactions see its changes from its commit on, before they are
-// durable, and a crash of the database in between would take them back
-// and give their positions and versions again. So no read answers with
-// what it saw before that is durable: every read of records or of the log
-// learns the head H of the log its snapshot saw (log_head in the same
-// statement, or the last position read), and answers once every position
-// up to H is durable (Store.durable). That is known when the tail's head
-// has reached H: notifications are sent after their group's flush, so
-// every position announced is durable, and so is every one this instance
-// committed or a checked read saw. (Direct SQL writes, whose triggers
-// notify as they commit, must commit synchronously: PostgreSQL's
-// default.) A read that sees a group whose notification has not arrived
-// waits for it, typically a flush and a round trip; when none comes (lost
-// with its writer), or the listener is not connected, it flushes the WAL
-// itself, whose commit comes after everything it saw; reads that wait
-// meanwhile share that flush. After the listener reconnects, the head is
-// read again with a flush. The commit order above holds as before: the commit record is
-// written, and the transaction ends in the proc array, before the row lock
-// is let go, so commit records and visibility follow positions, and the
-// WAL flushed up to one group's flush holds every lower position.
+// transactions see its changes from its commit on, before they are durable,
+// and a crash of the database in between would take them back and give
+// their positions and versions again. So no read answers with what it saw
+// before that is durable: every read of records or of the log learns the
+// head H of the log its snapshot saw (log_head in the same statement, or
+// the last position read), and answers once every position up to H is
+// durable (Store.durable). That is known when the tail's head has reached
+// H: notifications are sent after their group's flush, so every position
+// announced is durable, and so is every one this instance committed or a
+// checked read saw. (Direct SQL writes, whose triggers notify as they
+// commit, must commit synchronously: PostgreSQL's default.) A read of
+// records need not wait when none of the changes after the tail's head, up
+// to H, touched the records it read (the statement itself looks, in the
+// log): what it read is as the log up to the tail's head left it, and it
+// answers as of there (Store.settled). Otherwise, and for reads of the log
+// itself, a read that sees a group whose notification has not arrived waits
+// for it, typically a flush and a round trip; when none comes (lost with
+// its writer), or the listener is not connected, it flushes the WAL itself,
+// whose commit comes after everything it saw; reads that wait meanwhile
+// share that flush. After the listener reconnects, the head is read again
+// with a flush. The commit order above holds as before: the commit record
+// is written, and the transaction ends in the proc array, before the row
+// lock is let go, so commit records and visibility follow positions, and
+// the WAL flushed up to one group's flush holds every lower position.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -306,6 +310,32 @@ func (s *Store) durable(ctx context.Context, h int64) error {
 	return s.flushFor(ctx, h)
 }
 
+// headTouching is SQL for a row h of the log's head (seq) and whether the
+// changes of records after position d up to it (touched), those that a
+// read may not yet know to be durable, include one that cond (a condition
+// on l.name) selects; true as well when there are more than 1,000 of them.
+func headTouching(d, cond string) string {
+	return `(SELECT lh.seq, lh.seq > ` + d + ` AND (lh.seq - ` + d + ` > 1000 OR EXISTS (
+			SELECT FROM log l WHERE l.seq > ` + d + ` AND l.seq <= lh.seq AND l.kind <> 'event' AND ` + cond + `
+		)) AS touched
+		FROM log_head lh LIMIT 1) h`
+}
+
+// settled returns the position that a read of records, which saw the log
+// up to head while the tail's head was d, answers as of, once what it
+// answers is durable: head when d has reached it; d when no change after
+// d touched what it read (what it read is then as the log up to d left
+// it); else head, once durable (Store.durable).
+func (s *Store) settled(ctx context.Context, head, d int64, touched bool) (int64, error) {
+	switch {
+	case head <= d:
+		return head, nil
+	case !touched:
+		return d, nil
+	}
+	return head, s.durable(ctx, head)
+}
+
 // flushes lets concurrent reads share their flushes.
 type flushes struct {
 	mu      sync.Mutex
@@ -376,13 +406,15 @@ func (s *Store) Get(ctx context.Context, name string) (_ api.Record, err error) 
 	defer unavailable(&err)
 	rec := api.Record{Name: name}
 	var head int64
+	var touched bool
 	var version *int64
+	d := s.tail.current()
 	err = s.pool.QueryRow(ctx, `
-		SELECT h.seq, r.version, r.data
-		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN records r ON r.name = $1`, name).
-		Scan(&head, &version, (*[]byte)(&rec.Data))
+		SELECT h.seq, h.touched, r.version, r.data
+		FROM `+headTouching("$2", "l.name = $1")+` LEFT JOIN records r ON r.name = $1`, name, d).
+		Scan(&head, &touched, &version, (*[]byte)(&rec.Data))
 	if err == nil {
-		err = s.durable(ctx, head)
+		_, err = s.settled(ctx, head, d, touched)
 	}
 	if err != nil {
 		return api.Record{}, fmt.Errorf("get record %s: %w", name, err)
@@ -424,20 +456,22 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 	if names == nil {
 		names = []string{}
 	}
+	d := s.tail.current()
 	rows, err := s.pool.Query(ctx, `
-		SELECT h.seq, r.name, r.version, r.data
-		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN records r ON r.name = ANY($1::text[])`, names)
+		SELECT h.seq, h.touched, r.name, r.version, r.data
+		FROM `+headTouching("$2", "l.name = ANY($1::text[])")+` LEFT JOIN records r ON r.name = ANY($1::text[])`, names, d)
 	if err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer rows.Close()
 	var pos int64
+	var touched bool
 	found := make(map[string]api.Record, len(names))
 	for rows.Next() {
 		var name *string
 		var rec api.Record
 		var version *int64
-		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
+		if err := rows.Scan(&pos, &touched, &name, &version, (*[]byte)(&rec.Data)); err != nil {
 			return 0, nil, fmt.Errorf("snapshot: %w", err)
 		}
 		if name != nil {
@@ -448,7 +482,7 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 	if err := rows.Err(); err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
-	if err := s.durable(ctx, pos); err != nil {
+	if pos, err = s.settled(ctx, pos, d, touched); err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	out := make([]api.Record, len(names))
