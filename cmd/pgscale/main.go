@@ -461,6 +461,22 @@ type result struct {
 	reads                                         readings
 }
 
+// put writes a record.
+func put(client *http.Client, url, body string) error {
+	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("PUT %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
 // readings are the latencies of the reads of a measured time.
 type readings struct {
 	lat []time.Duration // sorted
@@ -507,17 +523,7 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 			for n := 0; !stop.Load(); n++ {
 				body := `{"n":` + strconv.Itoa(n) + `,"pad":"0123456789012345678901234567890123456789"}`
 				t := time.Now()
-				req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode/100 != 2 {
-						err = fmt.Errorf("PUT %s: %s", url, resp.Status)
-					}
-				}
-				if err != nil {
+				if err := put(client, url, body); err != nil {
 					failed.CompareAndSwap(nil, err)
 					return
 				}
@@ -534,14 +540,8 @@ func measure(pg *pgtest.Server, dbURL string, insts []*instance, mode string, w 
 			url := target.url + "/records/scale/w" + strconv.Itoa(i%w)
 			if readQuiet {
 				url = target.url + "/records/scale/r" + strconv.Itoa(i)
-				req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(`{"quiet":true}`))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err == nil {
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode/100 != 2 {
-					failed.CompareAndSwap(nil, fmt.Errorf("PUT %s: %v", url, err))
+				if err := put(client, url, `{"quiet":true}`); err != nil {
+					failed.CompareAndSwap(nil, err)
 					return
 				}
 			}

@@ -265,13 +265,22 @@ func (s *Server) Restart() error {
 // Stop stops a server that this package runs (fast shutdown: open
 // connections are cut) and waits for it to exit; the data stays for
 // Restart. On an external server it does nothing.
-func (s *Server) Stop() error {
+func (s *Server) Stop() error { return s.signal(syscall.SIGINT) }
+
+// Crash stops a server that this package runs the way a crash would
+// (immediate shutdown: no checkpoint, and WAL not yet written to the
+// operating system is lost) and waits for it to exit; Restart recovers.
+func (s *Server) Crash() error { return s.signal(syscall.SIGQUIT) }
+
+// signal sends sig to the postmaster and waits for it to exit, killing it
+// after 30 s.
+func (s *Server) signal(sig syscall.Signal) error {
 	if s.proc == nil {
 		return nil
 	}
 	p := s.proc
 	s.proc = nil
-	p.Process.Signal(syscall.SIGINT)
+	p.Process.Signal(sig)
 	select {
 	case <-s.exited:
 		return nil
@@ -280,20 +289,6 @@ func (s *Server) Stop() error {
 		<-s.exited
 		return errors.New("postgres did not stop within 30s; killed")
 	}
-}
-
-// Crash stops a server that this package runs the way a crash would
-// (immediate shutdown: no checkpoint, and WAL not yet written to the
-// operating system is lost) and waits for it to exit; Restart recovers.
-func (s *Server) Crash() error {
-	if s.proc == nil {
-		return nil
-	}
-	p := s.proc
-	s.proc = nil
-	p.Process.Signal(syscall.SIGQUIT)
-	<-s.exited
-	return nil
 }
 
 // Remove deletes the server's directory (after Stop).
