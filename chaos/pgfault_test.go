@@ -158,9 +158,9 @@ func TestPostgresCrash(t *testing.T) {
 	}
 	var reads []read
 	stop, done := make(chan struct{}), make(chan struct{})
+	auth := "Bearer " + token(t, "reader")
 	go func() {
 		defer close(done)
-		auth := "Bearer " + token(t, "reader")
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -171,9 +171,13 @@ func TestPostgresCrash(t *testing.T) {
 			var r read
 			if a.Status == http.StatusOK && json.Unmarshal(a.Body, &r) == nil {
 				reads = append(reads, r)
+			} else {
+				time.Sleep(10 * time.Millisecond) // the database is down, say
 			}
 		}
 	}()
+	stopReads := sync.OnceFunc(func() { close(stop); <-done })
+	t.Cleanup(stopReads)
 	pgFault(t, db, p, func() {
 		if err := pg.Crash(); err != nil {
 			t.Fatal(err)
@@ -183,8 +187,7 @@ func TestPostgresCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}, nil, q)
-	close(stop)
-	<-done
+	stopReads()
 	versions := map[string]logEntry{}
 	for _, e := range readLog(t, db) {
 		if e.Kind != "event" {

@@ -21,7 +21,7 @@ func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (
 // package comment says why a snapshot sees a prefix of the log).
 var pageSQL = `
 		SELECT h.seq, h.touched, r.name, r.version, %s
-		FROM ` + headTouching("$5", "l.name >= $1 AND ($2 = '' OR l.name < $2) AND l.name > $3") + ` LEFT JOIN LATERAL (
+		FROM ` + headTouching("$5", `l.name COLLATE "C" >= $1 AND ($2 = '' OR l.name COLLATE "C" < $2) AND l.name COLLATE "C" > $3`) + ` LEFT JOIN LATERAL (
 			SELECT name, version, data FROM records
 			WHERE name >= $1 AND ($2 = '' OR name < $2) AND name > $3
 			ORDER BY name LIMIT $4
@@ -60,7 +60,10 @@ func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) 
 	if err := rows.Err(); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
-	if pos, err = s.settled(ctx, pos, d, touched); err != nil {
+	if sql == listDataPage { // it answers with pos (Store.settled)
+		touched = true
+	}
+	if err := s.settled(ctx, pos, d, touched); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	return pos, out, nil

@@ -60,19 +60,20 @@
 // announced is durable, and so is every one this instance committed or a
 // checked read saw. (Direct SQL writes, whose triggers notify as they
 // commit, must commit synchronously: PostgreSQL's default.) A read of
-// records need not wait when none of the changes after the tail's head, up
-// to H, touched the records it read (the statement itself looks, in the
-// log): what it read is as the log up to the tail's head left it, and it
-// answers as of there (Store.settled). Otherwise, and for reads of the log
-// itself, a read that sees a group whose notification has not arrived waits
-// for it, typically a flush and a round trip; when none comes (lost with
-// its writer), or the listener is not connected, it flushes the WAL itself,
-// whose commit comes after everything it saw; reads that wait meanwhile
-// share that flush. After the listener reconnects, the head is read again
-// with a flush. The commit order above holds as before: the commit record
-// is written, and the transaction ends in the proc array, before the row
-// lock is let go, so commit records and visibility follow positions, and
-// the WAL flushed up to one group's flush holds every lower position.
+// records that answers with no position (Get, List) need not wait when none
+// of the changes after the tail's head, up to H, touched the records it
+// read (the statement itself looks, in the log): what it read is then as
+// the log up to the tail's head left it (Store.settled). Otherwise, and for
+// reads of the log itself, a read that sees a group whose notification has
+// not arrived waits for it, typically a flush and a round trip; when none
+// comes (lost with its writer), or the listener is not connected, it
+// flushes the WAL itself, whose commit comes after everything it saw; reads
+// that wait meanwhile share that flush. After the listener reconnects, the
+// head is read again with a flush. The commit order above holds as before:
+// the commit record is written, and the transaction ends in the proc array,
+// before the row lock is let go, so commit records and visibility follow
+// positions, and the WAL flushed up to one group's flush holds every lower
+// position.
 //
 // The alternative, a visibility horizon (bigserial positions, readers stop
 // below the oldest running writer's transaction id), lets writers run in
@@ -313,27 +314,29 @@ func (s *Store) durable(ctx context.Context, h int64) error {
 // headTouching is SQL for a row h of the log's head (seq) and whether the
 // changes of records after position d up to it (touched), those that a
 // read may not yet know to be durable, include one that cond (a condition
-// on l.name) selects; true as well when there are more than 1,000 of them.
+// on l.name, whose comparisons must use the C collation of records.name)
+// selects; true as well when there are more than 1,000 of them, or when
+// Trim removed some (log_trimmed moves with its delete).
 func headTouching(d, cond string) string {
-	return `(SELECT lh.seq, lh.seq > ` + d + ` AND (lh.seq - ` + d + ` > 1000 OR EXISTS (
-			SELECT FROM log l WHERE l.seq > ` + d + ` AND l.seq <= lh.seq AND l.kind <> 'event' AND ` + cond + `
-		)) AS touched
+	return `(SELECT lh.seq, lh.seq > ` + d + ` AND (lh.seq - ` + d + ` > 1000
+			OR (SELECT seq FROM log_trimmed LIMIT 1) > ` + d + `
+			OR EXISTS (SELECT FROM log l WHERE l.seq > ` + d + ` AND l.seq <= lh.seq AND l.kind <> 'event' AND ` + cond + `)
+		) AS touched
 		FROM log_head lh LIMIT 1) h`
 }
 
-// settled returns the position that a read of records, which saw the log
-// up to head while the tail's head was d, answers as of, once what it
-// answers is durable: head when d has reached it; d when no change after
-// d touched what it read (what it read is then as the log up to d left
-// it); else head, once durable (Store.durable).
-func (s *Store) settled(ctx context.Context, head, d int64, touched bool) (int64, error) {
-	switch {
-	case head <= d:
-		return head, nil
-	case !touched:
-		return d, nil
+// settled returns once what a read of records (Get, List) saw is durable:
+// it saw the log up to head while the tail's head was d, so at once when d
+// has reached head, or when no change after d touched what it read (which
+// is then as the log up to d left it); else once head is durable
+// (Store.durable). A read that answers with a position (Snapshot,
+// ListData) waits for that position instead, which callers take for the
+// log's head.
+func (s *Store) settled(ctx context.Context, head, d int64, touched bool) error {
+	if head <= d || !touched {
+		return nil
 	}
-	return head, s.durable(ctx, head)
+	return s.durable(ctx, head)
 }
 
 // flushes lets concurrent reads share their flushes.
@@ -414,7 +417,7 @@ func (s *Store) Get(ctx context.Context, name string) (_ api.Record, err error) 
 		FROM `+headTouching("$2", "l.name = $1")+` LEFT JOIN records r ON r.name = $1`, name, d).
 		Scan(&head, &touched, &version, (*[]byte)(&rec.Data))
 	if err == nil {
-		_, err = s.settled(ctx, head, d, touched)
+		err = s.settled(ctx, head, d, touched)
 	}
 	if err != nil {
 		return api.Record{}, fmt.Errorf("get record %s: %w", name, err)
@@ -456,22 +459,20 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 	if names == nil {
 		names = []string{}
 	}
-	d := s.tail.current()
 	rows, err := s.pool.Query(ctx, `
-		SELECT h.seq, h.touched, r.name, r.version, r.data
-		FROM `+headTouching("$2", "l.name = ANY($1::text[])")+` LEFT JOIN records r ON r.name = ANY($1::text[])`, names, d)
+		SELECT h.seq, r.name, r.version, r.data
+		FROM (SELECT seq FROM log_head LIMIT 1) h LEFT JOIN records r ON r.name = ANY($1::text[])`, names)
 	if err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer rows.Close()
 	var pos int64
-	var touched bool
 	found := make(map[string]api.Record, len(names))
 	for rows.Next() {
 		var name *string
 		var rec api.Record
 		var version *int64
-		if err := rows.Scan(&pos, &touched, &name, &version, (*[]byte)(&rec.Data)); err != nil {
+		if err := rows.Scan(&pos, &name, &version, (*[]byte)(&rec.Data)); err != nil {
 			return 0, nil, fmt.Errorf("snapshot: %w", err)
 		}
 		if name != nil {
@@ -482,7 +483,7 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (_ int64, _ []api.
 	if err := rows.Err(); err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
-	if pos, err = s.settled(ctx, pos, d, touched); err != nil {
+	if err := s.durable(ctx, pos); err != nil {
 		return 0, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	out := make([]api.Record, len(names))
