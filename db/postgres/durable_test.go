@@ -40,6 +40,7 @@ func TestReadsWaitForTheFlush(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	// Only the notification lets them answer: their own flush would come
 	// after 10 s.
+	postgres.SetHeadCheck(t, time.Hour) // watchHead stays out of it
 	postgres.SetFlushAfter(t, 10*time.Second)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
@@ -143,6 +144,7 @@ func TestReadsWaitForTheFlush(t *testing.T) {
 func TestReadFlushesWhenNoNotificationComes(t *testing.T) {
 	const wait = 200 * time.Millisecond
 	url := pgtest.NewDatabase(t)
+	postgres.SetHeadCheck(t, time.Hour) // watchHead stays out of it
 	postgres.SetFlushAfter(t, wait)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
@@ -265,6 +267,7 @@ func TestWriteSurvivesALostFlush(t *testing.T) {
 // at once, even while a group that committed after that head waits for its
 // flush.
 func TestReadsOfOtherRecordsDoNotWait(t *testing.T) {
+	postgres.SetHeadCheck(t, time.Hour) // watchHead stays out of it
 	postgres.SetFlushAfter(t, time.Hour)
 	url := pgtest.NewDatabase(t)
 	w, r := open(t, url), open(t, url)
