@@ -12,13 +12,15 @@ import (
 // and the log's head that the page is as of.
 func (s *Store) ListData(ctx context.Context, prefix, after string, limit int) (_ int64, _ []api.Record, err error) {
 	defer unavailable(&err)
-	return s.page(ctx, listDataPage, prefix, after, limit)
+	return s.page(ctx, true, prefix, after, limit)
 }
 
-// The statements of List and ListData: the log's head and a page of
-// records, with their data or without (null). One statement reads both,
-// so the page is the records as the log up to that head left them (the
-// package comment says why a snapshot sees a prefix of the log).
+// The statements of List and ListData: the log's head, whether changes
+// after the tail's head ($5) touched the names after the cursor under the
+// prefix (headTouching), and a page of records, with their data or
+// without (null). One statement reads them, so the page is the records as
+// the log up to that head left them (the package comment says why a
+// snapshot sees a prefix of the log).
 var pageSQL = `
 		SELECT h.seq, h.touched, r.name, r.version, %s
 		FROM ` + headTouching("$5", `l.name COLLATE "C" >= $1 AND ($2 = '' OR l.name COLLATE "C" < $2) AND l.name COLLATE "C" > $3`) + ` LEFT JOIN LATERAL (
@@ -33,9 +35,14 @@ var (
 	listDataPage = fmt.Sprintf(pageSQL, "r.data")
 )
 
-// page runs listPage or listDataPage, and answers once what it read is
-// durable.
-func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) (int64, []api.Record, error) {
+// page runs listDataPage (withData) or listPage, and answers once what it
+// read is durable (Store.settled); with the data, it answers with the
+// head as well, so it waits for the head to be durable.
+func (s *Store) page(ctx context.Context, withData bool, prefix, after string, limit int) (int64, []api.Record, error) {
+	sql := listPage
+	if withData {
+		sql = listDataPage
+	}
 	d := s.tail.current()
 	rows, err := s.pool.Query(ctx, sql, prefix, prefixEnd(prefix), after, limit, d)
 	if err != nil {
@@ -60,10 +67,7 @@ func (s *Store) page(ctx context.Context, sql, prefix, after string, limit int) 
 	if err := rows.Err(); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
-	if sql == listDataPage { // it answers with pos (Store.settled)
-		touched = true
-	}
-	if err := s.settled(ctx, pos, d, touched); err != nil {
+	if err := s.settled(ctx, pos, d, touched || withData); err != nil {
 		return 0, nil, fmt.Errorf("list records: %w", err)
 	}
 	return pos, out, nil

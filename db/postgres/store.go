@@ -433,7 +433,7 @@ func (s *Store) Get(ctx context.Context, name string) (_ api.Record, err error) 
 // names (the column's collation is C), without their data.
 func (s *Store) List(ctx context.Context, prefix, after string, limit int) (_ []api.Record, err error) {
 	defer unavailable(&err)
-	_, out, err := s.page(ctx, listPage, prefix, after, limit)
+	_, out, err := s.page(ctx, false, prefix, after, limit)
 	return out, err
 }
 
