@@ -1,12 +1,10 @@
 package embedded_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -50,24 +48,7 @@ func ackWrittenPublisher(dir string) {
 		os.Exit(1)
 	}
 	s.AckEventsWritten()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 1000000 {
-				cs, err := s.Write(context.Background(), []api.Write{
-					{Kind: api.KindEvent, Name: "e/" + strconv.Itoa(g), Data: json.RawMessage(fmt.Sprintf(`"%d/%d"`, g, i))},
-				})
-				if err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					os.Exit(1)
-				}
-				mu.Lock()
-				fmt.Printf("%d %d %d\n", g, i, cs[0].Seq)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	os.Exit(1) // not killed: the parent says so
+	writeUntilKilled(s, 8, 1000000, func(g, i int) []api.Write {
+		return []api.Write{{Kind: api.KindEvent, Name: "e/" + strconv.Itoa(g), Data: json.RawMessage(fmt.Sprintf(`"%d/%d"`, g, i))}}
+	})
 }

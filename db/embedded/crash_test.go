@@ -136,18 +136,29 @@ func crashingWriter(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	for g := range 4 {
+		s.PutStream(context.Background(), api.StreamInfo{ID: fmt.Sprintf("s%d", g), Updated: time.Now()})
+	}
+	writeUntilKilled(s, 4, 100000, func(g, i int) []api.Write {
+		data := json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+		return []api.Write{
+			{Kind: api.KindSet, Name: fmt.Sprintf("r/%d", g), Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return data, nil }},
+			{Kind: api.KindEvent, Name: fmt.Sprintf("e/%d", g), Data: json.RawMessage(strconv.Itoa(i))},
+		}
+	})
+}
+
+// writeUntilKilled writes batch(g, i) for i up to n from each of writers
+// goroutines g, printing "g i position" for each acknowledged batch (the
+// position of its first change), until the process is killed; it exits
+// 1 if it is not, or on an error.
+func writeUntilKilled(s *embedded.Store, writers, n int, batch func(g, i int) []api.Write) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for g := range 4 {
+	for g := range writers {
 		wg.Go(func() {
-			ctx := context.Background()
-			s.PutStream(ctx, api.StreamInfo{ID: fmt.Sprintf("s%d", g), Updated: time.Now()})
-			for i := range 100000 {
-				data := json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
-				cs, err := s.Write(ctx, []api.Write{
-					{Kind: api.KindSet, Name: fmt.Sprintf("r/%d", g), Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return data, nil }},
-					{Kind: api.KindEvent, Name: fmt.Sprintf("e/%d", g), Data: json.RawMessage(strconv.Itoa(i))},
-				})
+			for i := range n {
+				cs, err := s.Write(context.Background(), batch(g, i))
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(1)
