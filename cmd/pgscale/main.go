@@ -111,38 +111,14 @@ func ints(s string) []int {
 }
 
 func run(server string, bins []string, rounds int, ns, ws []int, modes []string, dur, warm time.Duration) error {
-	for i, bin := range bins {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			return err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
-		}
-		bins[i] = abs
+	if err := resolve(bins); err != nil {
+		return err
 	}
-	pg := &pgtest.Server{URL: server}
-	if server == "" {
-		var err error
-		if pg, err = pgtest.StartDurable(); err != nil {
-			return err
-		}
-		defer func() { pg.Stop(); pg.Remove() }()
-		// Interrupted, stop PostgreSQL and remove its directory (the
-		// instances die with this process: Pdeathsig).
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		go func() {
-			<-sig
-			pg.Stop()
-			pg.Remove()
-			os.Exit(1)
-		}()
-		fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
-		if err := slowFlush(pg.URL); err != nil {
-			return err
-		}
+	pg, stop, err := startPostgres(server)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	fmt.Printf("%s per row after %s of warm-up\n\n", dur, warm)
 	const row = "%-12s %9s %6s %7s %9s %8s %7s %9s %9s %7s %12s %8s %9s %9s\n"
 	fmt.Printf(row, "build", "instances", "mode", "writers", "writes/s", "w/commit", "p99 ms", "inst µs/w", "idle µs/c", "pg µs/w", "pg idle µs/c",
@@ -226,14 +202,14 @@ func mean(v []float64) float64 {
 // head, which the instances take from the notifications alone), so the
 // figures are the instances' and their backends' and little else's.
 func runNotify(server string, bins []string, rounds int, ns []int, rate, batch int, dur, warm time.Duration) error {
-	pg := &pgtest.Server{URL: server}
-	if server == "" {
-		var err error
-		if pg, err = pgtest.StartDurable(); err != nil {
-			return err
-		}
-		defer func() { pg.Stop(); pg.Remove() }()
+	if err := resolve(bins); err != nil {
+		return err
 	}
+	pg, stop, err := startPostgres(server)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	fmt.Printf("%d notifications/s of 4 changes each, %d per transaction; %s per row after %s of warm-up\n\n", rate, batch, dur, warm)
 	const row = "%-12s %9s %9s %13s %14s\n"
 	fmt.Printf(row, "build", "instances", "notes/s", "inst µs/note", "pg idle µs/note")
@@ -241,12 +217,8 @@ func runNotify(server string, bins []string, rounds int, ns []int, rate, batch i
 	for _, n := range ns {
 		for range rounds {
 			for _, bin := range bins {
-				abs, err := filepath.Abs(bin)
-				if err != nil {
-					return err
-				}
 				seq++
-				dbURL, insts, err := startOnNewDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq), abs, n)
+				dbURL, insts, err := startOnNewDB(pg.URL, fmt.Sprintf("notify_%d_%d", os.Getpid(), seq), bin, n)
 				if err != nil {
 					return err
 				}
@@ -774,6 +746,49 @@ func statFields(pid int) ([]string, bool) {
 func ticksOf(s string) time.Duration {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return time.Duration(n) * time.Second / ticks
+}
+
+// resolve makes the paths of the server binaries absolute, and checks that
+// they are there.
+func resolve(bins []string) error {
+	for i, bin := range bins {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
+		}
+		bins[i] = abs
+	}
+	return nil
+}
+
+// startPostgres returns the server at url, or when url is "" starts a
+// durable one (with -flush-delay's slower flushes), which stop stops and
+// removes; interrupted, it does that too (the instances die with this
+// process: Pdeathsig).
+func startPostgres(url string) (pg *pgtest.Server, stop func(), err error) {
+	if url != "" {
+		return &pgtest.Server{URL: url}, func() {}, nil
+	}
+	if pg, err = pgtest.StartDurable(); err != nil {
+		return nil, nil, err
+	}
+	stop = func() { pg.Stop(); pg.Remove() }
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		stop()
+		os.Exit(1)
+	}()
+	fmt.Printf("PostgreSQL (fsync on) pid %d; ", pg.Pid())
+	if err := slowFlush(pg.URL); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return pg, stop, nil
 }
 
 // flushDelay is -flush-delay.
