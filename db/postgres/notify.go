@@ -107,13 +107,6 @@ func (t *tail) current() int64 {
 	return t.head
 }
 
-// reached reports whether the head has reached h.
-func (t *tail) reached(h int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.head >= h
-}
-
 // waitHead waits until the head reaches h, for at most d; it reports
 // whether it did.
 func (t *tail) waitHead(ctx context.Context, h int64, d time.Duration) bool {

@@ -353,7 +353,7 @@ type flushes struct {
 func (s *Store) flushFor(ctx context.Context, h int64) error {
 	f := &s.flushes
 	for {
-		if s.tail.reached(h) {
+		if s.tail.current() >= h {
 			return nil
 		}
 		f.mu.Lock()
