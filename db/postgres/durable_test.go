@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,5 +310,50 @@ func TestReadsOfOtherRecordsDoNotWait(t *testing.T) {
 	case err := <-snap:
 		t.Errorf("Snapshot answered before the flush: %v", err)
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A role that may not call pg_logical_emit_message, which the flushes
+// write, cannot open the store: Open says why rather than serve writes it
+// could not make durable.
+func TestOpenNeedsTheFlushMessage(t *testing.T) {
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		t.Skip("TEST_DATABASE_URL: roles are the server's own business")
+	}
+	url := pgtest.NewDatabase(t)
+	open(t, url).Close() // migrated
+	role := fmt.Sprintf("noflush_%d", time.Now().UnixNano())
+	admin, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, sql := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT ALL ON SCHEMA public TO " + role,
+		"GRANT ALL ON ALL TABLES IN SCHEMA public TO " + role,
+		"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO " + role,
+		"REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC",
+	} {
+		if _, err := admin.Exec(t.Context(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.Exec(context.Background(), "DROP OWNED BY "+role)
+		admin.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(role)
+	s, err := postgres.Open(t.Context(), u.String(), "", nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open succeeded without pg_logical_emit_message")
+	}
+	if !strings.Contains(err.Error(), "pg_logical_emit_message") {
+		t.Errorf("Open: %v; want it to name pg_logical_emit_message", err)
 	}
 }
