@@ -111,10 +111,7 @@ func ints(s string) []int {
 }
 
 func run(server string, bins []string, rounds int, ns, ws []int, modes []string, dur, warm time.Duration) error {
-	if err := resolve(bins); err != nil {
-		return err
-	}
-	pg, stop, err := startPostgres(server)
+	pg, stop, err := startPostgres(server, bins)
 	if err != nil {
 		return err
 	}
@@ -202,10 +199,7 @@ func mean(v []float64) float64 {
 // head, which the instances take from the notifications alone), so the
 // figures are the instances' and their backends' and little else's.
 func runNotify(server string, bins []string, rounds int, ns []int, rate, batch int, dur, warm time.Duration) error {
-	if err := resolve(bins); err != nil {
-		return err
-	}
-	pg, stop, err := startPostgres(server)
+	pg, stop, err := startPostgres(server, bins)
 	if err != nil {
 		return err
 	}
@@ -764,11 +758,15 @@ func resolve(bins []string) error {
 	return nil
 }
 
-// startPostgres returns the server at url, or when url is "" starts a
-// durable one (with -flush-delay's slower flushes), which stop stops and
-// removes; interrupted, it does that too (the instances die with this
-// process: Pdeathsig).
-func startPostgres(url string) (pg *pgtest.Server, stop func(), err error) {
+// startPostgres resolves the server binaries (resolve), then returns the
+// PostgreSQL server at url, or when url is "" starts a durable one (with
+// -flush-delay's slower flushes), which stop stops and removes;
+// interrupted, it does that too (the instances die with this process:
+// Pdeathsig).
+func startPostgres(url string, bins []string) (pg *pgtest.Server, stop func(), err error) {
+	if err := resolve(bins); err != nil {
+		return nil, nil, err
+	}
 	if url != "" {
 		return &pgtest.Server{URL: url}, func() {}, nil
 	}
