@@ -27,6 +27,7 @@ type Metrics struct {
 	webhook     *prometheus.HistogramVec
 	webhookFail prometheus.Counter
 	refusals    *prometheus.CounterVec
+	forwards    *prometheus.CounterVec
 
 	// observers caches the request histogram's series by labels, so that
 	// a request looks its series up in one map rather than hashing its
@@ -98,6 +99,13 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 			Help: "Requests refused by a limit, by the variable that sets it.",
 		}, []string{"limit"}),
 	}
+	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_writes_forwarded_total",
+		Help: "Writes sent to the sequencer instance (PEER_URL) by outcome: forwarded (answered by it), served_here (it could not be connected to) or lost (sent, but its answer did not come: 503 UNAVAILABLE).",
+	}, []string{"outcome"})
+	for _, o := range []string{"forwarded", "served_here", "lost"} {
+		m.forwards.WithLabelValues(o)
+	}
 	for _, l := range Limits {
 		m.refusals.WithLabelValues(l)
 	}
@@ -105,7 +113,7 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 		m.webhook.WithLabelValues(r)
 	}
 	reg.MustRegister(
-		m.requests, m.streamEnds, m.lag, m.rpcCalls, m.webhook, m.webhookFail, m.refusals,
+		m.requests, m.streamEnds, m.lag, m.rpcCalls, m.webhook, m.webhookFail, m.refusals, m.forwards,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("switchboard_streams_open", "Open SSE streams on this instance.", stats.Streams.Load),
@@ -115,6 +123,24 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 		counter("switchboard_slow_disconnects_total", "Streams cut because they did not keep up.", stats.SlowDisconnects.Load),
 	)
 	return m
+}
+
+// RegisterSequencer exports whether this instance holds the sequencer's
+// lease (PEER_URL).
+func (m *Metrics) RegisterSequencer(seq Sequencer) {
+	m.registry.MustRegister(gauge("switchboard_sequencer", "1 while this instance is the sequencer (PEER_URL): it commits the writes the other instances forward.", func() int64 {
+		if seq.Holds() {
+			return 1
+		}
+		return 0
+	}))
+}
+
+// forwarded counts a write sent to the sequencer by its outcome.
+func (m *Metrics) forwarded(outcome string) {
+	if m != nil {
+		m.forwards.WithLabelValues(outcome).Inc()
+	}
 }
 
 func gauge(name, help string, f func() int64) prometheus.Collector {

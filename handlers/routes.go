@@ -44,6 +44,10 @@ type Deps struct {
 	RateLimit RateLimit
 	// Demo serves GET /demo (DEMO=true); nil: no such route.
 	Demo http.HandlerFunc
+	// Sequencer is the lease of the instance that commits every
+	// instance's writes (PEER_URL); nil: writes are served where they
+	// arrive.
+	Sequencer Sequencer
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
@@ -62,18 +66,19 @@ func Routes(d Deps) http.Handler {
 	}
 
 	r.Group(func(r chi.Router) {
-		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), rate.limit)
+		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), peers(d.Sequencer), rate.limit)
 		stream := refuseDraining(d.Hub, openStream(d.Hub, d.Log))
+		fwd := r.With(forward(d.Sequencer, d.Metrics))
 
 		r.Get("/records", listRecords(d.Records))
 		r.Get("/records/*", getRecord(d.Records, stream))
 		r.Head("/records/*", getRecord(d.Records, stream))
-		r.Put("/records/*", writeRecord(d.Records))
-		r.Patch("/records/*", writeRecord(d.Records))
-		r.Delete("/records/*", writeRecord(d.Records))
-		r.Post("/batch", batch(d.Records))
+		fwd.Put("/records/*", writeRecord(d.Records))
+		fwd.Patch("/records/*", writeRecord(d.Records))
+		fwd.Delete("/records/*", writeRecord(d.Records))
+		fwd.Post("/batch", batch(d.Records))
 
-		r.Post("/events/*", publish(d.Events))
+		fwd.Post("/events/*", publish(d.Events))
 
 		r.Get("/stream", stream)
 		r.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -67,6 +68,11 @@ type Config struct {
 	// fsynced) or "written" (written to the log file, not yet fsynced;
 	// the embedded store only): see embedded.Store.AckEventsWritten.
 	EventAck string `env:"EVENT_ACK" envDefault:"durable"`
+	// PeerURL is where the other instances reach this one (Postgres only):
+	// set, the instances agree on one of them that commits the writes of
+	// all (db/postgres's Sequencer). ${VAR} in it is expanded, so that
+	// Fly.io's http://[${FLY_PRIVATE_IP}]:8080 works as written.
+	PeerURL string `env:"PEER_URL"`
 }
 
 // loadConfig reads and validates the configuration. An error names the
@@ -93,6 +99,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		return cfg, err
 	}
+	cfg.PeerURL = os.Expand(cfg.PeerURL, getenv)
 	return cfg, cfg.validate()
 }
 
@@ -142,6 +149,8 @@ func (c Config) validate() error {
 		{"MAX_STREAMS", "0 (no bound) or a positive whole number", c.MaxStreams >= 0},
 		{"MAX_STREAMS_PER_USER", "0 (no bound) or a positive whole number", c.MaxStreamsPerUser >= 0},
 		{"MAX_RPC_IN_FLIGHT_PER_USER", "0 (no bound) or a positive whole number", c.MaxRPCInFlight >= 0},
+		{"PEER_URL", "an absolute http:// or https:// URL at which the other instances reach this one, with DATABASE_URL set",
+			c.PeerURL == "" || isBaseURL(c.PeerURL) && c.DatabaseURL != ""},
 		{"EVENT_ACK", `"durable" or "written" ("written" with the embedded store only: DATABASE_URL unset)`,
 			c.EventAck == "durable" || c.EventAck == "written" && c.DatabaseURL == ""},
 	}
@@ -186,6 +195,13 @@ func (c Config) authConfig(log *slog.Logger) (auth.Config, bool) {
 		Audience: c.JWTAudience,
 		Log:      log,
 	}, c.JWTSecret != "" || c.JWKSURL != ""
+}
+
+// isBaseURL reports whether s is an http:// or https:// URL with nothing
+// after its host and port: a server's address, to which paths are added.
+func isBaseURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && isHTTPURL(s) && u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil
 }
 
 func isHTTPURL(s string) bool {

@@ -36,11 +36,30 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"MAX_STREAMS_PER_USER":         "many",
 		"MAX_RPC_IN_FLIGHT_PER_USER":   "-5",
 		"EVENT_ACK":                    "fsynced",
+		"PEER_URL":                     "10.0.0.1:8080",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s=%s: error %v does not name the variable", key, value, err)
+		}
+	}
+}
+
+// TestPeerURL: PEER_URL expands ${VAR} (Fly.io's private address), and
+// is refused without DATABASE_URL or with a path.
+func TestPeerURL(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://db.example/app", "FLY_PRIVATE_IP": "fdaa::3", "PEER_URL": "http://[${FLY_PRIVATE_IP}]:8080"}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil || cfg.PeerURL != "http://[fdaa::3]:8080" {
+		t.Fatalf("PEER_URL = %q, %v", cfg.PeerURL, err)
+	}
+	for _, bad := range []map[string]string{
+		{"PEER_URL": "http://10.0.0.1:8080"},
+		{"PEER_URL": "http://10.0.0.1:8080/switchboard", "DATABASE_URL": "postgres://db.example/app"},
+	} {
+		if _, err := loadConfig(func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "PEER_URL") {
+			t.Errorf("%v: %v, want PEER_URL refused", bad, err)
 		}
 	}
 }

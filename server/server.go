@@ -118,7 +118,8 @@ type app struct {
 
 	revocations *realtime.Revocations // the revoked tokens; Load before serving, Run
 
-	demo *demo.Provider // DEMO=true: the demo's provider; else nil
+	demo *demo.Provider      // DEMO=true: the demo's provider; else nil
+	seq  *postgres.Sequencer // PEER_URL: the sequencer's lease; else nil
 }
 
 // wire builds the engine over store and bus, and the routes over it. rs
@@ -176,6 +177,12 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	if a.perms != nil {
 		metrics.RegisterRules(&a.perms.Stats)
 	}
+	var seq handlers.Sequencer // a nil interface when there is none
+	if pg, ok := store.(*postgres.Store); ok && cfg.PeerURL != "" {
+		a.seq = pg.Sequencer(cfg.PeerURL)
+		seq = a.seq
+		metrics.RegisterSequencer(seq)
+	}
 	observe(metrics, a, bus, login, log)
 	a.handler = handlers.Routes(handlers.Deps{
 		Store:    store,
@@ -198,6 +205,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 
 		RateLimit: handlers.RateLimit{PerSecond: cfg.RateLimit, TrustProxy: cfg.TrustProxy},
 		Demo:      demoPage,
+		Sequencer: seq,
 	})
 	return a
 }
@@ -241,6 +249,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	if a.demo != nil { // stops before presence and the store
 		defer runDemo(bg, a.demo)()
 	}
+	if a.seq != nil { // ends with ctx: gives the lease up as the drain begins
+		seqCtx, stopSeq := context.WithCancel(ctx)
+		seqDone := make(chan struct{})
+		go func() { a.seq.Run(seqCtx); close(seqDone) }()
+		defer func() { stopSeq(); <-seqDone }()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
@@ -283,6 +297,9 @@ func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	streams := make(chan error, 1)
 	go func() { streams <- a.hub.WaitStreams(ctx) }()
 	a.rpc.WaitCalls(ctx)
+	if a.seq != nil {
+		a.seq.Handover(ctx)
+	}
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		srv.Close()

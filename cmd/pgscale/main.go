@@ -68,7 +68,7 @@ import (
 )
 
 func main() {
-	bins := flag.String("bin", "bin/switchboard", "the switchboard binaries to run, comma-separated: each one's rows in turn")
+	bins := flag.String("bin", "bin/switchboard", "the switchboard binaries to run, comma-separated: each one's rows in turn; a binary named with the suffix "+peersSuffix+" runs with PEER_URL set (writes forwarded to the sequencer)")
 	rounds := flag.Int("rounds", 1, "how many times to run every binary's rows")
 	pprofFlag := flag.Bool("pprof", false, "give every instance a pprof listener (DEBUG_ADDR) and print its address")
 	server := flag.String("server", "", "a PostgreSQL server's URL to use instead of starting one (its CPU is then not measured)")
@@ -343,7 +343,8 @@ func startInstances(bin, dbURL string, n int) ([]*instance, error) {
 		if err != nil {
 			return out, err
 		}
-		cmd := exec.Command(bin)
+		path, peers := strings.CutSuffix(bin, peersSuffix)
+		cmd := exec.Command(path)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
 			"AUTH_MODE=open", "LOG_FORMAT=text", "RATE_LIMIT=0")
 		if withPprof {
@@ -353,6 +354,9 @@ func startInstances(bin, dbURL string, n int) ([]*instance, error) {
 			}
 			cmd.Env = append(cmd.Env, "DEBUG_ADDR=127.0.0.1:"+strconv.Itoa(dport))
 			fmt.Printf("instance %d: pprof on http://127.0.0.1:%d/debug/pprof/\n", i, dport)
+		}
+		if peers {
+			cmd.Env = append(cmd.Env, fmt.Sprintf("PEER_URL=http://127.0.0.1:%d", port))
 		}
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -746,6 +750,7 @@ func ticksOf(s string) time.Duration {
 // they are there.
 func resolve(bins []string) error {
 	for i, bin := range bins {
+		bin, peers := strings.CutSuffix(bin, peersSuffix)
 		abs, err := filepath.Abs(bin)
 		if err != nil {
 			return err
@@ -754,9 +759,16 @@ func resolve(bins []string) error {
 			return fmt.Errorf("the server binary: %w (build it: go build -o bin/switchboard .)", err)
 		}
 		bins[i] = abs
+		if peers {
+			bins[i] += peersSuffix
+		}
 	}
 	return nil
 }
+
+// peersSuffix ends a binary's name in -bin to run it with PEER_URL: the
+// same binary's rows with and without a sequencer compare in one run.
+const peersSuffix = "+peers"
 
 // startPostgres resolves the server binaries (resolve), then returns the
 // PostgreSQL server at url, or when url is "" starts a durable one (with

@@ -1,0 +1,220 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The sequencer (PEER_URL). Writes spread over instances commit in small
+// groups, one per instance, and each commit costs the database a fixed
+// amount of work: spread writes cost it several times what the same
+// writes cost through one instance. With PEER_URL set, the instances
+// agree on one of them, the sequencer, and forward their writes to it
+// (handlers' forward), so that its groups merge every instance's writes.
+//
+// The agreement is a lease in the sequencer table: the holder renews it
+// every leaseTick for leaseTerm; when it runs out (the holder stopped or
+// lost the database), the first instance to see it free takes it. It is a
+// matter of speed only. Every commit still orders itself on log_head
+// (write.go), so two instances that both believe they hold the lease, or
+// a write forwarded to a former holder, are safe.
+
+const (
+	leaseTerm = 3 * time.Second
+	leaseTick = time.Second
+	// avoidFor is how long a holder that could not be connected to is
+	// passed over (writes are served where they arrive meanwhile).
+	avoidFor = time.Second
+)
+
+// Sequencer is this instance's view of the sequencer's lease, which it
+// takes part in. Its methods are safe for concurrent use.
+type Sequencer struct {
+	store *Store
+	self  string // this instance's PEER_URL
+	token string // this instance's secret, sent with the writes forwarded to it
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	url, tok string    // the holder's URL and secret; "" when no lease is held
+	mine     bool      // this instance holds the lease
+	avoid    time.Time // until then, writes are not forwarded to url
+	stale    time.Time // the lease was last read before this: not to be trusted
+	released bool
+	gaveUp   chan struct{} // closed once release has given the lease up
+}
+
+// Sequencer returns this instance's part in the sequencer's lease; self
+// is the URL at which the other instances reach it (PEER_URL). Run takes
+// part.
+func (s *Store) Sequencer(self string) *Sequencer {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return &Sequencer{store: s, self: self, token: hex.EncodeToString(b), log: s.log, gaveUp: make(chan struct{})}
+}
+
+// Run takes part in the lease until ctx ends, then gives it up if held,
+// so that another instance takes it at once rather than when it runs
+// out. Writes forwarded meanwhile are still served: a draining server
+// serves writes.
+func (q *Sequencer) Run(ctx context.Context) {
+	t := time.NewTicker(leaseTick)
+	defer t.Stop()
+	for {
+		if err := q.tick(ctx); err != nil && ctx.Err() == nil {
+			q.log.Warn("sequencer lease: reading the lease failed; writes are served where they arrive until it is read", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			q.release()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tick reads the lease, and renews it if held or takes it if it has run
+// out. A follower only reads: taking or renewing locks the row.
+func (q *Sequencer) tick(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, leaseTick)
+	defer cancel()
+	var url, tok string
+	valid := false
+	err := q.store.pool.QueryRow(ctx, `SELECT url, token, until > now() FROM sequencer`).Scan(&url, &tok, &valid)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		q.forget()
+		return err
+	}
+	if !valid || tok == q.token {
+		// Taken only if still run out, or still ours: of two instances
+		// that saw it run out, the second finds it valid and takes nothing.
+		err = q.store.pool.QueryRow(ctx, `
+			INSERT INTO sequencer AS s (id, url, token, until)
+			VALUES (1, $1, $2, now() + make_interval(secs => $3))
+			ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, token = EXCLUDED.token, until = EXCLUDED.until
+			WHERE s.until <= now() OR s.token = EXCLUDED.token
+			RETURNING url, token`, q.self, q.token, leaseTerm.Seconds()).Scan(&url, &tok)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows): // another instance took it: read it next tick
+			url, tok = "", ""
+		case err != nil:
+			q.forget()
+			return err
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.released {
+		return nil
+	}
+	mine := tok == q.token
+	if mine != q.mine || url != q.url {
+		q.log.Info("sequencer lease", "holder", url, "this_instance", mine)
+	}
+	if url != q.url {
+		q.avoid = time.Time{}
+	}
+	q.url, q.tok, q.mine = url, tok, mine
+	q.stale = time.Now().Add(leaseTerm - leaseTick) // renewed or read within the term's margin
+	return nil
+}
+
+// forget drops the lease read last: with the database unreachable, no
+// holder is known, and writes are served where they arrive (and fail
+// there as they would without a sequencer).
+func (q *Sequencer) forget() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.url, q.tok, q.mine = "", "", false
+}
+
+// release gives the lease up if held.
+func (q *Sequencer) release() {
+	q.mu.Lock()
+	mine := q.mine
+	q.released, q.mine, q.url, q.tok = true, false, "", ""
+	q.mu.Unlock()
+	if !mine {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaseTick)
+	defer cancel()
+	if _, err := q.store.pool.Exec(ctx, `UPDATE sequencer SET until = now() WHERE token = $1`, q.token); err != nil {
+		q.log.Warn("sequencer lease: giving it up failed; it runs out in its term", "err", err)
+		return
+	}
+	close(q.gaveUp)
+}
+
+// Handover waits, if this instance gave the lease up as it stopped, until
+// the other instances have read that (a tick and a margin), or ctx ends:
+// a server that closed its connections at once would drop the writes
+// they are still forwarding to it.
+func (q *Sequencer) Handover(ctx context.Context) {
+	select {
+	case <-q.gaveUp:
+	case <-ctx.Done():
+		return
+	default:
+		return // it did not hold the lease (release runs as the drain starts)
+	}
+	t := time.NewTimer(leaseTick + leaseTick/4)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Holder returns where to forward a write, and the secret to send with
+// it. ok is false when this instance serves its writes itself: it holds
+// the lease, no lease is known, or the holder could not be connected to
+// lately.
+func (q *Sequencer) Holder() (url, token string, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	if q.mine || q.url == "" || now.Before(q.avoid) || now.After(q.stale) {
+		return "", "", false
+	}
+	return q.url, q.tok, true
+}
+
+// Holds reports whether this instance holds the lease.
+func (q *Sequencer) Holds() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.mine
+}
+
+// Unreachable passes over url for a while: a write could not be sent to it.
+func (q *Sequencer) Unreachable(url string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if url == q.url {
+		q.avoid = time.Now().Add(avoidFor)
+	}
+}
+
+// Peer reports whether token is a peer's: this instance's own secret (a
+// write forwarded to it), or the holder's (one forwarded to a holder that
+// has since changed). Such a request comes from an instance that read the
+// lease from the database, and is served where it arrives.
+func (q *Sequencer) Peer(token string) bool {
+	if token == "" {
+		return false
+	}
+	q.mu.Lock()
+	tok := q.tok
+	q.mu.Unlock()
+	return subtle.ConstantTimeCompare([]byte(token), []byte(q.token)) == 1 ||
+		(tok != "" && subtle.ConstantTimeCompare([]byte(token), []byte(tok)) == 1)
+}

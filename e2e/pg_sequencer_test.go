@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+)
+
+// sequencerServers starts n servers on one database, each with PEER_URL
+// (a port chosen before it starts), and waits until one of them holds the
+// sequencer's lease and the others know it. It returns the database's URL,
+// the servers and the index of the sequencer.
+func sequencerServers(t *testing.T, n int, env map[string]string) (string, []*testServer, int) {
+	t.Helper()
+	db := pgtest.NewDatabase(t)
+	servers := make([]*testServer, n)
+	for i := range servers {
+		port := freePort(t)
+		vars := map[string]string{
+			"DATABASE_URL": db,
+			"PORT":         strconv.Itoa(port),
+			"PEER_URL":     fmt.Sprintf("http://127.0.0.1:%d", port),
+		}
+		for k, v := range env {
+			vars[k] = v
+		}
+		servers[i] = startServer(t, vars)
+	}
+	for _, s := range servers {
+		waitReadyz(t, s.URL, http.StatusOK, 30*time.Second)
+	}
+	return db, servers, waitSequencer(t, db, servers)
+}
+
+// waitSequencer waits until exactly one of servers says it is the
+// sequencer, the lease in the database names it, and every other server
+// has read the lease (leaseRead), and returns its index.
+func waitSequencer(t *testing.T, db string, servers []*testServer) int {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for ; time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		holders := []int{}
+		for i, s := range servers {
+			if metrics(t, s.URL)["switchboard_sequencer"] == 1 {
+				holders = append(holders, i)
+			}
+		}
+		if len(holders) != 1 || leaseURL(t, db) != servers[holders[0]].URL {
+			continue
+		}
+		// A follower reads the lease each second: two more seconds and
+		// every one has.
+		time.Sleep(2100 * time.Millisecond)
+		return holders[0]
+	}
+	t.Fatal("no single sequencer in 15 s")
+	return -1
+}
+
+// leaseURL returns the URL of the lease's holder as the database has it,
+// "" when it has run out.
+func leaseURL(t *testing.T, db string) string {
+	t.Helper()
+	var url string
+	err := pgQueryRow(t, db, `SELECT url FROM sequencer WHERE until > now()`).Scan(&url)
+	if err != nil && err != pgx.ErrNoRows {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// pgQueryRow runs one query on a connection of its own.
+func pgQueryRow(t *testing.T, db, sql string, args ...any) pgx.Row {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn.QueryRow(ctx, sql, args...)
+}
+
+// try is do for goroutines: it reports a failure to connect as an error.
+func try(method, url, body string, headers ...string) (int, []byte, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := pgClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// forwardedSample is the count of a follower's writes by outcome.
+func forwardedSample(t *testing.T, s *testServer, outcome string) float64 {
+	return metrics(t, s.URL)[`switchboard_writes_forwarded_total{outcome="`+outcome+`"}`]
+}
+
+// TestPGSequencerMergesWrites: with PEER_URL, one of three instances
+// takes the lease, the others forward their writes to it, and writes that
+// race through all three stay exact: 3 instances x 4 clients each add 1 to
+// one counter 20 times, with If-Match and a retry on 412, and the counter
+// ends at 240 with every add answered once. The followers' writes went to
+// the sequencer (their forwarded counts), and its groups merged writes of
+// several instances (writes per commit above one client's).
+func TestPGSequencerMergesWrites(t *testing.T) {
+	db, servers, seq := sequencerServers(t, 3, nil)
+	put(t, servers[0].URL, "counter", `0`)
+	const clients, adds = 4, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, len(servers)*clients)
+	for _, s := range servers {
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; n < adds; {
+					st, b, err := try(http.MethodGet, s.URL+"/records/counter", "")
+					if err != nil || st != http.StatusOK {
+						errs <- fmt.Errorf("GET: %d %s %v", st, b, err)
+						return
+					}
+					var rec struct {
+						Version int64
+						Data    int
+					}
+					json.Unmarshal(b, &rec)
+					st, b, err = try(http.MethodPut, s.URL+"/records/counter", strconv.Itoa(rec.Data+1), "If-Match", strconv.FormatInt(rec.Version, 10))
+					switch {
+					case err != nil:
+						errs <- err
+						return
+					case st == http.StatusPreconditionFailed && strings.Contains(string(b), "VERSION_CONFLICT"):
+					case st == http.StatusOK:
+						n++
+					default:
+						errs <- fmt.Errorf("PUT: %d %s", st, b)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	_, _, b := do(t, http.MethodGet, servers[seq].URL+"/records/counter", "", "")
+	var rec struct {
+		Version int64
+		Data    int
+	}
+	json.Unmarshal(b, &rec)
+	if want := len(servers) * clients * adds; rec.Data != want || rec.Version != int64(want)+1 {
+		t.Fatalf("counter = %d at version %d, want %d at %d", rec.Data, rec.Version, want, want+1)
+	}
+	for i, s := range servers {
+		got := forwardedSample(t, s, "forwarded")
+		if i == seq && got != 0 || i != seq && got < clients*adds {
+			t.Errorf("server %d (sequencer %v) forwarded %v writes", i, i == seq, got)
+		}
+	}
+
+	// Writes of distinct records from every instance at once: the
+	// followers' writes join the sequencer's groups, so that a commit
+	// holds more than one instance's clients can send at once.
+	for _, s := range servers {
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range 30 {
+					if st, b, err := try(http.MethodPut, fmt.Sprintf("%s/records/m/%p/%d/%d", s.URL, s, c, n), `1`); err != nil || st != http.StatusCreated {
+						t.Errorf("PUT: %d %s %v", st, b, err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	var most int64
+	if err := pgQueryRow(t, db, `SELECT max(c) FROM (SELECT count(*) c FROM log WHERE name LIKE 'm/%' GROUP BY xmin::text) g`).Scan(&most); err != nil {
+		t.Fatal(err)
+	}
+	if most <= clients {
+		t.Errorf("the largest commit held %d changes: groups did not merge across instances", most)
+	}
+	t.Logf("the largest commit held %d changes", most)
+}
+
+// TestPGSequencerFailover: the sequencer stops while clients write
+// through the two other instances. Every write is answered (a follower
+// serves writes itself while the lease is moving), every acknowledged
+// write is there afterwards, and one of the two takes the lease and the
+// other forwards to it.
+func TestPGSequencerFailover(t *testing.T) {
+	db, servers, seq := sequencerServers(t, 3, nil)
+	var rest []*testServer
+	for i, s := range servers {
+		if i != seq {
+			rest = append(rest, s)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]string{}
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := rest[w%len(rest)]
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name, body := fmt.Sprintf("w%d/%d", w, n), strconv.Itoa(n)
+				st, b, err := try(http.MethodPut, s.URL+"/records/"+name, body)
+				if err != nil || st != http.StatusCreated {
+					errs <- fmt.Errorf("PUT %s: %d %s %v", name, st, b, err)
+					return
+				}
+				mu.Lock()
+				acked[name] = body
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	servers[seq].Stop(t)
+	newSeq := -1
+	for deadline := time.Now().Add(10 * time.Second); newSeq < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for i, s := range rest {
+			if metrics(t, s.URL)["switchboard_sequencer"] == 1 && leaseURL(t, db) == s.URL {
+				newSeq = i
+			}
+		}
+	}
+	if newSeq < 0 {
+		t.Fatal("no instance took the lease within 10 s of the sequencer's stop")
+	}
+	follower := rest[1-newSeq]
+	before := forwardedSample(t, follower, "forwarded")
+	time.Sleep(2500 * time.Millisecond) // the follower reads the new lease within a second
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if after := forwardedSample(t, follower, "forwarded"); after <= before {
+		t.Errorf("the follower forwarded nothing to the new sequencer (%v, then %v)", before, after)
+	}
+	for name, body := range acked {
+		st, _, b := do(t, http.MethodGet, rest[newSeq].URL+"/records/"+name, "", "")
+		var rec struct{ Data json.RawMessage }
+		json.Unmarshal(b, &rec)
+		if st != http.StatusOK || string(rec.Data) != body {
+			t.Fatalf("acknowledged %s = %s is %d %s", name, body, st, b)
+		}
+	}
+	t.Logf("%d writes acknowledged", len(acked))
+}
+
+// TestPGSequencerUnreachable: a lease whose holder cannot be connected
+// to (a port nothing listens on) leaves the writes served where they
+// arrive; one whose holder takes the write and drops the connection
+// unanswered is answered 503 UNAVAILABLE, since it may have been applied.
+func TestPGSequencerUnreachable(t *testing.T) {
+	db, servers, _ := sequencerServers(t, 2, nil)
+	// Another instance holds the lease for a minute: ours follow it.
+	setLease := func(url string) {
+		t.Helper()
+		var ok bool
+		if err := pgQueryRow(t, db, `UPDATE sequencer SET url = $1, token = 'elsewhere', until = now() + interval '1 minute' RETURNING true`, url).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range servers {
+			waitSample(t, s.URL, "switchboard_sequencer", 0)
+		}
+		time.Sleep(2100 * time.Millisecond) // both have read it
+	}
+
+	setLease(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	for i, s := range servers {
+		before := forwardedSample(t, s, "served_here")
+		put(t, s.URL, fmt.Sprintf("here/%d", i), `1`)
+		if got := forwardedSample(t, s, "served_here"); got != before+1 {
+			t.Errorf("server %d: served_here %v, then %v", i, before, got)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // reads a request's head, then hangs up without answering
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			http.ReadRequest(bufio.NewReader(c))
+			c.Close()
+		}
+	}()
+	setLease("http://" + ln.Addr().String())
+	st, _, b := do(t, http.MethodPut, servers[0].URL+"/records/lost", "application/json", `1`)
+	if st != http.StatusServiceUnavailable || !strings.Contains(string(b), `"UNAVAILABLE"`) {
+		t.Fatalf("a write whose answer was lost: %d %s, want 503 UNAVAILABLE", st, b)
+	}
+	if got := forwardedSample(t, servers[0], "lost"); got != 1 {
+		t.Errorf("lost = %v, want 1", got)
+	}
+
+	// The lease runs out: one of ours takes it again and writes flow.
+	execSQL(t, db, `UPDATE sequencer SET until = now()`)
+	waitSequencer(t, db, servers)
+	for _, s := range servers {
+		put(t, s.URL, "after", `2`)
+	}
+}
+
+// TestPGSequencerPeerSecret: only the lease's secret marks a forwarded
+// write. A client that sends PeerHeader with anything else is rate
+// limited as any client, and its write is served where it arrived.
+func TestPGSequencerPeerSecret(t *testing.T) {
+	db, servers, seq := sequencerServers(t, 1, map[string]string{"RATE_LIMIT": "1"})
+	s := servers[seq]
+	var token string
+	if err := pgQueryRow(t, db, `SELECT token FROM sequencer`).Scan(&token); err != nil {
+		t.Fatal(err)
+	}
+	status := func(secret string) []int {
+		var out []int
+		for i := range 5 {
+			st, _, _ := do(t, http.MethodPut, s.URL+"/records/p"+strconv.Itoa(i), "application/json", `1`, "X-Switchboard-Peer", secret)
+			out = append(out, st)
+		}
+		return out
+	}
+	if got := status("guessed"); !slices.Contains(got, http.StatusTooManyRequests) {
+		t.Errorf("a wrong secret: %v, want some 429", got)
+	}
+	if got := status(token); slices.Contains(got, http.StatusTooManyRequests) {
+		t.Errorf("the lease's secret: %v, want no 429", got)
+	}
+}
