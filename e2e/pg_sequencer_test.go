@@ -5,9 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,8 +48,8 @@ func sequencerServers(t *testing.T, n int, env map[string]string) (string, []*te
 }
 
 // waitSequencer waits until exactly one of servers says it is the
-// sequencer, the lease in the database names it, and every other server
-// has read the lease (leaseRead), and returns its index.
+// sequencer, the lease in the database names it, and every server has
+// read that (waitLease), and returns its index.
 func waitSequencer(t *testing.T, db string, servers []*testServer) int {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -59,16 +60,30 @@ func waitSequencer(t *testing.T, db string, servers []*testServer) int {
 				holders = append(holders, i)
 			}
 		}
-		if len(holders) != 1 || leaseURL(t, db) != servers[holders[0]].URL {
-			continue
+		if len(holders) == 1 && leaseURL(t, db) == servers[holders[0]].URL {
+			waitLease(t, servers, servers[holders[0]].URL)
+			return holders[0]
 		}
-		// A follower reads the lease each second: two more seconds and
-		// every one has.
-		time.Sleep(2100 * time.Millisecond)
-		return holders[0]
 	}
 	t.Fatal("no single sequencer in 15 s")
 	return -1
+}
+
+// waitLease waits until the last lease that each of servers logged
+// reading names holder.
+func waitLease(t *testing.T, servers []*testServer, holder string) {
+	t.Helper()
+	for _, s := range servers {
+		last := ""
+		for deadline := time.Now().Add(10 * time.Second); last != holder && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if ls := find(logLines(t, s.Log()), "sequencer lease", "", ""); len(ls) > 0 {
+				last, _ = ls[len(ls)-1]["holder"].(string)
+			}
+		}
+		if last != holder {
+			t.Fatalf("%s: the last lease read names %q, want %q", s.URL, last, holder)
+		}
+	}
 }
 
 // leaseURL returns the URL of the lease's holder as the database has it,
@@ -96,25 +111,6 @@ func pgQueryRow(t *testing.T, db, sql string, args ...any) pgx.Row {
 	return conn.QueryRow(ctx, sql, args...)
 }
 
-// try is do for goroutines: it reports a failure to connect as an error.
-func try(method, url, body string, headers ...string) (int, []byte, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := pgClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
 // forwardedSample is the count of a follower's writes by outcome.
 func forwardedSample(t *testing.T, s *testServer, outcome string) float64 {
 	return metrics(t, s.URL)[`switchboard_writes_forwarded_total{outcome="`+outcome+`"}`]
@@ -139,7 +135,7 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for n := 0; n < adds; {
-					st, b, err := try(http.MethodGet, s.URL+"/records/counter", "")
+					st, b, err := tryDo(http.MethodGet, s.URL+"/records/counter", "", "")
 					if err != nil || st != http.StatusOK {
 						errs <- fmt.Errorf("GET: %d %s %v", st, b, err)
 						return
@@ -149,7 +145,7 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 						Data    int
 					}
 					json.Unmarshal(b, &rec)
-					st, b, err = try(http.MethodPut, s.URL+"/records/counter", strconv.Itoa(rec.Data+1), "If-Match", strconv.FormatInt(rec.Version, 10))
+					st, b, err = tryDo(http.MethodPut, s.URL+"/records/counter", "application/json", strconv.Itoa(rec.Data+1), "If-Match", strconv.FormatInt(rec.Version, 10))
 					switch {
 					case err != nil:
 						errs <- err
@@ -195,7 +191,7 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for n := range 30 {
-					if st, b, err := try(http.MethodPut, fmt.Sprintf("%s/records/m/%p/%d/%d", s.URL, s, c, n), `1`); err != nil || st != http.StatusCreated {
+					if st, b, err := tryDo(http.MethodPut, fmt.Sprintf("%s/records/m/%p/%d/%d", s.URL, s, c, n), "application/json", `1`); err != nil || st != http.StatusCreated {
 						t.Errorf("PUT: %d %s %v", st, b, err)
 						return
 					}
@@ -244,7 +240,7 @@ func TestPGSequencerFailover(t *testing.T) {
 				default:
 				}
 				name, body := fmt.Sprintf("w%d/%d", w, n), strconv.Itoa(n)
-				st, b, err := try(http.MethodPut, s.URL+"/records/"+name, body)
+				st, b, err := tryDo(http.MethodPut, s.URL+"/records/"+name, "application/json", body)
 				if err != nil || st != http.StatusCreated {
 					errs <- fmt.Errorf("PUT %s: %d %s %v", name, st, b, err)
 					return
@@ -269,8 +265,9 @@ func TestPGSequencerFailover(t *testing.T) {
 		t.Fatal("no instance took the lease within 10 s of the sequencer's stop")
 	}
 	follower := rest[1-newSeq]
+	waitLease(t, []*testServer{follower}, rest[newSeq].URL)
 	before := forwardedSample(t, follower, "forwarded")
-	time.Sleep(2500 * time.Millisecond) // the follower reads the new lease within a second
+	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	close(errs)
@@ -304,10 +301,7 @@ func TestPGSequencerUnreachable(t *testing.T) {
 		if err := pgQueryRow(t, db, `UPDATE sequencer SET url = $1, token = 'elsewhere', until = now() + interval '1 minute' RETURNING true`, url).Scan(&ok); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range servers {
-			waitSample(t, s.URL, "switchboard_sequencer", 0)
-		}
-		time.Sleep(2100 * time.Millisecond) // both have read it
+		waitLease(t, servers, url)
 	}
 
 	setLease(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
@@ -342,6 +336,20 @@ func TestPGSequencerUnreachable(t *testing.T) {
 	if got := forwardedSample(t, servers[0], "lost"); got != 1 {
 		t.Errorf("lost = %v, want 1", got)
 	}
+	if strings.Contains(string(b), ln.Addr().String()) {
+		t.Errorf("the answer names the sequencer's address: %s", b)
+	}
+
+	// Something else answers at the holder's address: its answer is not
+	// taken for the sequencer's.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer other.Close()
+	setLease(other.URL)
+	if st, _, b := do(t, http.MethodPut, servers[1].URL+"/records/other", "application/json", `1`); st != http.StatusServiceUnavailable {
+		t.Fatalf("a write answered by something else: %d %s, want 503", st, b)
+	}
 
 	// The lease runs out: one of ours takes it again and writes flow.
 	execSQL(t, db, `UPDATE sequencer SET until = now()`)
@@ -351,28 +359,88 @@ func TestPGSequencerUnreachable(t *testing.T) {
 	}
 }
 
-// TestPGSequencerPeerSecret: only the lease's secret marks a forwarded
-// write. A client that sends PeerHeader with anything else is rate
-// limited as any client, and its write is served where it arrived.
+// TestPGSequencerPeerSecret: a write that a follower forwarded counts
+// against the rate limit once, on the follower, and only the lease's
+// secret marks a write as forwarded: a client that sends PeerHeader with
+// anything else is limited as any client, and served where it arrived.
 func TestPGSequencerPeerSecret(t *testing.T) {
-	db, servers, seq := sequencerServers(t, 1, map[string]string{"RATE_LIMIT": "1"})
-	s := servers[seq]
-	var token string
-	if err := pgQueryRow(t, db, `SELECT token FROM sequencer`).Scan(&token); err != nil {
-		t.Fatal(err)
-	}
-	status := func(secret string) []int {
+	// 2 a second, in bursts of 4: 8 writes at once from one address,
+	// half through each instance, pass only if none is counted twice.
+	_, servers, seq := sequencerServers(t, 2, map[string]string{"RATE_LIMIT": "2"})
+	leader, follower := servers[seq], servers[1-seq]
+	statuses := func(base, prefix string, headers ...string) []int {
 		var out []int
-		for i := range 5 {
-			st, _, _ := do(t, http.MethodPut, s.URL+"/records/p"+strconv.Itoa(i), "application/json", `1`, "X-Switchboard-Peer", secret)
+		for i := range 4 {
+			st, _, _ := do(t, http.MethodPut, base+"/records/"+prefix+strconv.Itoa(i), "application/json", `1`, headers...)
 			out = append(out, st)
 		}
 		return out
 	}
-	if got := status("guessed"); !slices.Contains(got, http.StatusTooManyRequests) {
-		t.Errorf("a wrong secret: %v, want some 429", got)
+	via, direct := statuses(follower.URL, "f"), statuses(leader.URL, "l")
+	if slices.Contains(via, http.StatusTooManyRequests) || slices.Contains(direct, http.StatusTooManyRequests) {
+		t.Errorf("4 writes through the follower: %v, then 4 to the sequencer: %v; want no 429", via, direct)
 	}
-	if got := status(token); slices.Contains(got, http.StatusTooManyRequests) {
-		t.Errorf("the lease's secret: %v, want no 429", got)
+	if got := forwardedSample(t, follower, "forwarded"); got != 4 {
+		t.Errorf("the follower forwarded %v writes, want 4", got)
+	}
+	if got := statuses(leader.URL, "g", "X-Switchboard-Peer", "guessed"); !slices.Contains(got, http.StatusTooManyRequests) {
+		t.Errorf("a guessed secret: %v, want some 429", got)
+	}
+}
+
+// TestPGSequencerAnswers: a forwarded write is answered as the sequencer
+// answers it (status, headers, problem+json with the client's request id),
+// which is what the same write sent to it directly gets.
+func TestPGSequencerAnswers(t *testing.T) {
+	_, servers, seq := sequencerServers(t, 2, map[string]string{"CORS_ORIGINS": "https://app.example"})
+	leader, follower := servers[seq], servers[1-seq]
+	type answer struct {
+		Status  int
+		Headers []string
+		Body    string
+	}
+	ask := func(base, method, path, body string, headers ...string) answer {
+		t.Helper()
+		headers = append(headers, "Origin", "https://app.example", "X-Request-Id", "req-"+strconv.Itoa(len(path)))
+		st, h, b := do(t, method, base+path, "application/json", body, headers...)
+		var keys []string
+		for k := range h {
+			if k != "Date" && k != "Content-Length" { // lengths: the bodies are compared
+				keys = append(keys, k+": "+strings.Join(h.Values(k), ","))
+			}
+		}
+		slices.Sort(keys)
+		if h.Get("X-Request-Id") != "req-"+strconv.Itoa(len(path)) {
+			t.Errorf("%s %s: X-Request-Id %q", method, path, h.Get("X-Request-Id"))
+		}
+		return answer{st, keys, string(b)}
+	}
+	for _, c := range []struct {
+		method, body string
+		headers      []string
+	}{
+		{http.MethodPut, `{"a":1}`, nil},
+		{http.MethodPut, `{"a":2}`, []string{"If-Match", "1"}},
+		{http.MethodPut, `{"a":3}`, []string{"If-Match", "7"}},
+		{http.MethodPatch, `{"b":1}`, []string{"Content-Type", "application/merge-patch+json"}},
+		{http.MethodPatch, `{"b":1}`, []string{"Content-Type", "text/plain"}},
+		{http.MethodDelete, ``, nil},
+		{http.MethodDelete, ``, nil},
+	} {
+		// The same request to a record of each: versions, and so bodies, match.
+		got := ask(follower.URL, c.method, "/records/via", c.body, c.headers...)
+		want := ask(leader.URL, c.method, "/records/dir", c.body, c.headers...)
+		got.Body = strings.ReplaceAll(got.Body, "via", "dir")
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s %v: forwarded %+v, direct %+v", c.method, c.headers, got, want)
+		}
+	}
+	got, want := ask(follower.URL, http.MethodPost, "/events/e", `1`), ask(leader.URL, http.MethodPost, "/events/e", `1`)
+	got.Body, want.Body = "", "" // ids differ
+	if !reflect.DeepEqual(got, want) || got.Status != http.StatusAccepted {
+		t.Errorf("POST /events: forwarded %+v, direct %+v", got, want)
+	}
+	if n := forwardedSample(t, follower, "forwarded"); n != 8 {
+		t.Errorf("forwarded %v, want 8", n)
 	}
 }

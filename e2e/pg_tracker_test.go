@@ -23,14 +23,18 @@ var pgClient = &http.Client{
 	Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256},
 }
 
-// tryDo sends a request and returns the status and body, or the error.
-func tryDo(method, url, contentType, body string) (int, []byte, error) {
+// tryDo sends a request with headers (name, value, ...) and returns the
+// status and body, or the error.
+func tryDo(method, url, contentType, body string, headers ...string) (int, []byte, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := pgClient.Do(req)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
+	"net/http/httptrace"
+	neturl "net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -39,14 +41,15 @@ var forwardClient = &http.Client{
 		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       time.Minute,
-		ResponseHeaderTimeout: 30 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second, // a write's commit takes milliseconds
 	},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // hopHeaders are a request's headers about its own connection, which a
-// forwarded write does not carry (Expect too: the body has been read).
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Expect"}
+// forwarded write does not carry (Expect too: the body has been read;
+// Idempotency-Key would let net/http send the write twice, see send).
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Expect", "Idempotency-Key", "X-Idempotency-Key"}
 
 // peers marks a request that carries a peer's secret (reqState.peer).
 func peers(seq Sequencer) func(http.Handler) http.Handler {
@@ -69,10 +72,11 @@ func peers(seq Sequencer) func(http.Handler) http.Handler {
 // It runs after authentication and the rate limit, which the sequencer
 // applies again but for the rate (peers). A write that carries
 // PeerHeader, valid or not, is never forwarded again. A write is served
-// here when there is no sequencer to send it to, or when the sequencer
-// could not be connected to (it was not sent); one whose answer was lost
-// after it was sent is answered 503 UNAVAILABLE, since it may have been
-// applied.
+// here when there is no sequencer to send it to, or when it could not be
+// sent whole (no connection, for one): the sequencer cannot have applied
+// it. One sent whole whose answer did not come, or came from something
+// that is not a Switchboard server, is answered 503 UNAVAILABLE, since
+// it may have been applied, and the sequencer is passed over for a while.
 func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if seq == nil {
@@ -89,22 +93,10 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 				writeError(w, r, err)
 				return
 			}
-			req, err := http.NewRequestWithContext(r.Context(), r.Method, url+r.URL.RequestURI(), bytes.NewReader(body))
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			req.Header = r.Header.Clone()
-			for _, k := range hopHeaders { // the client's hop, not the peer's
-				delete(req.Header, k)
-			}
-			req.Header.Set(PeerHeader, token)
-			if st := stateFrom(r); st != nil {
-				req.Header.Set(RequestIDHeader, st.id) // the two log lines share it
-			}
-			resp, err := forwardClient.Do(req)
+			id := stateFrom(r).id
+			resp, wrote, err := send(r, url, token, id, body)
 			switch {
-			case unsent(err):
+			case err != nil && !wrote:
 				seq.Unreachable(url)
 				m.forwarded("served_here")
 				r.Body = io.NopCloser(bytes.NewReader(body))
@@ -112,10 +104,16 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 				return
 			case err != nil && r.Context().Err() != nil: // the client went away
 				return
-			case err != nil:
+			case err == nil && resp.Header.Get(RequestIDHeader) != id:
+				resp.Body.Close()
+				err = errors.New("the answer is not a Switchboard server's (no X-Request-Id of the request)")
+			}
+			if err != nil {
+				seq.Unreachable(url)
 				m.forwarded("lost")
+				loggerFrom(r).Warn("a forwarded write's answer did not come: answered 503", "sequencer", url, "err", err)
 				writeError(w, r, api.Errorf(api.CodeUnavailable,
-					"the write was sent to the sequencer instance, whose answer did not come (%v); it may have been applied", err))
+					"the write was sent to the instance that commits writes, whose answer did not come; it may have been applied"))
 				return
 			}
 			defer resp.Body.Close()
@@ -134,13 +132,44 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 	}
 }
 
-// unsent reports whether err says that a forwarded write never reached
-// the sequencer: no connection could be made, or the sequencer closed an
-// idle connection as the write was sent on it (net/http retries only
-// requests that may be sent twice, which a write is not, and reports
-// this case in the text of an unexported error; a Go server that closes
-// an idle connection has not read what arrives on it).
-func unsent(err error) bool {
-	var op *net.OpError
-	return err != nil && (errors.As(err, &op) && op.Op == "dial" || strings.Contains(err.Error(), "server closed idle connection"))
+// send forwards r with body to the sequencer at url. wrote reports
+// whether the request was written whole on some attempt: if not, the
+// sequencer cannot have applied it. The client's Idempotency-Key headers
+// are not sent, so that net/http never sends the write a second time
+// after a failure once written (it retries only what was not written,
+// and what it may send twice).
+func send(r *http.Request, url, token, id string, body []byte) (resp *http.Response, wrote bool, err error) {
+	var written atomic.Bool
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				written.Store(true)
+			}
+		},
+	})
+	req, err := http.NewRequestWithContext(ctx, r.Method, url+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header = r.Header.Clone()
+	for _, k := range hopHeaders {
+		delete(req.Header, k)
+	}
+	req.Header.Set(PeerHeader, token)
+	req.Header.Set(RequestIDHeader, id) // the two log lines share it, and the answer echoes it
+	resp, err = forwardClient.Do(req)
+	if err != nil && closedIdle(err) {
+		return nil, false, err
+	}
+	return resp, written.Load(), err
+}
+
+// closedIdle reports whether err is net/http's "server closed idle
+// connection": the sequencer closed a kept-alive connection as the write
+// was sent on it. A Go server reads nothing more from a connection it
+// closes as idle, so the write was not applied (net/http says so only in
+// the text of an unexported error).
+func closedIdle(err error) bool {
+	var ue *neturl.Error
+	return errors.As(err, &ue) && ue.Err != nil && ue.Err.Error() == "http: server closed idle connection"
 }

@@ -66,13 +66,16 @@ func Routes(d Deps) http.Handler {
 	}
 
 	r.Group(func(r chi.Router) {
-		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode), peers(d.Sequencer), rate.limit)
+		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode))
+		// The writes may go to the sequencer (forward.go); a write
+		// forwarded by a peer skips the rate limit, which the peer applied.
+		api := r.With(rate.limit)
+		fwd := r.With(peers(d.Sequencer), rate.limit, forward(d.Sequencer, d.Metrics))
 		stream := refuseDraining(d.Hub, openStream(d.Hub, d.Log))
-		fwd := r.With(forward(d.Sequencer, d.Metrics))
 
-		r.Get("/records", listRecords(d.Records))
-		r.Get("/records/*", getRecord(d.Records, stream))
-		r.Head("/records/*", getRecord(d.Records, stream))
+		api.Get("/records", listRecords(d.Records))
+		api.Get("/records/*", getRecord(d.Records, stream))
+		api.Head("/records/*", getRecord(d.Records, stream))
 		fwd.Put("/records/*", writeRecord(d.Records))
 		fwd.Patch("/records/*", writeRecord(d.Records))
 		fwd.Delete("/records/*", writeRecord(d.Records))
@@ -80,15 +83,15 @@ func Routes(d Deps) http.Handler {
 
 		fwd.Post("/events/*", publish(d.Events))
 
-		r.Get("/stream", stream)
-		r.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
-		r.Delete("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
+		api.Get("/stream", stream)
+		api.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
+		api.Delete("/stream/{stream}/subscriptions", changeSubscription(d.Hub))
 
-		r.Post("/rpc/*", callRPC(d.RPC))
-		r.Get("/rpc-requests", pollRPC(d.RPC))
-		r.Post("/rpc-requests/{id}", answerRPC(d.RPC))
+		api.Post("/rpc/*", callRPC(d.RPC))
+		api.Get("/rpc-requests", pollRPC(d.RPC))
+		api.Post("/rpc-requests/{id}", answerRPC(d.RPC))
 
-		r.Get("/presence", getPresence(d.Presence))
+		api.Get("/presence", getPresence(d.Presence))
 	})
 
 	r.With(d.Bodies.limit, rate.limit).Post("/auth/login", login(d.Webhook, d.Issuer))

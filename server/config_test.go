@@ -47,7 +47,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 }
 
 // TestPeerURL: PEER_URL expands ${VAR} (Fly.io's private address), and
-// is refused without DATABASE_URL or with a path.
+// is refused without DATABASE_URL, without a scheme or with a path.
 func TestPeerURL(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://db.example/app", "FLY_PRIVATE_IP": "fdaa::3", "PEER_URL": "http://[${FLY_PRIVATE_IP}]:8080"}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
@@ -56,6 +56,7 @@ func TestPeerURL(t *testing.T) {
 	}
 	for _, bad := range []map[string]string{
 		{"PEER_URL": "http://10.0.0.1:8080"},
+		{"PEER_URL": "10.0.0.1:8080", "DATABASE_URL": "postgres://db.example/app"},
 		{"PEER_URL": "http://10.0.0.1:8080/switchboard", "DATABASE_URL": "postgres://db.example/app"},
 	} {
 		if _, err := loadConfig(func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "PEER_URL") {

@@ -48,8 +48,9 @@ type Sequencer struct {
 	mine     bool      // this instance holds the lease
 	avoid    time.Time // until then, writes are not forwarded to url
 	stale    time.Time // the lease was last read before this: not to be trusted
-	released bool
-	gaveUp   chan struct{} // closed once release has given the lease up
+	stopped  bool      // Run has ended: the lease is no longer read
+	released chan struct{} // closed once Run has ended and given the lease up if it could
+	gaveUpAt time.Time     // when release gave the lease up; zero if it did not
 }
 
 // Sequencer returns this instance's part in the sequencer's lease; self
@@ -58,7 +59,7 @@ type Sequencer struct {
 func (s *Store) Sequencer(self string) *Sequencer {
 	b := make([]byte, 16)
 	rand.Read(b)
-	return &Sequencer{store: s, self: self, token: hex.EncodeToString(b), log: s.log, gaveUp: make(chan struct{})}
+	return &Sequencer{store: s, self: self, token: hex.EncodeToString(b), log: s.log, released: make(chan struct{})}
 }
 
 // Run takes part in the lease until ctx ends, then gives it up if held,
@@ -66,6 +67,7 @@ func (s *Store) Sequencer(self string) *Sequencer {
 // out. Writes forwarded meanwhile are still served: a draining server
 // serves writes.
 func (q *Sequencer) Run(ctx context.Context) {
+	defer close(q.released)
 	t := time.NewTicker(leaseTick)
 	defer t.Stop()
 	for {
@@ -112,7 +114,7 @@ func (q *Sequencer) tick(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.released {
+	if q.stopped {
 		return nil
 	}
 	mine := tok == q.token
@@ -136,37 +138,38 @@ func (q *Sequencer) forget() {
 	q.url, q.tok, q.mine = "", "", false
 }
 
-// release gives the lease up if held.
+// release gives the lease up if this instance holds it in the database
+// (whatever it last read: a failed read forgets the lease, not the row).
 func (q *Sequencer) release() {
 	q.mu.Lock()
-	mine := q.mine
-	q.released, q.mine, q.url, q.tok = true, false, "", ""
+	q.stopped, q.mine, q.url, q.tok = true, false, "", ""
 	q.mu.Unlock()
-	if !mine {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTick)
 	defer cancel()
-	if _, err := q.store.pool.Exec(ctx, `UPDATE sequencer SET until = now() WHERE token = $1`, q.token); err != nil {
+	tag, err := q.store.pool.Exec(ctx, `UPDATE sequencer SET until = now() WHERE token = $1 AND until > now()`, q.token)
+	switch {
+	case err != nil:
 		q.log.Warn("sequencer lease: giving it up failed; it runs out in its term", "err", err)
-		return
+	case tag.RowsAffected() == 1:
+		q.gaveUpAt = time.Now()
+		q.log.Info("sequencer lease given up")
 	}
-	close(q.gaveUp)
 }
 
-// Handover waits, if this instance gave the lease up as it stopped, until
-// the other instances have read that (a tick and a margin), or ctx ends:
-// a server that closed its connections at once would drop the writes
-// they are still forwarding to it.
+// Handover waits until Run has ended, and if it gave the lease up, until
+// the other instances have read that (a tick and a margin after it), or
+// until ctx ends: a server that closed its connections at once would
+// fail the writes they are still forwarding to it.
 func (q *Sequencer) Handover(ctx context.Context) {
 	select {
-	case <-q.gaveUp:
+	case <-q.released:
 	case <-ctx.Done():
 		return
-	default:
-		return // it did not hold the lease (release runs as the drain starts)
 	}
-	t := time.NewTimer(leaseTick + leaseTick/4)
+	if q.gaveUpAt.IsZero() {
+		return
+	}
+	t := time.NewTimer(time.Until(q.gaveUpAt.Add(leaseTick + leaseTick/4)))
 	defer t.Stop()
 	select {
 	case <-t.C:
