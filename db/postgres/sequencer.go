@@ -44,11 +44,11 @@ type Sequencer struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	url, tok string    // the holder's URL and secret; "" when no lease is held
-	mine     bool      // this instance holds the lease
-	avoid    time.Time // until then, writes are not forwarded to url
-	stale    time.Time // the lease was last read before this: not to be trusted
-	stopped  bool      // Run has ended: the lease is no longer read
+	url, tok string        // the holder's URL and secret; "" when no lease is held
+	mine     bool          // this instance holds the lease
+	avoid    time.Time     // until then, writes are not forwarded to url
+	stale    time.Time     // the lease was last read before this: not to be trusted
+	stopped  bool          // Run has ended: the lease is no longer read
 	released chan struct{} // closed once Run has ended and given the lease up if it could
 	gaveUpAt time.Time     // when release gave the lease up; zero if it did not
 }
