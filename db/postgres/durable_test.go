@@ -47,9 +47,7 @@ func TestReadsWaitForTheFlush(t *testing.T) {
 	postgres.SetFlushAfter(t, 10*time.Second)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
-	for r.Bus().Ready(ctx) != nil { // r hears w's notifications
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.Settle(ctx) // r hears w's notifications, and its first read of the head is done
 	first, err := w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -151,9 +149,7 @@ func TestReadFlushesWhenNoNotificationComes(t *testing.T) {
 	postgres.SetFlushAfter(t, wait)
 	w, r := open(t, url), open(t, url)
 	ctx := t.Context()
-	for r.Bus().Ready(ctx) != nil { // else r flushes at once
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.Settle(ctx) // r hears w's notifications, and its first read of the head is done
 	committed, _ := holdFlush(t, w)
 	go w.Write(ctx, []api.Write{set("a", `{"v":1}`)})
 	<-committed
@@ -278,9 +274,8 @@ func TestReadsOfOtherRecordsDoNotWait(t *testing.T) {
 	if _, err := w.Write(ctx, []api.Write{set("c", `{"v":1}`), set("d", `{"v":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	for r.Bus().Ready(ctx) != nil { // r hears w's notifications
-		time.Sleep(10 * time.Millisecond)
-	}
+	// r hears w's notifications, and its first read of the head is done.
+	r.Settle(ctx)
 	if _, err := r.Get(ctx, "c"); err != nil { // r knows of the write
 		t.Fatal(err)
 	}

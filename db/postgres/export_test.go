@@ -1,6 +1,9 @@
 package postgres
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Reads returns how many connections the store has taken from its pool:
 // every read of the database takes one.
@@ -26,4 +29,13 @@ func SetFlushAfter(t interface{ Cleanup(func()) }, d time.Duration) {
 	old := flushAfter
 	flushAfter = d
 	t.Cleanup(func() { flushAfter = old })
+}
+
+// Settle waits until the store's listener is connected and the read of
+// the log's head that its connection set off is done: until then, that
+// read (and its flush) may make a write durable behind a test's back.
+func (s *Store) Settle(ctx context.Context) {
+	for s.bus.Ready(ctx) != nil || s.headReads.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
 }

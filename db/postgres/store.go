@@ -122,6 +122,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -148,6 +149,7 @@ type Store struct {
 	flushAfter  time.Duration                  // see flushAfter
 	flushes     flushes                        // the reads' own flushes (Store.flushFor)
 	reconnected chan struct{}                  // the listener reconnected (Store.lost): watchHead reads the head
+	headReads   atomic.Int64                   // the reads of the head that watchHead made for reconnects (tests wait for them)
 	closeOnce   sync.Once
 	unlisten    func()             // ends the tail's own subscription to the changes topic
 	stopWatch   context.CancelFunc // ends watchHead
@@ -232,6 +234,7 @@ func (s *Store) watchHead(ctx context.Context) {
 			if err := s.durableHead(ctx); err != nil {
 				s.log.Debug("read the log's head", "err", err)
 			}
+			s.headReads.Add(1)
 			continue
 		case <-t.C:
 		}
