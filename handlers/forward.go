@@ -39,6 +39,7 @@ type Sequencer interface {
 var forwardClient = &http.Client{
 	Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
+		TLSHandshakeTimeout:   time.Second,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       time.Minute,
 		ResponseHeaderTimeout: 10 * time.Second, // a write's commit takes milliseconds
@@ -96,13 +97,18 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 			id := stateFrom(r).id
 			resp, wrote, err := send(r, url, token, id, body)
 			switch {
+			case err != nil && r.Context().Err() != nil: // the client went away
+				return
 			case err != nil && !wrote:
 				seq.Unreachable(url)
+				fallthrough
+			case err == nil && refusedUnread(resp):
+				if resp != nil {
+					resp.Body.Close()
+				}
 				m.forwarded("served_here")
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				next.ServeHTTP(w, r)
-				return
-			case err != nil && r.Context().Err() != nil: // the client went away
 				return
 			case err == nil && resp.Header.Get(RequestIDHeader) != id:
 				resp.Body.Close()
@@ -133,7 +139,7 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 }
 
 // send forwards r with body to the sequencer at url. wrote reports
-// whether the request was written whole on some attempt: if not, the
+// whether the request was written whole on the last attempt: if not, the
 // sequencer cannot have applied it. The client's Idempotency-Key headers
 // are not sent, so that net/http never sends the write a second time
 // after a failure once written (it retries only what was not written,
@@ -141,6 +147,9 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 func send(r *http.Request, url, token, id string, body []byte) (resp *http.Response, wrote bool, err error) {
 	var written atomic.Bool
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		// Each attempt starts unwritten: net/http sends a write again only
+		// after an attempt that wrote nothing of it.
+		GetConn: func(string) { written.Store(false) },
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
 				written.Store(true)
@@ -162,6 +171,16 @@ func send(r *http.Request, url, token, id string, body []byte) (resp *http.Respo
 		return nil, false, err
 	}
 	return resp, written.Load(), err
+}
+
+// refusedUnread reports whether resp is net/http's own refusal of a
+// request it did not read (headers too large, a malformed request),
+// which handlers.Listener answers as problem+json with Connection:
+// close and a request id of its own: what the forward added (a header or
+// two) may have tipped it, so the write is served here.
+func refusedUnread(resp *http.Response) bool {
+	return (resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestHeaderFieldsTooLarge) &&
+		resp.Close && resp.Header.Get("Content-Type") == "application/problem+json"
 }
 
 // closedIdle reports whether err is net/http's "server closed idle

@@ -30,6 +30,10 @@ import (
 const (
 	leaseTerm = 3 * time.Second
 	leaseTick = time.Second
+	// followFor is how long a read of the lease is followed: a follower
+	// whose reads fail stops forwarding to the holder it read that long
+	// after it read it.
+	followFor = leaseTerm - leaseTick
 	// avoidFor is how long a holder that could not be connected to is
 	// passed over (writes are served where they arrive meanwhile).
 	avoidFor = time.Second
@@ -50,7 +54,10 @@ type Sequencer struct {
 	stale    time.Time     // the lease was last read before this: not to be trusted
 	stopped  bool          // Run has ended: the lease is no longer read
 	released chan struct{} // closed once Run has ended and given the lease up if it could
-	gaveUpAt time.Time     // when release gave the lease up; zero if it did not
+	renewed  time.Time     // when this instance last took or renewed the lease
+	// lastForward is when the other instances may have last sent a write
+	// here (set by release): Handover waits until it has passed.
+	lastForward time.Time
 }
 
 // Sequencer returns this instance's part in the sequencer's lease; self
@@ -125,7 +132,11 @@ func (q *Sequencer) tick(ctx context.Context) error {
 		q.avoid = time.Time{}
 	}
 	q.url, q.tok, q.mine = url, tok, mine
-	q.stale = time.Now().Add(leaseTerm - leaseTick) // renewed or read within the term's margin
+	now := time.Now()
+	if mine {
+		q.renewed = now
+	}
+	q.stale = now.Add(followFor) // renewed or read within the term's margin
 	return nil
 }
 
@@ -143,33 +154,44 @@ func (q *Sequencer) forget() {
 func (q *Sequencer) release() {
 	q.mu.Lock()
 	q.stopped, q.mine, q.url, q.tok = true, false, "", ""
+	renewed := q.renewed
 	q.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTick)
 	defer cancel()
 	tag, err := q.store.pool.Exec(ctx, `UPDATE sequencer SET until = now() WHERE token = $1 AND until > now()`, q.token)
+	// The others follow what they read for followFor: one that read the
+	// lease just before this follows it that long; if it was not given
+	// up, they follow it until it runs out, and that long after.
 	switch {
+	case err == nil && tag.RowsAffected() == 1:
+		q.lastForward = time.Now().Add(followFor)
+		q.log.Info("sequencer lease given up")
 	case err != nil:
 		q.log.Warn("sequencer lease: giving it up failed; it runs out in its term", "err", err)
-	case tag.RowsAffected() == 1:
-		q.gaveUpAt = time.Now()
-		q.log.Info("sequencer lease given up")
+		fallthrough
+	default:
+		if !renewed.IsZero() {
+			q.lastForward = renewed.Add(leaseTerm + followFor)
+		}
 	}
 }
 
-// Handover waits until Run has ended, and if it gave the lease up, until
-// the other instances have read that (a tick and a margin after it), or
-// until ctx ends: a server that closed its connections at once would
-// fail the writes they are still forwarding to it.
+// Handover waits until Run has ended and, if this instance held the
+// lease, until no other instance still forwards writes here (release's
+// lastForward, and a margin for writes on their way), or until ctx ends:
+// a server that closed its connections at once would fail the writes
+// they are still forwarding to it.
 func (q *Sequencer) Handover(ctx context.Context) {
 	select {
 	case <-q.released:
 	case <-ctx.Done():
 		return
 	}
-	if q.gaveUpAt.IsZero() {
+	d := time.Until(q.lastForward.Add(leaseTick / 4))
+	if q.lastForward.IsZero() || d <= 0 {
 		return
 	}
-	t := time.NewTimer(time.Until(q.gaveUpAt.Add(leaseTick + leaseTick/4)))
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
