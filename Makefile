@@ -14,9 +14,12 @@ run:
 	$(GO) build -o bin/switchboard .
 	AUTH_MODE=open exec ./bin/switchboard
 
+# The Postgres end-to-end tests run a second time with PEER_URL on every
+# instance, as fly.postgres.toml deploys them: writes go through the sequencer.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	E2E_PEERS=1 $(GO) test -race -count=1 -timeout 10m -run PG ./e2e/
 
 # deps installs Debian's PostgreSQL server, headless Chromium, nginx (the drain
 # test behind a proxy), Node.js and npm (the openapi.yaml linter, an EventSource client)

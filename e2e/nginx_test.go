@@ -26,7 +26,7 @@ import (
 const eventsourceVersion = "eventsource@4.1.1"
 
 // freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

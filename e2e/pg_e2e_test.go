@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,16 +25,22 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // pgServers starts n servers on one fresh database and waits until every
 // one is ready (its notification listener connected), as a load balancer
-// would before routing to it.
+// would before routing to it. With E2E_PEERS=1 in the test's environment,
+// each has PEER_URL, as fly.postgres.toml sets it: the writes then go
+// through the sequencer (make test runs the tests so a second time).
 func pgServers(t testing.TB, n int, env map[string]string) (string, []*testServer) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
-	vars := map[string]string{"DATABASE_URL": url}
-	for k, v := range env {
-		vars[k] = v
-	}
 	servers := make([]*testServer, n)
 	for i := range servers {
+		vars := map[string]string{"DATABASE_URL": url}
+		if os.Getenv("E2E_PEERS") != "" {
+			port := strconv.Itoa(freePort(t))
+			vars["PORT"], vars["PEER_URL"] = port, "http://127.0.0.1:"+port
+		}
+		for k, v := range env {
+			vars[k] = v
+		}
 		servers[i] = startServer(t, vars)
 	}
 	for _, s := range servers {
