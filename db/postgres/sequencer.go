@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
@@ -51,8 +50,7 @@ type Sequencer struct {
 	url, tok string        // the holder's URL and secret; "" when no lease is held
 	mine     bool          // this instance holds the lease
 	avoid    time.Time     // until then, writes are not forwarded to url
-	stale    time.Time     // the lease was last read before this: not to be trusted
-	stopped  bool          // Run has ended: the lease is no longer read
+	stale    time.Time     // the last read of the lease is followed until then (followFor after it)
 	released chan struct{} // closed once Run has ended and given the lease up if it could
 	renewed  time.Time     // when this instance last took or renewed the lease
 	// lastForward is when the other instances may have last sent a write
@@ -64,9 +62,7 @@ type Sequencer struct {
 // is the URL at which the other instances reach it (PEER_URL). Run takes
 // part.
 func (s *Store) Sequencer(self string) *Sequencer {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return &Sequencer{store: s, self: self, token: hex.EncodeToString(b), log: s.log, released: make(chan struct{})}
+	return &Sequencer{store: s, self: self, token: rand.Text(), log: s.log, released: make(chan struct{})}
 }
 
 // Run takes part in the lease until ctx ends, then gives it up if held,
@@ -121,9 +117,6 @@ func (q *Sequencer) tick(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.stopped {
-		return nil
-	}
 	mine := tok == q.token
 	if mine != q.mine || url != q.url {
 		q.log.Info("sequencer lease", "holder", url, "this_instance", mine)
@@ -153,7 +146,7 @@ func (q *Sequencer) forget() {
 // (whatever it last read: a failed read forgets the lease, not the row).
 func (q *Sequencer) release() {
 	q.mu.Lock()
-	q.stopped, q.mine, q.url, q.tok = true, false, "", ""
+	q.mine, q.url, q.tok = false, "", ""
 	renewed := q.renewed
 	q.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTick)
@@ -220,7 +213,8 @@ func (q *Sequencer) Holds() bool {
 	return q.mine
 }
 
-// Unreachable passes over url for a while: a write could not be sent to it.
+// Unreachable passes over url for a while: a write could not be sent to
+// it, or its answer did not come.
 func (q *Sequencer) Unreachable(url string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
