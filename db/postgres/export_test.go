@@ -39,3 +39,6 @@ func (s *Store) Settle(ctx context.Context) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Waiting returns how many writes wait for the store's next group.
+func (s *Store) Waiting() int { return s.committer.Waiting() }

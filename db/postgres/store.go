@@ -40,9 +40,11 @@
 // by the write transaction (NOTIFY takes a lock of the whole cluster from
 // its commit until it ends, WAL flush included, and would serialise with
 // every other notification: the Bus's, presence, RPC) but after it, in a
-// transaction of its own (see below). Groups of different instances never
-// merge, but their flushes do: the database flushes the WAL of every
-// commit waiting at once.
+// transaction of its own (see below); a group whose successor already
+// waits leaves its notification to it, and the two go in one transaction
+// (commitGroup). Groups of different instances never merge (unless the
+// instances forward their writes to one: Sequencer), but their flushes
+// do: the database flushes the WAL of every commit waiting at once.
 //
 // # Durability
 //
@@ -159,6 +161,10 @@ type Store struct {
 	// called between a group's commit and its flush, which then runs in a
 	// round trip of its own.
 	beforeFlush func()
+
+	// deferred is the notification of a group that the next group's
+	// announces with its own (commitGroup); owned by the committer's loop.
+	deferred string
 }
 
 // headCheck is how long an instance hears no notification of changes
@@ -207,7 +213,8 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, err
 	}
-	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed})
+	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed,
+		Stop: func() { s.notify(s.deferred, "") }})
 	var watch context.Context
 	watch, s.stopWatch = context.WithCancel(context.Background())
 	s.watched = make(chan struct{})

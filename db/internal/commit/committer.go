@@ -110,6 +110,9 @@ func (c *Committer[W]) Do(ctx context.Context, work W) ([]api.Change, error) {
 	return r.Changes, r.Err
 }
 
+// Waiting returns how many requests wait for the next group.
+func (c *Committer[W]) Waiting() int { return len(c.queue) }
+
 // Close stops the loop after the group under way; the requests still
 // queued fail with Config.Closed. It reports whether this call closed
 // the Committer: a later call returns false at once.

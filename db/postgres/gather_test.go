@@ -1,0 +1,92 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+)
+
+// A group whose successor already waits, as large as it, leaves its
+// notification to it: the two go in one transaction, in order, which
+// every listening instance takes at the cost of one. Held between commit
+// and flush, the successor holds back both notifications; the first
+// group's writer has its answer all the same.
+func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	w := open(t, url)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	flushes := 0
+	committed := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	released := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	w.SetBeforeFlush(func() {
+		mu.Lock()
+		n := flushes
+		flushes++
+		mu.Unlock()
+		if n < 2 {
+			close(committed[n])
+			<-released[n]
+		}
+	})
+	defer func() {
+		for _, r := range released {
+			select {
+			case <-r:
+			default:
+				close(r)
+			}
+		}
+	}()
+	answered := make(chan error, 2)
+	go func() { _, err := w.Write(ctx, []api.Write{set("a", `1`)}); answered <- err }()
+	<-committed[0]
+	go func() { _, err := w.Write(ctx, []api.Write{set("b", `1`)}); answered <- err }()
+	for w.Waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(released[0])
+	<-committed[1]
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	n, err := conn.WaitForNotification(wait)
+	cancel()
+	if err == nil {
+		t.Fatalf("the first group was announced while the next one waited for its flush: %q", n.Payload)
+	}
+	close(released[1])
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	for range 2 {
+		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := conn.WaitForNotification(wait)
+		cancel()
+		if err != nil {
+			t.Fatalf("notifications %q, then %v", notes, err)
+		}
+		notes = append(notes, n.Payload)
+	}
+	if !strings.HasPrefix(notes[0], "=1 ") || !strings.HasPrefix(notes[1], "=2 ") {
+		t.Fatalf("notifications %q: want the first group's, then the second's", notes)
+	}
+}
