@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
 )
 
@@ -17,11 +19,16 @@ import (
 // notification to it: the two go in one transaction, in order, which
 // every listening instance takes at the cost of one. Held between commit
 // and flush, the successor holds back both notifications; the first
-// group's writer has its answer all the same.
+// group's writer has its answer all the same, and the writing instance's
+// own handlers are woken for it at once.
 func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 	url := pgtest.NewDatabase(t)
+	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
 	w := open(t, url)
 	ctx := t.Context()
+	w.Settle(ctx)
+	heads := make(chan int64, 16)
+	t.Cleanup(w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +61,9 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 			}
 		}
 	}()
+	for len(heads) > 0 { // wake-ups of the subscription's start
+		<-heads
+	}
 	answered := make(chan error, 2)
 	go func() { _, err := w.Write(ctx, []api.Write{set("a", `1`)}); answered <- err }()
 	<-committed[0]
@@ -71,6 +81,13 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 	cancel()
 	if err == nil {
 		t.Fatalf("the first group was announced while the next one waited for its flush: %q", n.Payload)
+	}
+	var woken []int64
+	for len(heads) > 0 {
+		woken = append(woken, <-heads)
+	}
+	if !slices.Contains(woken, 1) {
+		t.Fatalf("the writer's handlers were woken for %v, want 1 (the first group)", woken)
 	}
 	close(released[1])
 	if err := <-answered; err != nil {

@@ -53,8 +53,9 @@ import (
 // notifications that the listener reads together (one transaction's, or
 // a backlog) wake them once, for the highest, when it next reads its
 // socket (listener.flushWakes); and a handler that says so
-// (Bus.SubscribeWake) is called on the listener's goroutine with that
-// position, so that it can skip a wake-up for what it has read already. A
+// (Bus.SubscribeWake) is called on the listener's goroutine (or, for a
+// group whose notification waits for its successor's, the committer's)
+// with that position, so that it can skip a wake-up for what it has read already. A
 // lost notification is found by the next one (its changes do not follow
 // the tail's, so the handlers read the log for the gap) or, when none
 // follows, by Store.watchHead, which reads the head when no notification

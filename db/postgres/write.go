@@ -73,6 +73,10 @@ func (s *Store) commitGroup(group []*request) {
 		if err == nil || attempt == maxAttempts || !retryable(err) {
 			break
 		}
+		if s.deferred != "" { // it waits for this group no longer than one attempt
+			s.notify(s.deferred, "")
+			s.deferred = ""
+		}
 		s.log.Debug("write group conflicted, starting over", "attempt", attempt, "err", err)
 	}
 	for _, r := range group {
