@@ -122,11 +122,15 @@ func forwardedSample(t *testing.T, s *testServer, outcome string) float64 {
 // one counter 20 times, with If-Match and a retry on 412, and the counter
 // ends at 240 with every add answered once. The followers' writes went to
 // the sequencer (their forwarded counts), and its groups merged writes of
-// several instances (writes per commit above one client's).
+// several instances (changes per commit above one instance's clients).
 func TestPGSequencerMergesWrites(t *testing.T) {
 	db, servers, seq := sequencerServers(t, 3, nil)
 	put(t, servers[0].URL, "counter", `0`)
 	const clients, adds = 4, 20
+	type counter struct {
+		Version int64
+		Data    int
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(servers)*clients)
 	for _, s := range servers {
@@ -140,10 +144,7 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 						errs <- fmt.Errorf("GET: %d %s %v", st, b, err)
 						return
 					}
-					var rec struct {
-						Version int64
-						Data    int
-					}
+					var rec counter
 					json.Unmarshal(b, &rec)
 					st, b, err = tryDo(http.MethodPut, s.URL+"/records/counter", "application/json", strconv.Itoa(rec.Data+1), "If-Match", strconv.FormatInt(rec.Version, 10))
 					switch {
@@ -167,10 +168,7 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, b := do(t, http.MethodGet, servers[seq].URL+"/records/counter", "", "")
-	var rec struct {
-		Version int64
-		Data    int
-	}
+	var rec counter
 	json.Unmarshal(b, &rec)
 	if want := len(servers) * clients * adds; rec.Data != want || rec.Version != int64(want)+1 {
 		t.Fatalf("counter = %d at version %d, want %d at %d", rec.Data, rec.Version, want, want+1)
@@ -185,13 +183,13 @@ func TestPGSequencerMergesWrites(t *testing.T) {
 	// Writes of distinct records from every instance at once: the
 	// followers' writes join the sequencer's groups, so that a commit
 	// holds more than one instance's clients can send at once.
-	for _, s := range servers {
+	for i, s := range servers {
 		for c := range clients {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for n := range 30 {
-					if st, b, err := tryDo(http.MethodPut, fmt.Sprintf("%s/records/m/%p/%d/%d", s.URL, s, c, n), "application/json", `1`); err != nil || st != http.StatusCreated {
+					if st, b, err := tryDo(http.MethodPut, fmt.Sprintf("%s/records/m/%d/%d/%d", s.URL, i, c, n), "application/json", `1`); err != nil || st != http.StatusCreated {
 						t.Errorf("PUT: %d %s %v", st, b, err)
 						return
 					}

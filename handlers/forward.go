@@ -26,7 +26,8 @@ type Sequencer interface {
 	// Holder returns where to forward a write and the secret to send with
 	// it; ok is false when the write is served here.
 	Holder() (url, token string, ok bool)
-	// Unreachable says that url could not be connected to.
+	// Unreachable passes over url for a while: a write could not be sent
+	// to it, or its answer did not come.
 	Unreachable(url string)
 	// Peer reports whether token is a peer's secret.
 	Peer(token string) bool
