@@ -133,7 +133,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		SubscribeWake(topic string, wake func(head int64)) (cancel func())
 	}); ok {
 		stopChanges = b.SubscribeWake(api.TopicChanges, func(head int64) {
-			if head == 0 || head > h.pos.Load() {
+			if head == 0 || head > h.pos.Load() && !h.skip(head) {
 				h.Wake()
 			}
 		})
@@ -264,6 +264,9 @@ const catchUpBatch = 1000
 func (h *Hub) dispatch(ch *api.Change) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	if ch.Seq <= h.pos.Load() { // skipped while nothing was subscribed
+		return
+	}
 	h.gen++
 	var d *delivery
 	push := func(set map[*Stream]int) {
@@ -287,7 +290,7 @@ func (h *Hub) dispatch(ch *api.Change) {
 		push(h.records[ch.Name])
 		walkPrefixes(ch.Name, h.colls, push)
 	}
-	h.pos.Store(ch.Seq)
+	h.advance(ch.Seq)
 	if h.measures.Lag != nil && !ch.Time.IsZero() {
 		h.measures.Lag(time.Since(ch.Time))
 	}
@@ -295,6 +298,33 @@ func (h *Hub) dispatch(ch *api.Change) {
 		h.pool.schedule(h.ready...)
 		clear(h.ready)
 		h.ready = h.ready[:0]
+	}
+}
+
+// skip moves the hub's position up to head, as if it had handed out every
+// change up to it, when no stream subscribes to anything the log carries:
+// Run would hand them to nobody, so it need not wake, nor read them. It
+// reports whether it did. A stream registered or subscribing later starts
+// from the new position, as it would have after Run handed them out, and
+// dispatch drops a change that Run had read before.
+func (h *Hub) skip(head int64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if len(h.records)+len(h.events)+len(h.prefixes)+len(h.colls) > 0 {
+		return false
+	}
+	h.advance(head)
+	return true
+}
+
+// advance moves pos up to p, never down; h.mu is read-locked, by Run's
+// dispatch or by skip on the Bus's goroutine.
+func (h *Hub) advance(p int64) {
+	for {
+		cur := h.pos.Load()
+		if p <= cur || h.pos.CompareAndSwap(cur, p) {
+			return
+		}
 	}
 }
 
