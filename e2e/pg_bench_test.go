@@ -152,10 +152,18 @@ func BenchmarkPGFanout(b *testing.B) {
 
 // BenchmarkPGLatency measures the time from sending POST /events on A to
 // reading the event's frame from a stream on B, at 1,000 events/s (b.N
-// events, so -benchtime 5000x runs 5 s), and reports its percentiles.
+// events, so -benchtime 5000x runs 5 s), and reports its percentiles:
+// with NOTIFY_INTERVAL's default, and with the interval at which an idle
+// instance costs under 20 µs per commit at that rate (README).
 func BenchmarkPGLatency(b *testing.B) {
+	for _, interval := range []string{"0s", "3ms"} {
+		b.Run("NOTIFY_INTERVAL="+interval, func(b *testing.B) { pgLatency(b, interval) })
+	}
+}
+
+func pgLatency(b *testing.B, interval string) {
 	const rate = 1000 // events per second
-	_, srv := pgServers(b, 2, nil)
+	_, srv := pgServers(b, 2, map[string]string{"NOTIFY_INTERVAL": interval})
 	a, bURL := srv[0].URL, srv[1].URL
 
 	ctx, cancel := context.WithCancel(context.Background())

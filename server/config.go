@@ -73,6 +73,10 @@ type Config struct {
 	// all (db/postgres's Sequencer). ${VAR} in it is expanded, so that
 	// Fly.io's http://[${FLY_PRIVATE_IP}]:8080 works as written.
 	PeerURL string `env:"PEER_URL"`
+	// NotifyInterval is the least time between two of this instance's
+	// notifications of its commits to the others (Postgres only): while
+	// it commits more often, they go together (db/postgres's announcer).
+	NotifyInterval time.Duration `env:"NOTIFY_INTERVAL" envDefault:"0s"`
 }
 
 // loadConfig reads and validates the configuration. An error names the
@@ -137,6 +141,7 @@ func (c Config) validate() error {
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"LEAVE_GRACE", "a duration from 0s to 5m", c.LeaveGrace >= 0 && c.LeaveGrace <= 5*time.Minute},
+		{"NOTIFY_INTERVAL", "a duration from 0s to 100ms", c.NotifyInterval >= 0 && c.NotifyInterval <= 100*time.Millisecond},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json", "text" or "gcp"`, c.LogFormat == "json" || c.LogFormat == "text" || c.LogFormat == "gcp"},
 		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),

@@ -348,6 +348,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (api.Store, ap
 		if err != nil {
 			return nil, nil, err
 		}
+		st.SetNotifyInterval(cfg.NotifyInterval)
 		return st, st.Bus(), nil
 	}
 	st, err := embedded.Open(cfg.DataDir)

@@ -73,8 +73,7 @@ func (b *Bus) Subscribe(topic string, fn func(payload []byte)) (cancel func()) {
 // something was sent on topic: wake is called on the listener's own
 // goroutine as each payload is read (and where Subscribe's handler would
 // get nil), so it saves a hand-off between goroutines per notification;
-// for a group whose notification waits for its successor's, on the
-// committer's (commitGroup).
+// for this instance's own groups, on the committer's (commitGroup).
 // On api.TopicChanges it gets the position announced, so that a handler
 // that has read that far already can skip the wake-up; it gets 0 when
 // there is none (after a reconnect, a notification it does not know, any

@@ -107,3 +107,69 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 		t.Fatalf("notifications %q: want the first group's, then the second's", notes)
 	}
 }
+
+// With an interval (NOTIFY_INTERVAL), a notification transaction starts
+// no sooner than that after the one before: the first group's goes at
+// once; those of the groups committed within the interval wait, and a
+// timer sends them together, in order, though no group follows. The
+// writer's own handlers are woken for each group at once.
+func TestNotificationsWithinTheIntervalWait(t *testing.T) {
+	const interval = 400 * time.Millisecond
+	url := pgtest.NewDatabase(t)
+	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
+	w := open(t, url)
+	w.SetNotifyInterval(interval)
+	ctx := t.Context()
+	w.Settle(ctx)
+	heads := make(chan int64, 16)
+	t.Cleanup(w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
+		t.Fatal(err)
+	}
+	for len(heads) > 0 { // wake-ups of the subscription's start
+		<-heads
+	}
+	receive := func(within time.Duration) (string, error) {
+		wait, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		n, err := conn.WaitForNotification(wait)
+		if err != nil {
+			return "", err
+		}
+		return n.Payload, nil
+	}
+
+	for i, name := range []string{"a", "b", "c"} {
+		if _, err := w.Write(ctx, []api.Write{set(name, `1`)}); err != nil {
+			t.Fatal(err)
+		}
+		if head := <-heads; head != int64(i+1) {
+			t.Fatalf("the writer's handlers were woken for %d after write %d", head, i+1)
+		}
+		if i == 0 {
+			first, err := receive(5 * time.Second)
+			if err != nil || !strings.HasPrefix(first, "=1 ") {
+				t.Fatalf("first notification %q, %v", first, err)
+			}
+		}
+	}
+	if n, err := receive(interval / 4); err == nil {
+		t.Fatalf("notification %q within the interval", n)
+	}
+	var notes []string
+	for range 2 {
+		n, err := receive(5 * time.Second)
+		if err != nil {
+			t.Fatalf("notifications %q, then %v", notes, err)
+		}
+		notes = append(notes, n)
+	}
+	if !strings.HasPrefix(notes[0], "=2 ") || !strings.HasPrefix(notes[1], "=3 ") {
+		t.Fatalf("notifications %q: want the second group's, then the third's", notes)
+	}
+}

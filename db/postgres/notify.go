@@ -16,7 +16,7 @@ import (
 // notification could not carry.
 //
 // A group's notification is sent after its transaction committed, in a
-// transaction of its own (Store.notify), so it announces only committed
+// transaction of its own (announcer), so it announces only committed
 // changes; but notifications of different groups may arrive out of the
 // order of positions, and one may be lost (the writer died, or its
 // connection broke, between the commit and the notification). Its text
@@ -53,10 +53,10 @@ import (
 // notifications that the listener reads together (one transaction's, or
 // a backlog) wake them once, for the highest, when it next reads its
 // socket (listener.flushWakes); and a handler that says so
-// (Bus.SubscribeWake) is called on the listener's goroutine (or, for a
-// group whose notification waits for its successor's, the committer's)
-// with that position, so that it can skip a wake-up for what it has read already. A
-// lost notification is found by the next one (its changes do not follow
+// (Bus.SubscribeWake) is called on the listener's goroutine (or, for
+// this instance's own groups, the committer's) with that position, so
+// that it can skip a wake-up for what it has read already. A lost
+// notification is found by the next one (its changes do not follow
 // the tail's, so the handlers read the log for the gap) or, when none
 // follows, by Store.watchHead, which reads the head when no notification
 // came for a while and announces it when it is beyond every one announced.

@@ -40,9 +40,8 @@
 // by the write transaction (NOTIFY takes a lock of the whole cluster from
 // its commit until it ends, WAL flush included, and would serialise with
 // every other notification: the Bus's, presence, RPC) but after it, in a
-// transaction of its own (see below); a group whose successor already
-// waits leaves its notification to it, and the two go in one transaction
-// (commitGroup). Groups of different instances never merge (unless the
+// transaction of its own (see below), which may carry those of several
+// groups (announcer). Groups of different instances never merge (unless the
 // instances forward their writes to one: Sequencer), but their flushes
 // do: the database flushes the WAL of every commit waiting at once.
 //
@@ -162,9 +161,8 @@ type Store struct {
 	// round trip of its own.
 	beforeFlush func()
 
-	// deferred is the notification of a group that the next group's
-	// announces with its own (commitGroup); owned by the committer's loop.
-	deferred string
+	// announcer sends the notifications of committed groups.
+	announcer *announcer
 }
 
 // headCheck is how long an instance hears no notification of changes
@@ -213,8 +211,9 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, err
 	}
+	s.announcer = newAnnouncer(s.notify)
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed,
-		Stop: func() { s.notify(s.deferred, "") }})
+		Stop: s.announcer.flush})
 	var watch context.Context
 	watch, s.stopWatch = context.WithCancel(context.Background())
 	s.watched = make(chan struct{})

@@ -73,10 +73,7 @@ func (s *Store) commitGroup(group []*request) {
 		if err == nil || attempt == maxAttempts || !retryable(err) {
 			break
 		}
-		if s.deferred != "" { // it waits for this group no longer than one attempt
-			s.notify(s.deferred, "")
-			s.deferred = ""
-		}
+		s.announcer.flush()
 		s.log.Debug("write group conflicted, starting over", "attempt", attempt, "err", err)
 	}
 	for _, r := range group {
@@ -86,51 +83,10 @@ func (s *Store) commitGroup(group []*request) {
 		}
 		r.Answer()
 	}
-	last := s.deferred
-	s.deferred = ""
-	if note != "" && last == "" && s.committer.Waiting() >= len(group) {
-		// The next group is there, as large as this one (so that the
-		// notification's round trip would not have made it larger): it
-		// announces this one with its own, in one transaction, which
-		// every listening instance and its backend take at the cost of
-		// one. This instance's streams take it now.
-		s.deferred = note
+	if note != "" {
+		// This instance's handlers take it now, the others' once sent.
 		s.bus.l.changes(note[1:], false)
-		return
-	}
-	s.notify(last, note)
-}
-
-// notifyTimeout bounds the notification of a committed group.
-const notifyTimeout = 5 * time.Second
-
-// notify announces committed groups on the changes topic (notify.go):
-// one, or two in a row (commitGroup), in order, in a transaction of its
-// own after theirs, so that no write
-// transaction takes NOTIFY's cluster-wide lock (see the package comment).
-// It writes no WAL and needs no flush: synchronous_commit is off for it.
-// A notification that cannot be sent is lost for the other instances,
-// which learn of the group from the next notification or their check of
-// the head (Store.watchHead); this one's handlers are woken directly.
-func (s *Store) notify(first, second string) {
-	notes := slices.DeleteFunc([]string{first, second}, func(n string) bool { return n == "" })
-	if len(notes) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-	defer cancel()
-	// A target list is evaluated left to right: the notes go in order.
-	sql := `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`
-	args := []any{channel(api.TopicChanges), notes[0]}
-	if len(notes) == 2 {
-		sql += `, pg_notify($1, $3)`
-		args = append(args, notes[1])
-	}
-	if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
-		s.log.Warn("notification of committed changes not sent", "err", err)
-		for _, n := range notes {
-			s.bus.l.changes(n[1:], false)
-		}
+		s.announcer.add(note, s.committer.Waiting() >= len(group))
 	}
 }
 

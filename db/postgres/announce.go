@@ -1,0 +1,112 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/api"
+)
+
+const (
+	// notifyTimeout bounds a notification transaction.
+	notifyTimeout = 5 * time.Second
+	// maxHeld bounds the notifications that wait for an interval to end:
+	// more go at once, so that a transaction's statement stays small.
+	maxHeld = 256
+)
+
+// announcer sends the notifications of committed groups on the changes
+// topic (notify.go), in order, in transactions of their own after their
+// groups', so that no write transaction takes NOTIFY's cluster-wide lock
+// (see the package comment). Notifications that go together cost every
+// listening instance and its backend one wake-up: so a group whose
+// successor already waits, at least as large as itself, leaves its
+// notification to it (the notification's round trip would not have made
+// the successor larger); and no transaction starts less than interval
+// after the one before: the notifications of groups committed meanwhile
+// wait for the next (a timer sends them if no group comes). So while an
+// instance commits more often than that, the others learn of its commits
+// up to interval later. A notification that cannot be sent is lost for
+// the other instances, which learn of its group from the next
+// notification or their check of the head (Store.watchHead).
+type announcer struct {
+	send     func(notes []string) // must not keep notes
+	interval atomic.Int64         // a time.Duration
+
+	// mu guards the fields below and is held across a send, so that
+	// sends go in order.
+	mu    sync.Mutex
+	held  []string
+	last  time.Time   // when the last send began
+	timer *time.Timer // sends what is held when interval is over; nil: not armed
+}
+
+func newAnnouncer(send func(notes []string)) *announcer { return &announcer{send: send} }
+
+// add takes a committed group's notification; successor says whether the
+// next group waits already, at least as large. The committer's loop calls
+// it, and sends on its own round trip whatever is due.
+func (a *announcer) add(note string, successor bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.held = append(a.held, note)
+	if wait := time.Duration(a.interval.Load()) - time.Since(a.last); wait > 0 && len(a.held) < maxHeld {
+		if a.timer == nil {
+			a.timer = time.AfterFunc(wait, a.flush)
+		}
+		return
+	}
+	if successor && len(a.held) == 1 {
+		return
+	}
+	a.sendLocked()
+}
+
+// flush sends what is held: at the timer, before a group starts over
+// (what is held waits for one attempt at most), and at Close.
+func (a *announcer) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sendLocked()
+}
+
+func (a *announcer) sendLocked() {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	if len(a.held) == 0 {
+		return
+	}
+	a.last = time.Now()
+	a.send(a.held)
+	clear(a.held)
+	a.held = a.held[:0]
+}
+
+// SetNotifyInterval sets the least time between two of this instance's
+// notification transactions (see announcer); 0: none.
+func (s *Store) SetNotifyInterval(d time.Duration) { s.announcer.interval.Store(int64(d)) }
+
+// notify sends notes in one transaction, in order. It writes no WAL and
+// needs no flush: synchronous_commit is off for it.
+func (s *Store) notify(notes []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	// A target list is evaluated left to right: the notes go in order.
+	var sql strings.Builder
+	sql.WriteString(`SELECT set_config('synchronous_commit', 'off', true)`)
+	args := make([]any, 1, 1+len(notes))
+	args[0] = channel(api.TopicChanges)
+	for _, n := range notes {
+		args = append(args, n)
+		fmt.Fprintf(&sql, ", pg_notify($1, $%d)", len(args))
+	}
+	if _, err := s.pool.Exec(ctx, sql.String(), args...); err != nil {
+		s.log.Warn("notification of committed changes not sent", "err", err, "groups", len(notes))
+	}
+}
