@@ -27,8 +27,9 @@ type Sequencer interface {
 	// it; ok is false when the write is served here.
 	Holder() (url, token string, ok bool)
 	// Unreachable passes over url for a while: a write could not be sent
-	// to it, or its answer did not come.
+	// to it, or its answer did not come; and Reached says it answered.
 	Unreachable(url string)
+	Reached(url string)
 	// Peer reports whether token is a peer's secret.
 	Peer(token string) bool
 	// Holds reports whether this instance is the sequencer.
@@ -124,6 +125,7 @@ func forward(seq Sequencer, m *Metrics) func(http.Handler) http.Handler {
 				return
 			}
 			defer resp.Body.Close()
+			seq.Reached(url)
 			m.forwarded("forwarded")
 			h := w.Header()
 			for k, v := range resp.Header {

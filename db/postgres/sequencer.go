@@ -33,9 +33,13 @@ const (
 	// whose reads fail stops forwarding to the holder it read that long
 	// after it read it.
 	followFor = leaseTerm - leaseTick
-	// avoidFor is how long a holder that could not be connected to is
-	// passed over (writes are served where they arrive meanwhile).
+	// avoidFor is how long a holder that could not be reached is passed
+	// over (writes are served where they arrive meanwhile), doubled for
+	// each time in a row that it could not be reached again, up to
+	// maxAvoid: a holder that takes writes and never answers costs the
+	// writes sent to it a round of timeouts each time it is tried.
 	avoidFor = time.Second
+	maxAvoid = 30 * time.Second
 )
 
 // Sequencer is this instance's view of the sequencer's lease, which it
@@ -50,6 +54,7 @@ type Sequencer struct {
 	url, tok string        // the holder's URL and secret; "" when no lease is held
 	mine     bool          // this instance holds the lease
 	avoid    time.Time     // until then, writes are not forwarded to url
+	misses   int           // the times in a row that url could not be reached
 	stale    time.Time     // the last read of the lease is followed until then (followFor after it)
 	released chan struct{} // closed once Run has ended and given the lease up if it could
 	renewed  time.Time     // when this instance last took or renewed the lease
@@ -122,7 +127,7 @@ func (q *Sequencer) tick(ctx context.Context) error {
 		q.log.Info("sequencer lease", "holder", url, "this_instance", mine)
 	}
 	if url != q.url {
-		q.avoid = time.Time{}
+		q.avoid, q.misses = time.Time{}, 0
 	}
 	q.url, q.tok, q.mine = url, tok, mine
 	now := time.Now()
@@ -214,12 +219,26 @@ func (q *Sequencer) Holds() bool {
 }
 
 // Unreachable passes over url for a while: a write could not be sent to
-// it, or its answer did not come.
+// it, or its answer did not come. The writes that fail together (sent
+// before it was passed over) count once.
 func (q *Sequencer) Unreachable(url string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	now := time.Now()
+	if url != q.url || now.Before(q.avoid) {
+		return
+	}
+	q.misses++
+	q.avoid = now.Add(min(avoidFor<<min(q.misses-1, 8), maxAvoid))
+}
+
+// Reached says that url answered a write: the next time it cannot be
+// reached, it is passed over for avoidFor again.
+func (q *Sequencer) Reached(url string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if url == q.url {
-		q.avoid = time.Now().Add(avoidFor)
+		q.misses = 0
 	}
 }
 
