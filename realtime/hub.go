@@ -235,7 +235,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 				return err
 			}
 			h.mu.Lock()
-			h.pos.Store(pos)
+			h.advance(pos)
 			for _, s := range h.streams {
 				s.end(errBehind)
 			}
@@ -306,9 +306,12 @@ func (h *Hub) dispatch(ch *api.Change) {
 // Run would hand them to nobody, so it need not wake, nor read them. It
 // reports whether it did. A stream registered or subscribing later starts
 // from the new position, as it would have after Run handed them out, and
-// dispatch drops a change that Run had read before.
+// dispatch drops a change that Run had read before. The Bus calls it on a
+// goroutine that must not wait: while the index is locked, Run reads.
 func (h *Hub) skip(head int64) bool {
-	h.mu.RLock()
+	if !h.mu.TryRLock() {
+		return false
+	}
 	defer h.mu.RUnlock()
 	if len(h.records)+len(h.events)+len(h.prefixes)+len(h.colls) > 0 {
 		return false
@@ -317,8 +320,8 @@ func (h *Hub) skip(head int64) bool {
 	return true
 }
 
-// advance moves pos up to p, never down; h.mu is read-locked, by Run's
-// dispatch or by skip on the Bus's goroutine.
+// advance moves pos up to p, never down; h.mu is locked (read-locked by
+// Run's dispatch and by skip on the Bus's goroutine).
 func (h *Hub) advance(p int64) {
 	for {
 		cur := h.pos.Load()

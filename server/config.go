@@ -141,7 +141,9 @@ func (c Config) validate() error {
 		{"RPC_ACK_TIMEOUT", "a duration from 10ms to 1m", c.RPCAckTimeout >= 10*time.Millisecond && c.RPCAckTimeout <= time.Minute},
 		{"RPC_MAX_ATTEMPTS", "a whole number from 1 to 100", c.RPCMaxAttempts >= 1 && c.RPCMaxAttempts <= 100},
 		{"LEAVE_GRACE", "a duration from 0s to 5m", c.LeaveGrace >= 0 && c.LeaveGrace <= 5*time.Minute},
-		{"NOTIFY_INTERVAL", "a duration from 0s to 100ms", c.NotifyInterval >= 0 && c.NotifyInterval <= 100*time.Millisecond},
+		// Below the 50 ms after which a read elsewhere stops waiting for a
+		// notification and flushes the WAL itself (db/postgres's flushAfter).
+		{"NOTIFY_INTERVAL", "a duration from 0s to 20ms", c.NotifyInterval >= 0 && c.NotifyInterval <= 20*time.Millisecond},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json", "text" or "gcp"`, c.LogFormat == "json" || c.LogFormat == "text" || c.LogFormat == "gcp"},
 		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),

@@ -37,7 +37,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"MAX_RPC_IN_FLIGHT_PER_USER":   "-5",
 		"EVENT_ACK":                    "fsynced",
 		"PEER_URL":                     "10.0.0.1:8080",
-		"NOTIFY_INTERVAL":              "1s",
+		"NOTIFY_INTERVAL":              "21ms",
 	} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), key: value}
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)

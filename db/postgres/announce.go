@@ -27,8 +27,9 @@ const (
 // successor already waits, at least as large as itself, leaves its
 // notification to it (the notification's round trip would not have made
 // the successor larger); and no transaction starts less than interval
-// after the one before: the notifications of groups committed meanwhile
-// wait for the next (a timer sends them if no group comes). So while an
+// after the one before (unless a group starts over, or maxHeld wait):
+// the notifications of groups committed meanwhile wait for the next (a
+// timer sends them if no group comes). So while an
 // instance commits more often than that, the others learn of its commits
 // up to interval later. A notification that cannot be sent is lost for
 // the other instances, which learn of its group from the next
@@ -43,31 +44,51 @@ type announcer struct {
 	held  []string
 	last  time.Time   // when the last send began
 	timer *time.Timer // sends what is held when interval is over; nil: not armed
+	armed uint64      // counts the timers armed: a timer that fired late finds another number
 }
 
 func newAnnouncer(send func(notes []string)) *announcer { return &announcer{send: send} }
 
-// add takes a committed group's notification; successor says whether the
-// next group waits already, at least as large. The committer's loop calls
-// it, and sends on its own round trip whatever is due.
-func (a *announcer) add(note string, successor bool) {
+// done takes the notification of a group that the committer's loop has
+// just answered ("" when it committed nothing); successor says whether
+// the next group waits already, at least as large. The loop sends on its
+// own round trip whatever is due, so that a group left to its successor
+// waits for one group at most.
+func (a *announcer) done(note string, successor bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.held = append(a.held, note)
+	if note != "" {
+		a.held = append(a.held, note)
+	}
+	if len(a.held) == 0 {
+		return
+	}
 	if wait := time.Duration(a.interval.Load()) - time.Since(a.last); wait > 0 && len(a.held) < maxHeld {
 		if a.timer == nil {
-			a.timer = time.AfterFunc(wait, a.flush)
+			a.armed++
+			armed := a.armed
+			a.timer = time.AfterFunc(wait, func() { a.fire(armed) })
 		}
 		return
 	}
-	if successor && len(a.held) == 1 {
+	if note != "" && successor && len(a.held) == 1 {
 		return
 	}
 	a.sendLocked()
 }
 
-// flush sends what is held: at the timer, before a group starts over
-// (what is held waits for one attempt at most), and at Close.
+// fire sends what is held once the interval is over, unless the timer
+// armed was stopped meanwhile (what it was for is sent).
+func (a *announcer) fire(armed uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.timer != nil && a.armed == armed {
+		a.sendLocked()
+	}
+}
+
+// flush sends what is held: before a group starts over (so that a
+// notification waits for one attempt at most), and at Close.
 func (a *announcer) flush() {
 	a.mu.Lock()
 	defer a.mu.Unlock()

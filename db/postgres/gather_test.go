@@ -114,7 +114,7 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 // timer sends them together, in order, though no group follows. The
 // writer's own handlers are woken for each group at once.
 func TestNotificationsWithinTheIntervalWait(t *testing.T) {
-	const interval = 400 * time.Millisecond
+	const interval = time.Second
 	url := pgtest.NewDatabase(t)
 	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
 	w := open(t, url)
@@ -171,5 +171,53 @@ func TestNotificationsWithinTheIntervalWait(t *testing.T) {
 	}
 	if !strings.HasPrefix(notes[0], "=2 ") || !strings.HasPrefix(notes[1], "=3 ") {
 		t.Fatalf("notifications %q: want the second group's, then the third's", notes)
+	}
+}
+
+// A notification left to the next group is sent after it even when that
+// group commits nothing (its writes failed).
+func TestNotificationLeftToAGroupThatFails(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
+	w := open(t, url)
+	ctx := t.Context()
+	w.Settle(ctx)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	committed, released := make(chan struct{}), make(chan struct{})
+	w.SetBeforeFlush(func() {
+		once.Do(func() {
+			close(committed)
+			<-released
+		})
+	})
+	answered := make(chan error, 2)
+	go func() { _, err := w.Write(ctx, []api.Write{set("a", `1`)}); answered <- err }()
+	<-committed
+	failing := set("b", `1`)
+	failing.IfMatch = 7 // b does not exist
+	go func() { _, err := w.Write(ctx, []api.Write{failing}); answered <- err }()
+	for w.Waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(released)
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err == nil {
+		t.Fatal("the conditional write succeeded")
+	}
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := conn.WaitForNotification(wait)
+	cancel()
+	if err != nil || !strings.HasPrefix(n.Payload, "=1 ") {
+		t.Fatalf("notification %v, %v; want the first group's", n, err)
 	}
 }

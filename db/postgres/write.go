@@ -86,8 +86,8 @@ func (s *Store) commitGroup(group []*request) {
 	if note != "" {
 		// This instance's handlers take it now, the others' once sent.
 		s.bus.l.changes(note[1:], false)
-		s.announcer.add(note, s.committer.Waiting() >= len(group))
 	}
+	s.announcer.done(note, s.committer.Waiting() >= len(group))
 }
 
 // retryable reports whether a group that failed with err may succeed when
