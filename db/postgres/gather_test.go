@@ -15,6 +15,73 @@ import (
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
 )
 
+// notifying is a store on a database of its own, whose watchHead wakes no
+// one, with a connection that listens to its notifications of changes.
+type notifying struct {
+	w     *postgres.Store
+	heads chan int64 // the positions the store's own handlers are woken for
+	conn  *pgx.Conn
+}
+
+func newNotifying(t *testing.T) *notifying {
+	url := pgtest.NewDatabase(t)
+	postgres.SetHeadCheck(t, time.Hour)
+	n := &notifying{w: open(t, url), heads: make(chan int64, 16)}
+	ctx := t.Context()
+	n.w.Settle(ctx)
+	t.Cleanup(n.w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { n.heads <- head }))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
+		t.Fatal(err)
+	}
+	n.conn = conn
+	for len(n.heads) > 0 { // wake-ups of the subscription's start
+		<-n.heads
+	}
+	return n
+}
+
+// receive returns the next notification's payload, or an error after within.
+func (n *notifying) receive(t *testing.T, within time.Duration) (string, error) {
+	wait, cancel := context.WithTimeout(t.Context(), within)
+	defer cancel()
+	note, err := n.conn.WaitForNotification(wait)
+	if err != nil {
+		return "", err
+	}
+	return note.Payload, nil
+}
+
+// receiveAll returns the payloads of the next k notifications; it fails
+// the test if one does not come within 5 s.
+func (n *notifying) receiveAll(t *testing.T, k int) []string {
+	var notes []string
+	for range k {
+		note, err := n.receive(t, 5*time.Second)
+		if err != nil {
+			t.Fatalf("notifications %q, then %v", notes, err)
+		}
+		notes = append(notes, note)
+	}
+	return notes
+}
+
+// write writes on its own goroutine and sends its outcome to answered.
+func (n *notifying) write(t *testing.T, w api.Write, answered chan<- error) {
+	go func() { _, err := n.w.Write(t.Context(), []api.Write{w}); answered <- err }()
+}
+
+// waitWaiting returns once a write waits for the store's next group.
+func (n *notifying) waitWaiting() {
+	for n.w.Waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A group whose successor already waits, as large as it, leaves its
 // notification to it: the two go in one transaction, in order, which
 // every listening instance takes at the cost of one. Held between commit
@@ -22,34 +89,19 @@ import (
 // group's writer has its answer all the same, and the writing instance's
 // own handlers are woken for it at once.
 func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
-	w := open(t, url)
-	ctx := t.Context()
-	w.Settle(ctx)
-	heads := make(chan int64, 16)
-	t.Cleanup(w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
-		t.Fatal(err)
-	}
-
+	n := newNotifying(t)
 	var mu sync.Mutex
 	flushes := 0
 	committed := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
 	released := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
-	w.SetBeforeFlush(func() {
+	n.w.SetBeforeFlush(func() {
 		mu.Lock()
-		n := flushes
+		i := flushes
 		flushes++
 		mu.Unlock()
-		if n < 2 {
-			close(committed[n])
-			<-released[n]
+		if i < 2 {
+			close(committed[i])
+			<-released[i]
 		}
 	})
 	defer func() {
@@ -61,30 +113,22 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 			}
 		}
 	}()
-	for len(heads) > 0 { // wake-ups of the subscription's start
-		<-heads
-	}
 	answered := make(chan error, 2)
-	go func() { _, err := w.Write(ctx, []api.Write{set("a", `1`)}); answered <- err }()
+	n.write(t, set("a", `1`), answered)
 	<-committed[0]
-	go func() { _, err := w.Write(ctx, []api.Write{set("b", `1`)}); answered <- err }()
-	for w.Waiting() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	n.write(t, set("b", `1`), answered)
+	n.waitWaiting()
 	close(released[0])
 	<-committed[1]
 	if err := <-answered; err != nil {
 		t.Fatal(err)
 	}
-	wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	n, err := conn.WaitForNotification(wait)
-	cancel()
-	if err == nil {
-		t.Fatalf("the first group was announced while the next one waited for its flush: %q", n.Payload)
+	if note, err := n.receive(t, 300*time.Millisecond); err == nil {
+		t.Fatalf("the first group was announced while the next one waited for its flush: %q", note)
 	}
 	var woken []int64
-	for len(heads) > 0 {
-		woken = append(woken, <-heads)
+	for len(n.heads) > 0 {
+		woken = append(woken, <-n.heads)
 	}
 	if !slices.Contains(woken, 1) {
 		t.Fatalf("the writer's handlers were woken for %v, want 1 (the first group)", woken)
@@ -93,18 +137,39 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 	if err := <-answered; err != nil {
 		t.Fatal(err)
 	}
-	var notes []string
-	for range 2 {
-		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := conn.WaitForNotification(wait)
-		cancel()
-		if err != nil {
-			t.Fatalf("notifications %q, then %v", notes, err)
-		}
-		notes = append(notes, n.Payload)
-	}
-	if !strings.HasPrefix(notes[0], "=1 ") || !strings.HasPrefix(notes[1], "=2 ") {
+	if notes := n.receiveAll(t, 2); !strings.HasPrefix(notes[0], "=1 ") || !strings.HasPrefix(notes[1], "=2 ") {
 		t.Fatalf("notifications %q: want the first group's, then the second's", notes)
+	}
+}
+
+// A notification left to the next group is sent after it even when that
+// group commits nothing (its writes failed).
+func TestNotificationLeftToAGroupThatFails(t *testing.T) {
+	n := newNotifying(t)
+	var once sync.Once
+	committed, released := make(chan struct{}), make(chan struct{})
+	n.w.SetBeforeFlush(func() {
+		once.Do(func() {
+			close(committed)
+			<-released
+		})
+	})
+	answered := make(chan error, 2)
+	n.write(t, set("a", `1`), answered)
+	<-committed
+	failing := set("b", `1`)
+	failing.IfMatch = 7 // b does not exist
+	n.write(t, failing, answered)
+	n.waitWaiting()
+	close(released)
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err == nil {
+		t.Fatal("the conditional write succeeded")
+	}
+	if notes := n.receiveAll(t, 1); !strings.HasPrefix(notes[0], "=1 ") {
+		t.Fatalf("notification %q; want the first group's", notes)
 	}
 }
 
@@ -115,109 +180,25 @@ func TestNotificationsOfGroupsInARowGoTogether(t *testing.T) {
 // writer's own handlers are woken for each group at once.
 func TestNotificationsWithinTheIntervalWait(t *testing.T) {
 	const interval = time.Second
-	url := pgtest.NewDatabase(t)
-	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
-	w := open(t, url)
-	w.SetNotifyInterval(interval)
-	ctx := t.Context()
-	w.Settle(ctx)
-	heads := make(chan int64, 16)
-	t.Cleanup(w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
-		t.Fatal(err)
-	}
-	for len(heads) > 0 { // wake-ups of the subscription's start
-		<-heads
-	}
-	receive := func(within time.Duration) (string, error) {
-		wait, cancel := context.WithTimeout(ctx, within)
-		defer cancel()
-		n, err := conn.WaitForNotification(wait)
-		if err != nil {
-			return "", err
-		}
-		return n.Payload, nil
-	}
-
+	n := newNotifying(t)
+	n.w.SetNotifyInterval(interval)
 	for i, name := range []string{"a", "b", "c"} {
-		if _, err := w.Write(ctx, []api.Write{set(name, `1`)}); err != nil {
+		if _, err := n.w.Write(t.Context(), []api.Write{set(name, `1`)}); err != nil {
 			t.Fatal(err)
 		}
-		if head := <-heads; head != int64(i+1) {
+		if head := <-n.heads; head != int64(i+1) {
 			t.Fatalf("the writer's handlers were woken for %d after write %d", head, i+1)
 		}
 		if i == 0 {
-			first, err := receive(5 * time.Second)
-			if err != nil || !strings.HasPrefix(first, "=1 ") {
-				t.Fatalf("first notification %q, %v", first, err)
+			if notes := n.receiveAll(t, 1); !strings.HasPrefix(notes[0], "=1 ") {
+				t.Fatalf("first notification %q", notes)
 			}
 		}
 	}
-	if n, err := receive(interval / 4); err == nil {
-		t.Fatalf("notification %q within the interval", n)
+	if note, err := n.receive(t, interval/4); err == nil {
+		t.Fatalf("notification %q within the interval", note)
 	}
-	var notes []string
-	for range 2 {
-		n, err := receive(5 * time.Second)
-		if err != nil {
-			t.Fatalf("notifications %q, then %v", notes, err)
-		}
-		notes = append(notes, n)
-	}
-	if !strings.HasPrefix(notes[0], "=2 ") || !strings.HasPrefix(notes[1], "=3 ") {
+	if notes := n.receiveAll(t, 2); !strings.HasPrefix(notes[0], "=2 ") || !strings.HasPrefix(notes[1], "=3 ") {
 		t.Fatalf("notifications %q: want the second group's, then the third's", notes)
-	}
-}
-
-// A notification left to the next group is sent after it even when that
-// group commits nothing (its writes failed).
-func TestNotificationLeftToAGroupThatFails(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	postgres.SetHeadCheck(t, time.Hour) // watchHead wakes no one
-	w := open(t, url)
-	ctx := t.Context()
-	w.Settle(ctx)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	committed, released := make(chan struct{}), make(chan struct{})
-	w.SetBeforeFlush(func() {
-		once.Do(func() {
-			close(committed)
-			<-released
-		})
-	})
-	answered := make(chan error, 2)
-	go func() { _, err := w.Write(ctx, []api.Write{set("a", `1`)}); answered <- err }()
-	<-committed
-	failing := set("b", `1`)
-	failing.IfMatch = 7 // b does not exist
-	go func() { _, err := w.Write(ctx, []api.Write{failing}); answered <- err }()
-	for w.Waiting() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	close(released)
-	if err := <-answered; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-answered; err == nil {
-		t.Fatal("the conditional write succeeded")
-	}
-	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
-	n, err := conn.WaitForNotification(wait)
-	cancel()
-	if err != nil || !strings.HasPrefix(n.Payload, "=1 ") {
-		t.Fatalf("notification %v, %v; want the first group's", n, err)
 	}
 }
