@@ -23,17 +23,17 @@ const (
 // topic (notify.go), in order, in transactions of their own after their
 // groups', so that no write transaction takes NOTIFY's cluster-wide lock
 // (see the package comment). Notifications that go together cost every
-// listening instance and its backend one wake-up: so a group whose
+// listening instance and its backend one wake-up. So a group whose
 // successor already waits, at least as large as itself, leaves its
 // notification to it (the notification's round trip would not have made
-// the successor larger); and no transaction starts less than interval
+// the successor larger). And no transaction starts less than interval
 // after the one before (unless a group starts over, or maxHeld wait):
-// the notifications of groups committed meanwhile wait for the next (a
-// timer sends them if no group comes). So while an
-// instance commits more often than that, the others learn of its commits
-// up to interval later. A notification that cannot be sent is lost for
-// the other instances, which learn of its group from the next
-// notification or their check of the head (Store.watchHead).
+// the notifications of the groups committed meanwhile wait for the next
+// (a timer sends them if no group comes), so that while an instance
+// commits more often than that, the others learn of its commits up to
+// interval later. A notification that cannot be sent is lost for the
+// other instances, which learn of its group from the next notification
+// or their check of the head (Store.watchHead).
 type announcer struct {
 	send     func(notes []string) // must not keep notes
 	interval atomic.Int64         // a time.Duration
