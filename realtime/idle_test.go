@@ -119,7 +119,8 @@ func TestIdleHubReadsNothing(t *testing.T) {
 // TestIdleHubRace races streams that open and end, so that the hub goes
 // from idle (it skips what it is told of) to subscribed and back, against
 // a writer: every stream gets its snapshot, then every version after it,
-// in order, none twice and none missed.
+// in order, none twice and none missed. Half of them open with nothing
+// and subscribe once open.
 func TestIdleHubRace(t *testing.T) {
 	store, err := embedded.Open(t.TempDir())
 	if err != nil {
@@ -142,7 +143,7 @@ func TestIdleHubRace(t *testing.T) {
 		}
 	}()
 	var wg sync.WaitGroup
-	for range 8 {
+	for i := range 8 {
 		wg.Go(func() {
 			for opened := 0; ; opened++ {
 				select {
@@ -152,7 +153,7 @@ func TestIdleHubRace(t *testing.T) {
 					}
 				default:
 				}
-				if !followOnce(t, hub) {
+				if !followOnce(t, hub, i%2 == 1) {
 					return
 				}
 			}
@@ -164,12 +165,17 @@ func TestIdleHubRace(t *testing.T) {
 // raceVersions is how many versions TestIdleHubRace writes.
 const raceVersions = 400
 
-// followOnce opens a stream on "doc", checks its snapshot and the next few
-// versions, and ends it; false after a failure.
-func followOnce(t *testing.T, hub *realtime.Hub) bool {
+// followOnce opens a stream on "doc" (later, an empty stream subscribes
+// to it), checks its snapshot and the next few versions, and ends it;
+// false after a failure.
+func followOnce(t *testing.T, hub *realtime.Hub, later bool) bool {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	s, err := hub.Open(ctx, api.User{}, []api.Subscription{{Record: "doc"}}, "")
+	subs := []api.Subscription{{Record: "doc"}}
+	if later {
+		subs = nil
+	}
+	s, err := hub.Open(ctx, api.User{}, subs, "")
 	if err != nil {
 		t.Error(err)
 		return false
@@ -198,6 +204,12 @@ func followOnce(t *testing.T, hub *realtime.Hub) bool {
 	if f, ok := wait(); !ok || !strings.HasPrefix(f, "ready ") {
 		t.Errorf("first frame %q", f)
 		return false
+	}
+	if later {
+		if err := hub.ChangeSubscription(ctx, api.User{}, s.ID, api.Subscription{Record: "doc"}, true); err != nil {
+			t.Error(err)
+			return false
+		}
 	}
 	f, ok := wait()
 	last := frameVersion(f)
