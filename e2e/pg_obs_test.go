@@ -7,8 +7,9 @@ import (
 )
 
 // TestPGObservability: on Postgres, a lost notification listener shows in
-// switchboard_listener_reconnects_total and in /readyz until it is back,
-// and a shutdown with streams open logs no WARN or ERROR.
+// switchboard_listener_reconnects_total and in /readyz until it is back;
+// a write's notification is counted; and a shutdown with streams open
+// logs no WARN or ERROR.
 func TestPGObservability(t *testing.T) {
 	url, servers := pgServers(t, 1, nil)
 	srv := servers[0]
@@ -24,6 +25,8 @@ func TestPGObservability(t *testing.T) {
 		ids = append(ids, c.Expect(t, "ready").decode(t)["stream"].(string))
 	}
 	put(t, srv.URL, "obs/pg", `1`)
+	waitSample(t, srv.URL, "switchboard_notified_groups_total", 1)
+	waitSample(t, srv.URL, "switchboard_notify_transactions_total", 1)
 	srv.Stop(t)
 	lines := logLines(t, srv.Log())
 	down := false

@@ -216,6 +216,20 @@ func (m *Metrics) RegisterListener(reconnects func() int64) {
 		"Times the Postgres notification listener reconnected after losing its connection.", reconnects))
 }
 
+// RegisterNotifications adds the counts of the committed groups that this
+// instance announced to the others and of the transactions that carried
+// them (Postgres), read from notifications when scraped.
+func (m *Metrics) RegisterNotifications(notifications func() (groups, transactions int64)) {
+	m.registry.MustRegister(
+		counter("switchboard_notified_groups_total",
+			"Committed write groups this instance announced to the other instances (Postgres).",
+			func() int64 { g, _ := notifications(); return g }),
+		counter("switchboard_notify_transactions_total",
+			"Transactions that carried those announcements: groups per transaction is what NOTIFY_INTERVAL gathers.",
+			func() int64 { _, t := notifications(); return t }),
+	)
+}
+
 // Measures returns the engine's measures: each stream's end is logged
 // (stream id, user, duration in ms, frames, bytes, reason) and counted by
 // reason; the commit-to-dispatch lag and RPC calls are observed.

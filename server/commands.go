@@ -101,7 +101,8 @@ func printUsage(w io.Writer) { fmt.Fprint(w, usage) }
 
 // observe connects the metrics to what they measure: the engine's
 // measures (stream ends, delivery lag, RPC calls), the RPC service's
-// gauges, the Postgres listener's reconnects and the auth webhook.
+// gauges, the Postgres listener's reconnects and notifications, and the
+// auth webhook.
 func observe(m *handlers.Metrics, a *app, bus api.Bus, login loginParts, log *slog.Logger) {
 	measures := m.Measures(log)
 	a.hub.Measure(measures)
@@ -109,6 +110,9 @@ func observe(m *handlers.Metrics, a *app, bus api.Bus, login loginParts, log *sl
 	m.RegisterRPC(a.rpc)
 	if b, ok := bus.(interface{ Reconnects() int64 }); ok {
 		m.RegisterListener(b.Reconnects)
+	}
+	if s, ok := a.store.(interface{ Notifications() (int64, int64) }); ok {
+		m.RegisterNotifications(s.Notifications)
 	}
 	if w, ok := login.webhook.(webhook); ok {
 		w.Observe = m.Webhook

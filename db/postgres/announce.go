@@ -45,6 +45,10 @@ type announcer struct {
 	last  time.Time   // when the last send began
 	timer *time.Timer // sends what is held when interval is over; nil: not armed
 	armed uint64      // counts the timers armed: a timer that fired late finds another number
+
+	// groups counts the notifications sent (or tried), and sends the
+	// transactions that carried them (Store.Notifications).
+	groups, sends atomic.Int64
 }
 
 func newAnnouncer(send func(notes []string)) *announcer { return &announcer{send: send} }
@@ -104,9 +108,18 @@ func (a *announcer) sendLocked() {
 		return
 	}
 	a.last = time.Now()
+	a.groups.Add(int64(len(a.held)))
+	a.sends.Add(1)
 	a.send(a.held)
 	clear(a.held)
 	a.held = a.held[:0]
+}
+
+// Notifications returns how many committed groups this instance has
+// announced to the others, and in how many transactions: what
+// NOTIFY_INTERVAL and the gathering of notifications save.
+func (s *Store) Notifications() (groups, transactions int64) {
+	return s.announcer.groups.Load(), s.announcer.sends.Load()
 }
 
 // SetNotifyInterval sets the least time between two of this instance's

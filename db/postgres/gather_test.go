@@ -201,4 +201,7 @@ func TestNotificationsWithinTheIntervalWait(t *testing.T) {
 	if notes := n.receiveAll(t, 2); !strings.HasPrefix(notes[0], "=2 ") || !strings.HasPrefix(notes[1], "=3 ") {
 		t.Fatalf("notifications %q: want the second group's, then the third's", notes)
 	}
+	if groups, transactions := n.w.Notifications(); groups != 3 || transactions != 2 {
+		t.Fatalf("Notifications() = %d groups in %d transactions, want 3 in 2", groups, transactions)
+	}
 }
