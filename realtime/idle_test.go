@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
-	"github.com/switchboard-dev/switchboard/db/embedded"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -71,11 +70,7 @@ func frameVersion(frame string) int {
 // idle instance would pay that for every commit); a stream opened later
 // starts after them and gets what follows.
 func TestIdleHubReadsNothing(t *testing.T) {
-	store, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openStore(t)
 	counting := &countingReads{Store: store}
 	bus := &headWakes{noWakes: noWakes{store.Bus()}}
 	hub := plainHub(counting, bus)
@@ -122,11 +117,7 @@ func TestIdleHubReadsNothing(t *testing.T) {
 // in order, none twice and none missed. Half of them open with nothing
 // and subscribe once open.
 func TestIdleHubRace(t *testing.T) {
-	store, err := embedded.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openStore(t)
 	bus := &headWakes{noWakes: noWakes{store.Bus()}}
 	hub := plainHub(store, bus)
 	ctx := runHub(t, hub)
