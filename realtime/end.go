@@ -75,16 +75,24 @@ func (s *Stream) err() error {
 
 // lifetime is how long the stream stays open: MaxLifetime less up to 10%,
 // so that streams opened together do not all come back together, and no
-// longer than its user's token lasts.
-func (s *Stream) lifetime() time.Duration {
+// longer than its user's token lasts (byToken: the token's expiry is
+// what ends it). It sets s.deadline.
+func (s *Stream) lifetime() (life time.Duration, byToken bool) {
 	limit := s.hub.cfg.MaxLifetime
-	life := limit - rand.N(limit/10+1)
+	life = limit - rand.N(limit/10+1)
 	if exp := s.User.Expires; !exp.IsZero() {
-		life = max(0, min(life, time.Until(exp)))
+		if left := time.Until(exp); left < life {
+			life, byToken = max(0, left), true
+		}
 	}
 	s.deadline = monoNow() + int64(life)
-	return life
+	return life, byToken
 }
+
+// lookedAfter is the shortest lifetime that a detached stream leaves to
+// watchHangups' looks rather than to a timer of its own (a variable for
+// the tests).
+var lookedAfter = time.Minute
 
 // A draining hub ends every stream with a retry: line, its drain hint:
 // how long the client waits before it connects again. The hints are

@@ -19,7 +19,9 @@ const hangupInterval = time.Second
 // goroutine per stream parked in a read, spread over half the interval.
 // Connections that are not sockets (a TLS conn, a pipe) are left to their
 // writes. It ends as well the streams whose lifetime is over: one look for
-// every stream, where a timer per stream would cost each its memory.
+// every stream, where a timer per stream would cost each its memory (only
+// a short lifetime, or one that a token's expiry cut short, has a timer:
+// Detach).
 func (h *Hub) watchHangups(ctx context.Context) {
 	// A lifetime shorter than a few looks (in tests) is looked at more often.
 	every := min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond))
@@ -39,7 +41,7 @@ func (h *Hub) watchHangups(ctx context.Context) {
 			switch {
 			case s.ended():
 			case s.deadline != 0 && now >= s.deadline:
-				s.end(nil) // its lifetime is over (should its timer not have ended it)
+				s.end(nil) // its lifetime is over
 			case l.hungUp(s.det.conn):
 				s.end(nil) // the client went: a normal end, as Run's is
 			}

@@ -50,7 +50,7 @@ type detached struct {
 	ping atomic.Bool // a heartbeat is due: set by the pool's ticker, cleared by the holder
 
 	conn Conn        // set by Detach before the stream is registered (nil: served by Run); closed by the stream's end (Abort), from any goroutine
-	life *time.Timer // ends the stream at the end of its lifetime; set by Detach before the pool has the stream, stopped by cleanup
+	life *time.Timer // ends the stream at the end of a short lifetime (Detach); nil for the others; stopped by cleanup
 
 	out       []byte    // holder: bytes not yet written
 	blocking  bool      // holder: the stream starts, and a flush may wait for the socket
@@ -214,7 +214,13 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 		return s.err()
 	}
 	w.blocking = false
-	w.life = time.AfterFunc(s.lifetime(), func() { s.end(nil) })
+	// A lifetime of the usual length ends at a look of watchHangups, at
+	// most a second and a half late against a jitter of minutes, without
+	// a timer's memory; a short one, or one that its token's expiry cut
+	// short, ends on time.
+	if life, byToken := s.lifetime(); life < lookedAfter || byToken {
+		w.life = time.AfterFunc(life, func() { s.end(nil) })
+	}
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}
 	h.pool.mu.Unlock()
@@ -351,7 +357,9 @@ func (h *Hub) fail(s *Stream, err error) {
 // stream calls it, once: an ended stream is never handed back (it stays
 // scheduled), so no writer serves it again.
 func (h *Hub) cleanup(s *Stream) {
-	s.det.life.Stop()
+	if s.det.life != nil {
+		s.det.life.Stop()
+	}
 	h.pool.mu.Lock()
 	delete(h.pool.detached, s)
 	h.pool.mu.Unlock()

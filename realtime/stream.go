@@ -230,7 +230,8 @@ func (s *Stream) run(ctx context.Context) error {
 	}
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	lifetime := time.NewTimer(s.lifetime())
+	life, _ := s.lifetime()
+	lifetime := time.NewTimer(life)
 	defer lifetime.Stop()
 	for {
 		if err := s.flush(); err != nil {
