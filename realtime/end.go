@@ -75,18 +75,18 @@ func (s *Stream) err() error {
 
 // lifetime is how long the stream stays open: MaxLifetime less up to 10%,
 // so that streams opened together do not all come back together, and no
-// longer than its user's token lasts (byToken: the token's expiry is
-// what ends it). It sets s.deadline.
-func (s *Stream) lifetime() (life time.Duration, byToken bool) {
+// longer than its user's token lasts. It sets s.deadline to when it is
+// over, less slack: how late whatever ends the stream may come after the
+// deadline (the lifetime drawn leaves room for it within the 10%, so that
+// the stream still ends within MaxLifetime less up to 10%).
+func (s *Stream) lifetime(slack time.Duration) time.Duration {
 	limit := s.hub.cfg.MaxLifetime
-	life = limit - rand.N(limit/10+1)
+	life := limit - rand.N(max(limit/10-slack, 0)+1)
 	if exp := s.User.Expires; !exp.IsZero() {
-		if left := time.Until(exp); left < life {
-			life, byToken = max(0, left), true
-		}
+		life = max(0, min(life, time.Until(exp)))
 	}
-	s.deadline = monoNow() + int64(life)
-	return life, byToken
+	s.deadline = monoNow() + int64(life-slack)
+	return life
 }
 
 // lookedAfter is the shortest lifetime that a detached stream leaves to

@@ -23,8 +23,7 @@ const hangupInterval = time.Second
 // a short lifetime, or one that a token's expiry cut short, has a timer:
 // Detach).
 func (h *Hub) watchHangups(ctx context.Context) {
-	// A lifetime shorter than a few looks (in tests) is looked at more often.
-	every := min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond))
+	every := h.lookEvery()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var list []*Stream
@@ -48,6 +47,13 @@ func (h *Hub) watchHangups(ctx context.Context) {
 		})
 		clear(list) // keep no ended stream alive until the next look
 	}
+}
+
+// lookEvery is how often watchHangups looks: every hangupInterval, or more
+// often for a lifetime shorter than a few looks (in tests). A look goes
+// over the streams in half of it.
+func (h *Hub) lookEvery() time.Duration {
+	return min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond))
 }
 
 // look is the scratch of watchHangups, made once so that a look at a

@@ -214,12 +214,16 @@ func (s *Stream) Detach(ctx context.Context, conn Conn) error {
 		return s.err()
 	}
 	w.blocking = false
-	// A lifetime of the usual length ends at a look of watchHangups, at
-	// most a second and a half late against a jitter of minutes, without
-	// a timer's memory; a short one, or one that its token's expiry cut
-	// short, ends on time.
-	if life, byToken := s.lifetime(); life < lookedAfter || byToken {
-		w.life = time.AfterFunc(life, func() { s.end(nil) })
+	// A lifetime of the usual length ends at a look of watchHangups,
+	// without a timer's memory, its deadline early by as much as a look
+	// may come late. A short one, or one that its token's expiry may end,
+	// has a timer and ends on time.
+	late := h.lookEvery() * 3 / 2
+	exp, limit := s.User.Expires, h.cfg.MaxLifetime
+	if limit-limit/10 >= lookedAfter && (exp.IsZero() || time.Until(exp) > limit+late) {
+		s.lifetime(late)
+	} else {
+		w.life = time.AfterFunc(s.lifetime(0), func() { s.end(nil) })
 	}
 	h.pool.mu.Lock()
 	h.pool.detached[s] = struct{}{}

@@ -230,8 +230,7 @@ func (s *Stream) run(ctx context.Context) error {
 	}
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	life, _ := s.lifetime()
-	lifetime := time.NewTimer(life)
+	lifetime := time.NewTimer(s.lifetime(0))
 	defer lifetime.Stop()
 	for {
 		if err := s.flush(); err != nil {
