@@ -35,8 +35,8 @@ const (
 // other instances, which learn of its group from the next notification
 // or their check of the head (Store.watchHead).
 type announcer struct {
-	send     func(notes []string) // must not keep notes
-	interval atomic.Int64         // a time.Duration
+	send     func(notes []string) error // must not keep notes
+	interval atomic.Int64               // a time.Duration
 
 	// mu guards the fields below and is held across a send, so that
 	// sends go in order.
@@ -46,12 +46,12 @@ type announcer struct {
 	timer *time.Timer // sends what is held when interval is over; nil: not armed
 	armed uint64      // counts the timers armed: a timer that fired late finds another number
 
-	// groups counts the notifications sent (or tried), and sends the
-	// transactions that carried them (Store.Notifications).
+	// groups counts the notifications sent, and sends the transactions
+	// that carried them (Store.Notifications).
 	groups, sends atomic.Int64
 }
 
-func newAnnouncer(send func(notes []string)) *announcer { return &announcer{send: send} }
+func newAnnouncer(send func(notes []string) error) *announcer { return &announcer{send: send} }
 
 // done takes the notification of a group that the committer's loop has
 // just answered ("" when it committed nothing); successor says whether
@@ -108,9 +108,10 @@ func (a *announcer) sendLocked() {
 		return
 	}
 	a.last = time.Now()
-	a.groups.Add(int64(len(a.held)))
-	a.sends.Add(1)
-	a.send(a.held)
+	if a.send(a.held) == nil {
+		a.groups.Add(int64(len(a.held)))
+		a.sends.Add(1)
+	}
 	clear(a.held)
 	a.held = a.held[:0]
 }
@@ -127,8 +128,8 @@ func (s *Store) Notifications() (groups, transactions int64) {
 func (s *Store) SetNotifyInterval(d time.Duration) { s.announcer.interval.Store(int64(d)) }
 
 // notify sends notes in one transaction, in order. It writes no WAL and
-// needs no flush: synchronous_commit is off for it.
-func (s *Store) notify(notes []string) {
+// needs no flush: synchronous_commit is off for it. A failure is logged.
+func (s *Store) notify(notes []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 	defer cancel()
 	// A target list is evaluated left to right: the notes go in order.
@@ -140,7 +141,9 @@ func (s *Store) notify(notes []string) {
 		args = append(args, n)
 		fmt.Fprintf(&sql, ", pg_notify($1, $%d)", len(args))
 	}
-	if _, err := s.pool.Exec(ctx, sql.String(), args...); err != nil {
+	_, err := s.pool.Exec(ctx, sql.String(), args...)
+	if err != nil {
 		s.log.Warn("notification of committed changes not sent", "err", err, "groups", len(notes))
 	}
+	return err
 }
