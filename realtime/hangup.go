@@ -20,8 +20,8 @@ const hangupInterval = time.Second
 // Connections that are not sockets (a TLS conn, a pipe) are left to their
 // writes. It ends as well the streams whose lifetime is over: one look for
 // every stream, where a timer per stream would cost each its memory (only
-// a short lifetime, or one that a token's expiry cut short, has a timer:
-// Detach).
+// a short lifetime, or one that its token's expiry may end first, has a
+// timer: Detach).
 func (h *Hub) watchHangups(ctx context.Context) {
 	every := h.lookEvery()
 	t := time.NewTicker(every)
