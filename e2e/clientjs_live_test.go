@@ -80,12 +80,7 @@ func TestClientJSTwoPagesLive(t *testing.T) {
 	pageRun(t, b, `sb.record('driver/1').delete().then(() => true)`)
 	pageRun(t, b, `sb.record('doc').set('position.x', 5)`)
 	pageRun(t, b, `sb.event.emit('chat/lobby', {msg: 'hi'})`)
-	rpc := `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 2000}).catch(e => e.code)`
-	got := pageRun(t, b, rpc)
-	for deadline := time.Now().Add(10 * time.Second); got == `"NO_RPC_PROVIDER"` && time.Now().Before(deadline); got = pageRun(t, b, rpc) {
-		time.Sleep(50 * time.Millisecond) // alice's provider is not polling yet
-	}
-	if got != "5" {
+	if got := pageCall(t, b, `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 2000}).catch(e => e.code)`); got != "5" {
 		t.Errorf("bob's call of alice's add-two: %s, want 5", got)
 	}
 	pageRun(t, b, `(stopEur(), true)`)

@@ -115,6 +115,19 @@ func pageRun(t *testing.T, ctx context.Context, expr string) string {
 	return out
 }
 
+// pageCall runs call, an expression that makes an RPC and resolves to
+// its answer or its error's code, again while no provider polls yet
+// (provide() returns before its first poll reaches the server), for up
+// to 10 s; it returns the last result.
+func pageCall(t *testing.T, ctx context.Context, call string) string {
+	t.Helper()
+	got := pageRun(t, ctx, call)
+	for deadline := time.Now().Add(10 * time.Second); got == `"NO_RPC_PROVIDER"` && time.Now().Before(deadline); got = pageRun(t, ctx, call) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return got
+}
+
 // waitPage polls predicate in the page until it is true or fails with window.got.
 func waitPage(t *testing.T, ctx context.Context, what, predicate string, timeout time.Duration) {
 	t.Helper()
@@ -427,12 +440,7 @@ func TestClientJSProvideAndConflict(t *testing.T) {
 		pageRun(t, ctx, `import('/client.js').then(async (m) => { window.sb = await m.switchboard(location.origin); return true; })`)
 	}
 	pageRun(t, a, `(window.stop = sb.rpc.provide(['add-two', 'fail'], (d, m) => { if (m.name === 'fail') throw new Error('no way'); return d.a + d.b; }), true)`)
-	rpc := `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 5000}).catch(e => e.code)`
-	answer := pageRun(t, b, rpc)
-	for deadline := time.Now().Add(10 * time.Second); answer == `"NO_RPC_PROVIDER"` && time.Now().Before(deadline); answer = pageRun(t, b, rpc) {
-		time.Sleep(50 * time.Millisecond) // a's provider is not polling yet
-	}
-	if answer != "5" {
+	if answer := pageCall(t, b, `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 5000}).catch(e => e.code)`); answer != "5" {
 		t.Errorf("add-two = %s, want 5", answer)
 	}
 	if got := pageRun(t, b, `sb.rpc.make('fail', 1).then(() => 'resolved', e => e.code + ' ' + e.message)`); got != `"RPC_ERROR no way"` {
