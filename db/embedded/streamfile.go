@@ -14,8 +14,8 @@ import (
 )
 
 // How the bbolt file keeps streams (see streams.go). The bucket streams
-// maps a stream's id to its header, JSON. The bucket streamsubs holds a
-// key per subscription:
+// maps a stream's id to its header (encodeHeader). The bucket streamsubs
+// holds a key per subscription:
 //
 //	uvarint(len(id)) | id | the subscription (subKey)  ->  order uint64 | since int64
 //
@@ -25,6 +25,13 @@ import (
 //
 // Files written before subscriptions had keys of their own hold the whole
 // api.StreamInfo in the header; Open moves them out, once (moveStreamSubs).
+//
+// Stream ids are random, so a checkpoint writes the streams created since
+// the last one all over both buckets: it packs their pages full
+// (fillStreams), where bbolt's default leaves them half full. Each stream
+// then costs half the pages, in the file, in its mapping and in bbolt's
+// pool of page buffers, which keeps those a checkpoint wrote until the
+// second garbage collection after it.
 var bucketStreamSubs = []byte("streamsubs")
 
 // streamHeader is what the bucket streams holds of a stream.
@@ -39,24 +46,69 @@ type streamHeader struct {
 	Subs []api.StreamSub `json:"subs,omitempty"`
 }
 
+// headerBinary starts a header in binary: then the user (its length, a
+// uvarint, and its bytes), Start (a varint), Updated (varint seconds and
+// uvarint nanoseconds since 1970) and Next (a uvarint). The id is the
+// key. Files written before hold JSON, which starts with '{', and is read
+// as well; a header is rewritten in binary when its stream changes.
+const headerBinary = 1
+
+func encodeHeader(h *streamHeader) []byte {
+	b := make([]byte, 0, 1+len(h.User)+4*binary.MaxVarintLen64)
+	b = append(b, headerBinary)
+	b = binary.AppendUvarint(b, uint64(len(h.User)))
+	b = append(b, h.User...)
+	b = binary.AppendVarint(b, h.Start)
+	b = binary.AppendVarint(b, h.Updated.Unix())
+	b = binary.AppendUvarint(b, uint64(h.Updated.Nanosecond()))
+	return binary.AppendUvarint(b, h.Next)
+}
+
+var errHeader = errors.New("corrupt stream header")
+
+// decodeHeader reads the header v of the stream id, binary or JSON.
+func decodeHeader(id string, v []byte) (*streamHeader, error) {
+	if len(v) == 0 || v[0] != headerBinary {
+		var h streamHeader
+		if err := json.Unmarshal(v, &h); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", id, err)
+		}
+		return &h, nil
+	}
+	r := bytes.NewReader(v[1:])
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > uint64(r.Len()) {
+		return nil, fmt.Errorf("stream %s: %w", id, errHeader)
+	}
+	user := make([]byte, n)
+	r.Read(user)
+	start, err1 := binary.ReadVarint(r)
+	sec, err2 := binary.ReadVarint(r)
+	nsec, err3 := binary.ReadUvarint(r)
+	next, err4 := binary.ReadUvarint(r)
+	if errors.Join(err1, err2, err3, err4) != nil || r.Len() != 0 || nsec >= 1e9 {
+		return nil, fmt.Errorf("stream %s: %w", id, errHeader)
+	}
+	return &streamHeader{ID: id, User: string(user), Start: start, Updated: time.Unix(sec, int64(nsec)).UTC(), Next: next}, nil
+}
+
 func getHeader(tx *bolt.Tx, id string) (*streamHeader, error) {
 	v := tx.Bucket(bucketStreams).Get([]byte(id))
 	if v == nil {
 		return nil, nil
 	}
-	var h streamHeader
-	if err := json.Unmarshal(v, &h); err != nil {
-		return nil, fmt.Errorf("stream %s: %w", id, err)
-	}
-	return &h, nil
+	return decodeHeader(id, v)
 }
 
 func putHeader(tx *bolt.Tx, h *streamHeader) error {
-	v, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketStreams).Put([]byte(h.ID), v)
+	return tx.Bucket(bucketStreams).Put([]byte(h.ID), encodeHeader(h))
+}
+
+// fillStreams packs the pages of the stream buckets that tx writes full
+// (see bucketStreamSubs).
+func fillStreams(tx *bolt.Tx) {
+	tx.Bucket(bucketStreams).FillPercent = 1
+	tx.Bucket(bucketStreamSubs).FillPercent = 1
 }
 
 // subPrefix is the start of the keys of a stream's subscriptions.

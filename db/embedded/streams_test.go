@@ -1,10 +1,14 @@
 package embedded
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -155,4 +159,138 @@ func TestStreamOpSize(t *testing.T) {
 			t.Errorf("change %d of a stream of 1000 subscriptions wrote %d bytes to the log", i, n)
 		}
 	}
+}
+
+func TestStreamHeaderCodec(t *testing.T) {
+	for _, h := range []streamHeader{
+		{ID: "a", User: "alice", Start: 42, Updated: time.Date(2026, 12, 7, 1, 2, 3, 456789012, time.UTC), Next: 3},
+		{ID: "b"}, // no user, the zero time
+		{ID: "c", User: "ü\x00", Start: -1, Updated: time.Unix(-5, 1).UTC(), Next: 1 << 63},
+	} {
+		v := encodeHeader(&h)
+		got, err := decodeHeader(h.ID, v)
+		if err != nil || !reflect.DeepEqual(*got, h) {
+			t.Errorf("decodeHeader(encodeHeader(%+v)) = %+v, %v", h, got, err)
+		}
+		for n := range len(v) {
+			if _, err := decodeHeader(h.ID, v[:n]); err == nil {
+				t.Errorf("header %q cut to %d bytes decodes", h.ID, n)
+			}
+		}
+		if _, err := decodeHeader(h.ID, append(v, 0)); err == nil {
+			t.Errorf("header %q with a byte more decodes", h.ID)
+		}
+	}
+	if _, err := decodeHeader("a", []byte{headerBinary, 0, 0, 0, 0x80, 0x94, 0xeb, 0xdc, 0x03, 0}); !errors.Is(err, errHeader) {
+		t.Errorf("a header with 1e9 nanoseconds: %v, want errHeader", err)
+	}
+}
+
+func FuzzStreamHeader(f *testing.F) {
+	f.Add(encodeHeader(&streamHeader{User: "alice", Start: 42, Updated: time.Now(), Next: 3}))
+	f.Add([]byte(`{"id":"a","user":"u","updated":"2026-12-07T01:02:03Z","next":2}`))
+	f.Add([]byte{headerBinary, 0x80})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		h, err := decodeHeader("id", v)
+		if err != nil || len(v) == 0 || v[0] != headerBinary {
+			return
+		}
+		again, err := decodeHeader("id", encodeHeader(h))
+		if err != nil || !reflect.DeepEqual(again, h) {
+			t.Fatalf("%q decodes to %+v, which encodes to what decodes to %+v, %v", v, h, again, err)
+		}
+	})
+}
+
+// A file whose stream headers are JSON (written before they were binary)
+// opens with its streams whole, and a stream that changes is written in
+// binary.
+func TestJSONStreamHeaders(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := s.PutStream(t.Context(), api.StreamInfo{ID: "s", User: "u", Start: 4, Updated: now, Subs: []api.StreamSub{recSub("a", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	header := func(db *bolt.DB) (v []byte) {
+		db.View(func(tx *bolt.Tx) error {
+			v = bytes.Clone(tx.Bucket(bucketStreams).Get([]byte("s")))
+			return nil
+		})
+		return v
+	}
+	db, err := bolt.Open(filepath.Join(dir, "switchboard.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := header(db); len(v) == 0 || v[0] != headerBinary {
+		t.Fatalf("the header is %q, want binary", v)
+	}
+	old, _ := json.Marshal(streamHeader{ID: "s", User: "u", Start: 4, Updated: now, Next: 1})
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketStreams).Put([]byte("s"), old) })
+	if err != nil || db.Close() != nil {
+		t.Fatal(err)
+	}
+
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	got := wantStreamSubs(t, s, "s", recSub("a", 1))
+	if got.User != "u" || got.Start != 4 || !got.Updated.Equal(now) {
+		t.Errorf("the JSON header reads as %+v", got)
+	}
+	if err := s.AddStreamSub(t.Context(), "s", recSub("b", 2), now); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	got = wantStreamSubs(t, s, "s", recSub("a", 1), recSub("b", 2))
+	if got.User != "u" || got.Start != 4 || !got.Updated.Equal(now) {
+		t.Errorf("the header rewritten reads as %+v", got)
+	}
+	s.Close()
+	if db, err = bolt.Open(filepath.Join(dir, "switchboard.db"), 0o600, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v := header(db); len(v) == 0 || v[0] != headerBinary {
+		t.Errorf("the header after a change is %q, want binary", v)
+	}
+}
+
+// Streams created at once (random ids, all over the buckets) fill the
+// pages that a checkpoint writes for them, not half of each.
+func TestStreamPagesFull(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		id := fmt.Sprintf("%x", sha256.Sum256(fmt.Append(nil, i)))[:16]
+		if err := s.PutStream(t.Context(), api.StreamInfo{ID: id, Updated: time.Now(), Subs: []api.StreamSub{recSub("a", 1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, "switchboard.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketStreams, bucketStreamSubs} {
+			st := tx.Bucket(b).Stats()
+			if st.KeyN != 2000 || st.LeafInuse*10 < st.LeafAlloc*8 {
+				t.Errorf("bucket %s: %d keys in %d of %d bytes of leaf pages, want 2000 in 80%% or more", b, st.KeyN, st.LeafInuse, st.LeafAlloc)
+			}
+		}
+		return nil
+	})
 }

@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -88,8 +87,8 @@ func (s *Store) trimStreams(ctx context.Context, before time.Time) error {
 	var old []string
 	err := s.read(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketStreams).ForEach(func(k, v []byte) error {
-			var h streamHeader
-			if json.Unmarshal(v, &h) != nil || h.Updated.Before(before) {
+			h, err := decodeHeader(string(k), v)
+			if err != nil || h.Updated.Before(before) {
 				old = append(old, string(k))
 			}
 			return nil
@@ -119,8 +118,10 @@ func (s *Store) dropStreams(d streamDrop) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, id := range d.ids {
 			v := tx.Bucket(bucketStreams).Get([]byte(id))
-			var h streamHeader
-			if v == nil || (json.Unmarshal(v, &h) == nil && !h.Updated.Before(d.before)) {
+			if v == nil {
+				continue
+			}
+			if h, err := decodeHeader(id, v); err == nil && !h.Updated.Before(d.before) {
 				continue
 			}
 			if err := deleteStream(tx, id); err != nil {
