@@ -112,7 +112,6 @@ func (s *Store) save(tx *bolt.Tx, epoch uint64) error {
 			return err
 		}
 	}
-	fillStreams(tx)
 	for id, ops := range s.view.streams {
 		if err := applyStreamOps(tx, id, ops); err != nil {
 			return err
