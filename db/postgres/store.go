@@ -213,7 +213,7 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 	}
 	s.announcer = newAnnouncer(s.notify)
 	s.committer = commit.Start(commit.Config[[]api.Write]{Commit: s.commitGroup, Closed: ErrClosed,
-		Stop: s.announcer.flush})
+		Linger: linger, Stop: s.announcer.flush})
 	var watch context.Context
 	watch, s.stopWatch = context.WithCancel(context.Background())
 	s.watched = make(chan struct{})
@@ -297,6 +297,16 @@ func (s *Store) head(ctx context.Context) (int64, error) {
 	err := s.pool.QueryRow(ctx, `SELECT seq FROM log_head LIMIT 1`).Scan(&head)
 	return head, err
 }
+
+// linger is the longest a write group waits for more writers to join
+// it, when the group before held several (commit.Config). Measured with
+// make scale, one instance, 8 writers, 4 rounds alternated: 200 µs made
+// groups of 6.0-6.6 writes instead of 4.5, 5,030-5,650 writes/s instead
+// of 4,580-5,130 and 70-88 µs of Postgres CPU per write instead of 92-102,
+// with the same p99 (3.5-3.8 ms); 64 writers, and writes spread over 4
+// instances with PEER_URL, did as well or better. 500 µs gathered more
+// and did no better.
+const linger = 200 * time.Microsecond
 
 // flushAfter is how long a read waits for the positions it saw to be
 // announced before it flushes the WAL itself (Store.durable), for the
