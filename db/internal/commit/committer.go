@@ -160,7 +160,7 @@ func (c *Committer[W]) loop() {
 // gather adds the waiting requests to group. Writers answered together
 // come back together: when the last group held several, gather waits (at
 // most Config.Linger) for as many, so that one commit serves them all. A
-// lone writer never waits.
+// writer alone in the group before never waits.
 func (c *Committer[W]) gather(group []*Request[W]) []*Request[W] {
 	var timeout <-chan time.Time
 	if c.last > 1 && c.cfg.Linger > 0 {
