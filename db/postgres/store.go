@@ -301,14 +301,14 @@ func (s *Store) head(ctx context.Context) (int64, error) {
 
 // linger is the longest a write group waits for more requests (a write
 // or a batch each) to join it, when the group before held several
-// (commit.Config). Measured with
-// make scale, one instance, 8 writers, 4 rounds alternated: 200 µs made
-// groups of 6.0-6.6 writes instead of 4.5, 5,030-5,650 writes/s instead
-// of 4,580-5,130 and 70-88 µs of Postgres CPU per write instead of 92-102,
-// with the same p99 (3.5-3.8 ms); 64 writers, and writes spread over 4
-// instances with PEER_URL, did as well or better. 500 µs gathered more
-// and did no better. Events paced at 1,000/s from one instance to a
-// stream on another got about 0.1 ms more p99 (BenchmarkPGLatency).
+// (commit.Config). Measured with make scale, one instance, 8 writers, 4
+// rounds alternated: 200 µs made groups of 6.0-6.6 writes instead of
+// 4.5, 5,030-5,650 writes/s instead of 4,580-5,130 and 70-88 µs of
+// Postgres CPU per write instead of 92-102, with the same p99 (3.5-3.8
+// ms); 64 writers, and writes spread over 4 instances with PEER_URL, did
+// as well or better. 500 µs gathered more and did no better. Events
+// paced at 1,000/s from one instance to a stream on another got about
+// 0.1 ms more p99 (BenchmarkPGLatency).
 const linger = 200 * time.Microsecond
 
 // flushAfter is how long a read waits for the positions it saw to be
