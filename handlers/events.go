@@ -3,12 +3,10 @@ package handlers
 import (
 	"net/http"
 	"strconv"
-
-	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // publish serves POST /events/{name}: 202 once the event is in the log.
-func publish(events *realtime.Events) http.HandlerFunc {
+func publish(x *writes) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		name, err := nameParam(r)
 		if err != nil {
@@ -23,7 +21,7 @@ func publish(events *realtime.Events) http.HandlerFunc {
 		}
 		// Publish validates the body as it compacts it, with the errors
 		// of readJSON.
-		ch, err := events.Publish(r.Context(), userFrom(r), name, body)
+		ch, err := x.publish(r, name, body)
 		if err != nil {
 			return err
 		}

@@ -133,10 +133,6 @@ func (l *rateLimiter) limit(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if st := stateFrom(r); st != nil && st.peer {
-			next.ServeHTTP(w, r)
-			return
-		}
 		key := "user:" + userFrom(r).ID
 		if userFrom(r).ID == "" {
 			key = "addr:" + clientAddr(r, l.trustProxy)

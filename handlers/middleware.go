@@ -33,9 +33,6 @@ type reqState struct {
 	// would copy the request once more.
 	caller api.User
 	authed bool
-	// peer: the request carries a peer's secret (peers): a write
-	// forwarded by another instance, which applied the rate limit.
-	peer bool
 }
 
 // stateFrom returns the request's state, which logRequests put in the

@@ -85,13 +85,13 @@ func listRecords(records *realtime.Records) http.HandlerFunc {
 }
 
 // writeRecord serves PUT, PATCH and DELETE /records/{name}.
-func writeRecord(records *realtime.Records) http.HandlerFunc {
+func writeRecord(x *writes) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		op, err := recordOp(r)
 		if err != nil {
 			return err
 		}
-		changes, err := records.Write(r.Context(), userFrom(r), []realtime.Op{op})
+		changes, err := x.write(r, []realtime.Op{op})
 		if err != nil {
 			var e *api.Error
 			if errors.As(err, &e) {
@@ -147,7 +147,7 @@ func recordOp(r *http.Request) (realtime.Op, error) {
 }
 
 // batch serves POST /batch.
-func batch(records *realtime.Records) http.HandlerFunc {
+func batch(x *writes) http.HandlerFunc {
 	type result struct {
 		Name    string `json:"name"`
 		Version int64  `json:"version"`
@@ -174,7 +174,7 @@ func batch(records *realtime.Records) http.HandlerFunc {
 			}
 			ops[i] = op
 		}
-		changes, err := records.Write(r.Context(), userFrom(r), ops)
+		changes, err := x.write(r, ops)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/api"
 	"github.com/switchboard-dev/switchboard/clientjs"
+	"github.com/switchboard-dev/switchboard/peer"
 	"github.com/switchboard-dev/switchboard/realtime"
 )
 
@@ -46,8 +47,11 @@ type Deps struct {
 	Demo http.HandlerFunc
 	// Sequencer is the lease of the instance that commits every
 	// instance's writes (PEER_URL); nil: writes are served where they
-	// arrive.
+	// arrive. Peers sends them to it, and Links takes them from the
+	// other instances when this one holds it.
 	Sequencer Sequencer
+	Peers     *peer.Client
+	Links     *peer.Server
 }
 
 // Routes returns the server's handler: every route of openapi.yaml, in its order.
@@ -65,23 +69,26 @@ func Routes(d Deps) http.Handler {
 		r.Get("/demo", d.Demo)
 	}
 
+	if d.Sequencer != nil && d.Links != nil {
+		r.Get(peer.Path, handle(d.Links.Link))
+	}
+
 	r.Group(func(r chi.Router) {
 		r.Use(d.Bodies.limit, authenticate(d.Verifier, d.OpenMode))
-		// The writes may go to the sequencer (forward.go); a write
-		// forwarded by a peer skips the rate limit, which the peer applied.
 		api := r.With(rate.limit)
-		fwd := r.With(peers(d.Sequencer), rate.limit, forward(d.Sequencer, d.Metrics))
 		stream := refuseDraining(d.Hub, openStream(d.Hub, d.Log))
+		// Writes may go to the sequencer (forward.go).
+		w := &writes{records: d.Records, events: d.Events, seq: d.Sequencer, peers: d.Peers, metrics: d.Metrics}
 
 		api.Get("/records", listRecords(d.Records))
 		api.Get("/records/*", getRecord(d.Records, stream))
 		api.Head("/records/*", getRecord(d.Records, stream))
-		fwd.Put("/records/*", writeRecord(d.Records))
-		fwd.Patch("/records/*", writeRecord(d.Records))
-		fwd.Delete("/records/*", writeRecord(d.Records))
-		fwd.Post("/batch", batch(d.Records))
+		api.Put("/records/*", writeRecord(w))
+		api.Patch("/records/*", writeRecord(w))
+		api.Delete("/records/*", writeRecord(w))
+		api.Post("/batch", batch(w))
 
-		fwd.Post("/events/*", publish(d.Events))
+		api.Post("/events/*", publish(w))
 
 		api.Get("/stream", stream)
 		api.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/demo"
 	"github.com/switchboard-dev/switchboard/handlers"
+	"github.com/switchboard-dev/switchboard/peer"
 	"github.com/switchboard-dev/switchboard/realtime"
 	"github.com/switchboard-dev/switchboard/realtime/rules"
 )
@@ -120,6 +121,10 @@ type app struct {
 
 	demo *demo.Provider      // DEMO=true: the demo's provider; else nil
 	seq  *postgres.Sequencer // PEER_URL: the sequencer's lease; else nil
+	// With PEER_URL: peers forwards writes to the sequencer, and links
+	// takes other instances' writes when this one is it; else nil.
+	peers *peer.Client
+	links *peer.Server
 }
 
 // wire builds the engine over store and bus, and the routes over it. rs
@@ -177,18 +182,21 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	if a.perms != nil {
 		metrics.RegisterRules(&a.perms.Stats)
 	}
+	records, events := realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)), realtime.NewEvents(store, access)
 	var seq handlers.Sequencer // a nil interface when there is none
 	if pg, ok := store.(*postgres.Store); ok && cfg.PeerURL != "" {
 		a.seq = pg.Sequencer(cfg.PeerURL)
 		seq = a.seq
 		metrics.RegisterSequencer(seq)
+		a.peers = &peer.Client{}
+		a.links = &peer.Server{Peer: a.seq.Peer, Apply: peer.Local(records, events), Log: log}
 	}
 	observe(metrics, a, bus, login, log)
 	a.handler = handlers.Routes(handlers.Deps{
 		Store:    store,
 		Bus:      bus,
-		Records:  realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)),
-		Events:   realtime.NewEvents(store, access),
+		Records:  records,
+		Events:   events,
 		Hub:      a.hub,
 		RPC:      a.rpc,
 		Presence: a.presence,
@@ -206,6 +214,8 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		RateLimit: handlers.RateLimit{PerSecond: cfg.RateLimit, TrustProxy: cfg.TrustProxy},
 		Demo:      demoPage,
 		Sequencer: seq,
+		Peers:     a.peers,
+		Links:     a.links,
 	})
 	return a
 }
@@ -305,6 +315,10 @@ func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 		srv.Close()
 		log.Warn("shutdown: requests still under way at SHUTDOWN_TIMEOUT were cut")
 		err = nil
+	}
+	if a.links != nil { // hijacked: Shutdown did not wait for them
+		a.links.Close(ctx)
+		a.peers.Close()
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)

@@ -1,0 +1,406 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
+)
+
+const secret = "s3cret"
+
+// sequencer serves links with apply on a real HTTP server, as the
+// handlers mount it, and returns its URL and Server.
+func sequencer(t *testing.T, apply Apply) (string, *Server) {
+	t.Helper()
+	s := &Server{Peer: func(s string) bool { return s == secret }, Apply: apply, Log: slog.New(slog.DiscardHandler)}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != Path {
+			http.NotFound(w, r)
+			return
+		}
+		if err := s.Link(w, r); err != nil {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+		hs.Close()
+	})
+	return hs.URL, s
+}
+
+// TestForwardRace: many callers forward at once over one link, and each
+// gets its own request's answer, computed on the other side from what it
+// sent (ops, path, data, conditions, user).
+func TestForwardRace(t *testing.T) {
+	url, _ := sequencer(t, func(_ context.Context, req *Request) ([]api.Change, error) {
+		ops, err := req.RealtimeOps()
+		if err != nil {
+			return nil, err
+		}
+		u := req.Caller()
+		var out []api.Change
+		for _, op := range ops {
+			out = append(out, api.Change{Kind: api.KindSet, Name: op.Name + op.Path.String(), Version: op.Cond.IfMatch + 1,
+				Data: op.Data, Publisher: u.ID, Seq: int64(u.Claims["n"].(float64))})
+		}
+		return out, nil
+	})
+	var c Client
+	defer c.Close()
+	const callers, each = 32, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			for j := range each {
+				n := i*each + j
+				user := api.User{ID: fmt.Sprintf("u%d", i), Claims: map[string]any{"n": float64(n)}}
+				path, _ := api.ParsePath("/a/" + fmt.Sprint(j))
+				ops := []realtime.Op{{Op: "put", Name: fmt.Sprintf("r%d", n), Path: path, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n)), Cond: api.Cond{IfMatch: int64(n)}}}
+				a, err := c.Forward(context.Background(), url, secret, NewRequest(user, ops))
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := a.Result()
+				want := api.Change{Kind: api.KindSet, Name: fmt.Sprintf("r%d/a/%d", n, j), Version: int64(n) + 1,
+					Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n)), Publisher: user.ID, Seq: int64(n)}
+				if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+					errs <- fmt.Errorf("request %d: %+v, %v; want %+v", n, got, err, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.links) != 1 {
+		t.Errorf("%d links, want 1", len(c.links))
+	}
+}
+
+// TestAnswerCarries: what the sequencer answers reaches the caller as it
+// was: changes with Created and times, the user as the token gave it,
+// errors with their code, detail, fields and limit; an error without a
+// code is INTERNAL, its cause kept on the sequencer.
+func TestAnswerCarries(t *testing.T) {
+	when := time.Date(2026, 12, 7, 1, 2, 3, 456789000, time.UTC)
+	user := api.User{ID: "alice", Data: map[string]any{"team": "a", "level": 3.5}, Expires: when, TokenID: "jti1",
+		Claims: map[string]any{"sub": "alice", "exp": 1.8e9, "roles": []any{"x", "y"}, "data": map[string]any{"team": "a"}}}
+	cases := []struct {
+		name  string
+		reply func(*Request) ([]api.Change, error)
+		check func(t *testing.T, changes []api.Change, err error)
+	}{
+		{"changes", func(req *Request) ([]api.Change, error) {
+			if !reflect.DeepEqual(req.Caller(), user) {
+				return nil, fmt.Errorf("user %#v, want %#v", req.Caller(), user)
+			}
+			return []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é"]}`), Created: true}}, nil
+		}, func(t *testing.T, changes []api.Change, err error) {
+			want := []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é"]}`), Created: true}}
+			if err != nil || !reflect.DeepEqual(changes, want) {
+				t.Errorf("%+v, %v; want %+v", changes, err, want)
+			}
+		}},
+		{"error", func(*Request) ([]api.Change, error) {
+			return nil, api.Errorf(api.CodeVersionConflict, "record %q is at version %d", "a", 12).With("index", 3).With("currentVersion", int64(12))
+		}, func(t *testing.T, _ []api.Change, err error) {
+			var e *api.Error
+			if !errors.As(err, &e) || e.Code != api.CodeVersionConflict || e.Detail != `record "a" is at version 12` {
+				t.Fatalf("%v", err)
+			}
+			if b, _ := json.Marshal(e.Fields); string(b) != `{"currentVersion":12,"index":3}` {
+				t.Errorf("fields %s", b)
+			}
+		}},
+		{"limit", func(*Request) ([]api.Change, error) {
+			return nil, realtime.LimitRecordBytes.Refuse(api.Errorf(api.CodePayloadTooLarge, "too large"))
+		}, func(t *testing.T, _ []api.Change, err error) {
+			if l, ok := realtime.LimitOf(err); !ok || l != realtime.LimitRecordBytes || !api.IsCode(err, api.CodePayloadTooLarge) {
+				t.Errorf("%v: limit %q %v", err, l, ok)
+			}
+		}},
+		{"internal", func(*Request) ([]api.Change, error) {
+			return nil, errors.New("disk on fire")
+		}, func(t *testing.T, _ []api.Change, err error) {
+			if !api.IsCode(err, api.CodeInternal) || bytes.Contains([]byte(err.Error()), []byte("fire")) {
+				t.Errorf("%v, want INTERNAL without its cause", err)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url, _ := sequencer(t, func(_ context.Context, req *Request) ([]api.Change, error) { return c.reply(req) })
+			var cl Client
+			defer cl.Close()
+			a, err := cl.Forward(context.Background(), url, secret, NewRequest(user, []realtime.Op{{Op: "delete", Name: "a"}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			changes, err := a.Result()
+			c.check(t, changes, err)
+		})
+	}
+}
+
+// TestNotSent: a request that cannot have reached the sequencer says so
+// (ErrNotSent): nothing listens, the upgrade is refused (a wrong secret,
+// something else at the address), or the request holds a string that is
+// not UTF-8, which JSON would have changed.
+func TestNotSent(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	url, _ := sequencer(t, func(context.Context, *Request) ([]api.Change, error) {
+		t.Error("a request was applied")
+		return nil, nil
+	})
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) }))
+	defer other.Close()
+	for _, c := range []struct{ name, url, secret string }{
+		{"nothing listens", closed, secret},
+		{"a wrong secret", url, "guessed"},
+		{"something else", other.URL, secret},
+	} {
+		var cl Client
+		_, err := cl.Forward(context.Background(), c.url, c.secret, NewEvent(api.User{}, "e", []byte(`1`)))
+		if !errors.Is(err, ErrNotSent) {
+			t.Errorf("%s: %v, want ErrNotSent", c.name, err)
+		}
+		cl.Close()
+	}
+	var cl Client
+	defer cl.Close()
+	if _, err := cl.Forward(context.Background(), url, secret, NewRequest(api.User{}, []realtime.Op{{Op: "delete", Name: "a\xff"}})); !errors.Is(err, ErrNotSent) {
+		t.Errorf("a name that is not UTF-8: %v, want ErrNotSent", err)
+	}
+}
+
+// fakeSequencer accepts links and hands each connection, upgraded, to f.
+func fakeSequencer(t *testing.T, f func(c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err != nil {
+				c.Close()
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+Protocol+"\r\n\r\n")
+			go f(c, br)
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestLost: a request written whole whose answer does not come (the
+// link drops, or the sequencer keeps silent past the timeout) is not
+// ErrNotSent: it may have been applied. A later request makes a new link.
+func TestLost(t *testing.T) {
+	var links atomic.Int32
+	hangUp := fakeSequencer(t, func(c net.Conn, br *bufio.Reader) {
+		links.Add(1)
+		readFrame(br, nil)
+		c.Close()
+	})
+	var cl Client
+	defer cl.Close()
+	for range 2 {
+		_, err := cl.Forward(context.Background(), hangUp, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+		if err == nil || errors.Is(err, ErrNotSent) {
+			t.Errorf("a link dropped after the request: %v, want an error other than ErrNotSent", err)
+		}
+	}
+	if n := links.Load(); n != 2 {
+		t.Errorf("%d links for 2 requests on dropped links, want 2", n)
+	}
+
+	silent := fakeSequencer(t, func(c net.Conn, br *bufio.Reader) {
+		io.Copy(io.Discard, br)
+		c.Close()
+	})
+	cl2 := Client{Timeout: 100 * time.Millisecond}
+	defer cl2.Close()
+	_, err := cl2.Forward(context.Background(), silent, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+	if err == nil || errors.Is(err, ErrNotSent) {
+		t.Errorf("a silent sequencer: %v, want an error other than ErrNotSent", err)
+	}
+}
+
+// TestCloseAnswersFirst: Server.Close lets the requests being applied
+// answer before it closes the links.
+func TestCloseAnswersFirst(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	url, s := sequencer(t, func(context.Context, *Request) ([]api.Change, error) {
+		close(started)
+		<-release
+		return []api.Change{{Name: "e"}}, nil
+	})
+	var cl Client
+	defer cl.Close()
+	done := make(chan error, 1)
+	go func() {
+		a, err := cl.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+		if err == nil {
+			_, err = a.Result()
+		}
+		done <- err
+	}()
+	<-started
+	closed := make(chan struct{})
+	go func() {
+		s.Close(context.Background())
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a request was being applied")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Errorf("the request under way at Close: %v", err)
+	}
+	<-closed
+	if _, err := cl.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`))); err == nil {
+		t.Error("a request after Close was answered")
+	}
+}
+
+// TestFrames: frames round-trip, and a frame too large or cut short is
+// an error, not a panic or an allocation of its declared size.
+func TestFrames(t *testing.T) {
+	want := &Answer{ID: 7, Changes: []Change{{Name: "a", Data: jsontext.Value(`{}`), Created: true}, {Name: "b", Data: jsontext.Value(`null`)}, {Name: "c"}}}
+	b, err := appendFrame(nil, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := readFrame(bytes.NewReader(b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeAnswer(msg)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("%+v, %v; want %+v", got, err, want)
+	}
+	for i := range len(b) - 1 {
+		if _, err := readFrame(bytes.NewReader(b[:i+1]), nil); err == nil {
+			t.Errorf("a frame cut to %d bytes was read", i+1)
+		}
+	}
+	huge := binary.BigEndian.AppendUint32(nil, MaxFrame+1)
+	if _, err := readFrame(bytes.NewReader(huge), nil); err == nil {
+		t.Error("a frame above MaxFrame was read")
+	}
+}
+
+// FuzzLink: whatever a peer sends on a link, the sequencer neither
+// panics nor applies a request that is not one; and whatever comes back
+// on a link, the instance neither panics nor takes it for an answer to
+// a request it did not make.
+func FuzzLink(f *testing.F) {
+	req, _ := appendFrame(nil, NewRequest(api.User{ID: "a"}, []realtime.Op{{Op: "put", Name: "x", Data: json.RawMessage(`1`)}}))
+	ans, _ := appendFrame(nil, &Answer{ID: 1, Error: &Error{Code: api.CodeNotFound, Fields: map[string]jsontext.Value{"index": jsontext.Value("1")}}})
+	f.Add(req)
+	f.Add(ans)
+	f.Add([]byte{0, 0, 0, 2, '{', '}'})
+	f.Add([]byte{0, 0, 0, 4, 'n', 'u', 'l', 'l'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		br := bufio.NewReader(bytes.NewReader(b))
+		for {
+			msg, err := readFrame(br, nil)
+			if err != nil {
+				break
+			}
+			if r, err := decodeRequest(msg); err == nil {
+				r.Caller()
+				r.RealtimeOps()
+			}
+			if a, err := decodeAnswer(msg); err == nil {
+				a.Result()
+			}
+		}
+	})
+}
+
+// TestRetire: a link to a new sequencer retires the one to the old
+// sequencer, which closes (on both ends) without failing the request
+// that was waiting on it.
+func TestRetire(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	oldURL, oldSeq := sequencer(t, func(context.Context, *Request) ([]api.Change, error) {
+		close(started)
+		<-release
+		return []api.Change{{Name: "old"}}, nil
+	})
+	newURL, _ := sequencer(t, func(context.Context, *Request) ([]api.Change, error) {
+		return []api.Change{{Name: "new"}}, nil
+	})
+	var cl Client
+	defer cl.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Forward(context.Background(), oldURL, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+		done <- err
+	}()
+	<-started
+	if _, err := cl.Forward(context.Background(), newURL, secret, NewEvent(api.User{}, "e", []byte(`1`))); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Errorf("the request on the retired link: %v", err)
+	}
+	links := func() (client, old int) {
+		cl.mu.Lock()
+		client = len(cl.links)
+		cl.mu.Unlock()
+		oldSeq.mu.Lock()
+		defer oldSeq.mu.Unlock()
+		return client, len(oldSeq.links)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c, o := links(); c != 1 || o != 0; c, o = links() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d links on the client, %d on the old sequencer; want 1 and 0", c, o)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
