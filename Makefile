@@ -55,9 +55,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePath -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run '^$$' -fuzz FuzzWALRead -fuzztime $(FUZZTIME) ./db/embedded/
+	$(GO) test -run '^$$' -fuzz FuzzStreamHeader -fuzztime $(FUZZTIME) ./db/embedded/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeChanges -fuzztime $(FUZZTIME) ./db/postgres/
 	$(GO) test -run '^$$' -fuzz FuzzQuery -fuzztime $(FUZZTIME) ./handlers/
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./realtime/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./realtime/rules/
+	$(GO) test -run '^$$' -fuzz FuzzLink -fuzztime $(FUZZTIME) ./peer/
 	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./realtime/rules/
 
 # chaos runs the fault suite (./chaos/) in its long mode, then every fuzzer
