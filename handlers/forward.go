@@ -19,8 +19,6 @@ type Sequencer interface {
 	// to it, or its answer did not come; and Reached says it answered.
 	Unreachable(url string)
 	Reached(url string)
-	// Peer reports whether secret is the lease's: a peer's link.
-	Peer(secret string) bool
 	// Holds reports whether this instance is the sequencer.
 	Holds() bool
 }

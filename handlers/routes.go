@@ -70,7 +70,9 @@ func Routes(d Deps) http.Handler {
 	}
 
 	if d.Sequencer != nil && d.Links != nil {
-		r.Get(peer.Path, handle(d.Links.Link))
+		// Any method: the link's answers to what is not one are 404, as
+		// for a path that does not exist.
+		r.HandleFunc(peer.Path, handle(d.Links.Link))
 	}
 
 	r.Group(func(r chi.Router) {
@@ -78,17 +80,17 @@ func Routes(d Deps) http.Handler {
 		api := r.With(rate.limit)
 		stream := refuseDraining(d.Hub, openStream(d.Hub, d.Log))
 		// Writes may go to the sequencer (forward.go).
-		w := &writes{records: d.Records, events: d.Events, seq: d.Sequencer, peers: d.Peers, metrics: d.Metrics}
+		wr := &writes{records: d.Records, events: d.Events, seq: d.Sequencer, peers: d.Peers, metrics: d.Metrics}
 
 		api.Get("/records", listRecords(d.Records))
 		api.Get("/records/*", getRecord(d.Records, stream))
 		api.Head("/records/*", getRecord(d.Records, stream))
-		api.Put("/records/*", writeRecord(w))
-		api.Patch("/records/*", writeRecord(w))
-		api.Delete("/records/*", writeRecord(w))
-		api.Post("/batch", batch(w))
+		api.Put("/records/*", writeRecord(wr))
+		api.Patch("/records/*", writeRecord(wr))
+		api.Delete("/records/*", writeRecord(wr))
+		api.Post("/batch", batch(wr))
 
-		api.Post("/events/*", publish(w))
+		api.Post("/events/*", publish(wr))
 
 		api.Get("/stream", stream)
 		api.Post("/stream/{stream}/subscriptions", changeSubscription(d.Hub))

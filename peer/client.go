@@ -11,6 +11,7 @@ import (
 	neturl "net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,20 +41,30 @@ type Client struct {
 
 // Forward sends req to the sequencer at url with its secret and returns
 // its answer. The error wraps ErrNotSent when the request was not
-// written whole, so the sequencer cannot have applied it; any other
-// error (the link broke or the answer did not come within
-// AnswerTimeout) leaves that unknown, but for ctx's own error, returned
-// when the caller stopped waiting.
+// written whole, or the sequencer answered that it did not take it, so
+// it cannot have applied it; any other error (the link broke, or the
+// answer did not come within the timeout, which fails the link) leaves
+// that unknown, but for ctx's own error, returned when the caller
+// stopped waiting.
 func (c *Client) Forward(ctx context.Context, url, secret string, req *Request) (*Answer, error) {
-	l, err := c.link(ctx, url, secret)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
-	}
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = AnswerTimeout
 	}
-	return l.call(ctx, req, timeout)
+	for attempt := 0; ; attempt++ {
+		l, err := c.link(ctx, url, secret)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
+		}
+		a, err := l.call(ctx, req, timeout)
+		if errors.Is(err, errRetired) {
+			if attempt == 0 {
+				continue // retired as this call took it: take the new one
+			}
+			err = fmt.Errorf("%w: %v", ErrNotSent, err)
+		}
+		return a, err
+	}
 }
 
 // Close closes every link: requests waiting on them fail.
@@ -67,10 +78,10 @@ func (c *Client) Close() {
 	}
 }
 
-// link returns the link to url, made if there is none: callers that
-// ask at once wait for the same one. Making one retires the links to
-// other sequencers (or to an earlier lease of the same one): each closes
-// once its last answer has come.
+// link returns the link to url, made if there is none that takes calls:
+// callers that ask at once wait for the same one. Making one retires the
+// links to other sequencers (or to an earlier lease of the same one):
+// each closes once its last answer has come.
 func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 	key := url + " " + secret
 	c.mu.Lock()
@@ -78,7 +89,7 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 		c.links = map[string]*link{}
 	}
 	l := c.links[key]
-	if l == nil {
+	if l == nil || !l.usable() {
 		for _, old := range c.links {
 			old.retire()
 		}
@@ -91,7 +102,10 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 				conn.Close()
 				err = l.err
 			}
-			l.conn, l.err = conn, err
+			if err == nil {
+				l.conn, l.w = conn, newWriter(conn, l.fail)
+			}
+			l.err = err
 			l.mu.Unlock()
 			close(l.ready)
 			if err == nil {
@@ -170,109 +184,81 @@ func dial(rawURL, secret string) (net.Conn, *bufio.Reader, error) {
 	return conn, br, nil
 }
 
-// link is one upgraded connection to a sequencer. Callers queue their
-// frames in out; the first of them finds no write under way and writes
-// what is queued, again until nothing is, so that frames queued
-// meanwhile share a system call.
+// link is one upgraded connection to a sequencer: its writer sends the
+// callers' frames, its reader hands each answer to its caller.
 type link struct {
 	ready chan struct{} // closed once conn or err is set
+	ids   atomic.Uint64
 
 	mu      sync.Mutex
 	conn    net.Conn
+	w       *writer
 	err     error // why the link failed, once it has: no call is taken then
-	nextID  uint64
 	pending map[uint64]*call
-	out     []byte  // frames queued, not yet being written
-	queued  []*call // their calls, in order
-	writing bool    // a caller is writing frames
-	spare   []byte  // the buffer of the last write, for reuse
-	retired bool    // takes no more calls, and closes once none waits
-	// deadline is the write deadline set on conn: a sequencer that stops
-	// reading fails the link then. It is moved on only once half of it
-	// has passed, not at every write.
-	deadline time.Time
+	retired bool // takes no more calls, and closes once none waits
 }
 
 // call is a request waiting for its answer.
 type call struct {
-	end int // where its frame ends in out
-	// sent: its frame may have reached the sequencer (it is being
-	// written, or was written whole)
-	sent bool
+	sent atomic.Bool   // its frame may have reached the sequencer (writer's marker)
 	done chan struct{} // closed with ans or err set
 	ans  *Answer
 	err  error
 }
 
-// call sends req and waits for its answer.
+// usable reports whether the link takes calls (or will, once made).
+func (l *link) usable() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err == nil && !l.retired
+}
+
+// call sends req and waits for its answer. A call not answered within
+// timeout fails the link: a sequencer that stopped answering would
+// otherwise take every later write to its 503.
 func (l *link) call(ctx context.Context, req *Request, timeout time.Duration) (*Answer, error) {
+	req.ID = l.ids.Add(1)
+	frame, err := appendFrame(nil, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
+	}
 	c := &call{done: make(chan struct{})}
 	l.mu.Lock()
-	if l.err != nil || l.retired {
-		err := l.err
-		if err == nil {
-			err = errRetired
-		}
-		l.mu.Unlock()
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
-	}
-	l.nextID++
-	req.ID = l.nextID
-	var err error
-	if l.out, err = appendFrame(l.out, req); err != nil {
-		l.mu.Unlock()
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
-	}
-	c.end = len(l.out)
-	l.pending[req.ID] = c
-	l.queued = append(l.queued, c)
-	if !l.writing {
-		l.writing = true
-		l.flush()
+	switch {
+	case l.err != nil:
+		err = fmt.Errorf("%w: %v", ErrNotSent, l.err)
+	case l.retired:
+		err = errRetired
+	default:
+		l.pending[req.ID] = c
 	}
 	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	// A writer that failed meanwhile queues nothing; the link's failure
+	// then ends the call, as not sent.
+	l.w.queue(frame, &c.sent)
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-c.done:
-		return c.ans, c.err
 	case <-timer.C:
-		l.forget(req.ID)
-		return nil, errors.New("the sequencer did not answer within " + timeout.String())
+		l.fail(errors.New("the sequencer did not answer within " + timeout.String()))
 	case <-ctx.Done():
-		l.forget(req.ID)
-		return nil, ctx.Err()
+		select {
+		case <-c.done:
+		default:
+			l.forget(req.ID)
+			return nil, ctx.Err()
+		}
 	}
-}
-
-// flush writes the queued frames until none is left; l.mu is held, and
-// let go during each write. A call whose frame is being written counts
-// as sent if the link fails meanwhile: the sequencer may read the frame
-// before the write returns.
-func (l *link) flush() {
-	for len(l.out) > 0 && l.err == nil {
-		buf, calls := l.out, l.queued
-		l.out, l.queued, l.spare = l.spare[:0], nil, nil
-		for _, c := range calls {
-			c.sent = true // until the write says otherwise: the link may fail meanwhile
-		}
-		if now := time.Now(); l.deadline.Sub(now) < AnswerTimeout/2 {
-			l.deadline = now.Add(AnswerTimeout)
-			l.conn.SetWriteDeadline(l.deadline)
-		}
-		l.mu.Unlock()
-		n, err := l.conn.Write(buf)
-		l.mu.Lock()
-		for _, c := range calls {
-			c.sent = c.end <= n
-		}
-		if err != nil {
-			l.failLocked(err)
-		}
-		l.spare = buf
+	<-c.done // fail ends every call still pending
+	if c.err == nil && c.ans.Refused {
+		return nil, fmt.Errorf("%w: the sequencer is closing", ErrNotSent)
 	}
-	l.writing = false
+	return c.ans, c.err
 }
 
 // read takes answers from the link until it fails, and hands each to
@@ -286,9 +272,8 @@ func (l *link) read(br *bufio.Reader) {
 			var a *Answer
 			if a, err = decodeAnswer(msg); err == nil {
 				l.mu.Lock()
-				c := l.pending[a.ID]
-				delete(l.pending, a.ID)
-				if c != nil {
+				if c := l.pending[a.ID]; c != nil {
+					delete(l.pending, a.ID)
 					c.ans = a
 					close(c.done)
 				}
@@ -328,7 +313,7 @@ func (l *link) closeIfRetired() {
 }
 
 // fail ends the link: every call waiting fails, with ErrNotSent if its
-// frame was not written whole.
+// frame cannot have reached the sequencer.
 func (l *link) fail(err error) {
 	l.mu.Lock()
 	l.failLocked(err)
@@ -340,11 +325,12 @@ func (l *link) failLocked(err error) {
 		return
 	}
 	l.err = fmt.Errorf("the link to the sequencer failed: %w", err)
-	if l.conn != nil {
+	if l.w != nil {
+		l.w.fail() // from here on, a frame's marker says for good whether it may be written
 		l.conn.Close()
 	}
 	for id, c := range l.pending {
-		if c.sent {
+		if c.sent.Load() {
 			c.err = l.err
 		} else {
 			c.err = fmt.Errorf("%w: %v", ErrNotSent, l.err)

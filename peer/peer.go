@@ -8,8 +8,9 @@
 // directions. A frame is a 4-byte big-endian length and a JSON message
 // (encoding/json/v2's, which refuses a string that is not UTF-8 rather
 // than change it): a Request from the instance, an Answer from the
-// sequencer, matched by their ids. Requests and answers of many writes share the link, and the
-// frames queued while one is written go in the next system call.
+// sequencer, matched by their ids. The frames of many writes share the
+// link, and those queued while one is written go in the next system call
+// (writer).
 //
 // The instance that takes a write authenticates it, limits its rate and
 // reads its body; the sequencer only applies it, as the caller's user,
@@ -20,8 +21,8 @@
 // A write is sent at most once. Whether it may have been applied when
 // its answer does not come is what Forward tells: a request that was not
 // written whole to the link (no link, a refused upgrade, a write that
-// failed before its end) cannot have been applied; one that was written
-// whole may have been.
+// failed before its end) or that the sequencer refused (it is closing)
+// cannot have been applied; one that was written whole may have been.
 package peer
 
 import (
@@ -92,19 +93,22 @@ type Answer struct {
 	ID      uint64   `json:"id"`
 	Changes []Change `json:"changes,omitzero"`
 	Error   *Error   `json:"error,omitzero"`
+	// Refused says that the sequencer did not take the request (it is
+	// closing): it was not applied.
+	Refused bool `json:"refused,omitzero"`
 }
 
 // Change is an api.Change on the wire, with Created, which the log does
 // not keep.
 type Change struct {
-	Seq       int64          `json:"seq"`
-	Time      time.Time      `json:"time"`
-	Kind      api.Kind       `json:"kind"`
-	Name      string         `json:"name"`
-	Version   int64          `json:"version,omitzero"`
-	Data      jsontext.Value `json:"data,omitzero"`
-	Publisher string         `json:"publisher,omitzero"`
-	Created   bool           `json:"created,omitzero"`
+	Seq       int64     `json:"seq"`
+	Time      time.Time `json:"time"`
+	Kind      api.Kind  `json:"kind"`
+	Name      string    `json:"name"`
+	Version   int64     `json:"version,omitzero"`
+	Data      []byte    `json:"data,omitzero"` // as stored: JSON would be rewritten (escapes, duplicate names)
+	Publisher string    `json:"publisher,omitzero"`
+	Created   bool      `json:"created,omitzero"`
 }
 
 // Error is an *api.Error on the wire, with the limit that refused the
@@ -185,7 +189,7 @@ func answerOf(id uint64, changes []api.Change, err error) *Answer {
 	a.Changes = make([]Change, len(changes))
 	for i, ch := range changes {
 		a.Changes[i] = Change{Seq: ch.Seq, Time: ch.Time, Kind: ch.Kind, Name: ch.Name, Version: ch.Version,
-			Data: jsontext.Value(ch.Data), Publisher: ch.Publisher, Created: ch.Created}
+			Data: ch.Data, Publisher: ch.Publisher, Created: ch.Created}
 	}
 	return a
 }
@@ -226,6 +230,15 @@ func appendFrame(buf []byte, v any) ([]byte, error) {
 	}
 	binary.BigEndian.PutUint32(buf[start:], uint32(len(b)))
 	return append(buf, b...), nil
+}
+
+// mustFrame returns the frame of a message that always encodes.
+func mustFrame(v any) []byte {
+	b, err := appendFrame(nil, v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // readFrame reads one frame's message from r into buf (grown as needed)

@@ -123,9 +123,9 @@ func TestAnswerCarries(t *testing.T) {
 			if !reflect.DeepEqual(req.Caller(), user) {
 				return nil, fmt.Errorf("user %#v, want %#v", req.Caller(), user)
 			}
-			return []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é"]}`), Created: true}}, nil
+			return []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é","\u00e9"],"x":{}}`), Created: true}}, nil
 		}, func(t *testing.T, changes []api.Change, err error) {
-			want := []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é"]}`), Created: true}}
+			want := []api.Change{{Seq: 9, Time: when, Kind: api.KindSet, Name: "a", Version: 1, Data: json.RawMessage(`{"x":[1,2.50,"é","\u00e9"],"x":{}}`), Created: true}}
 			if err != nil || !reflect.DeepEqual(changes, want) {
 				t.Errorf("%+v, %v; want %+v", changes, err, want)
 			}
@@ -252,62 +252,97 @@ func TestLost(t *testing.T) {
 		t.Errorf("%d links for 2 requests on dropped links, want 2", n)
 	}
 
+	// A silent sequencer: the timeout fails the link, and the next
+	// request makes a new one.
+	var silentLinks atomic.Int32
 	silent := fakeSequencer(t, func(c net.Conn, br *bufio.Reader) {
+		silentLinks.Add(1)
 		io.Copy(io.Discard, br)
 		c.Close()
 	})
 	cl2 := Client{Timeout: 100 * time.Millisecond}
 	defer cl2.Close()
-	_, err := cl2.Forward(context.Background(), silent, secret, NewEvent(api.User{}, "e", []byte(`1`)))
-	if err == nil || errors.Is(err, ErrNotSent) {
-		t.Errorf("a silent sequencer: %v, want an error other than ErrNotSent", err)
+	for range 2 {
+		_, err := cl2.Forward(context.Background(), silent, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+		if err == nil || errors.Is(err, ErrNotSent) {
+			t.Errorf("a silent sequencer: %v, want an error other than ErrNotSent", err)
+		}
+	}
+	if n := silentLinks.Load(); n != 2 {
+		t.Errorf("%d links for 2 requests that timed out, want 2", n)
 	}
 }
 
 // TestCloseAnswersFirst: Server.Close lets the requests being applied
-// answer before it closes the links.
+// answer before it closes the links, and answers the requests that
+// arrive meanwhile as not taken (ErrNotSent: nothing was applied).
 func TestCloseAnswersFirst(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
+	var applied atomic.Int32
 	url, s := sequencer(t, func(context.Context, *Request) ([]api.Change, error) {
-		close(started)
-		<-release
+		if applied.Add(1) == 1 {
+			close(started)
+			<-release
+		}
 		return []api.Change{{Name: "e"}}, nil
 	})
 	var cl Client
 	defer cl.Close()
-	done := make(chan error, 1)
-	go func() {
+	forward := func() error {
 		a, err := cl.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`)))
 		if err == nil {
 			_, err = a.Result()
 		}
-		done <- err
-	}()
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- forward() }()
 	<-started
 	closed := make(chan struct{})
 	go func() {
 		s.Close(context.Background())
 		close(closed)
 	}()
+	for !s.closing() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := forward(); !errors.Is(err, ErrNotSent) {
+		t.Errorf("a request while closing: %v, want ErrNotSent", err)
+	}
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a request was being applied")
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	close(release)
 	if err := <-done; err != nil {
 		t.Errorf("the request under way at Close: %v", err)
 	}
 	<-closed
-	if _, err := cl.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`))); err == nil {
-		t.Error("a request after Close was answered")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) { // the client sees the link end
+		cl.mu.Lock()
+		n := len(cl.links)
+		cl.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the link did not end after Close")
+		}
+	}
+	if err := forward(); !errors.Is(err, ErrNotSent) {
+		t.Errorf("a request after Close: %v, want ErrNotSent", err)
+	}
+	if n := applied.Load(); n != 1 {
+		t.Errorf("%d requests applied, want 1", n)
 	}
 }
 
 // TestFrames: frames round-trip, and a frame too large or cut short is
 // an error, not a panic or an allocation of its declared size.
 func TestFrames(t *testing.T) {
-	want := &Answer{ID: 7, Changes: []Change{{Name: "a", Data: jsontext.Value(`{}`), Created: true}, {Name: "b", Data: jsontext.Value(`null`)}, {Name: "c"}}}
+	want := &Answer{ID: 7, Changes: []Change{{Name: "a", Data: []byte(`{}`), Created: true}, {Name: "b", Data: []byte(`null`)}, {Name: "c"},
+		{Name: "d", Data: []byte(`{"a":1,"a":"\u00e9<\/x>"}`)}}}
 	b, err := appendFrame(nil, want)
 	if err != nil {
 		t.Fatal(err)

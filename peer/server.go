@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -26,10 +27,11 @@ type Server struct {
 	Apply Apply
 	Log   *slog.Logger
 
-	mu     sync.Mutex
-	links  map[net.Conn]struct{}
-	closed bool
-	busy   sync.WaitGroup // requests being applied
+	mu      sync.Mutex
+	links   map[net.Conn]struct{}
+	closed  bool
+	busy    sync.WaitGroup // requests being applied (take)
+	serving sync.WaitGroup // links being served (track)
 }
 
 // Link serves a request for a link. One that is not an upgrade to
@@ -37,7 +39,7 @@ type Server struct {
 // does not exist; otherwise Link takes the connection over and serves
 // its frames until it closes.
 func (s *Server) Link(w http.ResponseWriter, r *http.Request) error {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), Protocol) || !s.Peer(r.Header.Get(SecretHeader)) {
+	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), Protocol) || !s.Peer(r.Header.Get(SecretHeader)) {
 		return api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
@@ -56,29 +58,33 @@ func (s *Server) Link(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serve reads requests from a link and applies each on a goroutine of
-// its own, since a commit takes a while; answers share the link's
-// writes as requests do on the other side.
+// its own, since a commit takes a while. Once the server closes, it
+// answers each request Refused (not taken) until the link ends.
 func (s *Server) serve(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 	ctx = context.WithoutCancel(ctx) // a write is applied whole once taken
-	w := &writer{conn: conn}
+	w := newWriter(conn, func(error) { conn.Close() })
+	defer w.fail()
 	var buf []byte
 	for {
 		msg, err := readFrame(br, buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				s.Log.Warn("a link from a peer failed", "err", err)
 			}
 			conn.Close()
 			return
 		}
+		buf = msg
 		req, err := decodeRequest(msg)
 		if err != nil {
 			s.Log.Error("a peer sent a frame that is not a request: link closed", "err", err)
 			conn.Close()
 			return
 		}
-		buf = msg
-		s.busy.Add(1)
+		if !s.take() {
+			w.queue(mustFrame(&Answer{ID: req.ID, Refused: true}), nil)
+			continue
+		}
 		go func() {
 			defer s.busy.Done()
 			changes, err := s.Apply(ctx, req)
@@ -86,13 +92,35 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 			if err != nil && (!errors.As(err, &e) || e.Code == api.CodeInternal) {
 				s.Log.Error("internal error", "request_id", req.RequestID, "forwarded", true, "err", err)
 			}
-			w.send(answerOf(req.ID, changes, err))
+			frame, ferr := appendFrame(nil, answerOf(req.ID, changes, err))
+			if ferr != nil { // an answer too large for a frame: say so instead
+				frame = mustFrame(answerOf(req.ID, nil, api.Internal(ferr, "the answer does not fit a frame")))
+			}
+			w.queue(frame, nil)
 		}()
 	}
 }
 
-// Close stops taking links, waits (until ctx ends) for the requests
-// being applied, so that their answers go out, and closes every link.
+// take counts a request as being applied, unless the server is closing.
+func (s *Server) take() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.busy.Add(1)
+	return true
+}
+
+// closeGrace is how long a closing server keeps its links open once the
+// requests being applied have answered: requests still arriving are
+// answered Refused, and what it wrote reaches the other end before the
+// connection closes (closing with unread input would reset it).
+const closeGrace = 250 * time.Millisecond
+
+// Close stops taking requests, waits (until ctx ends) for those being
+// applied, so that their answers go out, and closes every link
+// closeGrace later.
 func (s *Server) Close(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
@@ -104,10 +132,18 @@ func (s *Server) Close(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.links {
-		c.Close()
+		c.SetReadDeadline(time.Now().Add(closeGrace))
 	}
+	s.mu.Unlock()
+	s.serving.Wait()
+}
+
+// closing reports whether Close has begun.
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *Server) track(c net.Conn) bool {
@@ -120,6 +156,7 @@ func (s *Server) track(c net.Conn) bool {
 		s.links = map[net.Conn]struct{}{}
 	}
 	s.links[c] = struct{}{}
+	s.serving.Add(1)
 	return true
 }
 
@@ -127,47 +164,5 @@ func (s *Server) untrack(c net.Conn) {
 	s.mu.Lock()
 	delete(s.links, c)
 	s.mu.Unlock()
-}
-
-// writer writes a link's answers: the first to find no write under way
-// writes what is queued, until nothing is.
-type writer struct {
-	conn net.Conn
-
-	mu      sync.Mutex
-	out     []byte
-	spare   []byte
-	writing bool
-	failed  bool
-}
-
-func (w *writer) send(a *Answer) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.failed {
-		return
-	}
-	var err error
-	if w.out, err = appendFrame(w.out, a); err != nil {
-		// Only an answer too large could fail: say so instead.
-		w.out, _ = appendFrame(w.out, answerOf(a.ID, nil, api.Internal(err, "the answer is too large")))
-	}
-	if w.writing {
-		return
-	}
-	w.writing = true
-	for len(w.out) > 0 && !w.failed {
-		buf := w.out
-		w.out, w.spare = w.spare[:0], nil
-		w.mu.Unlock()
-		w.conn.SetWriteDeadline(time.Now().Add(AnswerTimeout))
-		_, err := w.conn.Write(buf)
-		w.mu.Lock()
-		w.spare = buf
-		if err != nil {
-			w.failed = true
-			w.conn.Close()
-		}
-	}
-	w.writing = false
+	s.serving.Done()
 }

@@ -1,0 +1,113 @@
+package peer
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// writer owns the writes of one end of a link: goroutines queue frames,
+// and its own goroutine writes what is queued, as many frames per system
+// call as are waiting. Nobody waits on the connection but it.
+type writer struct {
+	conn   net.Conn
+	wake   chan struct{} // a token: frames are queued, or the writer failed
+	onFail func(error)   // called once, from the goroutine, when a write fails
+
+	mu     sync.Mutex
+	out    []byte   // frames queued, not yet taken
+	sent   []marker // the frames' markers, where a sender keeps one
+	spare  []byte   // the buffer of the last write, for reuse
+	failed bool
+}
+
+// marker tells a sender whether its frame may have reached the other
+// end: set once the writer takes the frame, cleared if the write ended
+// before the frame's end.
+type marker struct {
+	flag *atomic.Bool
+	end  int // where the frame ends in the buffer written
+}
+
+func newWriter(conn net.Conn, onFail func(error)) *writer {
+	w := &writer{conn: conn, wake: make(chan struct{}, 1), onFail: onFail}
+	go w.run()
+	return w
+}
+
+// queue queues a frame; sent, if not nil, is set while the frame may
+// have reached the other end. It reports false, queueing nothing, once
+// the writer has failed.
+func (w *writer) queue(frame []byte, sent *atomic.Bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failed {
+		return false
+	}
+	w.out = append(w.out, frame...)
+	if sent != nil {
+		w.sent = append(w.sent, marker{sent, len(w.out)})
+	}
+	w.signal()
+	return true
+}
+
+// fail stops the writer: frames it has not taken are never written.
+// Once fail returns, every marker of a frame that may be written is set.
+func (w *writer) fail() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failed = true
+	w.out, w.sent = nil, nil
+	w.signal()
+}
+
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeTimeout fails a link whose other end stops reading.
+const writeTimeout = AnswerTimeout
+
+func (w *writer) run() {
+	var deadline time.Time
+	for range w.wake {
+		w.mu.Lock()
+		if w.failed {
+			w.mu.Unlock()
+			return
+		}
+		buf, sent := w.out, w.sent
+		w.out, w.sent, w.spare = w.spare[:0], nil, nil
+		for _, m := range sent {
+			m.flag.Store(true)
+		}
+		w.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		// Moved on once half of it has passed, not at every write.
+		if now := time.Now(); deadline.Sub(now) < writeTimeout/2 {
+			deadline = now.Add(writeTimeout)
+			w.conn.SetWriteDeadline(deadline)
+		}
+		n, err := w.conn.Write(buf)
+		for _, m := range sent {
+			if m.end > n {
+				m.flag.Store(false)
+			}
+		}
+		if err != nil {
+			w.fail()
+			w.onFail(err)
+			return
+		}
+		w.mu.Lock()
+		w.spare = buf
+		w.mu.Unlock()
+	}
+}
