@@ -459,4 +459,21 @@ func TestPGSequencerAnswers(t *testing.T) {
 	if n := forwardedSample(t, follower, "forwarded"); n != 7 {
 		t.Errorf("forwarded %v, want 7", n)
 	}
+
+	// A write that no frame can carry (a path that is not UTF-8) is
+	// served here, answered as the sequencer answers it, and does not
+	// make the follower pass the sequencer over.
+	put(t, follower.URL, "via2", `{}`)
+	put(t, leader.URL, "dir2", `{}`)
+	got = ask(follower.URL, http.MethodPut, "/records/via2?path=/%FF", `1`)
+	want = ask(leader.URL, http.MethodPut, "/records/dir2?path=/%FF", `1`)
+	got.Body = strings.ReplaceAll(got.Body, "via2", "dir2")
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("a path that is not UTF-8: served here %+v, by the sequencer %+v", got, want)
+	}
+	before := forwardedSample(t, follower, "forwarded")
+	put(t, follower.URL, "via3", `1`)
+	if n := forwardedSample(t, follower, "forwarded"); n != before+1 {
+		t.Errorf("the write after it: forwarded %v, then %v", before, n)
+	}
 }

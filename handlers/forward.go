@@ -66,7 +66,8 @@ func (x *writes) publish(r *http.Request, name string, payload []byte) (api.Chan
 // sent whole (no link, for one), so the sequencer cannot have applied
 // it. One sent whole whose answer did not come is answered 503
 // UNAVAILABLE, since it may have been applied. Either failure passes
-// the sequencer over for a while.
+// the sequencer over for a while, unless it lay with the write (one
+// that no frame can carry) or with this instance's links.
 func (x *writes) forward(r *http.Request, req func() *peer.Request) (changes []api.Change, sent bool, err error) {
 	if x.seq == nil {
 		return nil, false, nil
@@ -89,7 +90,9 @@ func (x *writes) forward(r *http.Request, req func() *peer.Request) (changes []a
 	case r.Context().Err() != nil:
 		return nil, true, api.Errorf(api.CodeUnavailable, "the client went away before the write was answered")
 	case errors.Is(err, peer.ErrNotSent):
-		x.seq.Unreachable(url)
+		if !errors.Is(err, peer.ErrNotForwardable) {
+			x.seq.Unreachable(url)
+		}
 		x.metrics.forwarded("served_here")
 		return nil, false, nil
 	}

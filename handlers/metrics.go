@@ -101,7 +101,7 @@ func NewMetrics(stats *realtime.Stats) *Metrics {
 	}
 	m.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_writes_forwarded_total",
-		Help: "Writes sent to the sequencer instance (PEER_URL) by outcome: forwarded (answered by it), served_here (not sent whole, or refused unread: served on this instance) or lost (sent, but its answer did not come: 503 UNAVAILABLE).",
+		Help: "Writes sent to the sequencer instance (PEER_URL) by outcome: forwarded (answered by it), served_here (not sent whole, or refused by a closing sequencer: served on this instance) or lost (sent, but its answer did not come: 503 UNAVAILABLE).",
 	}, []string{"outcome"})
 	for _, o := range []string{"forwarded", "served_here", "lost"} {
 		m.forwards.WithLabelValues(o)

@@ -16,8 +16,15 @@ import (
 )
 
 // ErrNotSent says that a request was not written whole to the
-// sequencer, which therefore cannot have applied it.
+// sequencer, or that the sequencer did not take it: it cannot have
+// applied it.
 var ErrNotSent = errors.New("the write was not sent to the sequencer")
+
+// ErrNotForwardable says, besides ErrNotSent, that the reason lies with
+// the request or this instance, not with the sequencer: the request
+// cannot be encoded (a string that is not UTF-8, a frame too large), or
+// its link was replaced by one to a newer sequencer as it was sent.
+var ErrNotForwardable = errors.New("the write cannot be forwarded")
 
 // Timeouts of the instance's side: a link that cannot be made within
 // DialTimeout is taken as a sequencer gone (its writes are served where
@@ -35,8 +42,9 @@ type Client struct {
 	// AnswerTimeout.
 	Timeout time.Duration
 
-	mu    sync.Mutex
-	links map[string]*link // by sequencer URL and secret
+	mu     sync.Mutex
+	links  map[string]*link // by sequencer URL and secret
+	closed bool
 }
 
 // Forward sends req to the sequencer at url with its secret and returns
@@ -51,27 +59,19 @@ func (c *Client) Forward(ctx context.Context, url, secret string, req *Request) 
 	if timeout == 0 {
 		timeout = AnswerTimeout
 	}
-	for attempt := 0; ; attempt++ {
-		l, err := c.link(ctx, url, secret)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
-		}
-		a, err := l.call(ctx, req, timeout)
-		if errors.Is(err, errRetired) {
-			if attempt == 0 {
-				continue // retired as this call took it: take the new one
-			}
-			err = fmt.Errorf("%w: %v", ErrNotSent, err)
-		}
-		return a, err
+	l, err := c.link(ctx, url, secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
+	return l.call(ctx, req, timeout)
 }
 
-// Close closes every link: requests waiting on them fail.
+// Close closes every link: requests waiting on them fail, and later
+// ones are not sent.
 func (c *Client) Close() {
 	c.mu.Lock()
 	links := c.links
-	c.links = nil
+	c.links, c.closed = nil, true
 	c.mu.Unlock()
 	for _, l := range links {
 		l.fail(errors.New("the client closed"))
@@ -85,14 +85,25 @@ func (c *Client) Close() {
 func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 	key := url + " " + secret
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errors.New("the client is closed")
+	}
 	if c.links == nil {
 		c.links = map[string]*link{}
 	}
 	l := c.links[key]
 	if l == nil || !l.usable() {
-		for _, old := range c.links {
-			old.retire()
+		var old []*link
+		for k, o := range c.links {
+			old = append(old, o)
+			delete(c.links, k)
 		}
+		defer func() { // not under c.mu: a TLS link says goodbye as it closes
+			for _, o := range old {
+				o.retire()
+			}
+		}()
 		l = &link{ready: make(chan struct{}), pending: map[uint64]*call{}}
 		c.links[key] = l
 		go func() {
@@ -220,7 +231,7 @@ func (l *link) call(ctx context.Context, req *Request, timeout time.Duration) (*
 	req.ID = l.ids.Add(1)
 	frame, err := appendFrame(nil, req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotSent, err)
+		return nil, fmt.Errorf("%w: %w: %v", ErrNotSent, ErrNotForwardable, err)
 	}
 	c := &call{done: make(chan struct{})}
 	l.mu.Lock()
@@ -228,7 +239,7 @@ func (l *link) call(ctx context.Context, req *Request, timeout time.Duration) (*
 	case l.err != nil:
 		err = fmt.Errorf("%w: %v", ErrNotSent, l.err)
 	case l.retired:
-		err = errRetired
+		err = fmt.Errorf("%w: %w", ErrNotSent, errRetired)
 	default:
 		l.pending[req.ID] = c
 	}
@@ -245,7 +256,11 @@ func (l *link) call(ctx context.Context, req *Request, timeout time.Duration) (*
 	select {
 	case <-c.done:
 	case <-timer.C:
-		l.fail(errors.New("the sequencer did not answer within " + timeout.String()))
+		select {
+		case <-c.done: // answered as the timer fired
+		default:
+			l.fail(errors.New("the sequencer did not answer within " + timeout.String()))
+		}
 	case <-ctx.Done():
 		select {
 		case <-c.done:
@@ -277,6 +292,9 @@ func (l *link) read(br *bufio.Reader) {
 					c.ans = a
 					close(c.done)
 				}
+				if a.Refused { // the sequencer is closing: later calls go elsewhere
+					l.retired = true
+				}
 				l.closeIfRetired()
 				l.mu.Unlock()
 				continue
@@ -295,8 +313,9 @@ func (l *link) forget(id uint64) {
 	l.mu.Unlock()
 }
 
-// errRetired ends a link that a link to another sequencer replaced.
-var errRetired = errors.New("the link was replaced by one to the current sequencer")
+// errRetired ends a link that a link to another sequencer replaced, or
+// whose sequencer is closing.
+var errRetired = fmt.Errorf("%w: the link was replaced by one to the current sequencer", ErrNotForwardable)
 
 // retire closes the link once no call waits on it, and takes no more.
 func (l *link) retire() {

@@ -192,15 +192,15 @@ func TestNotSent(t *testing.T) {
 	} {
 		var cl Client
 		_, err := cl.Forward(context.Background(), c.url, c.secret, NewEvent(api.User{}, "e", []byte(`1`)))
-		if !errors.Is(err, ErrNotSent) {
-			t.Errorf("%s: %v, want ErrNotSent", c.name, err)
+		if !errors.Is(err, ErrNotSent) || errors.Is(err, ErrNotForwardable) {
+			t.Errorf("%s: %v, want ErrNotSent, the sequencer's doing", c.name, err)
 		}
 		cl.Close()
 	}
 	var cl Client
 	defer cl.Close()
-	if _, err := cl.Forward(context.Background(), url, secret, NewRequest(api.User{}, []realtime.Op{{Op: "delete", Name: "a\xff"}})); !errors.Is(err, ErrNotSent) {
-		t.Errorf("a name that is not UTF-8: %v, want ErrNotSent", err)
+	if _, err := cl.Forward(context.Background(), url, secret, NewRequest(api.User{}, []realtime.Op{{Op: "delete", Name: "a\xff"}})); !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrNotForwardable) {
+		t.Errorf("a name that is not UTF-8: %v, want ErrNotSent and ErrNotForwardable", err)
 	}
 }
 

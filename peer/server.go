@@ -46,12 +46,12 @@ func (s *Server) Link(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return api.Internal(err, "a link needs HTTP/1.1")
 	}
+	conn.SetDeadline(time.Time{}) // before track: Close may set one
 	if !s.track(conn) {
 		conn.Close()
 		return nil
 	}
 	defer s.untrack(conn)
-	conn.SetDeadline(time.Time{})
 	io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+Protocol+"\r\n\r\n")
 	s.serve(r.Context(), conn, brw.Reader)
 	return nil
@@ -67,8 +67,12 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 	var buf []byte
 	for {
 		msg, err := readFrame(br, buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) && s.closing() {
+			s.hangUp(conn, br, w)
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.Log.Warn("a link from a peer failed", "err", err)
 			}
 			conn.Close()
@@ -101,6 +105,25 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 	}
 }
 
+// hangUp ends a link as the server closes: once the answers queued
+// have been written, it closes its side for writing and reads what the
+// other end still sends until it closes too, or closeGrace passes, so
+// that closing does not reset the connection under answers on their way.
+func (s *Server) hangUp(conn net.Conn, br *bufio.Reader, w *writer) {
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
+	select {
+	case <-w.drained():
+	case <-grace.C:
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(closeGrace))
+		io.Copy(io.Discard, br)
+	}
+	conn.Close()
+}
+
 // take counts a request as being applied, unless the server is closing.
 func (s *Server) take() bool {
 	s.mu.Lock()
@@ -112,31 +135,44 @@ func (s *Server) take() bool {
 	return true
 }
 
-// closeGrace is how long a closing server keeps its links open once the
-// requests being applied have answered: requests still arriving are
-// answered Refused, and what it wrote reaches the other end before the
-// connection closes (closing with unread input would reset it).
+// closeGrace is how long a closing server keeps reading its links once
+// the requests being applied have answered (requests still arriving are
+// answered Refused), and then how long each of its steps in hangUp may
+// take.
 const closeGrace = 250 * time.Millisecond
 
 // Close stops taking requests, waits (until ctx ends) for those being
-// applied, so that their answers go out, and closes every link
-// closeGrace later.
+// applied, so that their answers go out, and ends every link (hangUp)
+// closeGrace later. Links still open when ctx ends are closed.
 func (s *Server) Close(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.busy.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	wait(ctx, &s.busy)
 	s.mu.Lock()
 	for c := range s.links {
 		c.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 	s.mu.Unlock()
-	s.serving.Wait()
+	if !wait(ctx, &s.serving) {
+		s.mu.Lock()
+		for c := range s.links {
+			c.Close()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// wait waits for wg until ctx ends, and reports whether wg did.
+func wait(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // closing reports whether Close has begun.

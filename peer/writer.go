@@ -20,6 +20,8 @@ type writer struct {
 	sent   []marker // the frames' markers, where a sender keeps one
 	spare  []byte   // the buffer of the last write, for reuse
 	failed bool
+	busy   bool          // a write is under way
+	idle   chan struct{} // closed once nothing is queued or being written (drained)
 }
 
 // marker tells a sender whether its frame may have reached the other
@@ -61,6 +63,29 @@ func (w *writer) fail() {
 	w.failed = true
 	w.out, w.sent = nil, nil
 	w.signal()
+	w.idleLocked()
+}
+
+// drained returns a channel closed once everything queued has been
+// written (or the writer failed).
+func (w *writer) drained() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.idle == nil {
+		w.idle = make(chan struct{})
+	}
+	ch := w.idle
+	if (len(w.out) == 0 && !w.busy) || w.failed {
+		w.idleLocked()
+	}
+	return ch
+}
+
+func (w *writer) idleLocked() {
+	if w.idle != nil {
+		close(w.idle)
+		w.idle = nil
+	}
 }
 
 func (w *writer) signal() {
@@ -86,6 +111,7 @@ func (w *writer) run() {
 		for _, m := range sent {
 			m.flag.Store(true)
 		}
+		w.busy = len(buf) > 0
 		w.mu.Unlock()
 		if len(buf) == 0 {
 			continue
@@ -107,7 +133,17 @@ func (w *writer) run() {
 			return
 		}
 		w.mu.Lock()
-		w.spare = buf
+		if cap(buf) <= maxSpare {
+			w.spare = buf
+		}
+		w.busy = false
+		if len(w.out) == 0 {
+			w.idleLocked()
+		}
 		w.mu.Unlock()
 	}
 }
+
+// maxSpare bounds the buffer a writer keeps between writes: a large
+// batch's is let go.
+const maxSpare = 1 << 20

@@ -310,15 +310,15 @@ func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	if a.seq != nil {
 		a.seq.Handover(ctx)
 	}
+	if a.links != nil { // hijacked: Shutdown would not wait for them
+		a.links.Close(ctx)
+		defer a.peers.Close() // after the requests under way, which may forward
+	}
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		srv.Close()
 		log.Warn("shutdown: requests still under way at SHUTDOWN_TIMEOUT were cut")
 		err = nil
-	}
-	if a.links != nil { // hijacked: Shutdown did not wait for them
-		a.links.Close(ctx)
-		a.peers.Close()
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
