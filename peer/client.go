@@ -41,6 +41,9 @@ type Client struct {
 	// Timeout is how long a request waits for its answer; 0 is
 	// AnswerTimeout.
 	Timeout time.Duration
+	// TLS configures links to https:// sequencers; nil trusts the
+	// system's roots.
+	TLS *tls.Config
 
 	mu     sync.Mutex
 	links  map[string]*link // by sequencer URL and secret
@@ -107,7 +110,7 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 		l = &link{ready: make(chan struct{}), pending: map[uint64]*call{}}
 		c.links[key] = l
 		go func() {
-			conn, br, err := dial(url, secret)
+			conn, br, err := dial(url, secret, c.TLS)
 			l.mu.Lock()
 			if l.err != nil && conn != nil { // retired or closed meanwhile
 				conn.Close()
@@ -145,7 +148,7 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 
 // dial connects to the sequencer at url and upgrades the connection to
 // a link.
-func dial(rawURL, secret string) (net.Conn, *bufio.Reader, error) {
+func dial(rawURL, secret string, tlsConfig *tls.Config) (net.Conn, *bufio.Reader, error) {
 	u, err := neturl.Parse(rawURL)
 	if err != nil {
 		return nil, nil, err
@@ -161,7 +164,14 @@ func dial(rawURL, secret string) (net.Conn, *bufio.Reader, error) {
 	d := &net.Dialer{Timeout: DialTimeout}
 	var conn net.Conn
 	if u.Scheme == "https" {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: u.Hostname()}}).Dial("tcp", host)
+		cfg := &tls.Config{}
+		if tlsConfig != nil {
+			cfg = tlsConfig.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", host)
 	} else {
 		conn, err = d.Dial("tcp", host)
 	}

@@ -30,9 +30,16 @@ const secret = "s3cret"
 // sequencer serves links with apply on a real HTTP server, as the
 // handlers mount it, and returns its URL and Server.
 func sequencer(t *testing.T, apply Apply) (string, *Server) {
+	url, s, _ := sequencerServer(t, apply, false)
+	return url, s
+}
+
+// sequencerServer is sequencer, over TLS if asked, and returns the
+// test server too (its client trusts its certificate).
+func sequencerServer(t *testing.T, apply Apply, overTLS bool) (string, *Server, *httptest.Server) {
 	t.Helper()
 	s := &Server{Peer: func(s string) bool { return s == secret }, Apply: apply, Log: slog.New(slog.DiscardHandler)}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != Path {
 			http.NotFound(w, r)
 			return
@@ -41,13 +48,41 @@ func sequencer(t *testing.T, apply Apply) (string, *Server) {
 			w.WriteHeader(http.StatusNotFound)
 		}
 	}))
+	if overTLS {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s.Close(ctx)
 		hs.Close()
 	})
-	return hs.URL, s
+	return hs.URL, s, hs
+}
+
+// TestTLS: a link to an https:// sequencer is made over TLS, checked
+// against the roots the client is given: without them it is refused,
+// and nothing is sent.
+func TestTLS(t *testing.T) {
+	url, _, hs := sequencerServer(t, func(context.Context, *Request) ([]api.Change, error) {
+		return []api.Change{{Name: "tls"}}, nil
+	}, true)
+	trusting := Client{TLS: hs.Client().Transport.(*http.Transport).TLSClientConfig}
+	defer trusting.Close()
+	a, err := trusting.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := a.Result(); err != nil || len(changes) != 1 || changes[0].Name != "tls" {
+		t.Errorf("%+v, %v", changes, err)
+	}
+	var untrusting Client
+	defer untrusting.Close()
+	if _, err := untrusting.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`))); !errors.Is(err, ErrNotSent) {
+		t.Errorf("a certificate not trusted: %v, want ErrNotSent", err)
+	}
 }
 
 // TestForwardRace: many callers forward at once over one link, and each
