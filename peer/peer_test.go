@@ -269,42 +269,46 @@ func fakeSequencer(t *testing.T, f func(c net.Conn, br *bufio.Reader)) string {
 // link drops, or the sequencer keeps silent past the timeout) is not
 // ErrNotSent: it may have been applied. A later request makes a new link.
 func TestLost(t *testing.T) {
-	var links atomic.Int32
-	hangUp := fakeSequencer(t, func(c net.Conn, br *bufio.Reader) {
-		links.Add(1)
-		readFrame(br, nil)
-		c.Close()
-	})
-	var cl Client
-	defer cl.Close()
-	for range 2 {
-		_, err := cl.Forward(context.Background(), hangUp, secret, NewEvent(api.User{}, "e", []byte(`1`)))
-		if err == nil || errors.Is(err, ErrNotSent) {
-			t.Errorf("a link dropped after the request: %v, want an error other than ErrNotSent", err)
+	for _, c := range []struct {
+		name    string
+		timeout time.Duration
+		serve   func(net.Conn, *bufio.Reader)
+	}{
+		{"a link dropped after the request", 0, func(c net.Conn, br *bufio.Reader) {
+			readFrame(br, nil)
+			c.Close()
+		}},
+		{"a silent sequencer, past the timeout", 100 * time.Millisecond, func(c net.Conn, br *bufio.Reader) {
+			io.Copy(io.Discard, br)
+			c.Close()
+		}},
+	} {
+		var links atomic.Int32
+		url := fakeSequencer(t, func(conn net.Conn, br *bufio.Reader) {
+			links.Add(1)
+			c.serve(conn, br)
+		})
+		cl := Client{Timeout: c.timeout}
+		for range 2 {
+			_, err := cl.Forward(context.Background(), url, secret, NewEvent(api.User{}, "e", []byte(`1`)))
+			if err == nil || errors.Is(err, ErrNotSent) {
+				t.Errorf("%s: %v, want an error other than ErrNotSent", c.name, err)
+			}
 		}
+		if n := links.Load(); n != 2 {
+			t.Errorf("%s: %d links for 2 requests, want 2", c.name, n)
+		}
+		cl.Close()
 	}
-	if n := links.Load(); n != 2 {
-		t.Errorf("%d links for 2 requests on dropped links, want 2", n)
-	}
+}
 
-	// A silent sequencer: the timeout fails the link, and the next
-	// request makes a new one.
-	var silentLinks atomic.Int32
-	silent := fakeSequencer(t, func(c net.Conn, br *bufio.Reader) {
-		silentLinks.Add(1)
-		io.Copy(io.Discard, br)
-		c.Close()
-	})
-	cl2 := Client{Timeout: 100 * time.Millisecond}
-	defer cl2.Close()
-	for range 2 {
-		_, err := cl2.Forward(context.Background(), silent, secret, NewEvent(api.User{}, "e", []byte(`1`)))
-		if err == nil || errors.Is(err, ErrNotSent) {
-			t.Errorf("a silent sequencer: %v, want an error other than ErrNotSent", err)
+// waitFor fails t unless cond holds within 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
 		}
-	}
-	if n := silentLinks.Load(); n != 2 {
-		t.Errorf("%d links for 2 requests that timed out, want 2", n)
 	}
 }
 
@@ -354,17 +358,11 @@ func TestCloseAnswersFirst(t *testing.T) {
 		t.Errorf("the request under way at Close: %v", err)
 	}
 	<-closed
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) { // the client sees the link end
+	waitFor(t, "the client sees its link end", func() bool {
 		cl.mu.Lock()
-		n := len(cl.links)
-		cl.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the link did not end after Close")
-		}
-	}
+		defer cl.mu.Unlock()
+		return len(cl.links) == 0
+	})
 	if err := forward(); !errors.Is(err, ErrNotSent) {
 		t.Errorf("a request after Close: %v, want ErrNotSent", err)
 	}
@@ -458,19 +456,12 @@ func TestRetire(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("the request on the retired link: %v", err)
 	}
-	links := func() (client, old int) {
+	waitFor(t, "one link on the client, none on the old sequencer", func() bool {
 		cl.mu.Lock()
-		client = len(cl.links)
+		client := len(cl.links)
 		cl.mu.Unlock()
 		oldSeq.mu.Lock()
 		defer oldSeq.mu.Unlock()
-		return client, len(oldSeq.links)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for c, o := links(); c != 1 || o != 0; c, o = links() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d links on the client, %d on the old sequencer; want 1 and 0", c, o)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return client == 1 && len(oldSeq.links) == 0
+	})
 }
