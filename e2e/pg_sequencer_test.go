@@ -375,9 +375,9 @@ func TestPGSequencerUnreachable(t *testing.T) {
 }
 
 // TestPGSequencerPeerSecret: a write that a follower forwarded counts
-// against the rate limit once, on the follower, and only the lease's
-// secret marks a write as forwarded: a client that sends PeerHeader with
-// anything else is limited as any client, and served where it arrived.
+// against the rate limit once, on the follower; a client that sends the
+// peers' header is limited as any client, and served where it arrived;
+// and the links' path is a 404 to anything but a peer.
 func TestPGSequencerPeerSecret(t *testing.T) {
 	// 2 a second, in bursts of 4: 8 writes at once from one address,
 	// half through each instance, pass only if none is counted twice.
@@ -400,6 +400,21 @@ func TestPGSequencerPeerSecret(t *testing.T) {
 	}
 	if got := statuses(leader.URL, "g", "X-Switchboard-Peer", "guessed"); !slices.Contains(got, http.StatusTooManyRequests) {
 		t.Errorf("a guessed secret: %v, want some 429", got)
+	}
+	// The links' path answers as a path that does not exist, unless asked
+	// for a link with the lease's secret.
+	for _, c := range []struct {
+		method  string
+		headers []string
+	}{
+		{http.MethodGet, nil},
+		{http.MethodPost, nil},
+		{http.MethodGet, []string{"Connection", "Upgrade", "Upgrade", peer.Protocol, peer.SecretHeader, "guessed"}},
+	} {
+		st, h, b := do(t, c.method, leader.URL+peer.Path, "", "", c.headers...)
+		if st != http.StatusNotFound || h.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), `"NOT_FOUND"`) {
+			t.Errorf("%s %s %v: %d %s %s, want 404 NOT_FOUND", c.method, peer.Path, c.headers, st, h.Get("Content-Type"), b)
+		}
 	}
 }
 
