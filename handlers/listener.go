@@ -34,6 +34,10 @@ func (l listener) Accept() (net.Conn, error) {
 // each is one Write on the raw connection.
 type conn struct{ net.Conn }
 
+// NetConn returns the connection it wraps, as tls.Conn's does: a link
+// between instances (package peer) half-closes it as the server stops.
+func (c conn) NetConn() net.Conn { return c.Conn }
+
 func (c conn) Write(p []byte) (int, error) {
 	if !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
 		return c.Conn.Write(p)

@@ -465,3 +465,29 @@ func TestRetire(t *testing.T) {
 		return client == 1 && len(oldSeq.links) == 0
 	})
 }
+
+// wrapped is a connection wrapper that says what it wraps, as the
+// server's listener's does.
+type wrapped struct{ net.Conn }
+
+func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+// TestCloseWriter: hangUp finds the TCP connection under wrappers.
+func TestCloseWriter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if cw, ok := closeWriter(wrapped{wrapped{c}}); !ok || cw != c.(*net.TCPConn) {
+		t.Errorf("closeWriter found %v, %v; want the TCP connection", cw, ok)
+	}
+	if _, ok := closeWriter(struct{ net.Conn }{c}); ok {
+		t.Error("closeWriter saw through a wrapper that does not say what it wraps")
+	}
+}

@@ -116,12 +116,28 @@ func (s *Server) hangUp(conn net.Conn, br *bufio.Reader, w *writer) {
 	case <-w.drained():
 	case <-grace.C:
 	}
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := closeWriter(conn); ok {
 		cw.CloseWrite()
 		conn.SetReadDeadline(time.Now().Add(closeGrace))
 		io.Copy(io.Discard, br)
 	}
 	conn.Close()
+}
+
+// closeWriter finds the connection that can close its side for writing
+// (a TCP or TLS one) under the wrappers that say what they wrap
+// (NetConn, as handlers.Listener's and tls.Conn do).
+func closeWriter(c net.Conn) (interface{ CloseWrite() error }, bool) {
+	for {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			return cw, true
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = u.NetConn()
+	}
 }
 
 // take counts a request as being applied, unless the server is closing.

@@ -39,20 +39,19 @@ func newWriter(conn net.Conn, onFail func(error)) *writer {
 }
 
 // queue queues a frame; sent, if not nil, is set while the frame may
-// have reached the other end. It reports false, queueing nothing, once
-// the writer has failed.
-func (w *writer) queue(frame []byte, sent *atomic.Bool) bool {
+// have reached the other end. Once the writer has failed, it queues
+// nothing.
+func (w *writer) queue(frame []byte, sent *atomic.Bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failed {
-		return false
+		return
 	}
 	w.out = append(w.out, frame...)
 	if sent != nil {
 		w.sent = append(w.sent, marker{sent, len(w.out)})
 	}
 	w.signal()
-	return true
 }
 
 // fail stops the writer: frames it has not taken are never written.
