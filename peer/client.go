@@ -247,7 +247,7 @@ func (l *link) call(ctx context.Context, req *Request, timeout time.Duration) (*
 	l.mu.Lock()
 	switch {
 	case l.err != nil:
-		err = fmt.Errorf("%w: %v", ErrNotSent, l.err)
+		err = fmt.Errorf("%w: %w", ErrNotSent, l.err)
 	case l.retired:
 		err = fmt.Errorf("%w: %w", ErrNotSent, errRetired)
 	default:
