@@ -258,29 +258,59 @@ func TestPostgresConnectionLimit(t *testing.T) {
 			fillers = append(fillers, c)
 		}
 	}
-	l := pgFault(t, db, p, func() {
+	// The test's own queries during the fault go through one connection
+	// opened before it. A new one could find no slot at all: every
+	// attempt of the instance to connect holds a slot for a moment
+	// before it is refused, and so may eat into the superusers' reserve.
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	admin, err := pgx.Connect(ctx, pg.URL)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	run := func(sql string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	backends := func() int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = 'chaos_app'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'"
+	pgFault(t, db, p, func() {
 		// Keep the instance out while its connections are cut and
 		// other clients take every slot, then let it try again: only
 		// max_connections stops it then.
-		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT 0",
-			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'")
-		for end := time.Now().Add(patience); backends(t, pg.URL, "chaos_app") > 0; time.Sleep(10 * time.Millisecond) {
+		run("ALTER ROLE chaos_app CONNECTION LIMIT 0")
+		run(cut)
+		for end := time.Now().Add(patience); backends() > 0; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(end) {
 				t.Fatal("the instance's connections did not end")
 			}
 		}
 		fill()
-		execSQL(t, pg.URL, "ALTER ROLE chaos_app CONNECTION LIMIT -1")
+		run("ALTER ROLE chaos_app CONNECTION LIMIT -1")
 		// A slot that another session frees after the fill (a connection
-		// of the test's own, or of an earlier test, ending late) may go to
-		// the instance: take it back and fill again, a few times.
+		// of an earlier test ending late) may go to the instance: take it
+		// back and fill again, a few times.
 		n := 0
 		for range 5 {
 			time.Sleep(time.Second)
-			if n = backends(t, pg.URL, "chaos_app"); n == 0 {
+			if n = backends(); n == 0 {
 				break
 			}
-			execSQL(t, pg.URL, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'")
+			run(cut)
 			fill()
 		}
 		if n > 0 {
@@ -293,8 +323,6 @@ func TestPostgresConnectionLimit(t *testing.T) {
 		}
 		fillers = nil
 	}, nil)
-
-	_ = l
 }
 
 // logErrors logs the distinct errors of the process's log with their
@@ -311,21 +339,4 @@ func logErrors(t *testing.T, p *proc) {
 	for e, n := range seen {
 		t.Logf("server, %d times: %.400s", n, e)
 	}
-}
-
-// backends counts the server's connections of a role.
-func backends(t *testing.T, url, role string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1`, role).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
