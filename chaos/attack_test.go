@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // attack runs hostile clients against one server, each in goroutines of
@@ -146,17 +148,17 @@ func (a *attack) patchAmplification(n int) {
 func (a *attack) oddResumeIDs() {
 	a.run(func() {
 		for _, id := range []string{strings.Repeat("9", 100<<10), "abc", "nosuchstream-99999999999", "x-1", "-", "a-" + strings.Repeat("1", 30)} {
-			s, err := dial(a.p.URL+"/stream?record=victim", id)
+			s, err := testkit.Dial(a.p.URL+"/stream?record=victim", id)
 			if err != nil {
 				if strings.Contains(err.Error(), ": 5") {
 					a.fail("Last-Event-ID %.40q: %v", id, err)
 				}
 				continue
 			}
-			if f, ok := s.next(5 * time.Second); !ok || f.Event != "ready" {
+			if f, ok := s.TryNext(5 * time.Second); !ok || f.Event != "ready" {
 				a.fail("Last-Event-ID %.40q: first frame %+v", id, f)
 			}
-			s.close()
+			s.Close()
 		}
 	})
 }

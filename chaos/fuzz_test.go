@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 	"github.com/switchboard-dev/switchboard/server"
 )
 
@@ -27,12 +28,12 @@ func FuzzEventFrame(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	base := inProcess(f)
-	s, err := dial(base+"/stream?event=fz", "")
+	s, err := testkit.Dial(base+"/stream?event=fz", "")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(s.close)
-	if fr, ok := s.next(5 * time.Second); !ok || fr.Event != "ready" {
+	f.Cleanup(s.Close)
+	if fr, ok := s.TryNext(5 * time.Second); !ok || fr.Event != "ready" {
 		f.Fatalf("first frame %+v", fr)
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
@@ -54,7 +55,7 @@ func FuzzEventFrame(f *testing.F) {
 		if !json.Valid(payload) || !utf8.Valid(payload) {
 			t.Fatalf("POST %q, not JSON: %v", payload, a)
 		}
-		fr, ok := s.next(5 * time.Second)
+		fr, ok := s.TryNext(5 * time.Second)
 		if !ok || fr.Event != "event" {
 			t.Fatalf("after POST %q: frame %+v", payload, fr)
 		}

@@ -1,11 +1,12 @@
 package chaos
 
 import (
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // pgEnv is the environment of instances on the database db, in token mode.
@@ -20,20 +21,20 @@ func pgEnv(db string, kv ...string) map[string]string {
 	return env
 }
 
-// follow runs a follower in a goroutine: it reads the stream and, each
+// follow runs a stream's tracker in a goroutine: it reads the stream and, each
 // time it ends, resumes it on the next of bases with its last id, until
 // stop. It returns when done is waited on.
-func follow(f *follower, s *stream, bases []string, stop <-chan struct{}, wg *sync.WaitGroup) {
+func follow(f *testkit.Tracker, s *testkit.Client, bases []string, stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		b := 0
 		for {
-			if f.pump(s, stop) != nil {
-				s.close()
+			if f.Pump(s, stop) != nil {
+				s.Close()
 				return
 			}
-			s.close()
+			s.Close()
 			for {
 				select {
 				case <-stop:
@@ -41,7 +42,7 @@ func follow(f *follower, s *stream, bases []string, stop <-chan struct{}, wg *sy
 				default:
 				}
 				var err error
-				if s, err = f.connect(bases[b]); err == nil {
+				if s, err = f.Connect(bases[b]); err == nil {
 					break
 				}
 				b = (b + 1) % len(bases)
@@ -72,7 +73,7 @@ func TestKillInstance(t *testing.T) {
 func TestKillSequencer(t *testing.T) {
 	db := postgres(t).NewDatabase(t)
 	peer := func() map[string]string {
-		port := strconv.Itoa(freePort(t))
+		port := strconv.Itoa(testkit.FreePort(t))
 		return pgEnv(db, "PORT", port, "PEER_URL", "http://127.0.0.1:"+port)
 	}
 	victim := start(t, peer())
@@ -102,37 +103,26 @@ func waitMetric(t *testing.T, p *proc, name string, want float64) {
 	t.Fatalf("%s = %v, want %v", name, got, want)
 }
 
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // killInstance is TestKillInstance with its two instances on db.
 func killInstance(t *testing.T, db string, victim, survivor *proc) {
 	const records = 8
 	nStreams, nWriters := pick(8, 64), pick(16, 64)
 	before, after := pick(2*time.Second, 20*time.Second), pick(time.Second, 5*time.Second)
 
-	watcher, err := dial(survivor.URL+"/stream?presence=*", "", "Authorization", "Bearer "+token(t, "watcher"))
+	watcher, err := testkit.Dial(survivor.URL+"/stream?presence=*", "", "Authorization", "Bearer "+token(t, "watcher"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer watcher.close()
+	defer watcher.Close()
 
 	stop := make(chan struct{})
 	var readers, writers sync.WaitGroup
-	followers := make([]*follower, nStreams)
+	followers := make([]*testkit.Tracker, nStreams)
 	for i := range followers {
 		recs := []string{"k/" + strconv.Itoa(i%records), "k/" + strconv.Itoa((i+3)%records)}
 		user := "u" + strconv.Itoa(i)
-		followers[i] = newFollower("stream "+strconv.Itoa(i), recs, "ev/", "Authorization", "Bearer "+token(t, user))
-		s, err := followers[i].connect(victim.URL)
+		followers[i] = testkit.NewTracker("stream "+strconv.Itoa(i), recs, []string{"ev/*"}, "Authorization", "Bearer "+token(t, user))
+		s, err := followers[i].Connect(victim.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,15 +132,15 @@ func killInstance(t *testing.T, db string, victim, survivor *proc) {
 	// come back.
 	const tabs = 4
 	for i := range tabs {
-		s, err := dial(victim.URL+"/stream?event=chat", "", "Authorization", "Bearer "+token(t, "p"+strconv.Itoa(i)))
+		s, err := testkit.Dial(victim.URL+"/stream?event=chat", "", "Authorization", "Bearer "+token(t, "p"+strconv.Itoa(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.close()
+		defer s.Close()
 	}
 	online := map[string]bool{}
 	for end := time.Now().Add(patience); len(online) < nStreams+tabs+1; {
-		f, ok := watcher.next(time.Until(end))
+		f, ok := watcher.TryNext(time.Until(end))
 		if !ok {
 			t.Fatalf("presence: %d users online, want %d", len(online), nStreams+tabs+1)
 		}
@@ -184,19 +174,19 @@ func killInstance(t *testing.T, db string, victim, survivor *proc) {
 	t.Logf("%d writers: %d acknowledged before the kill, %d in all", nWriters, ackedBefore, l.ops.Load())
 
 	log := verify(t, db, l)
-	ix := index(log)
-	catchUp(followers, ix)
+	ix := testkit.NewIndex(log)
+	testkit.CatchUp(followers, ix, patience)
 	close(stop)
 	readers.Wait()
 	delivered := 0
 	for _, f := range followers {
-		want := f.want(ix)
-		if err := f.compare(want); err != nil {
+		want := f.Expect(ix)
+		if err := f.Compare(want); err != nil {
 			t.Error(err)
 		}
 		delivered += len(want)
-		if f.conns < 2 {
-			t.Errorf("%s never resumed (%d connection)", f.name, f.conns)
+		if _, conns := f.Delivered(); conns < 2 {
+			t.Errorf("%s never resumed (%d connection)", f.Name(), conns)
 		}
 	}
 	t.Logf("%d streams resumed on the surviving instance and delivered %d changes, as the log has them", nStreams, delivered)
@@ -217,7 +207,7 @@ func killInstance(t *testing.T, db string, victim, survivor *proc) {
 		if n == 0 {
 			break
 		}
-		f, ok := watcher.next(time.Until(end))
+		f, ok := watcher.TryNext(time.Until(end))
 		if !ok {
 			t.Fatalf("%d users of the killed instance still online %v after the kill", n, time.Since(killed).Round(time.Second))
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // ack is one acknowledged write: a record at a version with its data, or
@@ -132,14 +134,14 @@ func writer(w, records int, bases []string, auth string, l *ledger, stop <-chan 
 // acknowledged position, each record at its last acknowledged version or
 // later, and every batch in the log whole (all 3 of its writes or none,
 // acknowledged or not).
-func verify(t *testing.T, db string, l *ledger) []logEntry {
+func verify(t *testing.T, db string, l *ledger) []testkit.LogEntry {
 	t.Helper()
-	log := readLog(t, db)
+	log := testkit.ReadLog(t, db, 0)
 	type key struct {
 		name    string
 		version int64
 	}
-	recs, events := map[key]string{}, map[int64]logEntry{}
+	recs, events := map[key]string{}, map[int64]testkit.LogEntry{}
 	batches := map[string]int{}
 	for _, e := range log {
 		if e.Kind == "event" {

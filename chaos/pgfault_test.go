@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // pgFault runs writers on instance p and streams on the last of also (p
@@ -37,10 +38,10 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed []str
 	auth := "Bearer " + token(t, "writer")
 	stop, stopWriters := make(chan struct{}), make(chan struct{})
 	var readers, writers sync.WaitGroup
-	followers := make([]*follower, nStreams)
+	followers := make([]*testkit.Tracker, nStreams)
 	for i := range followers {
-		f := newFollower("stream "+itoa(i), []string{"k/" + itoa(i%records), "k/" + itoa((i+5)%records)}, "ev/", "Authorization", auth)
-		s, err := f.connect(reader.URL)
+		f := testkit.NewTracker("stream "+itoa(i), []string{"k/" + itoa(i%records), "k/" + itoa((i+5)%records)}, []string{"ev/*"}, "Authorization", auth)
+		s, err := f.Connect(reader.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,16 +83,17 @@ func pgFault(t *testing.T, db string, p *proc, fault, heal func(), allowed []str
 		before, during-atFault, healed.Sub(faulted).Round(time.Millisecond), ready, recovered.Round(time.Millisecond), l.ops.Load())
 
 	log := verify(t, db, l)
-	ix := index(log)
-	catchUp(followers, ix)
+	ix := testkit.NewIndex(log)
+	testkit.CatchUp(followers, ix, patience)
 	close(stop)
 	readers.Wait()
 	conns := 0
 	for _, f := range followers {
-		if err := f.compare(f.want(ix)); err != nil {
+		if err := f.Compare(f.Expect(ix)); err != nil {
 			t.Error(err)
 		}
-		conns += f.conns
+		_, n := f.Delivered()
+		conns += n
 	}
 	t.Logf("%d streams delivered every change of the log (%d connections)", nStreams, conns)
 	l.mu.Lock()
@@ -188,8 +190,8 @@ func TestPostgresCrash(t *testing.T) {
 		}
 	}, nil, q)
 	stopReads()
-	versions := map[string]logEntry{}
-	for _, e := range readLog(t, db) {
+	versions := map[string]testkit.LogEntry{}
+	for _, e := range testkit.ReadLog(t, db, 0) {
 		if e.Kind != "event" {
 			versions[e.Name+" "+strconv.FormatInt(e.Version, 10)] = e
 		}
@@ -209,12 +211,12 @@ func TestPostgresCrash(t *testing.T) {
 func TestPostgresSlow(t *testing.T) {
 	db := postgres(t).NewDatabase(t)
 	p := start(t, pgEnv(db))
-	execSQL(t, db, `CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+	testkit.ExecSQL(t, db, `CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$`)
 	pgFault(t, db, p, func() {
-		execSQL(t, db, `CREATE TRIGGER chaos_slow BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION chaos_slow()`)
+		testkit.ExecSQL(t, db, `CREATE TRIGGER chaos_slow BEFORE INSERT OR UPDATE ON records FOR EACH ROW EXECUTE FUNCTION chaos_slow()`)
 	}, func() {
-		execSQL(t, db, `DROP TRIGGER chaos_slow ON records`)
+		testkit.ExecSQL(t, db, `DROP TRIGGER chaos_slow ON records`)
 	}, []string{"no answer"})
 }
 
@@ -229,7 +231,7 @@ func TestPostgresConnectionLimit(t *testing.T) {
 	name := strings.TrimPrefix(u.Path, "/")
 	// The instance and the other clients are ordinary roles: superusers
 	// have reserved connections.
-	execSQL(t, pg.URL, `DO $$ BEGIN
+	testkit.ExecSQL(t, pg.URL, `DO $$ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chaos_app') THEN CREATE ROLE chaos_app LOGIN; END IF;
 		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chaos_filler') THEN CREATE ROLE chaos_filler LOGIN; END IF;
 		END $$`, "ALTER DATABASE "+name+" OWNER TO chaos_app")

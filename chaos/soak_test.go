@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // TestSoak runs 2 instances on Postgres with many streams (each on one of
@@ -29,12 +31,12 @@ func TestSoak(t *testing.T) {
 
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
-	followers := make([]*follower, nStreams)
+	followers := make([]*testkit.Tracker, nStreams)
 	for i := range followers {
-		f := newFollower("stream "+strconv.Itoa(i),
+		f := testkit.NewTracker("stream "+strconv.Itoa(i),
 			[]string{"k/" + strconv.Itoa(rand.IntN(records)), "k/" + strconv.Itoa(rand.IntN(records))},
-			"ev/"+strconv.Itoa(i%groups)+"/", "Authorization", "Bearer "+token(t, "u"+strconv.Itoa(i)))
-		s, err := f.connect(bases[i%2])
+			[]string{"ev/" + strconv.Itoa(i%groups) + "/*"}, "Authorization", "Bearer "+token(t, "u"+strconv.Itoa(i)))
+		s, err := f.Connect(bases[i%2])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,14 +122,14 @@ func TestSoak(t *testing.T) {
 	l.mu.Unlock()
 
 	log := verify(t, db, l)
-	ix := index(log)
-	catchUp(followers, ix)
+	ix := testkit.NewIndex(log)
+	testkit.CatchUp(followers, ix, patience)
 	close(stop)
 	readers.Wait()
 	frames := 0
 	for _, f := range followers {
-		want := f.want(ix)
-		if err := f.compare(want); err != nil {
+		want := f.Expect(ix)
+		if err := f.Compare(want); err != nil {
 			t.Error(err)
 		}
 		frames += len(want)

@@ -38,7 +38,7 @@ func expectEnd(t *testing.T, c *sseClient) {
 	t.Helper()
 	for {
 		select {
-		case f, ok := <-c.frames:
+		case f, ok := <-c.Frames():
 			if !ok {
 				return
 			}
@@ -68,7 +68,7 @@ func TestDeepRecordEndsStream(t *testing.T) {
 	waitMetric(t, srv.URL, "switchboard_streams_open", 0)
 
 	c := openSSE(t, srv.URL+"/stream?event=x", "")
-	id := c.Expect(t, "ready").decode(t)["stream"].(string)
+	id := c.Expect(t, "ready").Decode(t)["stream"].(string)
 	st, _, b := do(t, http.MethodPost, srv.URL+"/stream/"+id+"/subscriptions", "application/json", `{"record":"deep"}`)
 	if st != http.StatusNoContent {
 		t.Fatalf("add: %d %s", st, b)
@@ -99,7 +99,7 @@ func TestOversizedRecordIsDenied(t *testing.T) {
 	}
 	c.Expect(t, "snapshot")
 	put(t, srv.URL, "small", `2`)
-	if m := c.Expect(t, "record").decode(t); m["name"] != "small" {
+	if m := c.Expect(t, "record").Decode(t); m["name"] != "small" {
 		t.Fatalf("record frame %v", m)
 	}
 	waitMetric(t, srv.URL, "switchboard_slow_disconnects_total", 0)

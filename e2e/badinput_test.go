@@ -49,7 +49,7 @@ func TestBadInput(t *testing.T) {
 func runBadCases(t *testing.T, u string, table func(subs string) []badCase) {
 	// The watcher: any change or event that gets through shows up here.
 	watch := openSSE(t, u+"/stream?record=fx/doc&record=fx/other&record=fx/new&event=ev/*", "")
-	stream, _ := watch.Expect(t, "ready").decode(t)["stream"].(string)
+	stream, _ := watch.Expect(t, "ready").Decode(t)["stream"].(string)
 	if stream == "" {
 		t.Fatal("ready frame without a stream id")
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api/client"
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // buildCLI builds the command at the repository's root.
@@ -204,7 +205,7 @@ func TestCLITail(t *testing.T) {
 // change comes once, with no snapshot or change repeated.
 func TestCLITailReconnects(t *testing.T) {
 	bin := buildCLI(t)
-	dir, port := t.TempDir(), strconv.Itoa(freePort(t))
+	dir, port := t.TempDir(), strconv.Itoa(testkit.FreePort(t))
 	env := map[string]string{"DATA_DIR": dir, "PORT": port}
 	s := startServer(t, env)
 	put(t, s.URL, "driver/14", `{"x":1}`)

@@ -40,7 +40,7 @@ func TestPGCollectionCrossInstance(t *testing.T) {
 
 	// A collection added through A to a stream that B holds.
 	dyn := openSSE(t, b+"/stream?event=none", "")
-	stream := dyn.Expect(t, "ready").decode(t)["stream"].(string)
+	stream := dyn.Expect(t, "ready").Decode(t)["stream"].(string)
 	st, h, body := do(t, http.MethodPost, a+"/stream/"+stream+"/subscriptions", "application/json", `{"record":"fleet/*"}`)
 	if st != http.StatusNoContent {
 		t.Fatalf("add fleet/* through A: %d %s", st, body)

@@ -83,7 +83,7 @@ func TestCollectionTenThousand(t *testing.T) {
 
 	target := "/stream?record=big/*"
 	c := openSSE(t, srv.URL+target, "")
-	checkResponse(t, "GET", target, c.resp.StatusCode, c.resp.Header, nil)
+	checkResponse(t, "GET", target, c.Response().StatusCode, c.Response().Header, nil)
 	ready := c.Expect(t, "ready")
 	checkSchema(t, "ReadyFrame", []byte(ready.Data))
 	if ready.ID != "" {
@@ -139,11 +139,11 @@ func TestCollectionLimitHTTP(t *testing.T) {
 	}
 
 	c := openSSE(t, srv.URL+"/stream?record=small/*", "")
-	stream := c.Expect(t, "ready").decode(t)["stream"].(string)
+	stream := c.Expect(t, "ready").Decode(t)["stream"].(string)
 	for range 100 {
 		c.Expect(t, "snapshot")
 	}
-	if m := c.Expect(t, "synced").decode(t); m["count"] != 100.0 {
+	if m := c.Expect(t, "synced").Decode(t); m["count"] != 100.0 {
 		t.Fatalf("synced: %v", m)
 	}
 	addSubscription(t, srv.URL, stream, `{"record":"large/*"}`)
@@ -163,7 +163,7 @@ func TestCollectionLimitHTTP(t *testing.T) {
 func TestCollectionBadNamesHTTP(t *testing.T) {
 	srv := startServer(t, nil)
 	c := openSSE(t, srv.URL+"/stream?record=*", "")
-	stream := c.Expect(t, "ready").decode(t)["stream"].(string)
+	stream := c.Expect(t, "ready").Decode(t)["stream"].(string)
 	c.Expect(t, "synced")
 	for _, q := range []string{"record=*x", "record=a/*/b", "record=/*", "record=**", "record=a/**", "event=**", "event=*x", "event=a/*/b"} {
 		kind, name, _ := strings.Cut(q, "=")

@@ -371,10 +371,10 @@ func TestContractHappyPaths(t *testing.T) {
 
 	// The stream: its headers and frames, and changing its subscriptions.
 	c := openSSE(t, u+"/stream?record=ct/doc&event=ct/*", "")
-	checkResponse(t, "GET", "/stream?record=ct/doc&event=ct/*", c.resp.StatusCode, c.resp.Header, nil)
+	checkResponse(t, "GET", "/stream?record=ct/doc&event=ct/*", c.Response().StatusCode, c.Response().Header, nil)
 	f := c.Expect(t, "ready")
 	checkSchema(t, "ReadyFrame", []byte(f.Data))
-	stream, _ := f.decode(t)["stream"].(string)
+	stream, _ := f.Decode(t)["stream"].(string)
 	if stream == "" {
 		t.Fatalf("ready frame %s: no stream id", f.Data)
 	}
@@ -398,11 +398,11 @@ func TestContractHappyPaths(t *testing.T) {
 
 	// The one-record stream, with a path.
 	c2 := openSSE(t, u+"/records/ct/list/a?path=n", "")
-	checkResponse(t, "GET", "/records/ct/list/a?path=n", c2.resp.StatusCode, c2.resp.Header, nil)
+	checkResponse(t, "GET", "/records/ct/list/a?path=n", c2.Response().StatusCode, c2.Response().Header, nil)
 	checkSchema(t, "ReadyFrame", []byte(c2.Expect(t, "ready").Data))
 	f = c2.Expect(t, "snapshot")
 	checkSchema(t, "SnapshotFrame", []byte(f.Data))
-	if m := f.decode(t); m["path"] != "n" || !sameJSON(t, m["data"], `1`) {
+	if m := f.Decode(t); m["path"] != "n" || !sameJSON(t, m["data"], `1`) {
 		t.Errorf("path snapshot: %s", f.Data)
 	}
 	doChecked(t, u, "PUT", "/records/ct/list/a?path=n", "application/json", `5`)

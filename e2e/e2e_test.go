@@ -45,7 +45,7 @@ func TestStreamVersionOrder(t *testing.T) {
 	c.Expect(t, "ready")
 	last := map[string]float64{}
 	for range records {
-		m := c.Expect(t, "snapshot").decode(t)
+		m := c.Expect(t, "snapshot").Decode(t)
 		if m["version"] != 0.0 || m["data"] != nil {
 			t.Fatalf("snapshot of a missing record: %v", m)
 		}
@@ -69,7 +69,7 @@ func TestStreamVersionOrder(t *testing.T) {
 	wg.Wait()
 	for n := 0; n < writers*perWriter; n++ {
 		f := c.Expect(t, "record")
-		m := f.decode(t)
+		m := f.Decode(t)
 		name, v := m["name"].(string), m["version"].(float64)
 		if v != last[name]+1 {
 			t.Fatalf("%s: version %v after %v", name, v, last[name])
@@ -147,17 +147,17 @@ func TestResumeNoGapNoDuplicate(t *testing.T) {
 			if lastID != "" {
 				t.Fatalf("snapshot after a resume: %s", f.Data)
 			}
-			m := f.decode(t)
+			m := f.Decode(t)
 			versions[m["name"].(string)] = m["version"].(float64)
 		case "record":
-			m := f.decode(t)
+			m := f.Decode(t)
 			name, v := m["name"].(string), m["version"].(float64)
 			if v != versions[name]+1 {
 				t.Fatalf("%s: version %v after %v (gap or duplicate)", name, v, versions[name])
 			}
 			versions[name] = v
 		case "event":
-			events[f.decode(t)["id"].(string)]++
+			events[f.Decode(t)["id"].(string)]++
 		case "reset":
 			t.Fatalf("unexpected reset: %s", f.Data)
 		}
@@ -248,11 +248,11 @@ func TestRestartKeepsEverything(t *testing.T) {
 	// The stream resumes on the new process: same id, next change only.
 	put(t, srv.URL, "keep/1", `"v3"`)
 	c = openSSE(t, srv.URL+"/stream?record=keep/1", token)
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	if want := token[:strings.LastIndexByte(token, '-')]; ready["stream"] != want {
 		t.Fatalf("resumed stream id %v, want %s", ready["stream"], want)
 	}
-	if m := c.Expect(t, "record").decode(t); m["data"] != "v3" || m["version"] != 3.0 {
+	if m := c.Expect(t, "record").Decode(t); m["data"] != "v3" || m["version"] != 3.0 {
 		t.Fatalf("after resume: %v", m)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // The limits of API.md's table that the other files do not test: each
@@ -136,7 +138,7 @@ func TestMaxStreamsPerUser(t *testing.T) {
 
 	first.Close()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := dialSSE(alice, "")
+		c, err := testkit.Dial(alice, "")
 		if err == nil {
 			c.Close()
 			break

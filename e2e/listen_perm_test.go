@@ -29,7 +29,7 @@ func openAs(t *testing.T, base, sub, query string) (*sseClient, string) {
 	t.Helper()
 	token := strings.TrimPrefix(userToken(t, sub, nil)[1], "Bearer ")
 	c := openSSE(t, base+"/stream?"+query+"&access_token="+url.QueryEscape(token), "")
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	return c, ready["stream"].(string)
 }
 

@@ -27,7 +27,7 @@ type listenMsg struct {
 func openListener(t *testing.T, base, query string) (*sseClient, string) {
 	t.Helper()
 	c := openSSE(t, base+"/stream?"+query, "")
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	return c, ready["stream"].(string)
 }
 
@@ -51,7 +51,7 @@ func nextListen(t *testing.T, c *sseClient, timeout time.Duration) listenMsg {
 
 func decodeInto(t *testing.T, f frame, v any) {
 	t.Helper()
-	m := f.decode(t)
+	m := f.Decode(t)
 	rv := reflect.ValueOf(v).Elem()
 	rv.FieldByName("Kind").SetString(m["kind"].(string))
 	rv.FieldByName("Name").SetString(m["name"].(string))

@@ -18,23 +18,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // eventsourceVersion is the npm package `eventsource` that the test runs
 // with node: a WHATWG EventSource for Node, which like a browser's gives
 // up for good on a reconnect answered with anything but 200.
 const eventsourceVersion = "eventsource@4.1.1"
-
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startNginx runs Debian's nginx in the foreground as a reverse proxy
 // from 127.0.0.1:port to 127.0.0.1:backend, configured as the README
@@ -247,7 +238,7 @@ func TestNginxRestart(t *testing.T) {
 		t.Fatalf("no headless Chromium at %s (%v): run `make test`, which installs Debian's chromium-headless-shell", chromiumPath, err)
 	}
 	bin := buildCommand(t)
-	backend, port := freePort(t), freePort(t)
+	backend, port := testkit.FreePort(t), testkit.FreePort(t)
 	env := []string{"HOST=127.0.0.1", "PORT=" + strconv.Itoa(backend), "AUTH_MODE=open", "DATA_DIR=" + t.TempDir(),
 		"STREAM_RETRY=1s", "DRAIN_RETRY=3s", "DRAIN_RETRY_SPREAD=2s"}
 	p := startProcess(t, bin, env...)

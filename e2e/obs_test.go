@@ -85,7 +85,7 @@ func TestRequestLog(t *testing.T) {
 
 	// One stream ends by the client going, one by the drain at shutdown.
 	gone := openSSE(t, srv.URL+"/stream?record=obs/a", "")
-	goneID := gone.Expect(t, "ready").decode(t)["stream"].(string)
+	goneID := gone.Expect(t, "ready").Decode(t)["stream"].(string)
 	gone.Expect(t, "snapshot")
 	gone.Close()
 	ended := waitLog(t, srv, "stream ended", "stream", goneID)
@@ -96,7 +96,7 @@ func TestRequestLog(t *testing.T) {
 	var clients []*sseClient
 	for range 3 {
 		c := openSSE(t, srv.URL+"/stream?record=obs/a&presence=*", "")
-		open = append(open, c.Expect(t, "ready").decode(t)["stream"].(string))
+		open = append(open, c.Expect(t, "ready").Decode(t)["stream"].(string))
 		c.Expect(t, "snapshot")
 		clients = append(clients, c)
 	}

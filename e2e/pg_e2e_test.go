@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 	"github.com/switchboard-dev/switchboard/migrations"
 	"github.com/switchboard-dev/switchboard/server"
 )
@@ -35,7 +36,7 @@ func pgServers(t testing.TB, n int, env map[string]string) (string, []*testServe
 	for i := range servers {
 		vars := map[string]string{"DATABASE_URL": url}
 		if os.Getenv("E2E_PEERS") != "" {
-			port := strconv.Itoa(freePort(t))
+			port := strconv.Itoa(testkit.FreePort(t))
 			vars["PORT"], vars["PEER_URL"] = port, "http://127.0.0.1:"+port
 		}
 		for k, v := range env {
@@ -68,52 +69,6 @@ func waitReadyz(t testing.TB, base string, want int, timeout time.Duration) {
 		}
 	}
 	t.Fatalf("%s/readyz answered %d for %v, want %d", base, got, timeout, want)
-}
-
-// logEntry is one row of the change log, read with SQL.
-type logEntry struct {
-	Seq     int64
-	Kind    string // set, patch, delete, event
-	Name    string
-	Version int64
-}
-
-// readLog reads the change log after a position, straight from the database.
-func readLog(t testing.TB, url string, after int64) []logEntry {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT seq, kind, name, version FROM log WHERE seq > $1 ORDER BY seq`, after)
-	if err != nil {
-		t.Fatalf("read the log: %v", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[logEntry])
-	if err != nil {
-		t.Fatalf("read the log: %v", err)
-	}
-	return out
-}
-
-// execSQL runs statements on the database at url as another program would.
-func execSQL(t testing.TB, url string, sql ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	for _, q := range sql {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
 }
 
 // seqOf returns the log position of a frame's id ("<stream>-<seq>").
@@ -169,7 +124,7 @@ func TestPGCrossInstance(t *testing.T) {
 	onB.Expect(t, "ready")
 	onA.Expect(t, "ready")
 	for _, c := range []*sseClient{onB, onB, onA} {
-		if m := c.Expect(t, "snapshot").decode(t); m["version"] != 0.0 {
+		if m := c.Expect(t, "snapshot").Decode(t); m["version"] != 0.0 {
 			t.Fatalf("snapshot of a missing record: %v", m)
 		}
 	}
@@ -187,7 +142,7 @@ func TestPGCrossInstance(t *testing.T) {
 	// Events.
 	id := publishEvent(t, a, "chat/room1", `{"text":"hi"}`)
 	f := onB.Expect(t, "event")
-	if m := f.decode(t); m["name"] != "chat/room1" || m["id"] != id || !jsonEqual(mustJSON(m["data"]), []byte(`{"text":"hi"}`)) {
+	if m := f.Decode(t); m["name"] != "chat/room1" || m["id"] != id || !jsonEqual(mustJSON(m["data"]), []byte(`{"text":"hi"}`)) {
 		t.Fatalf("event frame: %s (published id %s)", f.Data, id)
 	}
 	if strconv.FormatInt(seqOf(t, f), 10) != id {
@@ -210,7 +165,7 @@ func TestPGCrossInstance(t *testing.T) {
 	put(t, a, "doc", `{"r":3}`)
 	res := openSSE(t, b+"/stream?record=doc", token)
 	ready := res.Expect(t, "ready")
-	if want := token[:strings.LastIndexByte(token, '-')]; ready.decode(t)["stream"] != want || ready.ID != token {
+	if want := token[:strings.LastIndexByte(token, '-')]; ready.Decode(t)["stream"] != want || ready.ID != token {
 		t.Fatalf("ready on B: id %s %s, want stream %s at %s", ready.ID, ready.Data, want, token)
 	}
 	missed := []frame{
@@ -219,7 +174,7 @@ func TestPGCrossInstance(t *testing.T) {
 		expectRecord(t, res, "doc", 6, `{"r":3}`),
 	}
 	var docLog []int64
-	for _, e := range readLog(t, url, seqOf(t, ready)) {
+	for _, e := range testkit.ReadLog(t, url, seqOf(t, ready)) {
 		if e.Name == "doc" {
 			docLog = append(docLog, e.Seq)
 		}
@@ -233,7 +188,7 @@ func TestPGCrossInstance(t *testing.T) {
 	put(t, a, "doc?path=r", `4`)
 	expectRecord(t, res, "doc", 7, `{"r":4}`)
 	for v := 4; v <= 7; v++ {
-		if m := onB.Expect(t, "record").decode(t); m["version"] != float64(v) {
+		if m := onB.Expect(t, "record").Decode(t); m["version"] != float64(v) {
 			t.Fatalf("B's first stream: %v, want version %d", m, v)
 		}
 	}
@@ -250,13 +205,13 @@ func mustJSON(v any) []byte {
 // holds, then resumes that stream on A.
 func testPGDynamic(t *testing.T, a, b string) {
 	dyn := openSSE(t, b+"/stream", "")
-	id := dyn.Expect(t, "ready").decode(t)["stream"].(string)
+	id := dyn.Expect(t, "ready").Decode(t)["stream"].(string)
 	subs := a + "/stream/" + id + "/subscriptions"
 
 	if st, _, body := do(t, http.MethodPost, subs, "application/json", `{"record":"doc"}`); st != http.StatusNoContent {
 		t.Fatalf("add record through A: %d %s", st, body)
 	}
-	if m := dyn.Expect(t, "snapshot").decode(t); m["name"] != "doc" || m["version"] != 7.0 {
+	if m := dyn.Expect(t, "snapshot").Decode(t); m["name"] != "doc" || m["version"] != 7.0 {
 		t.Fatalf("snapshot after adding through A: %v", m)
 	}
 	put(t, a, "doc", `{"d":8}`)
@@ -274,7 +229,7 @@ func testPGDynamic(t *testing.T, a, b string) {
 			if !ok {
 				break
 			}
-			if f.Event != "event" || f.decode(t)["name"] != "news/probe" {
+			if f.Event != "event" || f.Decode(t)["name"] != "news/probe" {
 				t.Fatalf("while probing: %s %s", f.Event, f.Data)
 			}
 			arrived = true
@@ -308,11 +263,11 @@ func testPGDynamic(t *testing.T, a, b string) {
 	dyn.Close()
 	publishEvent(t, b, "news/resumed", `1`)
 	c := openSSE(t, a+"/stream", token)
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	if ready["stream"] != id || len(ready["subscriptions"].([]any)) != 1 {
 		t.Fatalf("ready on A: %v, want stream %s with one subscription", ready, id)
 	}
-	if m := c.Expect(t, "event").decode(t); m["name"] != "news/resumed" {
+	if m := c.Expect(t, "event").Decode(t); m["name"] != "news/resumed" {
 		t.Fatalf("after resuming on A: %v", m)
 	}
 }
@@ -330,17 +285,17 @@ func TestPGDirectSQL(t *testing.T) {
 		c.Expect(t, "snapshot")
 		streams = append(streams, c)
 	}
-	execSQL(t, url, `UPDATE records SET data = '{"by": "sql"}' WHERE name = 'sql/doc'`)
-	execSQL(t, url, `INSERT INTO records (name, version, data) VALUES ('sql/new', 0, '{"n": [1, 2]}')`)
-	execSQL(t, url, `DELETE FROM records WHERE name = 'sql/doc'`)
+	testkit.ExecSQL(t, url, `UPDATE records SET data = '{"by": "sql"}' WHERE name = 'sql/doc'`)
+	testkit.ExecSQL(t, url, `INSERT INTO records (name, version, data) VALUES ('sql/new', 0, '{"n": [1, 2]}')`)
+	testkit.ExecSQL(t, url, `DELETE FROM records WHERE name = 'sql/doc'`)
 	put(t, srv[1].URL, "sql/new?path=m", `"api"`)
 	for _, c := range streams {
 		f := expectRecord(t, c, "sql/doc", 2, `{"by":"sql"}`)
-		if m := f.decode(t); m["op"] != "set" {
+		if m := f.Decode(t); m["op"] != "set" {
 			t.Fatalf("SQL update frame: %v", m)
 		}
 		expectRecord(t, c, "sql/new", 1, `{"n":[1,2]}`)
-		if m := c.Expect(t, "delete").decode(t); m["name"] != "sql/doc" || m["version"] != 3.0 {
+		if m := c.Expect(t, "delete").Decode(t); m["name"] != "sql/doc" || m["version"] != 3.0 {
 			t.Fatalf("SQL delete frame: %v", m)
 		}
 		expectRecord(t, c, "sql/new", 2, `{"n":[1,2],"m":"api"}`)

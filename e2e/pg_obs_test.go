@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // TestPGObservability: on Postgres, a lost notification listener shows in
@@ -14,7 +16,7 @@ func TestPGObservability(t *testing.T) {
 	url, servers := pgServers(t, 1, nil)
 	srv := servers[0]
 	waitSample(t, srv.URL, "switchboard_listener_reconnects_total", 0)
-	execSQL(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	testkit.ExecSQL(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE application_name = 'switchboard-listener' AND datname = current_database()`)
 	waitSample(t, srv.URL, "switchboard_listener_reconnects_total", 1)
 	waitReadyz(t, srv.URL, http.StatusOK, 30*time.Second)
@@ -22,7 +24,7 @@ func TestPGObservability(t *testing.T) {
 	var ids []string
 	for range 2 {
 		c := openSSE(t, srv.URL+"/stream?record=obs/pg&presence=*", "")
-		ids = append(ids, c.Expect(t, "ready").decode(t)["stream"].(string))
+		ids = append(ids, c.Expect(t, "ready").Decode(t)["stream"].(string))
 	}
 	put(t, srv.URL, "obs/pg", `1`)
 	waitSample(t, srv.URL, "switchboard_notified_groups_total", 1)

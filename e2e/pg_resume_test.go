@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // pgWriter writes records mix/0..mix/5 (whole, by path, by merge patch,
@@ -60,18 +61,18 @@ func pgWriter(base string, w int, stop <-chan struct{}, ops *atomic.Int64) error
 func TestPGResumeAcrossInstances(t *testing.T) {
 	url, srv := pgServers(t, 2, nil)
 	a, b := srv[0].URL, srv[1].URL
-	trackers := make([]*pgTracker, 4)
+	trackers := make([]*testkit.Tracker, 4)
 	for i := range trackers {
 		recs := []string{"mix/" + strconv.Itoa(i), "mix/" + strconv.Itoa((i+1)%6), "mix/" + strconv.Itoa((i+3)%6)}
 		events := []string{"ev/" + strconv.Itoa(i%2) + "/*"}
 		if i == 3 {
 			events = append(events, "ev/x")
 		}
-		trackers[i] = newTracker("stream "+strconv.Itoa(i), recs, events)
+		trackers[i] = testkit.NewTracker("stream "+strconv.Itoa(i), recs, events)
 	}
 	firsts := make([]*sseClient, len(trackers))
 	for i, k := range trackers {
-		firsts[i] = k.open(t, b)
+		firsts[i] = openTracker(t, k, b)
 	}
 
 	stop, abort := make(chan struct{}), make(chan struct{})
@@ -85,7 +86,7 @@ func TestPGResumeAcrossInstances(t *testing.T) {
 		})
 	}
 	for i, k := range trackers {
-		readers.Go(func() { k.churn(firsts[i], []string{a, b}, abort) })
+		readers.Go(func() { churn(k, firsts[i], []string{a, b}, abort) })
 	}
 	time.Sleep(10 * time.Second)
 	close(stop)
@@ -102,17 +103,21 @@ func TestPGResumeAcrossInstances(t *testing.T) {
 // compareTrackers reads the log, waits for the readers to catch up with it
 // (or aborts them), and compares every stream with the log. It returns
 // the log.
-func compareTrackers(t testing.TB, url string, trackers []*pgTracker, readers *sync.WaitGroup, abort chan struct{}) []logEntry {
+func compareTrackers(t testing.TB, url string, trackers []*testkit.Tracker, readers *sync.WaitGroup, abort chan struct{}) []testkit.LogEntry {
 	t.Helper()
-	log := readLog(t, url, 0)
-	wants := make([][]logEntry, len(trackers))
+	log := testkit.ReadLog(t, url, 0)
+	ix := testkit.NewIndex(log)
+	wants := make([][]testkit.LogEntry, len(trackers))
 	for i, k := range trackers {
-		wants[i] = k.expect(log)
+		wants[i] = k.Expect(ix)
 	}
 	waitOrAbort(t, readers, abort, 30*time.Second)
 	for i, k := range trackers {
-		k.compare(t, wants[i])
-		t.Logf("%s: %d changes over %d connections", k.name, len(k.got), k.conns)
+		if err := k.Compare(wants[i]); err != nil {
+			t.Error(err)
+		}
+		changes, conns := k.Delivered()
+		t.Logf("%s: %d changes over %d connections", k.Name(), changes, conns)
 	}
 	return log
 }
@@ -140,16 +145,16 @@ func TestPGOutage(t *testing.T) {
 	url, srv := pgServers(t, 2, nil)
 	a, b := srv[0].URL, srv[1].URL
 	records, events := []string{"out/0", "out/1", "out/2"}, []string{"note/*"}
-	trackers := []*pgTracker{
-		newTracker("held on A", records, events),
-		newTracker("held on B", records, events),
-		newTracker("cut on A", records, events),
-		newTracker("cut on B", records, events),
+	trackers := []*testkit.Tracker{
+		testkit.NewTracker("held on A", records, events),
+		testkit.NewTracker("held on B", records, events),
+		testkit.NewTracker("cut on A", records, events),
+		testkit.NewTracker("cut on B", records, events),
 	}
 	homes := [][]string{{a, b}, {b, a}, {a, b}, {b, a}}
 	firsts := make([]*sseClient, len(trackers))
 	for i, k := range trackers {
-		firsts[i] = k.open(t, homes[i][0])
+		firsts[i] = openTracker(t, k, homes[i][0])
 	}
 
 	stop, abort, cut := make(chan struct{}), make(chan struct{}), make(chan struct{})
@@ -193,7 +198,7 @@ func TestPGOutage(t *testing.T) {
 		if i < 2 {
 			c = nil
 		}
-		readers.Go(func() { k.follow(firsts[i], homes[i], c, abort) })
+		readers.Go(func() { follow(k, firsts[i], homes[i], c, abort) })
 	}
 
 	time.Sleep(time.Second)
@@ -237,8 +242,8 @@ func TestPGOutage(t *testing.T) {
 
 	log := compareTrackers(t, url, trackers, &readers, abort)
 	for _, k := range trackers[2:] {
-		if k.conns < 2 {
-			t.Errorf("%s: never resumed", k.name)
+		if _, conns := k.Delivered(); conns < 2 {
+			t.Errorf("%s: never resumed", k.Name())
 		}
 	}
 	checkAcked(t, log, acks, recovered)
@@ -254,7 +259,7 @@ type acked struct {
 
 // checkAcked checks that every acknowledged write is in the log, and that
 // writes were acknowledged after recovery.
-func checkAcked(t testing.TB, log []logEntry, acks []acked, recovered time.Time) {
+func checkAcked(t testing.TB, log []testkit.LogEntry, acks []acked, recovered time.Time) {
 	t.Helper()
 	type key struct {
 		name    string

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/switchboard-dev/switchboard/db/postgres/pgtest"
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 	"github.com/switchboard-dev/switchboard/peer"
 )
 
@@ -33,7 +34,7 @@ func sequencerServers(t *testing.T, n int, env map[string]string) (string, []*te
 	db := pgtest.NewDatabase(t)
 	servers := make([]*testServer, n)
 	for i := range servers {
-		port := freePort(t)
+		port := testkit.FreePort(t)
 		vars := map[string]string{
 			"DATABASE_URL": db,
 			"PORT":         strconv.Itoa(port),
@@ -315,7 +316,7 @@ func TestPGSequencerUnreachable(t *testing.T) {
 		}
 	}
 
-	setLease(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
+	setLease(fmt.Sprintf("http://127.0.0.1:%d", testkit.FreePort(t)))
 	for i, s := range servers {
 		servedHere(s, fmt.Sprintf("here/%d", i))
 	}
@@ -367,7 +368,7 @@ func TestPGSequencerUnreachable(t *testing.T) {
 	}
 
 	// The lease runs out: one of ours takes it again and writes flow.
-	execSQL(t, db, `UPDATE sequencer SET until = now()`)
+	testkit.ExecSQL(t, db, `UPDATE sequencer SET until = now()`)
 	waitSequencer(t, db, servers)
 	for _, s := range servers {
 		put(t, s.URL, "after", `2`)

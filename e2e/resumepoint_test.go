@@ -37,13 +37,13 @@ func resumeAhead(t *testing.T, a, b string) {
 	c.Close()
 
 	c = openSSE(t, b+"/stream?record=r", id+"-"+strconv.FormatInt(pos+1000, 10))
-	if got := c.Expect(t, "ready").decode(t)["stream"]; got != id {
+	if got := c.Expect(t, "ready").Decode(t)["stream"]; got != id {
 		t.Fatalf("stream %v, want %s", got, id)
 	}
-	if reason := c.Expect(t, "reset").decode(t)["reason"].(string); !strings.Contains(reason, "ahead") {
+	if reason := c.Expect(t, "reset").Decode(t)["reason"].(string); !strings.Contains(reason, "ahead") {
 		t.Fatalf("reset reason %q", reason)
 	}
-	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 1.0 {
+	if m := c.Expect(t, "snapshot").Decode(t); m["version"] != 1.0 {
 		t.Fatalf("snapshot: %v", m)
 	}
 }
@@ -77,16 +77,16 @@ func resumeBeforeStart(t *testing.T, a, b string) {
 	c.Close()
 
 	c = openSSE(t, b+"/stream?record=r&event=e", id+"-0")
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	if ready["stream"] != id || len(ready["subscriptions"].([]any)) != 3 {
 		t.Fatalf("ready: %v", ready)
 	}
-	if reason := c.Expect(t, "reset").decode(t)["reason"].(string); !strings.Contains(reason, "start") {
+	if reason := c.Expect(t, "reset").Decode(t)["reason"].(string); !strings.Contains(reason, "start") {
 		t.Fatalf("reset reason %q", reason)
 	}
 	want := map[string]float64{"r": 3, "added": 1} // their data now
 	for range len(want) {
-		m := c.Expect(t, "snapshot").decode(t)
+		m := c.Expect(t, "snapshot").Decode(t)
 		if m["data"] != want[m["name"].(string)] {
 			t.Fatalf("snapshot: %v", m)
 		}

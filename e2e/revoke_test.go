@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // signJTIToken signs an HS256 token for sub with the id jti, with
@@ -84,7 +86,7 @@ func TestPGRevokeEveryInstance(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		waitEnded(t, streams[name], time.Until(start.Add(time.Second)))
-		if _, err := dialSSE(srv.URL+"/stream?record=doc&access_token="+url.QueryEscape(revoked), ""); err == nil || !strings.Contains(err.Error(), ": 401 ") {
+		if _, err := testkit.Dial(srv.URL+"/stream?record=doc&access_token="+url.QueryEscape(revoked), ""); err == nil || !strings.Contains(err.Error(), ": 401 ") {
 			t.Errorf("%s: the revoked token's reconnect: %v, want 401", name, err)
 		}
 		if st, _, body := doChecked(t, srv.URL, "PUT", "/records/doc", "application/json", `{"n":2}`, bearer(revoked)...); st != http.StatusUnauthorized {

@@ -20,21 +20,21 @@ func TestPathSubscription(t *testing.T) {
 	} {
 		c := openSSE(t, url, "")
 		c.Expect(t, "ready")
-		if m := c.Expect(t, "snapshot").decode(t); m["path"] != "pos.x" || m["data"] != 1.0 || m["version"] != 1.0 {
+		if m := c.Expect(t, "snapshot").Decode(t); m["path"] != "pos.x" || m["data"] != 1.0 || m["version"] != 1.0 {
 			t.Fatalf("snapshot: %v", m)
 		}
 		put(t, srv.URL, "car?path=speed", `4`)  // pos.x unchanged: no frame
 		put(t, srv.URL, "car?path=/pos/x", `2`) // changed
-		m := c.Expect(t, "record").decode(t)
+		m := c.Expect(t, "record").Decode(t)
 		if m["version"] != 3.0 || m["data"] != 2.0 || m["path"] != "pos.x" || m["op"] != "patch" {
 			t.Fatalf("record frame: %v", m)
 		}
 		do(t, http.MethodDelete, srv.URL+"/records/car", "", "")
-		if m := c.Expect(t, "delete").decode(t); m["version"] != 4.0 {
+		if m := c.Expect(t, "delete").Decode(t); m["version"] != 4.0 {
 			t.Fatalf("delete frame: %v", m)
 		}
 		put(t, srv.URL, "car", `{"pos":{"x":2}}`)
-		if m := c.Expect(t, "record").decode(t); m["version"] != 5.0 || m["data"] != 2.0 || m["op"] != "set" { // after the delete's 4
+		if m := c.Expect(t, "record").Decode(t); m["version"] != 5.0 || m["data"] != 2.0 || m["op"] != "set" { // after the delete's 4
 			t.Fatalf("record frame after re-creation: %v", m)
 		}
 	}
@@ -46,13 +46,13 @@ func TestDynamicSubscriptions(t *testing.T) {
 	srv := startServer(t, nil)
 	put(t, srv.URL, "doc", `{"a":1}`)
 	c := openSSE(t, srv.URL+"/stream", "")
-	id := c.Expect(t, "ready").decode(t)["stream"].(string)
+	id := c.Expect(t, "ready").Decode(t)["stream"].(string)
 	subs := srv.URL + "/stream/" + id + "/subscriptions"
 
 	if st, _, b := do(t, http.MethodPost, subs, "application/json", `{"record":"doc"}`); st != http.StatusNoContent {
 		t.Fatalf("add record: %d %s", st, b)
 	}
-	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 1.0 {
+	if m := c.Expect(t, "snapshot").Decode(t); m["version"] != 1.0 {
 		t.Fatalf("snapshot: %v", m)
 	}
 	if st, _, b := do(t, http.MethodPost, subs, "application/json", `{"event":"news/*"}`); st != http.StatusNoContent {
@@ -76,11 +76,11 @@ func TestDynamicSubscriptions(t *testing.T) {
 	// subscriptions added later are still there.
 	put(t, srv.URL, "doc", `{"a":3}`)
 	c = openSSE(t, srv.URL+"/stream", token)
-	ready := c.Expect(t, "ready").decode(t)
+	ready := c.Expect(t, "ready").Decode(t)
 	if ready["stream"] != id || len(ready["subscriptions"].([]any)) != 2 {
 		t.Fatalf("ready after resume: %v", ready)
 	}
-	if m := c.Expect(t, "record").decode(t); m["version"] != 3.0 {
+	if m := c.Expect(t, "record").Decode(t); m["version"] != 3.0 {
 		t.Fatalf("missed change: %v", m)
 	}
 	if st, _, _ := do(t, http.MethodDelete, subs, "application/json", `{"record":"doc"}`); st != http.StatusNoContent {
@@ -204,7 +204,7 @@ func TestResumeTooOld(t *testing.T) {
 	c = openSSE(t, srv.URL+"/stream?record=r", token)
 	c.Expect(t, "ready")
 	c.Expect(t, "reset")
-	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 4.0 {
+	if m := c.Expect(t, "snapshot").Decode(t); m["version"] != 4.0 {
 		t.Fatalf("snapshot after reset: %v", m)
 	}
 	for _, bad := range []string{"garbage", "x-1", "-5"} {
@@ -235,7 +235,7 @@ func TestResumeTooOldBySize(t *testing.T) {
 	c = openSSE(t, srv.URL+"/stream?record=r", token)
 	c.Expect(t, "ready")
 	c.Expect(t, "reset")
-	if m := c.Expect(t, "snapshot").decode(t); m["version"] != 6.0 {
+	if m := c.Expect(t, "snapshot").Decode(t); m["version"] != 6.0 {
 		t.Fatalf("snapshot after reset: %v", m)
 	}
 }
@@ -249,7 +249,7 @@ func TestGracefulShutdown(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { srv.Stop(t); close(stopped) }()
 	select {
-	case _, ok := <-c.frames:
+	case _, ok := <-c.Frames():
 		if ok {
 			t.Fatal("got a frame instead of the end of the stream")
 		}
@@ -303,7 +303,7 @@ func TestStartPosition(t *testing.T) {
 	put(t, srv.URL, "p/b", `2`)
 	c = openSSE(t, srv.URL+"/stream?record=p/a&record=p/b&event=p/e", last.ID)
 	c.Expect(t, "ready")
-	if m := c.Expect(t, "record").decode(t); m["name"] != "p/b" || m["version"] != 2.0 {
+	if m := c.Expect(t, "record").Decode(t); m["name"] != "p/b" || m["version"] != 2.0 {
 		t.Fatalf("after resume: %v", m)
 	}
 }

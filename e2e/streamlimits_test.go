@@ -43,7 +43,7 @@ func TestMaxSubscriptionsPerStream(t *testing.T) {
 
 	c := openSSE(t, srv.URL+"/stream?event=a&event=b", "")
 	ready := c.Expect(t, "ready")
-	id := ready.decode(t)["stream"].(string)
+	id := ready.Decode(t)["stream"].(string)
 	subs := srv.URL + "/stream/" + id + "/subscriptions"
 	st, h, b = do(t, http.MethodPost, subs, "application/json", `{"event":"c"}`)
 	limited("add a third subscription", st, h, b)
@@ -54,7 +54,7 @@ func TestMaxSubscriptionsPerStream(t *testing.T) {
 
 	// The stream resumed: the subscriptions it had, no more.
 	c = openSSE(t, srv.URL+"/stream?event=a&event=b", ready.ID)
-	got := c.Expect(t, "ready").decode(t)
+	got := c.Expect(t, "ready").Decode(t)
 	if got["stream"] != id || len(got["subscriptions"].([]any)) != 2 {
 		t.Fatalf("ready after resume: %v", got)
 	}
