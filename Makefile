@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeChanges -fuzztime $(FUZZTIME) ./db/postgres/
 	$(GO) test -run '^$$' -fuzz FuzzQuery -fuzztime $(FUZZTIME) ./handlers/
 	$(GO) test -run '^$$' -fuzz FuzzPatch -fuzztime $(FUZZTIME) ./realtime/
+	$(GO) test -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME) ./realtime/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./realtime/rules/
 	$(GO) test -run '^$$' -fuzz FuzzLink -fuzztime $(FUZZTIME) ./peer/
 	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./realtime/rules/

@@ -59,6 +59,17 @@ func badByte(s string) string {
 	return fmt.Sprintf("%q, bytes %s", r, b.String())
 }
 
+// NamePrefix reports whether some name may start with p: whether each of
+// its bytes is one that a name may hold.
+func NamePrefix(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if !nameByte(p[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func nameByte(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':

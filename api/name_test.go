@@ -128,6 +128,20 @@ func TestValidateNameBytes(t *testing.T) {
 	}
 }
 
+// TestNamePrefix: a prefix may start a name exactly when each of its
+// bytes is one a name may hold.
+func TestNamePrefix(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		p := "a/" + string([]byte{byte(c)})
+		if got, want := api.NamePrefix(p), strings.IndexByte(nameBytes, byte(c)) >= 0; got != want {
+			t.Errorf("NamePrefix(%q) = %v, want %v", p, got, want)
+		}
+	}
+	if !api.NamePrefix("") {
+		t.Error(`NamePrefix("") = false: every name starts with ""`)
+	}
+}
+
 func TestValidatePattern(t *testing.T) {
 	tests := []struct {
 		pattern    string

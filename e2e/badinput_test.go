@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testkit"
 )
 
 // badCase is one request that API.md's error table refuses.
@@ -42,6 +44,42 @@ type badRecordState struct {
 func TestBadInput(t *testing.T) {
 	srv := startServer(t, map[string]string{"MAX_BODY_BYTES": "1024"})
 	runBadCases(t, srv.URL, badInputCases)
+}
+
+// TestPGBadText: on Postgres, which refuses to compare bytes that are not
+// text with its names, queries and ids of such bytes are answered as on
+// the embedded store (TestBadInput): 400 or 404 as API.md says, an empty
+// list for a prefix no name can start with, and a fresh stream with a
+// reset for a resume token no stream can have. Never 500.
+func TestPGBadText(t *testing.T) {
+	_, srv := pgServers(t, 1, nil)
+	u := srv[0].URL
+	runBadCases(t, u, badTextCases)
+	for _, prefix := range []string{"%7F", "%DF%BF", "fx%7F", "%C3%A9", "fx%20"} {
+		s, _, b := do(t, http.MethodGet, u+"/records?prefix="+prefix, "", "")
+		var page struct {
+			Records []any
+			Next    *string
+		}
+		if err := json.Unmarshal(b, &page); s != http.StatusOK || err != nil || page.Records == nil || len(page.Records) > 0 || page.Next != nil {
+			t.Errorf("GET /records?prefix=%s: %d %s, want 200 and no records", prefix, s, b)
+		}
+	}
+	for _, r := range []struct{ target, lastID string }{
+		{"/stream?record=fx/doc&lastEventId=%00-1", ""},
+		{"/stream?record=fx/doc&lastEventId=%FF-1", ""},
+		{"/stream?record=fx/doc", "\xff-1"},
+		{"/stream?record=fx/doc", "abcdefghijklmno\xff-3"},
+	} {
+		c, err := testkit.Dial(u+r.target, r.lastID)
+		if err != nil {
+			t.Fatalf("resume %q %q: %v", r.target, r.lastID, err)
+		}
+		for _, want := range []string{"ready", "reset", "snapshot"} {
+			c.Expect(t, want)
+		}
+		c.Close()
+	}
 }
 
 // runBadCases sends each of the cases to the server at u, from
@@ -237,6 +275,26 @@ func badState(t *testing.T, base string) map[string]badRecordState {
 		out[r.Name] = badRecordState{rec.Version, string(rec.Data)}
 	}
 	return out
+}
+
+// badTextCases are the requests whose query or path holds bytes that are
+// not text (not UTF-8, or NUL), which no name and no stream id holds, and
+// which a database refuses to compare with its own: each store answers
+// them as API.md says, never 500.
+func badTextCases(string) []badCase {
+	var cases []badCase
+	for _, v := range []string{"%FF", "%00", "a%C3", "%ED%A0%80"} {
+		for _, p := range []string{"prefix", "after"} {
+			cases = append(cases, badCase{name: "list " + p + "=" + v, method: "GET", target: "/records?" + p + "=" + v, status: 400,
+				code: "INVALID_PARAMETER", members: map[string]any{"parameter": p}})
+		}
+	}
+	for _, m := range []string{"POST", "DELETE"} {
+		for _, id := range []string{"nope", "0190d7a2-5b1c-7c4e-9a53-2f1e0c9d8b11", "abcdefghijklmnop", "%00", "%FF", "abcdefghijklmno%FF"} {
+			cases = append(cases, badCase{name: m + " subscription unknown stream " + id, method: m, target: "/stream/" + id + "/subscriptions", ct: "application/json", body: `{"record":"fx/doc"}`, status: 404, code: "NOT_FOUND"})
+		}
+	}
+	return cases
 }
 
 // badInputCases is the table: every row of API.md's error table that
@@ -547,11 +605,10 @@ func badInputCases(subs string) []badCase {
 			code: "INVALID_PARAMETER", members: map[string]any{"parameter": "limit"}})
 	}
 
+	cases = append(cases, badTextCases(subs)...)
+
 	// Stream subscriptions: unknown stream, invalid bodies.
 	for _, m := range []string{"POST", "DELETE"} {
-		for _, id := range []string{"nope", "0190d7a2-5b1c-7c4e-9a53-2f1e0c9d8b11"} {
-			add(badCase{name: m + " subscription unknown stream " + id, method: m, target: "/stream/" + id + "/subscriptions", ct: jsonCT, body: `{"record":"fx/doc"}`, status: 404, code: "NOT_FOUND"})
-		}
 		for _, b := range []struct{ body, code string }{
 			{`{}`, "INVALID_JSON"},
 			{`[]`, "INVALID_JSON"},

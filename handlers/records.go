@@ -66,8 +66,15 @@ func listRecords(records *realtime.Records) http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		q := r.URL.Query()
-		recs, after, err := records.List(r.Context(), userFrom(r), q.Get("prefix"), q.Get("after"), limit)
+		prefix, err := textQuery(r, "prefix")
+		if err != nil {
+			return err
+		}
+		after, err := textQuery(r, "after")
+		if err != nil {
+			return err
+		}
+		recs, after, err := records.List(r.Context(), userFrom(r), prefix, after, limit)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -224,6 +225,17 @@ func intQuery(r *http.Request, key string, def, lo, hi int) (int, error) {
 		return 0, api.InvalidParameter(key, "%s must be a whole number from %d to %d, not %q", key, lo, hi, s)
 	}
 	return n, nil
+}
+
+// textQuery returns an optional query parameter that must be text: UTF-8
+// without NUL, as every name is (a database cannot compare anything else
+// with its names).
+func textQuery(r *http.Request, key string) (string, error) {
+	s := r.URL.Query().Get(key)
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return "", api.InvalidParameter(key, "%s must be UTF-8 text without NUL, not %q", key, s)
+	}
+	return s, nil
 }
 
 // checkQuery refuses every request whose query string does not parse,

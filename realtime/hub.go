@@ -459,6 +459,9 @@ func (h *Hub) ChangeSubscription(ctx context.Context, user api.User, id string, 
 	if err := h.checkFeed(x); err != nil {
 		return err
 	}
+	if !isStreamID(id) { // a store may not even take it
+		return api.Errorf(api.CodeNotFound, "stream %q does not exist", id)
+	}
 	info, err := h.store.GetStream(ctx, id)
 	if err != nil {
 		return err
@@ -522,10 +525,24 @@ func newStreamID() string {
 	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
 }
 
+// isStreamID reports whether id has the form of newStreamID's ids: 16
+// characters of the lower-case base32 alphabet.
+func isStreamID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for i := range len(id) {
+		if c := id[i]; !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseToken splits a resume token "<stream id>-<position>".
 func ParseToken(tok string) (id string, pos int64, ok bool) {
 	i := strings.LastIndexByte(tok, '-')
-	if i <= 0 || i == len(tok)-1 || len(tok) > 64 {
+	if i <= 0 || i == len(tok)-1 || len(tok) > 64 || !isStreamID(tok[:i]) {
 		return "", 0, false
 	}
 	var n int64

@@ -87,6 +87,9 @@ func (r *Records) GetPath(ctx context.Context, user api.User, name string, path 
 // names read to fill it are bounded, so that a caller who may read few of
 // many names does not make one request scan them all.
 func (r *Records) List(ctx context.Context, user api.User, prefix, after string, limit int) (recs []api.Record, next string, err error) {
+	if !api.NamePrefix(prefix) {
+		return nil, "", nil // no name starts so; a store may not even take it
+	}
 	if _, all := r.access.(AllowAll); all {
 		if recs, err = r.store.List(ctx, prefix, after, limit+1); err != nil {
 			return nil, "", err

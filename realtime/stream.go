@@ -156,10 +156,12 @@ func (h *Hub) waitStarted(ctx context.Context) error {
 // other token leaves subs, and s.reset says why.
 func (s *Stream) resumeFrom(ctx context.Context, token string, subs []api.StreamSub) ([]api.StreamSub, error) {
 	id, pos, ok := ParseToken(token)
+	if !ok {
+		s.reset = "the resume token is not one this server issued"
+		return subs, nil
+	}
 	info, err := s.hub.store.GetStream(ctx, id)
 	switch {
-	case !ok:
-		s.reset = "the resume token is not one this server issued"
 	case api.IsCode(err, api.CodeNotFound) || (err == nil && info.User != s.User.ID):
 		s.reset = "the stream to resume is unknown or expired"
 	case err != nil:
