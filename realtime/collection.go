@@ -202,6 +202,17 @@ func (s *Stream) writeDenied(x *sub, id int64) error {
 	return s.write(id, frame)
 }
 
+// spill flushes the frames a detached stream has gathered once they pass
+// its buffer's size (BufferBytes), so that a start or a change that makes
+// many frames (many subscriptions of one large record) holds no more than
+// that, and one frame, for a client that does not read (ErrSlow).
+func (s *Stream) spill() error {
+	if s.pooled() && len(s.det.out) > s.hub.cfg.BufferBytes {
+		return s.flushSnapshot()
+	}
+	return nil
+}
+
 // flushSnapshot writes a page of snapshots out. A stream served by its
 // own goroutine, or starting on its handler's, waits for the socket; a
 // stream served by the writer pool (a collection added to an open

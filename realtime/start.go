@@ -120,13 +120,18 @@ func (s *Stream) checkResume(ctx context.Context) error {
 // subscriptions.
 func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, error) {
 	var names []string
-	colls := 0
+	at := map[string]int{} // a record's index in names: read once for all its subscriptions
+	colls, nrecs := 0, 0
 	for _, x := range subs {
 		switch {
 		case x.coll != nil:
 			colls++
 		case x.Record != "":
-			names = append(names, x.Record)
+			nrecs++
+			if _, ok := at[x.Record]; !ok {
+				at[x.Record] = len(names)
+				names = append(names, x.Record)
+			}
 		}
 	}
 	pos, recs, err := s.hub.store.Snapshot(ctx, names)
@@ -139,7 +144,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		// connection before it has every snapshot has no id to resume
 		// from, and starts over.
 		s.lastSeq = pos
-		if err := s.writeReady(len(names) == 0 && colls == 0); err != nil {
+		if err := s.writeReady(nrecs == 0 && colls == 0); err != nil {
 			return 0, err
 		}
 	}
@@ -149,7 +154,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		if x.Record == "" || x.coll != nil {
 			continue
 		}
-		rec := recs[i]
+		rec := recs[at[x.Record]]
 		i++
 		x.Since = pos
 		if !s.snapshotAllowed(ctx, x, rec) {
@@ -158,7 +163,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 			if err != nil {
 				return 0, err
 			}
-			if first && i == len(names) && colls == 0 {
+			if first && i == nrecs && colls == 0 {
 				if err := s.writeID(pos); err != nil {
 					return 0, err
 				}
@@ -179,12 +184,15 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 			}
 			denied = append(denied, x)
 		}
-		if first && i == len(names) && colls == 0 {
+		if first && i == nrecs && colls == 0 {
 			if err := s.writeID(pos); err != nil {
 				return 0, err
 			}
 		}
 		if err := s.write(0, frame); err != nil {
+			return 0, err
+		}
+		if err := s.spill(); err != nil {
 			return 0, err
 		}
 	}

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,6 +94,10 @@ func monoNow() int64 { return int64(time.Since(epoch)) + 1 }
 
 // open is Open, once the stream has its slot (slots.go).
 func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
+	// A subscription named twice is one, as adding one that a stream has
+	// changes nothing (ChangeSubscription): one snapshot, one frame per
+	// change.
+	subs = distinct(subs)
 	if err := h.checkSubscriptions(len(subs)); err != nil {
 		return nil, err
 	}
@@ -140,6 +145,32 @@ func (h *Hub) open(ctx context.Context, user api.User, subs []api.Subscription, 
 		return nil, err
 	}
 	return s, nil
+}
+
+// distinct returns subs without the repeats of a subscription, in order:
+// subs itself when it has none (a map only for many).
+func distinct(subs []api.Subscription) []api.Subscription {
+	var seen map[api.Subscription]bool
+	if len(subs) > 16 {
+		seen = make(map[api.Subscription]bool, len(subs))
+	}
+	var out []api.Subscription
+	for i, x := range subs {
+		repeat := seen[x] || seen == nil && slices.Contains(subs[:i], x)
+		switch {
+		case repeat && out == nil:
+			out = append(make([]api.Subscription, 0, len(subs)), subs[:i]...)
+		case !repeat && out != nil:
+			out = append(out, x)
+		}
+		if seen != nil {
+			seen[x] = true
+		}
+	}
+	if out == nil {
+		return subs
+	}
+	return out
 }
 
 // waitStarted waits until the hub has its start position, and refuses a
@@ -390,6 +421,9 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			denied = append(denied, x)
 		}
 		if err := s.write(ch.Seq, out); err != nil {
+			return err
+		}
+		if err := s.spill(); err != nil {
 			return err
 		}
 		if sent && ch.Kind == api.KindEvent {
