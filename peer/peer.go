@@ -50,9 +50,11 @@ const Path = "/peer/link"
 // SecretHeader carries the lease's secret on the request for a link.
 const SecretHeader = "X-Switchboard-Peer"
 
-// MaxFrame bounds a frame's message: a batch at its largest body, as
-// JSON with its data in base64, fits many times over.
-const MaxFrame = 256 << 20
+// MaxFrame bounds a frame's message. The largest answer is a single
+// write's, with its record's value: at most 1 GiB (MAX_RECORD_BYTES), in
+// base64. A request larger than this (MAX_BODY_BYTES has no bound) is
+// served where it arrived.
+const MaxFrame = 1536 << 20
 
 // Request is a write that an instance forwards: a batch of record ops,
 // or, when Event is set, an event to publish.

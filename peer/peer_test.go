@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,6 +204,47 @@ func TestAnswerCarries(t *testing.T) {
 			changes, err := a.Result()
 			c.check(t, changes, err)
 		})
+	}
+}
+
+// TestAnswerData: only a single write's answer carries its record's value
+// (its HTTP answer has it); a batch's and an event's carry none, so that a
+// batch of large writes, applied already, is not refused its answer for
+// its size.
+func TestAnswerData(t *testing.T) {
+	data := json.RawMessage(`{"big":"` + strings.Repeat("x", 1000) + `"}`)
+	url, _ := sequencer(t, func(_ context.Context, req *Request) ([]api.Change, error) {
+		changes := make([]api.Change, max(len(req.Ops), 1))
+		for i := range changes {
+			changes[i] = api.Change{Seq: int64(i + 1), Kind: api.KindSet, Name: "a", Version: int64(i + 1), Data: data}
+		}
+		return changes, nil
+	})
+	var cl Client
+	defer cl.Close()
+	op := realtime.Op{Op: "put", Name: "a", Data: data}
+	for _, c := range []struct {
+		name     string
+		req      *Request
+		withData bool
+	}{
+		{"a write", NewRequest(api.User{ID: "u"}, []realtime.Op{op}), true},
+		{"a batch", NewRequest(api.User{ID: "u"}, []realtime.Op{op, op, op}), false},
+		{"an event", NewEvent(api.User{ID: "u"}, "ev", data), false},
+	} {
+		a, err := cl.Forward(context.Background(), url, secret, c.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, err := a.Result()
+		if err != nil || len(changes) == 0 {
+			t.Fatalf("%s: %v, %v", c.name, changes, err)
+		}
+		for _, ch := range changes {
+			if got := ch.Data != nil; got != c.withData || got && !bytes.Equal(ch.Data, data) || ch.Version == 0 {
+				t.Errorf("%s: change %+v: data %v, want %v", c.name, ch, got, c.withData)
+			}
+		}
 	}
 }
 

@@ -96,7 +96,17 @@ func (s *Server) serve(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 			if err != nil && (!errors.As(err, &e) || e.Code == api.CodeInternal) {
 				s.Log.Error("internal error", "request_id", req.RequestID, "forwarded", true, "err", err)
 			}
-			frame, ferr := appendFrame(nil, answerOf(req.ID, changes, err))
+			a := answerOf(req.ID, changes, err)
+			if len(req.Ops) != 1 {
+				// Only a single write is answered with its record's
+				// value; a batch names its writes and an event gives its
+				// position (handlers). A batch of large writes would not
+				// fit a frame, and it is applied already.
+				for i := range a.Changes {
+					a.Changes[i].Data = nil
+				}
+			}
+			frame, ferr := appendFrame(nil, a)
 			if ferr != nil { // an answer too large for a frame: say so instead
 				frame = mustFrame(answerOf(req.ID, nil, api.Internal(ferr, "the answer does not fit a frame")))
 			}
