@@ -73,7 +73,7 @@ func pageFetch(t *testing.T, ctx context.Context, path, body string) (int, time.
 // refused: the EventSource ends CLOSED.
 func TestBrowserLoginCookie(t *testing.T) {
 	hook := newLoginHook(t, hookJSON(200, `{"id":"alice","clientData":{"name":"Alice"},"serverData":{"role":"admin"}}`))
-	srv := startServer(t, loginEnv(hook.URL, "JWT_TTL", "5s", "STREAM_RETRY", "200ms"))
+	srv := startServer(t, loginEnv(hook.URL, "JWT_TTL", "10s", "STREAM_RETRY", "200ms"))
 	writer := signToken(t, "writer", time.Hour)
 	write := func(what, method, path, body string) {
 		t.Helper()
@@ -101,8 +101,9 @@ func TestBrowserLoginCookie(t *testing.T) {
 	write("POST chat/lobby", http.MethodPost, "/events/chat/lobby", `{"msg":"hi"}`)
 	waitBrowser(t, bctx, "the chat/lobby event", `window.frames.some(f => f.type === 'event' && JSON.parse(f.data).name === 'chat/lobby')`, 5*time.Second)
 
-	// Refresh well before the first token expires (in 4-5 s).
-	if d := time.Until(firstExp) - 3*time.Second; d > 0 {
+	// Refresh well before the first token expires (in 9-10 s), so that the
+	// second one leaves about 5 s for the reconnect.
+	if d := time.Until(firstExp) - 5*time.Second; d > 0 {
 		time.Sleep(d)
 	}
 	status, secondExp := pageFetch(t, bctx, "/auth/refresh", "")

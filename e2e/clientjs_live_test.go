@@ -80,7 +80,7 @@ func TestClientJSTwoPagesLive(t *testing.T) {
 	pageRun(t, b, `sb.record('driver/1').delete().then(() => true)`)
 	pageRun(t, b, `sb.record('doc').set('position.x', 5)`)
 	pageRun(t, b, `sb.event.emit('chat/lobby', {msg: 'hi'})`)
-	if got := pageCall(t, b, `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 2000}).catch(e => e.code)`); got != "5" {
+	if got := pageCall(t, b, `sb.rpc.make('add-two', {a: 2, b: 3}, {timeout: 10000}).catch(e => e.code)`); got != "5" {
 		t.Errorf("bob's call of alice's add-two: %s, want 5", got)
 	}
 	pageRun(t, b, `(stopEur(), true)`)

@@ -455,7 +455,7 @@ func TestDrainShutdownTimeout(t *testing.T) {
 	for _, name := range []string{"answered", "stuck"} {
 		go func() { polled <- rpcPollOne(t, srv.URL, "name="+name) }()
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 2)
 	answeredCall, stuckCall := call("answered"), call("stuck")
 	var answered rpcRequest // the other is taken, never answered
 	for range 2 {
@@ -467,12 +467,10 @@ func TestDrainShutdownTimeout(t *testing.T) {
 	stopped := make(chan time.Duration, 1)
 	start := time.Now()
 	go func() { srv.Stop(t); stopped <- time.Since(start) }()
-	time.Sleep(200 * time.Millisecond) // the drain is under way
-	// The server still listens while calls wait: it is not ready, refuses
-	// streams, serves writes, and takes the answer.
-	if st, _, body := do(t, http.MethodGet, srv.URL+"/readyz", "", ""); st != http.StatusServiceUnavailable {
-		t.Errorf("GET /readyz while draining: %d %s, want 503", st, body)
-	}
+	// The server still listens while calls wait: it is not ready (once the
+	// drain is under way), refuses streams, serves writes, and takes the
+	// answer.
+	waitReadyz(t, srv.URL, http.StatusServiceUnavailable, 10*time.Second)
 	if st, h, body := do(t, http.MethodGet, srv.URL+"/stream?record=doc", "", ""); st != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
 		t.Errorf("GET /stream while draining: %d (Retry-After %q) %s, want 503 with Retry-After", st, h.Get("Retry-After"), body)
 	}

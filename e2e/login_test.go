@@ -92,11 +92,13 @@ func hookJSON(status int, body string) http.HandlerFunc {
 	}
 }
 
-// loginEnv is a token-mode server's environment with login through hook.
+// loginEnv is a token-mode server's environment with login through hook,
+// which has 5 s to answer (a busy machine's round trip is not a test's
+// business; TestLoginWebhook's hanging webhook sets its own).
 func loginEnv(hookURL string, extra ...string) map[string]string {
 	env := map[string]string{
 		"AUTH_MODE": "token", "JWT_SECRET": authSecret,
-		"AUTH_WEBHOOK_URL": hookURL, "AUTH_WEBHOOK_SECRET": hookSecret, "AUTH_WEBHOOK_TIMEOUT": "300ms",
+		"AUTH_WEBHOOK_URL": hookURL, "AUTH_WEBHOOK_SECRET": hookSecret, "AUTH_WEBHOOK_TIMEOUT": "5s",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
@@ -141,7 +143,7 @@ func TestLoginWebhook(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	hook := newLoginHook(t, hookJSON(200, `{"id":"alice","clientData":{"name":"Alice"},"serverData":{"role":"admin","teams":["blue"]}}`))
-	srv := startServer(t, loginEnv(hook.URL))
+	srv := startServer(t, loginEnv(hook.URL, "AUTH_WEBHOOK_TIMEOUT", "300ms"))
 
 	before := time.Now()
 	a, h := logIn(t, srv.URL, "", `{"user":"alice","password":"pw"}`)

@@ -150,8 +150,8 @@ func TestPGRPCFailoverAcrossInstances(t *testing.T) {
 	a, b := pgRPCPair(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	registerProvider(t, b.URL, "job", "dead")
 	res := rpcCall(t, context.Background(), a.URL, "job?timeout=15s", `"work"`)
+	start := time.Now() // before the claim, which starts the ack timeout
 	taken := rpcPollOne(t, b.URL, "name=job&provider=dead")
-	start := time.Now()
 	second := rpcPollOne(t, a.URL, "name=job&provider=alive")
 	if waited := time.Since(start); waited < 800*time.Millisecond {
 		t.Fatalf("the provider on A got the request after %v, before the first one's ack timeout", waited)

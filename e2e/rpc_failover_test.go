@@ -15,8 +15,8 @@ func TestRPCProviderDies(t *testing.T) {
 	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "1s"})
 	registerProvider(t, srv.URL, "job", "dead")
 	res := rpcCall(t, context.Background(), srv.URL, "job", `"work"`)
+	start := time.Now() // before the claim, which starts the ack timeout
 	taken := rpcPollOne(t, srv.URL, "name=job&provider=dead")
-	start := time.Now()
 	second := rpcPollOne(t, srv.URL, "name=job&provider=alive")
 	if waited := time.Since(start); waited < 800*time.Millisecond {
 		t.Fatalf("the second provider got the request after %v, before the first one's ack timeout", waited)
@@ -132,10 +132,10 @@ func TestRPCRequesterLeaves(t *testing.T) {
 	registerProvider(t, srv.URL, "gone", "p1")
 	ctx, cancel := context.WithCancel(context.Background())
 	res := rpcCall(t, ctx, srv.URL, "gone", `"pending"`)
-	time.Sleep(100 * time.Millisecond) // the call is queued
+	waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", 1) // the call is queued
 	cancel()
 	<-res
-	time.Sleep(200 * time.Millisecond) // the server sees the hang-up
+	waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", 0) // the server sees the hang-up
 	if st, reqs := rpcPoll(t, srv.URL, "name=gone&provider=p1&wait=300ms"); st != http.StatusNoContent {
 		t.Fatalf("a provider got the request of a requester that left: %d %+v", st, reqs)
 	}
@@ -163,7 +163,8 @@ func TestRPCShutdown(t *testing.T) {
 	}()
 	registerProvider(t, srv.URL, "unanswered", "p1")
 	called := rpcCall(t, context.Background(), srv.URL, "unanswered?timeout=60s", `1`)
-	time.Sleep(200 * time.Millisecond) // the poll and the call wait
+	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 1) // the poll and the call wait
+	waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", 1)
 	start := time.Now()
 	srv.Stop(t)
 	select {

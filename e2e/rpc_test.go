@@ -175,7 +175,7 @@ func TestRPCRoundTrip(t *testing.T) {
 		_, reqs := rpcPoll(t, srv.URL, "name=other&name=math/add-two&wait=10s&provider=p1")
 		polled <- reqs
 	}()
-	time.Sleep(100 * time.Millisecond) // the poll waits when the call comes
+	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 1) // the poll waits when the call comes
 	start := time.Now()
 	res := rpcCall(t, context.Background(), srv.URL, "math/add-two?timeout=20s", ` {"n": 3, "s":"\u00e9"} `)
 	var reqs []rpcRequest
@@ -233,7 +233,7 @@ func TestRPCNoProvider(t *testing.T) {
 	// the grace has passed, not at the end of its wait.
 	ctx, cancel := context.WithCancel(context.Background())
 	go rpcSend(t, ctx, http.MethodGet, srv.URL+"/rpc-requests?name=left&wait=60s", "")
-	time.Sleep(100 * time.Millisecond) // the poll waits
+	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 1) // the poll waits
 	cancel()
 	wantCode(t, waitResult(t, rpcCall(t, context.Background(), srv.URL, "left?timeout=1ms", `1`)), http.StatusGatewayTimeout, "RPC_TIMEOUT")
 	time.Sleep(1500 * time.Millisecond)
@@ -283,7 +283,7 @@ func TestRPCPollWaitAndMax(t *testing.T) {
 	var results []<-chan rpcResult
 	for i := range 3 {
 		results = append(results, rpcCall(t, context.Background(), srv.URL, "batch", fmt.Sprint(i)))
-		time.Sleep(50 * time.Millisecond) // the calls run in goroutines: queue them in order
+		waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", float64(i+1)) // the calls run in goroutines: queue them in order
 	}
 	_, first := rpcPoll(t, srv.URL, "name=batch&max=2&provider=p1")
 	_, second := rpcPoll(t, srv.URL, "name=batch&max=2&provider=p1")

@@ -64,11 +64,27 @@ func idleStreamBytes(t *testing.T, n int) float64 {
 			t.Fatalf("%d streams registered, want %d", f.hub.Stats.Streams.Load(), 2*n)
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // the pool serves each stream's first turn
-	settle(&after)
+	// The pool serves each stream's first turn, which lets go of what its
+	// start held: measure until the heap stops shrinking (a busy machine
+	// may not have served them all yet), the least of a few measures.
+	per := func() float64 {
+		settle(&after)
+		return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	least := per()
+	for range 20 {
+		time.Sleep(50 * time.Millisecond)
+		m := per()
+		if m >= least-8 {
+			least = min(least, m)
+			break
+		}
+		least = m
+	}
 	runtime.KeepAlive(streams)
 	runtime.KeepAlive(warm)
-	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+	return least
 }
 
 // TestIdleStreamHeap: an idle detached stream holds at most

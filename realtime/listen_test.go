@@ -158,7 +158,8 @@ func (f *listenFixture) settle(t testing.TB) {
 // when the number of local subscribers goes between 0, 1 and 2 or more;
 // a decrease only after the grace.
 func TestListenDemandWrites(t *testing.T) {
-	f := newListenFixture(t, 50*time.Millisecond)
+	const grace = 300 * time.Millisecond
+	f := newListenFixture(t, grace)
 	a, b, c := f.stream(t), f.stream(t), f.stream(t)
 	want := func(n int, what string) {
 		t.Helper()
@@ -168,6 +169,14 @@ func TestListenDemandWrites(t *testing.T) {
 		if got := f.counted.count(); got != n {
 			t.Fatalf("%s: %d demand writes, want %d: %+v", what, got, n, f.counted.writes)
 		}
+	}
+	// eventually waits for the write that the grace's end brings.
+	eventually := func(n int, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); f.counted.count() < n && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		want(n, what)
 	}
 	eur := api.Subscription{Record: "prices/eur"}
 	f.subscribe(t, a, eur, 1)
@@ -187,21 +196,18 @@ func TestListenDemandWrites(t *testing.T) {
 	f.subscribe(t, c, eur, -1)
 	f.subscribe(t, c, api.Subscription{Record: "prices/eur", Path: "x"}, -1)
 	f.subscribe(t, b, eur, -1)
-	time.Sleep(20 * time.Millisecond)
 	want(2, "down to one subscriber, within the grace")
-	time.Sleep(60 * time.Millisecond)
-	want(3, "down to one subscriber, after the grace")
+	eventually(3, "down to one subscriber, after the grace")
 	last := f.counted.writes[2]
 	if last.Count != 1 || last.Stream != a.ID {
 		t.Errorf("demand after the grace = %+v, want count 1 of stream %s", last, a.ID)
 	}
 	f.subscribe(t, a, eur, -1)
 	f.subscribe(t, a, eur, 1) // back within the grace
-	time.Sleep(80 * time.Millisecond)
+	time.Sleep(2 * grace)
 	want(3, "gone and back within the grace")
 	f.subscribe(t, a, eur, -1)
-	time.Sleep(80 * time.Millisecond)
-	want(4, "gone")
+	eventually(4, "gone")
 	if last := f.counted.writes[3]; last.Count != 0 {
 		t.Errorf("last demand = %+v, want count 0", last)
 	}

@@ -167,8 +167,14 @@ func TestWriters(t *testing.T) {
 			if got := next(t, frames, true); got != `snapshot {"name":"doc","version":1,"data":{"n":0}}` {
 				t.Fatalf("snapshot %q", got)
 			}
+			// One batch: 20 changes in order, one commit, well within the
+			// lifetime however slow the disk.
+			var ops []realtime.Op
 			for i := 1; i <= 20; i++ {
-				put(`{"n":` + string(rune('0'+i%10)) + `}`)
+				ops = append(ops, realtime.Op{Op: "put", Name: "doc", Data: []byte(`{"n":` + string(rune('0'+i%10)) + `}`)})
+			}
+			if _, err := f.records.Write(ctx, user, ops); err != nil {
+				t.Fatal(err)
 			}
 			if _, err := f.events.Publish(ctx, user, "chat/lobby", []byte(`"hi"`)); err != nil {
 				t.Fatal(err)
