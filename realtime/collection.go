@@ -161,7 +161,7 @@ func (s *Stream) snapshotCollection(ctx context.Context, x *sub, base, id int64)
 			if err != nil {
 				return false, err
 			}
-			if count++; s.tooLarge(frame) || (h.cfg.MaxCollection > 0 && count > h.cfg.MaxCollection) {
+			if count++; s.tooLarge(len(frame)) || (h.cfg.MaxCollection > 0 && count > h.cfg.MaxCollection) {
 				// Data stored before the limits, or records created since
 				// the count: the subscription ends.
 				c.pages = nil

@@ -49,8 +49,9 @@ func newDelivery(ch *api.Change, buffer int) *delivery {
 	return d
 }
 
-// tooLarge reports whether a frame can never fit the stream's buffer.
-func (s *Stream) tooLarge(frame []byte) bool { return len(frame) > s.hub.cfg.BufferBytes }
+// tooLarge reports whether n bytes of frames can never fit the stream's
+// buffer.
+func (s *Stream) tooLarge(n int) bool { return n > s.hub.cfg.BufferBytes }
 
 // deniedFrame is the frame that ends x because its data is too large.
 func deniedFrame(x *sub) ([]byte, error) {

@@ -178,7 +178,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		if err != nil {
 			return 0, err
 		}
-		if s.tooLarge(frame) {
+		if s.tooLarge(len(frame)) {
 			if frame, err = deniedFrame(x); err != nil {
 				return 0, err
 			}

@@ -370,9 +370,11 @@ func (s *Stream) flush() error {
 // most once per position. d.frame is the shared encoding, or nil. Each
 // subscription passes the rules (gate, streamperm.go): a refused change is
 // not written, and a record subscription whose read rule now refuses gets
-// a denied frame and ends. A frame too large for the stream's buffer is
-// not written: the subscriptions it concerns are denied and end (see
-// oversize.go).
+// a denied frame and ends. A frame too large for the stream's buffer,
+// alone or with the frames that the change made for the stream before it
+// (many path subscriptions of one large value), is not written: the
+// subscriptions it concerns are denied and end (see oversize.go), so that
+// a change never makes a stream hold more than its buffer.
 func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 	ch, frame := d.change, d.frame
 	if ch.Seq <= s.lastSeq {
@@ -381,6 +383,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 	s.lastSeq = ch.Seq
 	var denied, refused []*sub
 	sent := false // the shared frame
+	written := 0  // the bytes of this change's frames
 	var memo int8 // the rules' decision on the change, once made
 	for _, x := range s.subs {
 		if !x.concerns(ch) {
@@ -397,6 +400,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			x.path.last = []byte("null") // and the delete frame, shared
 		}
 		var out []byte
+		shared := false
 		switch {
 		case x.path != nil && ch.Kind != api.KindDelete:
 			v := x.pathValue(ch.Data)
@@ -410,20 +414,19 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			if frame == nil {
 				frame = changeFrame(ch)
 			}
-			out = frame
-			sent = !s.tooLarge(frame)
+			out, shared = frame, true
 		}
-		if s.tooLarge(out) {
+		if s.tooLarge(written + len(out)) {
 			var err error
 			if out, err = deniedFrame(x); err != nil {
 				return err
 			}
 			denied = append(denied, x)
+		} else {
+			written += len(out)
+			sent = sent || shared
 		}
 		if err := s.write(ch.Seq, out); err != nil {
-			return err
-		}
-		if err := s.spill(); err != nil {
 			return err
 		}
 		if sent && ch.Kind == api.KindEvent {

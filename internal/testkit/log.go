@@ -24,13 +24,8 @@ const sqlTimeout = 30 * time.Second
 // database at url, as another program would.
 func ReadLog(t testing.TB, url string, after int64) []LogEntry {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := connect(t, url)
+	defer done()
 	rows, err := conn.Query(ctx, `SELECT seq, kind, name, version, coalesce(data::text, '') FROM log WHERE seq > $1 ORDER BY seq`, after)
 	if err != nil {
 		t.Fatalf("read the log: %v", err)
@@ -45,16 +40,24 @@ func ReadLog(t testing.TB, url string, after int64) []LogEntry {
 // ExecSQL runs statements on the database at url as another program would.
 func ExecSQL(t testing.TB, url string, sql ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := connect(t, url)
+	defer done()
 	for _, q := range sql {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+}
+
+// connect opens a connection to the database at url, with the context
+// of its work (sqlTimeout from now); done closes it.
+func connect(t testing.TB, url string) (ctx context.Context, conn *pgx.Conn, done func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		cancel()
+		t.Fatalf("connect: %v", err)
+	}
+	return ctx, conn, func() { conn.Close(ctx); cancel() }
 }
