@@ -453,7 +453,8 @@ func TestDrainShutdownTimeout(t *testing.T) {
 	// The providers poll first: a call with no provider at all is refused.
 	polled := make(chan rpcRequest, 2)
 	for _, name := range []string{"answered", "stuck"} {
-		go func() { polled <- rpcPollOne(t, srv.URL, "name="+name) }()
+		registerProvider(t, srv.URL, name, name)
+		go func() { polled <- rpcPollOne(t, srv.URL, "name="+name+"&provider="+name) }()
 	}
 	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 2)
 	answeredCall, stuckCall := call("answered"), call("stuck")

@@ -170,6 +170,7 @@ func registerProvider(t testing.TB, base, name, provider string) {
 // requester gets its answer.
 func TestRPCRoundTrip(t *testing.T) {
 	srv := startRPCServer(t, nil)
+	registerProvider(t, srv.URL, "math/add-two", "p1") // a call is taken from now on
 	polled := make(chan []rpcRequest, 1)
 	go func() {
 		_, reqs := rpcPoll(t, srv.URL, "name=other&name=math/add-two&wait=10s&provider=p1")
@@ -283,7 +284,10 @@ func TestRPCPollWaitAndMax(t *testing.T) {
 	var results []<-chan rpcResult
 	for i := range 3 {
 		results = append(results, rpcCall(t, context.Background(), srv.URL, "batch", fmt.Sprint(i)))
-		waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", float64(i+1)) // the calls run in goroutines: queue them in order
+		// The calls run in goroutines: queue them in order. A call is
+		// counted just before it is queued (a commit on the embedded store).
+		waitSample(t, srv.URL, "switchboard_rpc_calls_waiting", float64(i+1))
+		time.Sleep(50 * time.Millisecond)
 	}
 	_, first := rpcPoll(t, srv.URL, "name=batch&max=2&provider=p1")
 	_, second := rpcPoll(t, srv.URL, "name=batch&max=2&provider=p1")

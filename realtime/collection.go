@@ -202,13 +202,27 @@ func (s *Stream) writeDenied(x *sub, id int64) error {
 	return s.write(id, frame)
 }
 
-// spill flushes the frames a detached stream has gathered once they pass
-// its buffer's size (BufferBytes), so that a start or a change that makes
-// many frames (many subscriptions of one large record) holds no more than
-// that, and one frame, for a client that does not read (ErrSlow).
-func (s *Stream) spill() error {
-	if s.pooled() && len(s.det.out) > s.hub.cfg.BufferBytes {
-		return s.flushSnapshot()
+// spill flushes the frames the stream has gathered once they pass limit
+// bytes, so that a start that makes many frames (many subscriptions of
+// large records) holds about that much and one frame: a stream that
+// starts, or that Run serves, waits for its socket; one in the writer
+// pool that the socket leaves above the limit is cut (ErrSlow).
+func (s *Stream) spill(limit int) error {
+	var n int
+	switch w := s.sink.(type) {
+	case *detached:
+		n = len(w.out)
+	case *runSink:
+		n = w.pending
+	}
+	if n <= limit {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if s.pooled() && !s.det.blocking && len(s.det.out) > limit {
+		return ErrSlow
 	}
 	return nil
 }

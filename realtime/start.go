@@ -192,7 +192,7 @@ func (s *Stream) snapshot(ctx context.Context, subs []*sub, first bool) (int64, 
 		if err := s.write(0, frame); err != nil {
 			return 0, err
 		}
-		if err := s.spill(); err != nil {
+		if err := s.spill(s.hub.cfg.BufferBytes); err != nil {
 			return 0, err
 		}
 	}

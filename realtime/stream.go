@@ -344,10 +344,21 @@ func appendID(b []byte, id string, seq int64) []byte {
 }
 
 // runSink is the sink of a stream served by Run, with the scratch of its
-// id lines.
+// id lines and the count of bytes gathered since its last flush.
 type runSink struct {
 	Sink
-	id []byte
+	id      []byte
+	pending int
+}
+
+func (w *runSink) Write(p []byte) (int, error) {
+	w.pending += len(p)
+	return w.Sink.Write(p)
+}
+
+func (w *runSink) Flush() error {
+	w.pending = 0
+	return w.Sink.Flush()
 }
 
 // flush writes what the stream gathered. A detached stream that wrote its
@@ -370,11 +381,12 @@ func (s *Stream) flush() error {
 // most once per position. d.frame is the shared encoding, or nil. Each
 // subscription passes the rules (gate, streamperm.go): a refused change is
 // not written, and a record subscription whose read rule now refuses gets
-// a denied frame and ends. A frame too large for the stream's buffer,
-// alone or with the frames that the change made for the stream before it
-// (many path subscriptions of one large value), is not written: the
-// subscriptions it concerns are denied and end (see oversize.go), so that
-// a change never makes a stream hold more than its buffer.
+// a denied frame and ends. A frame too large for the stream's buffer is
+// not written: the subscriptions it concerns are denied and end (see
+// oversize.go). So is a path subscription's frame that would take the
+// frames the change made for the stream past the buffer (many path
+// subscriptions of one large value): a change makes at most about two
+// buffers of frames for a stream.
 func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 	ch, frame := d.change, d.frame
 	if ch.Seq <= s.lastSeq {
@@ -416,7 +428,9 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 			}
 			out, shared = frame, true
 		}
-		if s.tooLarge(written + len(out)) {
+		// A path frame counts with those the change made before it; the
+		// frame that whole records, collections and events share, alone.
+		if !shared && s.tooLarge(written+len(out)) || shared && s.tooLarge(len(out)) {
 			var err error
 			if out, err = deniedFrame(x); err != nil {
 				return err
@@ -499,6 +513,12 @@ func (s *Stream) drainQueue(ctx context.Context) error {
 			err = s.deliver(ctx, d)
 		}
 		if err != nil {
+			return err
+		}
+		// The queue bounds the frames its changes share, not the path
+		// frames each makes: a burst of those is written out past twice
+		// the buffer, and a client that does not take it is cut.
+		if err := s.spill(2 * s.hub.cfg.BufferBytes); err != nil {
 			return err
 		}
 	}

@@ -31,8 +31,15 @@ type Client struct {
 }
 
 // Dial opens url as an event stream, with a Last-Event-ID when lastID is
-// set and the headers given (name, value, ...).
+// set and the headers given (name, value, ...). Up to 65,536 frames wait
+// to be read (3 MiB of channel).
 func Dial(url, lastID string, headers ...string) (*Client, error) {
+	return dial(url, lastID, 1<<16, headers...)
+}
+
+// dial is Dial with room for buffer frames: a Tracker, which reads as
+// frames come, takes less, as the fault suite opens many.
+func dial(url, lastID string, buffer int, headers ...string) (*Client, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	req.Header.Set("Accept", "text/event-stream")
@@ -53,7 +60,7 @@ func Dial(url, lastID string, headers ...string) (*Client, error) {
 		cancel()
 		return nil, fmt.Errorf("open %s: %d %.300s", url, resp.StatusCode, b)
 	}
-	c := &Client{resp: resp, frames: make(chan Frame, 1<<16), cancel: cancel, closed: make(chan struct{}), LastID: lastID}
+	c := &Client{resp: resp, frames: make(chan Frame, buffer), cancel: cancel, closed: make(chan struct{}), LastID: lastID}
 	go c.read()
 	return c, nil
 }

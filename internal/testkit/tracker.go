@@ -78,7 +78,7 @@ func (k *Tracker) Connect(base string) (*Client, error) {
 	k.mu.Lock()
 	last, first := k.lastID, k.conns == 0
 	k.mu.Unlock()
-	c, err := Dial(base+k.query, last, k.headers...)
+	c, err := dial(base+k.query, last, 1<<14, k.headers...)
 	if err != nil {
 		return nil, err
 	}
