@@ -233,7 +233,8 @@ func TestRPCNoProvider(t *testing.T) {
 	// A provider that hangs up in the middle of a long poll is gone once
 	// the grace has passed, not at the end of its wait.
 	ctx, cancel := context.WithCancel(context.Background())
-	go rpcSend(t, ctx, http.MethodGet, srv.URL+"/rpc-requests?name=left&wait=60s", "")
+	registerProvider(t, srv.URL, "left", "lp") // as its long poll does, before /metrics counts it
+	go rpcSend(t, ctx, http.MethodGet, srv.URL+"/rpc-requests?name=left&wait=60s&provider=lp", "")
 	waitSample(t, srv.URL, "switchboard_rpc_polls_waiting", 1) // the poll waits
 	cancel()
 	wantCode(t, waitResult(t, rpcCall(t, context.Background(), srv.URL, "left?timeout=1ms", `1`)), http.StatusGatewayTimeout, "RPC_TIMEOUT")
