@@ -64,7 +64,7 @@ func TestPGRPCAnswerAcrossInstances(t *testing.T) {
 		_, reqs := rpcPoll(t, b.URL, "name=other&name=math/add-two&wait=10s&provider=p1")
 		polled <- reqs
 	}()
-	time.Sleep(100 * time.Millisecond) // the poll waits on B when the call comes to A
+	waitSample(t, b.URL, "switchboard_rpc_polls_waiting", 1) // the poll waits on B when the call comes to A
 	res := rpcCall(t, context.Background(), a.URL, "math/add-two?timeout=20s", ` {"n": 3} `)
 	var reqs []rpcRequest
 	select {
