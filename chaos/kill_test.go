@@ -80,14 +80,19 @@ func TestKillSequencer(t *testing.T) {
 	waitMetric(t, victim, "switchboard_sequencer", 1)
 	survivor := start(t, peer())
 	time.Sleep(1500 * time.Millisecond) // the survivor reads the lease each second
-	killInstance(t, db, victim, survivor)
+	afterKill := killInstance(t, db, victim, survivor)
 	waitMetric(t, survivor, "switchboard_sequencer", 1)
 	forwarded := survivor.metric(t, `switchboard_writes_forwarded_total{outcome="forwarded"}`)
 	here := survivor.metric(t, `switchboard_writes_forwarded_total{outcome="served_here"}`)
 	lost := survivor.metric(t, `switchboard_writes_forwarded_total{outcome="lost"}`)
-	t.Logf("the survivor forwarded %v writes, served %v itself while the sequencer was gone, %v were lost with it", forwarded, here, lost)
-	if forwarded == 0 || here == 0 {
-		t.Errorf("forwarded %v, served here %v: want both", forwarded, here)
+	t.Logf("the survivor forwarded %v writes, served %v itself after trying the sequencer that was gone, %v were lost with it; %d writes acknowledged after the kill", forwarded, here, lost, afterKill)
+	// Served here counts only the writes that tried the dead sequencer
+	// first; those made while it was passed over, or once the survivor
+	// took the lease, are served here without trying, so that count may
+	// be 0 on a slow machine. The writes acknowledged after the kill were
+	// served by the survivor, whichever way.
+	if forwarded == 0 || afterKill == 0 {
+		t.Errorf("forwarded %v before the kill, %d acknowledged after it: want both", forwarded, afterKill)
 	}
 }
 
@@ -103,8 +108,10 @@ func waitMetric(t *testing.T, p *proc, name string, want float64) {
 	t.Fatalf("%s = %v, want %v", name, got, want)
 }
 
-// killInstance is TestKillInstance with its two instances on db.
-func killInstance(t *testing.T, db string, victim, survivor *proc) {
+// killInstance is TestKillInstance with its two instances on db. It
+// returns how many writes were acknowledged from 200 ms after the kill
+// on: by the survivor, since the victim was gone.
+func killInstance(t *testing.T, db string, victim, survivor *proc) (afterKill int64) {
 	const records = 8
 	nStreams, nWriters := pick(8, 64), pick(16, 64)
 	before, after := pick(2*time.Second, 20*time.Second), pick(time.Second, 5*time.Second)
@@ -168,10 +175,13 @@ func killInstance(t *testing.T, db string, victim, survivor *proc) {
 	ackedBefore := l.ops.Load()
 	victim.kill(t)
 	killed := time.Now()
-	time.Sleep(after)
+	time.Sleep(200 * time.Millisecond) // answers the victim sent before it died are read
+	ackedGone := l.ops.Load()
+	time.Sleep(after - 200*time.Millisecond)
 	close(stopWriters)
 	writers.Wait()
 	t.Logf("%d writers: %d acknowledged before the kill, %d in all", nWriters, ackedBefore, l.ops.Load())
+	afterKill = l.ops.Load() - ackedGone
 
 	log := verify(t, db, l)
 	ix := testkit.NewIndex(log)
@@ -225,4 +235,5 @@ func killInstance(t *testing.T, db string, victim, survivor *proc) {
 	if took > 30*time.Second+2*time.Second {
 		t.Errorf("users offline %v after the kill; the bound is 30 s", took)
 	}
+	return afterKill
 }
