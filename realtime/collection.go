@@ -218,13 +218,7 @@ func (s *Stream) spill(limit int) error {
 	if n <= limit {
 		return nil
 	}
-	if err := s.flush(); err != nil {
-		return err
-	}
-	if s.pooled() && !s.det.blocking && len(s.det.out) > limit {
-		return ErrSlow
-	}
-	return nil
+	return s.flushWithin(limit)
 }
 
 // flushSnapshot writes a page of snapshots out. A stream served by its
@@ -232,11 +226,15 @@ func (s *Stream) spill(limit int) error {
 // stream served by the writer pool (a collection added to an open
 // stream) keeps what the socket does not take, and is cut like any slow
 // client once that is more than its buffer.
-func (s *Stream) flushSnapshot() error {
+func (s *Stream) flushSnapshot() error { return s.flushWithin(s.hub.cfg.BufferBytes) }
+
+// flushWithin flushes, and cuts a pooled stream that the socket leaves
+// with more than limit bytes to write (ErrSlow).
+func (s *Stream) flushWithin(limit int) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	if s.pooled() && !s.det.blocking && len(s.det.out) > s.hub.cfg.BufferBytes {
+	if s.pooled() && !s.det.blocking && len(s.det.out) > limit {
 		return ErrSlow
 	}
 	return nil
