@@ -54,6 +54,7 @@ func (s *Store) recover(walPath string) error {
 	for _, ch := range found.changes {
 		track(s.view.records, ch)
 		s.view.head = ch.Seq
+		s.unsaved.Add(ch.Size())
 	}
 	s.written.seq = s.view.head
 	s.checkpoint() // on failure the store opens stalled, on what it replayed: see stall.go
@@ -83,6 +84,7 @@ func (s *Store) checkpoint() error {
 	s.written.records, s.written.streamsPut = map[string]api.RecordState{}, map[string]bool{}
 	s.written.since, s.written.saved = 0, true
 	s.wal.restart(epoch)
+	s.unsaved.Store(0)
 	s.pipe.mu.Lock()
 	s.pipe.stalled, s.pipe.logged = nil, 0
 	s.pipe.mu.Unlock()

@@ -109,6 +109,13 @@ func (s *Store) appendGroup(group []*request) {
 	s.pipe.pending = append(s.pipe.pending, g)
 	s.pipe.mu.Unlock()
 	s.written.seq = g.seq
+	var size int64
+	for _, r := range g.requests {
+		for _, ch := range r.Changes {
+			size += ch.Size()
+		}
+	}
+	s.unsaved.Add(size)
 	select {
 	case s.pipe.wrote <- struct{}{}:
 	default: // the syncer has a wake-up pending already

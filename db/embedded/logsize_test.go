@@ -99,3 +99,49 @@ func reopen(t *testing.T, s *Store, dir string) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestTrimWithinBound: a Trim by size alone of a log within its bound,
+// its changes not yet checkpointed included, checkpoints nothing; one
+// over its bound checkpoints and cuts what is over.
+func TestTrimWithinBound(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	for range 10 {
+		if _, err := s.Write(ctx, []api.Write{{Kind: api.KindEvent, Name: "e", Data: json.RawMessage(`"0123456789"`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, err := s.Changes(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, ch := range log {
+		want += ch.Size()
+	}
+	stored := storedLogSize(t, s)
+	if stored > 0 {
+		t.Fatalf("before the trims the file's log holds %d bytes, want none", stored)
+	}
+
+	if err := s.Trim(ctx, api.TrimOptions{MaxBytes: want}); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedLogSize(t, s); got != stored {
+		t.Fatalf("a trim within its bound checkpointed: the file's log size went from %d to %d", stored, got)
+	}
+
+	if err := s.Trim(ctx, api.TrimOptions{MaxBytes: want - 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedLogSize(t, s); got != want-log[0].Size() {
+		t.Fatalf("after a trim one byte under the log's size, the file's log size is %d, want %d", got, want-log[0].Size())
+	}
+	if after, err := s.Changes(ctx, log[0].Seq, 100); err != nil || len(after) != len(log)-1 {
+		t.Fatalf("after the trims the log holds %d changes after the first (%v), want %d", len(after), err, len(log)-1)
+	}
+}

@@ -56,7 +56,11 @@ type Store struct {
 	// ackWritten answers events once written to the log, before its fsync
 	// (AckEventsWritten).
 	ackWritten atomic.Bool
-	Listening  // listening's demand, listeners and choices, in memory (listen.go)
+	// unsaved is the Size of the changes in the write-ahead log: those
+	// the next checkpoint adds to the file's log. Kept by the commit loop,
+	// read by Trim.
+	unsaved   atomic.Int64
+	Listening // listening's demand, listeners and choices, in memory (listen.go)
 }
 
 var _ api.Store = (*Store)(nil)
