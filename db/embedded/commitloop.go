@@ -93,6 +93,12 @@ func (s *Store) appendGroup(group []*request) {
 	if len(g.requests) == 0 {
 		return
 	}
+	var size int64 // of its changes, read before the syncer may fail them
+	for _, r := range g.requests {
+		for _, ch := range r.Changes {
+			size += ch.Size()
+		}
+	}
 	err := s.wal.write()
 	g.end = s.wal.off
 	s.pipe.mu.Lock()
@@ -109,12 +115,6 @@ func (s *Store) appendGroup(group []*request) {
 	s.pipe.pending = append(s.pipe.pending, g)
 	s.pipe.mu.Unlock()
 	s.written.seq = g.seq
-	var size int64
-	for _, r := range g.requests {
-		for _, ch := range r.Changes {
-			size += ch.Size()
-		}
-	}
 	s.unsaved.Add(size)
 	select {
 	case s.pipe.wrote <- struct{}{}:

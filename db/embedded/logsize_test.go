@@ -3,6 +3,7 @@ package embedded
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -102,13 +103,13 @@ func reopen(t *testing.T, s *Store, dir string) *Store {
 
 // TestTrimWithinBound: a Trim by size alone of a log within its bound,
 // its changes not yet checkpointed included, checkpoints nothing; one
-// over its bound checkpoints and cuts what is over.
+// over its bound checkpoints and cuts what is over; after Close, either
+// answers ErrClosed.
 func TestTrimWithinBound(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	ctx := t.Context()
 	for range 10 {
 		if _, err := s.Write(ctx, []api.Write{{Kind: api.KindEvent, Name: "e", Data: json.RawMessage(`"0123456789"`)}}); err != nil {
@@ -143,5 +144,12 @@ func TestTrimWithinBound(t *testing.T) {
 	}
 	if after, err := s.Changes(ctx, log[0].Seq, 100); err != nil || len(after) != len(log)-1 {
 		t.Fatalf("after the trims the log holds %d changes after the first (%v), want %d", len(after), err, len(log)-1)
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Trim(ctx, api.TrimOptions{MaxBytes: want}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a trim by size after Close = %v, want ErrClosed", err)
 	}
 }

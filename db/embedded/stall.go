@@ -8,8 +8,8 @@ import "time"
 // restart); it stalls. Readers go on seeing every acknowledged write.
 // Writes fail with the checkpoint's error, and Ping too, so that /readyz
 // says 503. The commit loop tries the checkpoint again opt.retry after
-// each failure (and Trim asks for one), and the first that succeeds ends
-// the stall.
+// each failure (and a Trim that has work asks for one), and the first
+// that succeeds ends the stall.
 //
 // Open stalls the same way: it replays the log into memory and
 // checkpoints it, and when that fails it opens all the same, stalled. A
@@ -51,7 +51,7 @@ func (s *Store) retry() <-chan time.Time {
 }
 
 // due reports whether the log is long enough for a checkpoint. A stalled
-// store checkpoints only when retry says so or Trim asks: the writes it
+// store checkpoints only when retry says so or a Trim asks: the writes it
 // refuses must not each cost a failing commit, which rebuilds bbolt's free
 // list by walking the whole file.
 func (s *Store) due() bool {

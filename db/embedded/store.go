@@ -56,9 +56,11 @@ type Store struct {
 	// ackWritten answers events once written to the log, before its fsync
 	// (AckEventsWritten).
 	ackWritten atomic.Bool
-	// unsaved is the Size of the changes in the write-ahead log: those
-	// the next checkpoint adds to the file's log. Kept by the commit loop,
-	// read by Trim.
+	// unsaved is at least the Size of the changes that the next
+	// checkpoint adds to the file's log: those written to the
+	// write-ahead log since the last one (with any that failed since),
+	// and those Open replayed. Added to by Open and the commit loop,
+	// zeroed by a checkpoint, read by Trim.
 	unsaved   atomic.Int64
 	Listening // listening's demand, listeners and choices, in memory (listen.go)
 }

@@ -33,7 +33,7 @@ func (s *Store) Trim(ctx context.Context, o api.TrimOptions) error {
 		// changes twice, never none.
 		size := s.unsaved.Load()
 		if err := s.read(func(tx *bolt.Tx) error { size += logSize(tx); return nil }); err != nil {
-			return err
+			return closedErr(err)
 		}
 		if size <= o.MaxBytes {
 			return nil
