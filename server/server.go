@@ -251,9 +251,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	go a.rpc.Run(bg)
 	go a.listen.Run(bg)
 	go reloadOnHangup(bg, cfg, a, log)
-	settleTicker := time.NewTicker(settleTick)
-	defer settleTicker.Stop()
-	go settleLoop(bg, settleTicker.C, settle, log)
+	if settles() {
+		settleTicker := time.NewTicker(settleTick)
+		defer settleTicker.Stop()
+		go settleLoop(bg, settleTicker.C, readHeap(), settle, log)
+	}
 	// Presence stops after the streams: its last act lets its rows expire.
 	presence, stopPresence := context.WithCancel(bg)
 	presenceDone := make(chan struct{})

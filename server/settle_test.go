@@ -1,18 +1,21 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"slices"
 	"testing"
+	"time"
 )
 
-// TestSettler: the heap is settled at a tick that allocated at most
-// settleQuiet, once it holds max(settleMin, a quarter) more than after
-// the last settle, at most once per settleGap ticks.
+const mib = 1 << 20
+
+// TestSettler: the heap is settled after settleStreak quiet ticks in a
+// row (each allocating at most settleQuiet), once it holds
+// max(settleMin, a quarter) more than its floor, and at least the gap
+// after the last settle; settles that keep coming space out.
 func TestSettler(t *testing.T) {
-	const (
-		mib   = 1 << 20
-		floor = 64 * mib // what a settle leaves; worth settling: 16 MiB more
-	)
+	const floor = 64 * mib // what a settle leaves; worth settling: 16 MiB more
 	// tick is one tick's allocations and what the heap holds after it.
 	type tick struct{ alloc, held uint64 }
 	quiet := func(n int, held uint64) []tick {
@@ -27,13 +30,25 @@ func TestSettler(t *testing.T) {
 		ticks   []tick
 		settled []int // the ticks that settle, from 0
 	}{
-		{"a burst, then quiet", slices.Concat([]tick{{100 * mib, 2 * floor}}, quiet(2, 2*floor)), []int{1}},
-		{"busy", []tick{{100 * mib, 2 * floor}, {settleQuiet + 1, 2 * floor}, {50 * mib, 3 * floor}}, nil},
-		{"a quiet tick allocates at most settleQuiet", []tick{{settleQuiet, 2 * floor}}, []int{0}},
-		{"grown by less than a quarter", quiet(3, floor+floor/4-1), nil},
-		{"grown by a quarter", quiet(1, floor+floor/4), []int{0}},
-		{"at most once per gap", slices.Concat(quiet(1, 2*floor), []tick{{20 * mib, 3 * floor}}, quiet(settleGap+1, 3*floor)), []int{0, settleGap}},
-		{"a heap that shrank on its own is the new floor", slices.Concat(quiet(1, floor/2), quiet(1, floor/2+floor/8-1), quiet(1, floor/2+floor/8)), []int{2}},
+		{"a burst, then quiet", slices.Concat([]tick{{100 * mib, 2 * floor}}, quiet(3, 2*floor)), []int{2}},
+		{"busy", []tick{{100 * mib, 2 * floor}, {settleQuiet + 1, 2 * floor}, {0, 2 * floor}, {50 * mib, 3 * floor}, {0, 3 * floor}}, nil},
+		{"a quiet tick allocates at most settleQuiet", []tick{{settleQuiet, 2 * floor}, {settleQuiet, 2 * floor}}, []int{1}},
+		{"grown by less than a quarter", quiet(4, floor+floor/4-1), nil},
+		{"grown by a quarter", quiet(2, floor+floor/4), []int{1}},
+		{"a heap that shrank on its own is the new floor", slices.Concat(quiet(2, floor/2), quiet(2, floor/2+floor/8-1), quiet(1, floor/2+floor/8)), []int{4}},
+		{
+			"settles that keep coming space out",
+			quiet(60, 2*floor), // a settle leaves floor, and the heap grows back to 2*floor at once
+			[]int{1, 1 + settleGapMin, 1 + 3*settleGapMin, 1 + 7*settleGapMin},
+		},
+		{
+			"a settle long after the last brings the gap back down",
+			slices.Concat(quiet(17, 2*floor), quiet(40, floor), quiet(11, 2*floor)),
+			// at 1, 6 and 16, the gap now 4*settleGapMin; at 57, 41 ticks
+			// after the last, more than twice the gap: back to
+			// 2*settleGapMin, and the next at 67
+			[]int{1, 6, 16, 57, 67},
+		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var allocs uint64 = 1 << 40
@@ -51,19 +66,66 @@ func TestSettler(t *testing.T) {
 			}
 		})
 	}
-	// A small heap must grow by settleMin, not by a quarter.
-	s := newSettler(heapStats{held: mib})
-	if s.tick(heapStats{held: mib + settleMin - 1}) {
-		t.Fatal("settled a heap grown by less than settleMin")
-	}
-	if !s.tick(heapStats{held: mib + settleMin}) {
-		t.Fatal("did not settle a heap grown by settleMin")
-	}
-	// A settle that left what it found does not settle again.
-	s.settled(heapStats{held: mib + settleMin})
-	for i := range 2 * settleGap {
-		if s.tick(heapStats{held: mib + settleMin}) {
-			t.Fatalf("settled again at tick %d a heap that held what the last settle left", i)
+	t.Run("settleMin for a small heap", func(t *testing.T) {
+		s := newSettler(heapStats{held: mib})
+		s.tick(heapStats{held: mib})
+		if s.tick(heapStats{held: mib + settleMin - 1}) {
+			t.Fatal("settled a heap grown by less than settleMin")
 		}
+		if !s.tick(heapStats{held: mib + settleMin}) {
+			t.Fatal("did not settle a heap grown by settleMin")
+		}
+	})
+	t.Run("at most once per settleGapMax", func(t *testing.T) {
+		s := newSettler(heapStats{held: mib})
+		s.gap = settleGapMax
+		s.since = 0
+		for i := range 4 * settleGapMax {
+			if s.tick(heapStats{held: 64 * mib}) {
+				if s.since < settleGapMax {
+					t.Fatalf("settled %d ticks after the last, want at least %d", s.since, settleGapMax)
+				}
+				s.settled(heapStats{held: mib})
+				if s.gap != settleGapMax {
+					t.Fatalf("tick %d: the gap is %d, want it to stay %d", i, s.gap, settleGapMax)
+				}
+			}
+		}
+	})
+}
+
+// TestSettleLoop: the loop reads the heap at its start and at each tick,
+// settles when its settler says, takes the heap as the settle left it
+// for its floor, and ends with its context.
+func TestSettleLoop(t *testing.T) {
+	const floor = 64 * mib
+	reads := make(chan heapStats)
+	gcs := make(chan struct{}, 8)
+	tick := make(chan time.Time)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		settleLoop(ctx, tick, func() heapStats { return <-reads }, func() { gcs <- struct{}{} }, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	reads <- heapStats{held: floor} // the start
+	for range settleStreak {
+		tick <- time.Time{}
+		reads <- heapStats{held: 2 * floor}
+	}
+	reads <- heapStats{held: floor} // read after the settle: the loop settled
+	if len(gcs) != 1 {
+		t.Fatalf("%d collections, want 1", len(gcs))
+	}
+	// The heap grows back by less than a quarter of what the settle left:
+	// no settle, however long.
+	for range 3 * settleGapMax {
+		tick <- time.Time{}
+		reads <- heapStats{held: floor + floor/4 - 1}
+	}
+	cancel()
+	<-done
+	if len(gcs) != 1 {
+		t.Fatalf("%d collections, want 1", len(gcs))
 	}
 }
