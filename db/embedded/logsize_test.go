@@ -28,6 +28,21 @@ func storedLogSize(t *testing.T, s *Store) int64 {
 	return n
 }
 
+// logOf returns the first 100 changes of s's log and the sum of their
+// Sizes.
+func logOf(t *testing.T, s *Store) ([]api.Change, int64) {
+	t.Helper()
+	log, err := s.Changes(t.Context(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, ch := range log {
+		size += ch.Size()
+	}
+	return log, size
+}
+
 // The log's size is a running total that every entry adds its
 // api.Change.Size to and Trim subtracts from; it survives a reopen, and a
 // file without one (written before there was one) gets it from its log.
@@ -48,13 +63,8 @@ func TestLogSize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log, err := s.Changes(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want int64
+	log, want := logOf(t, s)
 	for _, ch := range log {
-		want += ch.Size()
 		if got := entrySize(encodeChange(ch)); got != ch.Size() {
 			t.Errorf("entrySize of %+v = %d, want its Size %d", ch, got, ch.Size())
 		}
@@ -116,14 +126,7 @@ func TestTrimWithinBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log, err := s.Changes(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want int64
-	for _, ch := range log {
-		want += ch.Size()
-	}
+	log, want := logOf(t, s)
 	stored := storedLogSize(t, s)
 	if stored > 0 {
 		t.Fatalf("before the trims the file's log holds %d bytes, want none", stored)
