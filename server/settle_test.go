@@ -96,36 +96,69 @@ func TestSettler(t *testing.T) {
 
 // TestSettleLoop: the loop reads the heap at its start and at each tick,
 // settles when its settler says, takes the heap as the settle left it
-// for its floor, and ends with its context.
+// for its floor and the settle's time for its gap, and ends with its
+// context.
 func TestSettleLoop(t *testing.T) {
 	const floor = 64 * mib
 	reads := make(chan heapStats)
 	gcs := make(chan struct{}, 8)
-	tick := make(chan time.Time)
+	ticks := make(chan time.Time)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
-		settleLoop(ctx, tick, func() heapStats { return <-reads }, func() { gcs <- struct{}{} }, slog.New(slog.DiscardHandler))
+		settleLoop(ctx, ticks, func() heapStats { return <-reads }, func() { gcs <- struct{}{} }, slog.New(slog.DiscardHandler))
 		close(done)
 	}()
-	reads <- heapStats{held: floor} // the start
-	for range settleStreak {
-		tick <- time.Time{}
-		reads <- heapStats{held: 2 * floor}
+	// Each step must be taken at once: a loop that waits for something
+	// else (a read after a settle it should not have made) fails here.
+	step := func(what string, send func() bool) {
+		t.Helper()
+		if !send() {
+			t.Fatalf("the loop did not take %s", what)
+		}
 	}
-	reads <- heapStats{held: floor} // read after the settle: the loop settled
+	read := func(h heapStats) {
+		t.Helper()
+		step("a read", func() bool {
+			select {
+			case reads <- h:
+				return true
+			case <-time.After(5 * time.Second):
+				return false
+			}
+		})
+	}
+	tick := func() {
+		t.Helper()
+		step("a tick", func() bool {
+			select {
+			case ticks <- time.Time{}:
+				return true
+			case <-time.After(5 * time.Second):
+				return false
+			}
+		})
+	}
+	read(heapStats{held: floor}) // the start
+	for range settleStreak {
+		tick()
+		read(heapStats{held: 2 * floor})
+	}
+	read(heapStats{held: floor / 2}) // read after the settle: the loop settled
 	if len(gcs) != 1 {
 		t.Fatalf("%d collections, want 1", len(gcs))
 	}
-	// The heap grows back by less than a quarter of what the settle left:
-	// no settle, however long.
-	for range 3 * settleGapMax {
-		tick <- time.Time{}
-		reads <- heapStats{held: floor + floor/4 - 1}
+	// What the settle left is the floor, and the gap starts from the
+	// settle: a heap a quarter over it settles again settleGapMin ticks
+	// later, not sooner.
+	for i := 1; i <= settleGapMin; i++ {
+		tick()
+		read(heapStats{held: floor/2 + floor/8})
+	}
+	read(heapStats{held: floor / 2})
+	if len(gcs) != 2 {
+		t.Fatalf("%d collections, want 2", len(gcs))
 	}
 	cancel()
 	<-done
-	if len(gcs) != 1 {
-		t.Fatalf("%d collections, want 1", len(gcs))
-	}
 }
