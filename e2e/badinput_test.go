@@ -363,6 +363,10 @@ func badInputCases(subs string) []badCase {
 	}
 	add(badCase{name: "name in GET /stream record", method: "GET", target: "/stream?record=a//b", headers: []string{"Accept", sseAccept}, status: 400, code: "INVALID_NAME"})
 	add(badCase{name: "name in GET /stream event", method: "GET", target: "/stream?event=" + url.QueryEscape("a//b/*"), headers: []string{"Accept", sseAccept}, status: 400, code: "INVALID_NAME"})
+	for _, kind := range []string{"record", "event", "listen"} {
+		add(badCase{name: "no name in GET /stream " + kind, method: "GET", target: "/stream?record=fx/doc&" + kind + "=", headers: []string{"Accept", sseAccept}, status: 400, code: "INVALID_NAME"})
+	}
+	add(badCase{name: "no user id in GET /stream presence", method: "GET", target: "/stream?presence", headers: []string{"Accept", sseAccept}, status: 400, code: "INVALID_PARAMETER", members: map[string]any{"parameter": "presence"}})
 
 	// INVALID_PATH.
 	badPaths := []string{"a..b", "a[x]", "/a~2", "", "a.", ".a", "a]", "a[1", "a[01]", "a[-1]", "a[1]b", strings.Repeat("a", 1025)}

@@ -83,25 +83,50 @@ func (s *sink) Flush() error {
 // Abort makes a write blocked on a full socket fail now.
 func (s *sink) Abort() { s.rc.SetWriteDeadline(time.Now()) }
 
-// streamSubs reads the subscriptions of GET /stream's query. Their names
-// are copies: a name read from the query is a piece of the request's
-// first line, which a stream would otherwise keep whole for as long as it
-// is open (an access token in the query with it).
-func streamSubs(q url.Values) []api.Subscription {
+// streamSubs reads the subscriptions of GET /stream's query, in the
+// query's order (checkQuery has parsed it already). Their names are
+// copies: a name read from the query is a piece of the request's first
+// line, which a stream would otherwise keep whole for as long as it is
+// open (an access token in the query with it). One that names nothing
+// (record=) is refused as the name or user id it lacks.
+func streamSubs(rawQuery string) ([]api.Subscription, error) {
 	var subs []api.Subscription
-	for _, v := range q["record"] {
-		subs = append(subs, api.Subscription{Record: strings.Clone(v)})
+	for rest := rawQuery; rest != ""; {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			continue // not one of ours: checkQuery let only valid escapes through
+		}
+		var x api.Subscription
+		var field *string
+		switch key {
+		case "record":
+			field = &x.Record
+		case "event":
+			field = &x.Event
+		case "presence":
+			field = &x.Presence
+		case "listen":
+			field = &x.Listen
+		default:
+			continue
+		}
+		name, err := url.QueryUnescape(v)
+		switch {
+		case err != nil:
+			return nil, api.InvalidParameter(key, "%v", err)
+		case name == "" && key == "presence":
+			return nil, api.ValidateUserID("").(*api.Error).With("parameter", key)
+		case name == "":
+			_, _, err := api.ValidatePattern("")
+			return nil, err
+		}
+		*field = strings.Clone(name)
+		subs = append(subs, x)
 	}
-	for _, v := range q["event"] {
-		subs = append(subs, api.Subscription{Event: strings.Clone(v)})
-	}
-	for _, v := range q["presence"] {
-		subs = append(subs, api.Subscription{Presence: strings.Clone(v)})
-	}
-	for _, v := range q["listen"] {
-		subs = append(subs, api.Subscription{Listen: strings.Clone(v)})
-	}
-	return subs
+	return subs, nil
 }
 
 // openStream serves GET /stream, and GET /records/{name} as a stream.
@@ -110,7 +135,11 @@ func openStream(hub *realtime.Hub, log *slog.Logger) http.HandlerFunc {
 		q := r.URL.Query()
 		var subs []api.Subscription
 		if r.URL.Path == "/stream" {
-			subs = streamSubs(q)
+			var err error
+			if subs, err = streamSubs(r.URL.RawQuery); err != nil {
+				writeError(w, r, err)
+				return
+			}
 		} else { // GET /records/{name} as a stream
 			name, err := nameParam(r)
 			if err == nil {
