@@ -452,7 +452,7 @@ func (s *Stream) deliver(ctx context.Context, d *delivery) error {
 		if err != nil {
 			return err
 		}
-		if err := s.write(0, out); err != nil {
+		if err := s.write(ch.Seq, out); err != nil {
 			return err
 		}
 	}

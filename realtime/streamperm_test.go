@@ -155,7 +155,7 @@ func dial(t *testing.T, hub *realtime.Hub, writer string, user api.User, subs ..
 
 // expect reads the next frames and fails unless they are want, each
 // "event data" (a prefix of the data ending in "..." matches).
-func (w *wire) expect(t *testing.T, want ...string) {
+func (w *wire) expect(t *testing.T, want ...string) (ids []string) {
 	t.Helper()
 	for _, wf := range want {
 		var got string
@@ -165,6 +165,7 @@ func (w *wire) expect(t *testing.T, want ...string) {
 				t.Fatalf("stream closed; want %s", wf)
 			}
 			got = f.event + " " + f.data
+			ids = append(ids, f.id)
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no frame in 5s; want %s", wf)
 		}
@@ -175,6 +176,7 @@ func (w *wire) expect(t *testing.T, want ...string) {
 			t.Fatalf("got  %s\nwant %s", got, wf)
 		}
 	}
+	return ids
 }
 
 // quiet checks that no frame comes within d.
@@ -246,11 +248,16 @@ record:
 				`denied {"subscription":{"record":"doc/2"},"code":"PERMISSION_DENIED"}`,
 				`snapshot {"name":"other","version":0,"data":null}`)
 			f.put(t, "doc/1", `{"public":true,"v":2}`)
-			w.expect(t, `record {"name":"doc/1","version":2,"data":{"public":true,"v":2},"op":"set"}`,
+			before := w.expect(t, `record {"name":"doc/1","version":2,"data":{"public":true,"v":2},"op":"set"}`,
 				`record {"name":"doc/1","version":2,"path":"v","data":2,"op":"set"}`)
 			f.put(t, "doc/1", `{"public":false,"v":"SECRET-FLIP"}`)
-			w.expect(t, `denied {"subscription":{"record":"doc/1"},"code":"PERMISSION_DENIED"}`,
+			ids := w.expect(t, `denied {"subscription":{"record":"doc/1"},"code":"PERMISSION_DENIED"}`,
 				`denied {"subscription":{"record":"doc/1","path":"v"},"code":"PERMISSION_DENIED"}`)
+			// A denial that a change caused carries the change's id, as
+			// its other frames would.
+			if ids[0] == "" || ids[1] != ids[0] || ids[0] == before[0] {
+				t.Fatalf("the denials' ids %q, want the flip's own (the change before: %q)", ids, before[0])
+			}
 			f.put(t, "doc/1", `{"public":true,"v":"AFTER-END"}`)
 			f.put(t, "doc/2", `{"public":true,"v":"DENIED-AT-START"}`)
 			f.put(t, "other", `{"end":1}`)
