@@ -8,6 +8,28 @@ import (
 	"github.com/switchboard-dev/switchboard/api"
 )
 
+// TestPatchTargets: a merge patch applies to a record of any value, null
+// included, as RFC 7396 says (a target that is not an object is {}); a
+// JSON Patch keeps <, > and & as they were written.
+func TestPatchTargets(t *testing.T) {
+	for _, c := range []struct{ ct, doc, patch, want string }{
+		{MergePatch, `null`, `{"a":1}`, `{"a":1}`},
+		{MergePatch, `5`, `{"a":1}`, `{"a":1}`},
+		{MergePatch, `[1]`, `{"a":1,"b":null}`, `{"a":1}`},
+		{MergePatch, `{"a":1}`, `null`, `null`},
+		{JSONPatch, `{"a":"<b>&"}`, `[{"op":"add","path":"/c","value":">"}]`, `{"a":"<b>&","c":">"}`},
+	} {
+		apply, err := patcher(c.ct, json.RawMessage(c.patch), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := apply(json.RawMessage(c.doc))
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s %s to %s = %s (%v), want %s", c.ct, c.patch, c.doc, got, err, c.want)
+		}
+	}
+}
+
 // FuzzPatch applies any patch, of either kind, to any document under a
 // 4 KiB record bound: it fails with a code of the contract, or its result
 // is valid JSON that a JSON Patch's copies cannot have grown past the

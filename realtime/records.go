@@ -316,6 +316,9 @@ func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json
 	switch contentType {
 	case MergePatch:
 		return func(doc json.RawMessage) (json.RawMessage, error) {
+			if string(doc) == "null" {
+				doc = json.RawMessage("{}") // RFC 7396: a target that is not an object is {}; the library refuses null
+			}
 			out, err := jsonpatch.MergePatch(doc, patch)
 			if err != nil {
 				return nil, api.Errorf(api.CodePatchFailed, "merge patch: %v", err)
@@ -329,6 +332,7 @@ func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json
 		}
 		opts := jsonpatch.NewApplyOptions()
 		opts.AccumulatedCopySizeLimit = int64(maxBytes)
+		opts.EscapeHTML = false // keep <, > and & as they were written, as every other write does
 		return func(doc json.RawMessage) (json.RawMessage, error) {
 			out, err := p.ApplyWithOptions(doc, opts)
 			var tooBig *jsonpatch.AccumulatedCopySizeError
