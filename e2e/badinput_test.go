@@ -447,6 +447,12 @@ func badInputCases(subs string) []badCase {
 		`{"ops":[{"op":"put","name":"fx/doc","data":1,"ifMatch":"2"}]}`} {
 		add(badCase{name: "batch shape " + b, method: "POST", target: "/batch", ct: jsonCT, body: b, status: 400, code: "INVALID_JSON"})
 	}
+	// An op of the wrong shape is named by its index, as any failing op.
+	for _, op := range []string{`7`, `{"op":"put","name":5,"data":1}`, `{"op":"put","name":"fx/doc","data":1,"ifMatch":"2"}`} {
+		add(badCase{name: "batch op shape " + op, method: "POST", target: "/batch", ct: jsonCT,
+			body:   `{"ops":[{"op":"delete","name":"fx/other"},` + op + `]}`,
+			status: 400, code: "INVALID_JSON", members: index(1)})
+	}
 
 	// PAYLOAD_TOO_LARGE: 2000 bytes against MAX_BODY_BYTES=1024, with and
 	// without a Content-Length.

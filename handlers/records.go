@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -161,7 +162,7 @@ func batch(x *writes) http.HandlerFunc {
 	}
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		var body struct {
-			Ops []batchOp `json:"ops"`
+			Ops []json.RawMessage `json:"ops"` // each decoded alone, so that its errors name its index
 		}
 		if _, err := readJSON(r, &body); err != nil {
 			return err
@@ -170,7 +171,11 @@ func batch(x *writes) http.HandlerFunc {
 			return api.Errorf(api.CodeInvalidJSON, `a batch is {"ops":[...]} with at least one op`)
 		}
 		ops := make([]realtime.Op, len(body.Ops))
-		for i, b := range body.Ops {
+		for i, raw := range body.Ops {
+			var b batchOp
+			if err := json.Unmarshal(raw, &b); err != nil {
+				return shapeError(err, "op "+strconv.Itoa(i)).With("index", i)
+			}
 			op, err := b.op()
 			if err != nil {
 				var e *api.Error

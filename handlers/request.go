@@ -52,26 +52,26 @@ func readJSON(r *http.Request, v any) ([]byte, error) {
 	}
 	if v != nil {
 		if err := json.Unmarshal(b, v); err != nil {
-			return nil, shapeError(err)
+			return nil, shapeError(err, "the body")
 		}
 	}
 	return b, nil
 }
 
-// shapeError says in JSON's terms, never Go's, where a body that is valid
-// JSON does not have the shape asked for: which member, what JSON it
-// should hold, what it holds.
-func shapeError(err error) *api.Error {
+// shapeError says in JSON's terms, never Go's, where a value that is
+// valid JSON (whole, "the body", or a part of it) does not have the shape
+// asked for: which member, what JSON it should hold, what it holds.
+func shapeError(err error, whole string) *api.Error {
 	var te *json.UnmarshalTypeError
 	if !errors.As(err, &te) {
-		return api.Errorf(api.CodeInvalidJSON, "the body does not have the expected shape")
+		return api.Errorf(api.CodeInvalidJSON, "%s does not have the expected shape", whole)
 	}
-	what := "the body"
+	what := whole
 	if te.Field != "" {
 		what = strconv.Quote(te.Field)
 	}
-	return api.Errorf(api.CodeInvalidJSON, "%s must be %s, not %s (at byte %d of the body)",
-		what, jsonKind(te.Type), jsonValue(te.Value), te.Offset)
+	return api.Errorf(api.CodeInvalidJSON, "%s must be %s, not %s (at byte %d of %s)",
+		what, jsonKind(te.Type), jsonValue(te.Value), te.Offset, whole)
 }
 
 // jsonKind names the JSON that decodes into t.
