@@ -216,6 +216,31 @@ func TestResumeTooOld(t *testing.T) {
 	}
 }
 
+// TestStreamOutlivesRetention: a stream open for longer than the
+// retention keeps its stored state: a subscription can be added to it,
+// and it resumes with its identity and every subscription, from a point
+// inside the retention.
+func TestStreamOutlivesRetention(t *testing.T) {
+	srv := startServer(t, map[string]string{"STREAM_RETENTION": "2s"}) // trims by age every 500ms
+	c := openSSE(t, srv.URL+"/stream?record=r", "")
+	id := c.Expect(t, "ready").Decode(t)["stream"].(string)
+	c.Expect(t, "snapshot")
+	time.Sleep(5 * time.Second) // many trims, the stream opened more than twice the retention ago
+	addSubscription(t, srv.URL, id, `{"event":"e"}`)
+	put(t, srv.URL, "r", `1`)
+	c.Expect(t, "record")
+	token := c.LastID
+	c.Close()
+	publishEvent(t, srv.URL, "e", `"missed"`)
+	c = openSSE(t, srv.URL+"/stream?record=r", token)
+	if got := c.Expect(t, "ready").Decode(t)["stream"]; got != id {
+		t.Fatalf("resumed as stream %v, want %s", got, id)
+	}
+	if m := c.Expect(t, "event").Decode(t); m["data"] != "missed" {
+		t.Fatalf("after the resume: %v, want the missed event", m)
+	}
+}
+
 // A resume point that the size bound trimmed away gets a reset and fresh
 // snapshots, as one that aged out does.
 func TestResumeTooOldBySize(t *testing.T) {

@@ -405,6 +405,45 @@ func (h *Hub) register(s *Stream) int64 {
 	return pos
 }
 
+// KeepOpen marks every open stream of this instance updated now in the
+// store, so that a trim by age (which removes the streams not updated
+// within the retention) never removes one that is open, however long it
+// lives. A stream that ended meanwhile, or that the store no longer has,
+// is skipped. Its touches go 16 at a time, so that the store's group
+// commits take many together.
+func (h *Hub) KeepOpen(ctx context.Context) {
+	h.mu.RLock()
+	ids := make([]string, 0, len(h.streams))
+	for id := range h.streams {
+		ids = append(ids, id)
+	}
+	h.mu.RUnlock()
+	now := time.Now()
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+		first  atomic.Value
+	)
+	sem := make(chan struct{}, 16)
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := h.store.TouchStream(ctx, id, now)
+			if err != nil && !api.IsCode(err, api.CodeNotFound) && failed.Add(1) == 1 {
+				first.Store(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 && ctx.Err() == nil {
+		h.log.Warn("keep open streams in the store", "failed", n, "of", len(ids), "err", first.Load())
+	}
+}
+
 // unregister forgets an ended stream: its index entries, its side
 // subscriptions' feeds, and then the observer hears of it.
 func (h *Hub) unregister(s *Stream) {

@@ -247,7 +247,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 			errc <- fmt.Errorf("fan-out: %w", err)
 		}
 	}()
-	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, log)
+	go trimLoop(bg, a.store, cfg.StreamRetention, cfg.StreamRetentionBytes, a.hub.KeepOpen, log)
 	go a.rpc.Run(bg)
 	go a.listen.Run(bg)
 	go reloadOnHangup(bg, cfg, a, log)

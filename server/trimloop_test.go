@@ -33,7 +33,7 @@ func TestTrimLoop(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			store := &trims{}
-			go trimLoop(ctx, store, time.Hour, maxBytes, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			go trimLoop(ctx, store, time.Hour, maxBytes, func(context.Context) {}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			time.Sleep(2*time.Minute + time.Second)
 			cancel()
 			synctest.Wait()
@@ -58,4 +58,53 @@ func TestTrimLoop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Before a trim by age, the open streams are kept, at least every half
+// retention: a stream that is open stays updated within the retention at
+// every such trim, however long it lives.
+func TestTrimLoopKeepsOpenStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const retention = 8 * time.Minute // trims by age every 1m (retention/4 would be 2m: capped at 1m)
+		ctx, cancel := context.WithCancel(t.Context())
+		store := &trims{}
+		var mu sync.Mutex
+		var kept []time.Time
+		keep := func(context.Context) {
+			mu.Lock()
+			defer mu.Unlock()
+			kept = append(kept, time.Now())
+		}
+		start := time.Now()
+		go trimLoop(ctx, store, retention, 0, keep, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		time.Sleep(30*time.Minute + time.Second)
+		cancel()
+		synctest.Wait()
+		// Kept at the first trim by age (1m), then at the first trim at
+		// least retention/2 after the last keep: 5m, 9m, ... 29m.
+		if len(kept) != 8 {
+			t.Fatalf("kept %d times in 30 minutes, want 8: %v", len(kept), kept)
+		}
+		last := start
+		for _, k := range kept {
+			if gap := k.Sub(last); gap >= retention {
+				t.Errorf("kept %v after the last keep, want less than the retention %v", gap, retention)
+			}
+			last = k
+		}
+		for _, o := range store.calls { // every trim by age comes after a keep within the retention
+			if o.Before.IsZero() {
+				continue
+			}
+			var before time.Time
+			for _, k := range kept {
+				if !k.After(o.Before.Add(retention)) {
+					before = k
+				}
+			}
+			if before.IsZero() || !before.After(o.Before) {
+				t.Errorf("a trim of the streams not updated since %v, with the last keep at %v", o.Before, before)
+			}
+		}
+	})
 }
