@@ -301,6 +301,12 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	if err != nil {
 		return Change{}, cur, err
 	}
+	if !cur.Exists {
+		// A record's first value is set, whatever wrote it (a path write,
+		// say): a live collection's first frame of a record created later
+		// says "set", live and replayed alike.
+		ch.Kind = KindSet
+	}
 	ch.Data, ch.Created = data, !cur.Exists
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
 }

@@ -25,3 +25,24 @@ func TestNextRecovers(t *testing.T) {
 		t.Errorf("Next moved the record to %+v", next)
 	}
 }
+
+// TestNextCreates: a write that creates its record (again, after a
+// delete) is a set, whatever its kind; one that changes it keeps its kind.
+func TestNextCreates(t *testing.T) {
+	value := func(json.RawMessage, bool) (json.RawMessage, error) { return json.RawMessage(`{"x":1}`), nil }
+	for _, c := range []struct {
+		cur  api.RecordState
+		kind api.Kind
+		want api.Kind
+	}{
+		{api.RecordState{}, api.KindPatch, api.KindSet},
+		{api.RecordState{Version: 4}, api.KindPatch, api.KindSet}, // a tombstone
+		{api.RecordState{Version: 1, Data: json.RawMessage(`{}`), Exists: true}, api.KindPatch, api.KindPatch},
+		{api.RecordState{Version: 1, Data: json.RawMessage(`{}`), Exists: true}, api.KindSet, api.KindSet},
+	} {
+		ch, _, err := api.Write{Kind: c.kind, Name: "r", Apply: value}.Next(c.cur)
+		if err != nil || ch.Kind != c.want || ch.Created == c.cur.Exists {
+			t.Errorf("%s on %+v: %s (created %v, %v), want %s", c.kind, c.cur, ch.Kind, ch.Created, err, c.want)
+		}
+	}
+}

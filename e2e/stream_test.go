@@ -40,6 +40,24 @@ func TestPathSubscription(t *testing.T) {
 	}
 }
 
+// TestCollectionRecordCreatedByPath: a record that a path write creates
+// comes to a live collection as every record created later does, with
+// "op":"set", and as a patch once it exists.
+func TestCollectionRecordCreatedByPath(t *testing.T) {
+	srv := startServer(t, nil)
+	c := openSSE(t, srv.URL+"/stream?record=d/*", "")
+	c.Expect(t, "ready")
+	c.Expect(t, "synced")
+	put(t, srv.URL, "d/9?path=pos.x", `1`)
+	if m := c.Expect(t, "record").Decode(t); m["name"] != "d/9" || m["version"] != 1.0 || m["op"] != "set" {
+		t.Fatalf("the first frame of a record a path write created: %v", m)
+	}
+	put(t, srv.URL, "d/9?path=pos.y", `2`)
+	if m := c.Expect(t, "record").Decode(t); m["version"] != 2.0 || m["op"] != "patch" {
+		t.Fatalf("the frame of a path write to it: %v", m)
+	}
+}
+
 // TestDynamicSubscriptions adds and removes subscriptions of an open
 // stream, and checks that a resume keeps them.
 func TestDynamicSubscriptions(t *testing.T) {

@@ -141,12 +141,14 @@ func testApplySeesCurrent(t *testing.T, s api.Store) {
 }
 
 // A KindPatch write is recorded as a patch; like a path write, it may
-// create the record (Apply decides from exists).
+// create the record (Apply decides from exists), and a write that creates
+// it is recorded as a set: a record's first value is set, whatever wrote
+// it.
 func testPatch(t *testing.T, s api.Store) {
 	var p probe
 	c1 := mustWrite(t, s, p.write(api.KindPatch, "doc", docV1))[0]
 	p.want(t, "", false)
-	wantChange(t, c1, api.KindPatch, "doc", 1, docV1)
+	wantChange(t, c1, api.KindSet, "doc", 1, docV1)
 
 	p = probe{}
 	c2 := mustWrite(t, s, p.write(api.KindPatch, "doc", docV3))[0]
