@@ -37,7 +37,8 @@ func testTombstoneVersionContinues(t *testing.T, s api.Store) {
 	wantChange(t, mustWrite(t, s, set("doc", docV3))[0], api.KindSet, "doc", 4, docV3)
 	wantRecord(t, s, "doc", 4, docV3)
 	mustWrite(t, s, del("doc")) // 5
-	wantChange(t, mustWrite(t, s, patch("doc", docV1))[0], api.KindSet, "doc", 6, docV1) // it creates the record again: a set
+	// A patch that creates the record again is a set.
+	wantChange(t, mustWrite(t, s, patch("doc", docV1))[0], api.KindSet, "doc", 6, docV1)
 	mustWrite(t, s, del("doc")) // 7
 	wantChange(t, mustWrite(t, s, ifNoneMatch(set("doc", docV2)))[0], api.KindSet, "doc", 8, docV2)
 	wantRecord(t, s, "doc", 8, docV2)
