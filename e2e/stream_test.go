@@ -239,11 +239,11 @@ func TestResumeTooOld(t *testing.T) {
 // and it resumes with its identity and every subscription, from a point
 // inside the retention.
 func TestStreamOutlivesRetention(t *testing.T) {
-	srv := startServer(t, map[string]string{"STREAM_RETENTION": "2s"}) // trims by age every 500ms
+	srv := startServer(t, map[string]string{"STREAM_RETENTION": "3s"}) // trims by age every 750ms
 	c := openSSE(t, srv.URL+"/stream?record=r", "")
 	id := c.Expect(t, "ready").Decode(t)["stream"].(string)
 	c.Expect(t, "snapshot")
-	time.Sleep(5 * time.Second) // many trims, the stream opened more than twice the retention ago
+	time.Sleep(7 * time.Second) // many trims, the stream opened more than twice the retention ago
 	addSubscription(t, srv.URL, id, `{"event":"e"}`)
 	put(t, srv.URL, "r", `1`)
 	c.Expect(t, "record")
