@@ -140,6 +140,9 @@ func (s *memStore) Write(ctx context.Context, writes []api.Write) ([]api.Change,
 			}
 			return nil, e.With("index", i)
 		}
+		if !exists {
+			c.Kind = api.KindSet // a record's first value is set, whatever wrote it
+		}
 		c.Data, c.Created = slices.Clone(data), !exists
 		staged[w.Name] = api.Record{Name: w.Name, Version: c.Version, Data: c.Data}
 		out = append(out, c)
