@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,10 +14,14 @@ import (
 
 // FuzzQuery checks that checkQuery lets through exactly the query strings
 // that url.ParseQuery parses whole, and refuses the others with
-// INVALID_PARAMETER before the handler runs.
+// INVALID_PARAMETER before the handler runs; and that GET /stream's
+// subscriptions (streamSubs) of a query it lets through are its record,
+// event, presence and listen values, each kind in the query's order, or
+// an error when one of those is empty.
 func FuzzQuery(f *testing.F) {
 	for _, q := range []string{"", "path=a", "path=pos;x", "path=pos%zz", "a=1&b=2", "%", "=", "&&", "a=%2", "path=a&x=%",
-		"p%zz=1", "path=a" + strings.Repeat("&x=1", 10000), "record=a%2Fb&event=*"} {
+		"p%zz=1", "path=a" + strings.Repeat("&x=1", 10000), "record=a%2Fb&event=*",
+		"event=b&record=a&event=c+d&rec%6Frd=e", "record=&event=x", "presence", "listen=jobs%2F*&presence=%2A"} {
 		f.Add(q)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -32,6 +37,38 @@ func FuzzQuery(f *testing.F) {
 		}
 		if !reached && (w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"INVALID_PARAMETER"`)) {
 			t.Fatalf("query %q: %d %s", raw, w.Code, w.Body)
+		}
+		if !reached {
+			return
+		}
+		q, _ := url.ParseQuery(raw)
+		subs, err := streamSubs(raw)
+		kinds := map[string]func(api.Subscription) string{
+			"record":   func(x api.Subscription) string { return x.Record },
+			"event":    func(x api.Subscription) string { return x.Event },
+			"presence": func(x api.Subscription) string { return x.Presence },
+			"listen":   func(x api.Subscription) string { return x.Listen },
+		}
+		empty := false
+		for kind := range kinds {
+			empty = empty || slices.Contains(q[kind], "")
+		}
+		if empty != (err != nil) {
+			t.Fatalf("query %q: streamSubs error %v, want one exactly when a subscription is empty", raw, err)
+		}
+		if err != nil {
+			return
+		}
+		for kind, of := range kinds {
+			var got []string
+			for _, x := range subs {
+				if v := of(x); v != "" {
+					got = append(got, v)
+				}
+			}
+			if !slices.Equal(got, q[kind]) {
+				t.Fatalf("query %q: %s subscriptions %q, want %q", raw, kind, got, q[kind])
+			}
 		}
 	})
 }
