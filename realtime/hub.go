@@ -421,8 +421,9 @@ func (h *Hub) KeepOpen(ctx context.Context) {
 	now := time.Now()
 	var (
 		wg     sync.WaitGroup
-		failed atomic.Int64
-		first  atomic.Value
+		mu     sync.Mutex
+		failed int
+		first  error
 	)
 	sem := make(chan struct{}, 16)
 	for _, id := range ids {
@@ -432,15 +433,18 @@ func (h *Hub) KeepOpen(ctx context.Context) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := h.store.TouchStream(ctx, id, now)
-			if err != nil && !api.IsCode(err, api.CodeNotFound) && failed.Add(1) == 1 {
-				first.Store(err)
+			if err := h.store.TouchStream(ctx, id, now); err != nil && !api.IsCode(err, api.CodeNotFound) {
+				mu.Lock()
+				if failed++; first == nil {
+					first = err
+				}
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	if n := failed.Load(); n > 0 && ctx.Err() == nil {
-		h.log.Warn("keep open streams in the store", "failed", n, "of", len(ids), "err", first.Load())
+	if failed > 0 && ctx.Err() == nil {
+		h.log.Warn("keep open streams in the store", "failed", failed, "of", len(ids), "err", first)
 	}
 }
 
