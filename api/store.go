@@ -84,9 +84,9 @@ type Write struct {
 	Apply func(current json.RawMessage, exists bool) (json.RawMessage, error)
 	// Check, when set, decides a delete inside the store's transaction,
 	// with the record as it is at that moment (the value deleted, or nil
-	// and exists false): an error refuses the delete. It runs after the
-	// conditions and before NOT_FOUND, so that a refusal does not tell
-	// whether the record exists. Unused for other kinds.
+	// and exists false): an error refuses the delete. It runs before
+	// NOT_FOUND, and a refusal wins over the conditions, so that it does
+	// not tell whether the record exists. Unused for other kinds.
 	Check func(current json.RawMessage, exists bool) error
 	// Data is an event's payload.
 	Data json.RawMessage
@@ -284,6 +284,13 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 		version = 0
 	}
 	if !w.holds(version, cur.Exists) {
+		// The rules come before the condition (RFC 9110, 13.2.1: a
+		// precondition counts only for a request that would otherwise
+		// succeed): a caller they refuse learns nothing of the record,
+		// its existence or its version, from a 412.
+		if err := w.refused(cur); err != nil {
+			return Change{}, cur, err
+		}
 		return Change{}, cur, Conflict(w.Name, version)
 	}
 	// The next version continues after a tombstone's, not after 0.
@@ -309,6 +316,22 @@ func (w Write) Next(cur RecordState) (Change, RecordState, error) {
 	}
 	ch.Data, ch.Created = data, !cur.Exists
 	return ch, RecordState{Version: ch.Version, Data: data, Exists: true}, nil
+}
+
+// refused returns the PERMISSION_DENIED that w would get on cur without
+// its condition, or nil. Other failures leave the answer to the
+// condition, as before.
+func (w Write) refused(cur RecordState) error {
+	var err error
+	if w.Kind == KindDelete {
+		err = w.check(cur)
+	} else {
+		_, err = w.apply(cur)
+	}
+	if IsCode(err, CodePermissionDenied) {
+		return err
+	}
+	return nil
 }
 
 // check runs w.Check, if any, as apply runs w.Apply.

@@ -46,3 +46,43 @@ func TestNextCreates(t *testing.T) {
 		}
 	}
 }
+
+// TestNextRefusalBeforeCondition: a write that the rules refuse is
+// refused whatever its condition, so that a 412 never tells a refused
+// caller whether the record exists or at which version; a condition
+// still wins over any other failure.
+func TestNextRefusalBeforeCondition(t *testing.T) {
+	denied := api.Errorf(api.CodePermissionDenied, "no")
+	failed := api.Errorf(api.CodePatchFailed, "no such path")
+	record := api.RecordState{Version: 4, Data: json.RawMessage(`{"x":1}`), Exists: true}
+	for _, c := range []struct {
+		name string
+		w    api.Write
+		cur  api.RecordState
+		want api.Code
+	}{
+		{"stale If-Match, refused write", api.Write{Kind: api.KindSet, Cond: api.Cond{IfMatch: 7},
+			Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return nil, denied }}, record, api.CodePermissionDenied},
+		{"If-None-Match on a record, refused write", api.Write{Kind: api.KindSet, Cond: api.Cond{IfNoneMatch: true},
+			Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return nil, denied }}, record, api.CodePermissionDenied},
+		{"stale If-Match, refused delete", api.Write{Kind: api.KindDelete, Cond: api.Cond{IfMatch: 7},
+			Check: func(json.RawMessage, bool) error { return denied }}, record, api.CodePermissionDenied},
+		{"If-Match on a missing record, refused delete", api.Write{Kind: api.KindDelete, Cond: api.Cond{IfExists: true},
+			Check: func(json.RawMessage, bool) error { return denied }}, api.RecordState{}, api.CodePermissionDenied},
+		{"stale If-Match, failing patch", api.Write{Kind: api.KindPatch, Cond: api.Cond{IfMatch: 7},
+			Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return nil, failed }}, record, api.CodeVersionConflict},
+		{"stale If-Match, allowed write", api.Write{Kind: api.KindSet, Cond: api.Cond{IfMatch: 7},
+			Apply: func(json.RawMessage, bool) (json.RawMessage, error) { return json.RawMessage(`1`), nil }}, record, api.CodeVersionConflict},
+		{"stale If-Match, allowed delete", api.Write{Kind: api.KindDelete, Cond: api.Cond{IfMatch: 7},
+			Check: func(json.RawMessage, bool) error { return nil }}, record, api.CodeVersionConflict},
+	} {
+		c.w.Name = "r"
+		_, next, err := c.w.Next(c.cur)
+		if code := api.ErrorCode(err); code != c.want {
+			t.Errorf("%s: %v (code %s), want %s", c.name, err, code, c.want)
+		}
+		if next.Version != c.cur.Version || string(next.Data) != string(c.cur.Data) {
+			t.Errorf("%s: the record moved to %+v", c.name, next)
+		}
+	}
+}
