@@ -125,6 +125,31 @@ func TestPermStreamNeverLeaks(t *testing.T) {
 	}
 }
 
+// TestPermRecordStreamRefused: the per-record stream answers a read
+// that the rules refuse 403, as the record's GET does, whether the rule
+// looks at the name or at the data, and whether the record exists; a
+// record the user may read streams, even before it exists.
+func TestPermRecordStreamRefused(t *testing.T) {
+	srv := startPermServer(t)
+	put(t, srv.URL, "secret/b", `{"s":"SECRET"}`)
+	put(t, srv.URL, "doc/closed", `{"public":false}`)
+	for _, name := range []string{"secret/b", "secret/missing", "doc/closed", "doc/closed?path=public"} {
+		req, _ := http.NewRequest("GET", srv.URL+"/records/"+name, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"PERMISSION_DENIED"`) {
+			t.Errorf("stream of %s: %d %s, want 403 PERMISSION_DENIED", name, resp.StatusCode, body)
+		}
+	}
+	read := rawStream(t, srv.URL+"/records/pub/missing")
+	waitFor(t, read, `event: snapshot`, `"version":0`)
+}
+
 // TestPermStreamCollection: a collection shows only the records its user
 // may read, neither the data nor the names of the others, and delete
 // frames only for records that could be read before.

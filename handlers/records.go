@@ -25,10 +25,6 @@ func wantsStream(r *http.Request) bool {
 // getRecord serves GET and HEAD /records/{name}, and the per-record stream.
 func getRecord(records *realtime.Records, stream http.HandlerFunc) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
-		if r.Method == http.MethodGet && wantsStream(r) {
-			stream(w, r)
-			return nil
-		}
 		name, err := nameParam(r)
 		if err != nil {
 			return err
@@ -42,6 +38,15 @@ func getRecord(records *realtime.Records, stream http.HandlerFunc) http.HandlerF
 			rec, err = records.Get(r.Context(), userFrom(r), name)
 		} else {
 			rec, err = records.GetPath(r.Context(), userFrom(r), name, path)
+		}
+		if r.Method == http.MethodGet && wantsStream(r) {
+			// A read that the rules refuse is 403 in either form; a
+			// missing record or path is no error in a stream.
+			if api.IsCode(err, api.CodePermissionDenied) {
+				return err
+			}
+			stream(w, r)
+			return nil
 		}
 		if err != nil {
 			return err
