@@ -24,7 +24,7 @@ const (
 type verified struct {
 	user  api.User
 	exp   time.Time // the token's
-	until time.Time // when the entry goes: cacheFor after the check, at most exp + leeway
+	until time.Time // when the entry goes: cacheFor after the check, at most exp
 }
 
 type tokenCache struct {
@@ -46,8 +46,8 @@ func (c *tokenCache) get(token string, now time.Time) (verified, bool) {
 // put remembers a token just verified at now.
 func (c *tokenCache) put(token string, user api.User, exp, now time.Time) {
 	e := verified{user: user, exp: exp, until: now.Add(cacheFor)}
-	if limit := exp.Add(leeway); limit.Before(e.until) {
-		e.until = limit
+	if exp.Before(e.until) {
+		e.until = exp
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= cacheSize {

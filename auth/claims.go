@@ -26,6 +26,12 @@ func userOf(claims jwt.MapClaims) (api.User, time.Time, error) {
 	if err != nil || exp == nil {
 		return api.User{}, time.Time{}, unauthenticated("the token has no valid expiry (exp)")
 	}
+	// The parser's leeway is for nbf and iat: a token is refused from its
+	// exp on, so that a stream that ended at its token's expiry cannot
+	// resume with it.
+	if !time.Now().Before(exp.Time) {
+		return api.User{}, time.Time{}, unauthenticated("the token has expired")
+	}
 	data, ok := claims["data"].(map[string]any)
 	if !ok {
 		data = map[string]any{}

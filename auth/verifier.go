@@ -21,8 +21,8 @@ import (
 // least as long as its hash.
 const MinSecretBytes = 32
 
-// leeway is the clock skew allowed on exp and nbf between the issuer of a
-// token and this server.
+// leeway is the clock skew allowed on nbf and iat between the issuer of a
+// token and this server; none is allowed on exp (userOf).
 const leeway = 5 * time.Second
 
 // Config says which keys verify tokens and what their claims must hold.
