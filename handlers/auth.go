@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -124,13 +123,17 @@ func refresh(issuer Issuer) http.HandlerFunc {
 // (the header's, or the cookie's from a page of a trusted origin) until it
 // expires, and clears the cookie. A token that does not verify is
 // UNAUTHENTICATED: nothing was revoked (the cookie is cleared all the
-// same). Without a token nothing happens: a form on another site, whose
-// cookie is not taken, cannot log the browser out.
-func logout(v Verifier, revoker Revoker) http.HandlerFunc {
+// same). Without a token nothing happens (a form on another site, whose
+// cookie is not taken, cannot log the browser out): in token mode, where
+// every request needs one, that is UNAUTHENTICATED too.
+func logout(v Verifier, revoker Revoker, open bool) http.HandlerFunc {
 	return handle(func(w http.ResponseWriter, r *http.Request) error {
 		token, _, err := credential(r)
 		if err != nil {
 			return err
+		}
+		if token == "" && !open {
+			return api.Errorf(api.CodeUnauthenticated, "no token: send it as \"Authorization: Bearer <token>\" (or, from a page of a trusted origin, the sb_token cookie)")
 		}
 		if token != "" {
 			http.SetCookie(w, clearedCookie(r))
@@ -185,25 +188,16 @@ func clearedCookie(r *http.Request) *http.Cookie {
 
 // baseCookie has the attributes of every sb_token cookie: HttpOnly (no
 // script reads it), SameSite=Lax (no other site's request carries it,
-// except a top-level GET), Path=/, and Secure unless the request came over
-// plain HTTP to this machine (a browser keeps Secure cookies of
-// http://localhost, but tests and tools may not).
+// except a top-level GET), Path=/, and Secure when the request came over
+// HTTPS (TLS here, or at a proxy that says so in X-Forwarded-Proto, as
+// Fly's and Cloud Run's do): a cookie set Secure over plain HTTP is
+// never sent back on it, which would leave a server reached over plain
+// HTTP (a container's name on a private network) without its cookie.
 func baseCookie(r *http.Request) *http.Cookie {
 	return &http.Cookie{
 		Name: tokenCookie, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-		Secure: r.TLS != nil || !isLoopbackHost(r.Host),
+		Secure: strings.HasPrefix(ownOrigin(r), "https:"),
 	}
-}
-
-// isLoopbackHost says whether a Host header (its port ignored) names this
-// machine: localhost, 127.0.0.1 or [::1].
-func isLoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	return strings.EqualFold(host, "localhost") || host == "127.0.0.1" || host == "::1"
 }
 
 // boolQuery reads an optional boolean query parameter (false when absent).

@@ -44,6 +44,7 @@ func TestAuthenticate(t *testing.T) {
 			{"header, lower-case scheme", "GET", "/records", []string{"Authorization", "bearer " + good}, http.StatusOK},
 			{"query on GET", "GET", "/records?access_token=" + good, nil, http.StatusOK},
 			{"cookie on GET", "GET", "/records", []string{"Cookie", "sb_token=" + good}, http.StatusOK},
+			{"cookie on HEAD", "HEAD", "/records/missing", []string{"Cookie", "sb_token=" + good}, http.StatusNotFound},
 			{"header wins", "GET", "/records?access_token=" + good, []string{"Authorization", "Bearer " + expired}, http.StatusUnauthorized},
 			{"write by header", "PUT", "/records/a", []string{"Authorization", "Bearer " + good}, http.StatusCreated},
 			{"expired", "GET", "/records", []string{"Authorization", "Bearer " + expired}, http.StatusUnauthorized},

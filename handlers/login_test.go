@@ -194,14 +194,25 @@ func TestLogin(t *testing.T) {
 }
 
 // TestTokenCookie: ?cookie=true sets sb_token, HttpOnly, SameSite=Lax,
-// Path=/, until the token expires; Secure unless the request came over
-// plain HTTP to this machine. The cookie authorises a GET, never a write.
+// Path=/, until the token expires; Secure when the request came over
+// HTTPS (here: as a proxy says in X-Forwarded-Proto), whatever its host.
+// The cookie authorises a GET, never a write.
 func TestTokenCookie(t *testing.T) {
 	s := newLoginServer(t, `200 {"id":"alice"}`, "", nil)
-	for host, secure := range map[string]bool{"": false, "localhost": false, "localhost:8080": false, "[::1]:80": false, "example.com": true, "example.com:8080": true, "127.0.0.2": true} {
+	for _, c := range []struct {
+		host, proto string
+		secure      bool
+	}{
+		{"", "", false}, {"localhost:8080", "", false}, {"example.com", "", false}, {"switchboard:8080", "", false},
+		{"example.com", "https", true}, {"localhost", "https", true}, {"example.com", "http", false},
+	} {
+		host, secure := c.host+" "+c.proto, c.secure
 		req, _ := http.NewRequest("POST", s.URL+"/auth/login?cookie=true", strings.NewReader(`{}`))
-		if host != "" {
-			req.Host = host
+		if c.host != "" {
+			req.Host = c.host
+		}
+		if c.proto != "" {
+			req.Header.Set("X-Forwarded-Proto", c.proto)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -311,7 +322,7 @@ func TestRefresh(t *testing.T) {
 // TestLogout: logout revokes the token it was called with, its jti until
 // its exp, and clears the cookie; the cookie counts only from a trusted
 // origin, and a logout without a token (a form on another site) clears
-// nothing.
+// nothing: UNAUTHENTICATED in token mode, 204 in open mode.
 func TestLogout(t *testing.T) {
 	s := newLoginServer(t, `200 {"id":"alice"}`, "", nil)
 	checkCleared := func(name string, resp *http.Response) {
@@ -339,8 +350,8 @@ func TestLogout(t *testing.T) {
 		tb, _ := loginOK(t, s, "")
 		jti, exp := jtiOf(t, tb.Token)
 		resp, body := send(t, "POST", s.URL+"/auth/logout", "", "", c.headers(tb.Token)...)
-		if resp.StatusCode != http.StatusNoContent {
-			t.Errorf("%s: %d %s", c.name, resp.StatusCode, body)
+		if want := map[bool]int{true: 204, false: 401}[c.revoked]; resp.StatusCode != want {
+			t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, body, want)
 		}
 		if c.revoked {
 			checkCleared(c.name, resp)
@@ -355,6 +366,11 @@ func TestLogout(t *testing.T) {
 	resp, body := send(t, "POST", s.URL+"/auth/logout", "", "", "Authorization", "Bearer "+token(t, "alice", -time.Hour))
 	wantProblem(t, "logout with an expired token", resp, body, 401, "UNAUTHENTICATED")
 	checkCleared("logout with an expired token", resp)
+
+	open := newLoginServer(t, `200 {"id":"alice"}`, "", func(d *handlers.Deps) { d.OpenMode = true })
+	if resp, body := send(t, "POST", open.URL+"/auth/logout", "", ""); resp.StatusCode != http.StatusNoContent || setCookie(resp) != "" {
+		t.Errorf("open mode, no token: %d %s (Set-Cookie %q), want 204 and no cookie", resp.StatusCode, body, setCookie(resp))
+	}
 
 	nilRevoker := newLoginServer(t, `200 {"id":"alice"}`, "", func(d *handlers.Deps) { d.Revoker = nil })
 	tb, _ := loginOK(t, nilRevoker, "")

@@ -110,7 +110,7 @@ func authenticate(v Verifier, open bool) func(http.Handler) http.Handler {
 }
 
 // bearer returns the request's token: the Authorization header's, or for
-// GET only (EventSource cannot set headers, and neither a cookie nor a URL
+// GET and HEAD only (EventSource cannot set headers, and neither a cookie nor a URL
 // may authorise a write) ?access_token= or the sb_token cookie; the cookie
 // also where allowCookie let it (refresh and logout, from a trusted page).
 // The header wins; one that is not "Bearer <token>" is an error.
@@ -129,7 +129,7 @@ func credential(r *http.Request) (token string, byCookie bool, err error) {
 		}
 		return token, false, nil
 	}
-	get := r.Method == http.MethodGet
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	if !get && !cookieAllowed(r) {
 		return "", false, nil // a write: neither the URL nor a cookie authorises it
 	}

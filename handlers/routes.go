@@ -105,7 +105,7 @@ func Routes(d Deps) http.Handler {
 
 	r.With(d.Bodies.limit, rate.limit).Post("/auth/login", login(d.Webhook, d.Issuer))
 	r.With(d.Bodies.limit, allowCookie(d.Origins), authenticate(d.Verifier, d.OpenMode), rate.limit).Post("/auth/refresh", refresh(d.Issuer))
-	r.With(d.Bodies.limit, allowCookie(d.Origins), rate.limit).Post("/auth/logout", logout(d.Verifier, d.Revoker))
+	r.With(d.Bodies.limit, allowCookie(d.Origins), rate.limit).Post("/auth/logout", logout(d.Verifier, d.Revoker, d.OpenMode))
 
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
