@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
@@ -130,12 +128,10 @@ func (w *Webhook) login(ctx context.Context, authData json.RawMessage, conn Conn
 }
 
 // readIdentity reads a 2xx answer: JSON {"id": non-empty string,
-// "clientData": any, "serverData": object or null}.
+// "clientData": any, "serverData": object or null}. The body decides, not
+// its Content-Type: many a webhook sends JSON without saying so (Go's
+// net/http labels it text/plain), and what is not JSON fails below.
 func readIdentity(resp *http.Response) (Identity, error) {
-	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-		return Identity{}, unavailable("its answer is not JSON (Content-Type %q)", resp.Header.Get("Content-Type"))
-	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxWebhookAnswer+1))
 	switch {
 	case err != nil:

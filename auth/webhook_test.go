@@ -112,9 +112,17 @@ func TestWebhookAnswers(t *testing.T) {
 		{"serverData not an object", answerJSON(200, `{"id":"alice","serverData":["admin"]}`), api.CodeAuthUnavailable},
 		{"bad UTF-8", answerJSON(200, "{\"id\":\"al\xffice\"}"), api.CodeAuthUnavailable},
 		{"too large", answerJSON(200, `{"id":"alice","clientData":"`+strings.Repeat("x", auth.MaxWebhookAnswer)+`"}`), api.CodeAuthUnavailable},
-		{"not JSON", func(w http.ResponseWriter, r *http.Request) {
+		{"JSON labelled text/plain", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, `{"id":"alice"}`)
+		}, ""},
+		{"JSON without a Content-Type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil
+			io.WriteString(w, `{"id":"alice"}`)
+		}, ""},
+		{"an HTML page", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, `<html><body>Welcome, alice</body></html>`)
 		}, api.CodeAuthUnavailable},
 		{"hangs", func(w http.ResponseWriter, r *http.Request) {
 			select {
