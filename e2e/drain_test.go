@@ -496,3 +496,22 @@ func TestDrainShutdownTimeout(t *testing.T) {
 		t.Errorf("the log does not say that a request was cut:\n%s", tail(srv.Log(), 5))
 	}
 }
+
+// TestDrainIdleServerListens: a server with nothing under way, told to
+// stop, still listens for a while: /readyz answers 503 and a new stream
+// 503 UNAVAILABLE with Retry-After, rather than a refused connection;
+// then it stops within SHUTDOWN_TIMEOUT.
+func TestDrainIdleServerListens(t *testing.T) {
+	srv := startServer(t, map[string]string{"SHUTDOWN_TIMEOUT": "5s"})
+	stopped := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() { srv.Stop(t); stopped <- time.Since(start) }()
+	waitReadyz(t, srv.URL, http.StatusServiceUnavailable, 5*time.Second)
+	st, h, body := do(t, http.MethodGet, srv.URL+"/stream?record=doc", "", "")
+	if st != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(string(body), `"UNAVAILABLE"`) {
+		t.Errorf("GET /stream while draining: %d (Retry-After %q) %s, want 503 UNAVAILABLE with Retry-After", st, h.Get("Retry-After"), body)
+	}
+	if d := <-stopped; d > 5*time.Second {
+		t.Errorf("the server stopped %v after it was told to, past its SHUTDOWN_TIMEOUT of 5s", d)
+	}
+}

@@ -297,21 +297,33 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 // shutdown drains: /readyz answers 503 and new streams, calls and polls
 // are refused, every stream ends with its retry: hint (spread, so that
 // clients do not all come back at once), and the server keeps listening
-// while the calls under way wait for their answers (at most
-// RPC_ACK_TIMEOUT; other requests, writes among them, are served
-// meanwhile). Then the listener closes and the requests under way finish.
+// for drainListen at least (a load balancer that polls /readyz sees it
+// leave, and a client that comes meanwhile gets 503 with Retry-After,
+// not a refused connection), and while the calls under way wait for
+// their answers (at most RPC_ACK_TIMEOUT; other requests, writes among
+// them, are served meanwhile). Then the listener closes and the requests
+// under way finish.
 // All of it has 90% of SHUTDOWN_TIMEOUT; what is left then is cut, so
 // that the rest (the fan-out, presence, the store) closes within it and
 // the process exits 0 before the platform kills it.
+// drainListen is how long a draining server keeps listening at least (a
+// tenth of SHUTDOWN_TIMEOUT when that is shorter).
+const drainListen = time.Second
+
 func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	a.hub.Drain()
 	a.rpc.Drain()
 	a.bodies.Drain()
+	listened := time.After(min(drainListen, cfg.ShutdownTimeout/10))
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout-cfg.ShutdownTimeout/10)
 	defer cancel()
 	streams := make(chan error, 1)
 	go func() { streams <- a.hub.WaitStreams(ctx) }()
 	a.rpc.WaitCalls(ctx)
+	select {
+	case <-listened:
+	case <-ctx.Done():
+	}
 	if a.seq != nil {
 		a.seq.Handover(ctx)
 	}
