@@ -193,3 +193,18 @@ func TestLogoutWithoutJTI(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthShortSecret: a JWT_SECRET shorter than HS256 wants is taken,
+// with a warning that names its length and never shows it, and tokens
+// signed with it verify.
+func TestAuthShortSecret(t *testing.T) {
+	const short = "short-secret"
+	srv := startServer(t, map[string]string{"AUTH_MODE": "token", "JWT_SECRET": short})
+	if st, _, b := doChecked(t, srv.URL, "GET", "/records", "", "", "Authorization", "Bearer "+signTokenWith(t, short)); st != http.StatusOK {
+		t.Errorf("GET with a token of the short secret: %d %s", st, b)
+	}
+	log := srv.Log()
+	if !strings.Contains(log, `"level":"WARN","msg":"JWT_SECRET has 12 bytes`) || strings.Contains(log, short) {
+		t.Errorf("the log does not warn of the short secret, or shows it:\n%s", log)
+	}
+}

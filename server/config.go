@@ -146,8 +146,6 @@ func (c Config) validate() error {
 		{"NOTIFY_INTERVAL", "a duration from 0s to 20ms", c.NotifyInterval >= 0 && c.NotifyInterval <= 20*time.Millisecond},
 		{"AUTH_MODE", `"open" or "token"`, c.AuthMode == "open" || c.AuthMode == "token"},
 		{"LOG_FORMAT", `"json", "text" or "gcp"`, c.LogFormat == "json" || c.LogFormat == "text" || c.LogFormat == "gcp"},
-		{"JWT_SECRET", fmt.Sprintf("at least %d bytes (a random string, e.g. `openssl rand -hex 32`)", auth.MinSecretBytes),
-			c.JWTSecret == "" || len(c.JWTSecret) >= auth.MinSecretBytes},
 		{"JWKS_URL", "an absolute http:// or https:// URL", c.JWKSURL == "" || isHTTPURL(c.JWKSURL)},
 		{"JWT_TTL", "a duration of at least 1s (a token's exp counts whole seconds)", c.JWTTTL >= time.Second},
 		{"AUTH_WEBHOOK_URL", "an absolute http:// or https:// URL", c.AuthWebhookURL == "" || isHTTPURL(c.AuthWebhookURL)},

@@ -101,9 +101,9 @@ func TestStreamBufferHoldsTheLargestFrame(t *testing.T) {
 	}
 }
 
-// TestAuthConfig: token mode needs a key to verify tokens with; a short
-// secret or a JWKS_URL that is not an http(s) URL is refused, and an error
-// never shows the secret.
+// TestAuthConfig: token mode needs a key to verify tokens with; a
+// JWKS_URL that is not an http(s) URL is refused, and an error never shows
+// the secret; a short secret is taken (the server warns of it).
 func TestAuthConfig(t *testing.T) {
 	const short = "too-short-a-secret"
 	for _, tc := range []struct {
@@ -111,8 +111,8 @@ func TestAuthConfig(t *testing.T) {
 		fail []string // what the error names; nil when the server starts
 	}{
 		{map[string]string{"AUTH_MODE": "token"}, []string{"JWT_SECRET", "JWKS_URL", "AUTH_MODE=open"}},
-		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": short}, []string{"JWT_SECRET", "32 bytes"}},
-		{map[string]string{"AUTH_MODE": "open", "JWT_SECRET": short}, []string{"JWT_SECRET"}},
+		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": short}, nil},
+		{map[string]string{"AUTH_MODE": "open", "JWT_SECRET": short}, nil},
 		{map[string]string{"JWKS_URL": "keys.json"}, []string{"JWKS_URL"}},
 		{map[string]string{"JWKS_URL": "ftp://id.example/keys"}, []string{"JWKS_URL"}},
 		{map[string]string{"AUTH_MODE": "token", "JWT_SECRET": "0123456789abcdef0123456789abcdef"}, nil},

@@ -283,6 +283,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	if cfg.AuthMode == "open" {
 		log.Warn("AUTH_MODE=open: every request without a token is served as an anonymous user; for local development only")
 	}
+	if n := len(cfg.JWTSecret); n > 0 && n < auth.MinSecretBytes {
+		log.Warn(fmt.Sprintf("JWT_SECRET has %d bytes: HS256 wants at least %d (RFC 7518), or a guessed secret signs tokens for anyone; use a random one, e.g. `openssl rand -hex 32`", n, auth.MinSecretBytes))
+	}
 	log.Info("listening", "addr", "http://"+ln.Addr().String(), "store", storeName(cfg))
 
 	select {
