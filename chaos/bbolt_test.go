@@ -57,7 +57,7 @@ func TestEmbeddedDamagedDB(t *testing.T) {
 			p := launch(t, embEnv(dir))
 			if err := p.waitListening(patience); err != nil {
 				code := p.exitCode(t, patience)
-				if code != 1 || !strings.Contains(p.out.String(), "switchboard: open data directory") || strings.Contains(p.out.String(), "panic") {
+				if code != 1 || !strings.Contains(p.out.String(), "switchboard: DATA_DIR: open data directory") || strings.Contains(p.out.String(), "panic") {
 					t.Errorf("on a damaged file the server exited %d, saying %.1000s; want 1 and the data directory named", code, p.out.String())
 				}
 				t.Logf("refused to start, exit %d: %.300s", code, lastLine(p.out.String()))

@@ -3,6 +3,10 @@ package server
 import (
 	"context"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -43,6 +47,36 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		err := Run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s=%s: error %v does not name the variable", key, value, err)
+		}
+	}
+}
+
+// TestStartErrorsNameTheVariable: a value that passes the checks of
+// form but fails at start (a store that does not open, a port taken)
+// stops the server with the variable's name too.
+func TestStartErrorsNameTheVariable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
+	for _, c := range []struct {
+		env  map[string]string
+		name string
+	}{
+		{map[string]string{"DATA_DIR": file}, "DATA_DIR"},
+		{map[string]string{"DATABASE_URL": "garbage://x"}, "DATABASE_URL"},
+		{map[string]string{"DATA_DIR": t.TempDir(), "HOST": "127.0.0.1", "PORT": port}, "PORT"},
+	} {
+		c.env["AUTH_MODE"] = "open"
+		err := Run(context.Background(), nil, func(k string) string { return c.env[k] }, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%v: error %v does not name %s", c.env, err, c.name)
 		}
 	}
 }

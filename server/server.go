@@ -224,7 +224,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("HOST or PORT: listen: %w", err)
 	}
 	ln = handlers.Listener(ln)
 	handler := a.handler
@@ -380,14 +380,17 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (api.Store, ap
 	if cfg.DatabaseURL != "" {
 		st, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseDirectURL, log)
 		if err != nil {
-			return nil, nil, err
+			if cfg.DatabaseDirectURL != "" {
+				return nil, nil, fmt.Errorf("DATABASE_URL or DATABASE_DIRECT_URL: %w", err)
+			}
+			return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 		}
 		st.SetNotifyInterval(cfg.NotifyInterval)
 		return st, st.Bus(), nil
 	}
 	st, err := embedded.Open(cfg.DataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("DATA_DIR: %w", err)
 	}
 	if cfg.EventAck == "written" {
 		st.AckEventsWritten()
