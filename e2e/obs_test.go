@@ -335,8 +335,12 @@ func TestHelpAndVersion(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, arg := range []string{"--help", "-h", "help"} {
-		out, err := exec.Command(bin, arg).Output()
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"migrate", "-h"}} {
+		// A command's help must not run the command (serve would not end).
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, bin, args...).Output()
+		cancel()
+		arg := strings.Join(args, " ")
 		if err != nil {
 			t.Errorf("switchboard %s: %v", arg, err)
 		}

@@ -43,7 +43,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 && cliCommands[args[1]] != "" { // a client of a running server
 		return cliCommand(ctx, args[1], args[2:], getenv, stdout)
 	}
-	if len(args) > 1 && isHelp(args[1]) {
+	if len(args) > 1 && isHelp(args[1]) || len(args) > 2 && isHelp(args[2]) { // "serve --help" serves nothing
 		printUsage(stdout)
 		return nil
 	}
