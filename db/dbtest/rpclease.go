@@ -67,14 +67,15 @@ func testRPCLeaseNoneLeft(t *testing.T, q *rpcQueue) {
 	q.expire(t, 1000)
 	q.take(t, c.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
 
-	// The last attempt's lease running out is RPC_TIMEOUT, provider left
-	// or not.
+	// The last attempt's lease running out with nobody left is
+	// NO_RPC_PROVIDER too (testRPCMaxAttempts: RPC_TIMEOUT while someone
+	// is left).
 	one := q.call("a", "2")
 	one.MaxAttempts = 1
 	q.enqueue(t, one, 2000)
 	q.claimOne(t, "p1", 2000, one)
 	q.expire(t, 3000)
-	q.take(t, one.ID, api.RPCResult{Code: api.CodeRPCTimeout})
+	q.take(t, one.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
 
 	q.register(t, "a", "p3")
 	c = q.enqueue(t, q.call("a", "3"), 4000)
@@ -101,7 +102,8 @@ func testRPCLeaseToAProviderLeft(t *testing.T, q *rpcQueue) {
 	q.take(t, c.ID, api.RPCResult{Code: api.CodeNoRPCProvider})
 }
 
-// After MaxAttempts leases ran out the request is done with RPC_TIMEOUT.
+// After MaxAttempts leases ran out the request is done with RPC_TIMEOUT,
+// though a provider that has not had it is left.
 func testRPCMaxAttempts(t *testing.T, q *rpcQueue) {
 	q.register(t, "a", "p1", "p2", "p3")
 	c := q.call("a", "1")

@@ -220,8 +220,10 @@ func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error)
 	return next, nil
 }
 
-// endLeases ends the claims whose lease ended at or before now: done with
-// RPC_TIMEOUT after MaxAttempts of them, else passed on as after a reject.
+// endLeases ends the claims whose lease ended at or before now: passed on
+// as after a reject (NO_RPC_PROVIDER when nobody is left), or done with
+// RPC_TIMEOUT after MaxAttempts of them while a provider that has not had
+// the request is left.
 // It returns the announcements and the end of the earliest lease still
 // running.
 func (q *RPCQueue) endLeases(now time.Time) (wakes []api.RPCWake, next time.Time) {
@@ -233,7 +235,7 @@ func (q *RPCQueue) endLeases(now time.Time) (wakes []api.RPCWake, next time.Time
 			continue
 		}
 		q.release(r)
-		if r.expired++; r.expired >= max(r.call.MaxAttempts, 1) {
+		if r.expired++; r.expired >= max(r.call.MaxAttempts, 1) && q.registered(r.call.Name, r.tried, now) {
 			q.finish(r, api.RPCResult{Code: api.CodeRPCTimeout})
 			wakes = append(wakes, api.RPCWake{ID: r.call.ID})
 		} else {

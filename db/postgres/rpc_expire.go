@@ -54,25 +54,28 @@ func (q *RPCQueue) Expire(ctx context.Context, now time.Time) (time.Time, error)
 
 // endLeasesSQL ends the claims whose lease ended at or before $1, in one
 // statement: ended locks them, skipping rows that another transaction
-// holds; outcome decides each: done with $2 (RPC_TIMEOUT) once
-// max_attempts leases ran out, else passed on by the rule of a reject:
-// pending when a provider that has not had it is left, done with $3
-// (NO_RPC_PROVIDER) when none is, since nobody could ever answer it.
+// holds; outcome decides each by the rule of a reject: done with $3
+// (NO_RPC_PROVIDER) when no provider that has not had it is left, since
+// nobody could ever answer it; else done with $2 (RPC_TIMEOUT) once
+// max_attempts leases ran out, and pending again before.
 var endLeasesSQL = `
 	WITH ended AS (
 		SELECT id, name, expired + 1 >= max_attempts AS spent FROM rpc_requests
 		WHERE state = 'claimed' AND lease_until <= $1::timestamptz
 		FOR UPDATE SKIP LOCKED
 	), outcome AS (
-		SELECT e.id, e.spent, NOT e.spent AND ` + providerLeftSQL("e", "$1::timestamptz") + ` AS requeue
+		SELECT e.id, e.spent, ` + providerLeftSQL("e", "$1::timestamptz") + ` AS left_
 		FROM ended e
+	), decided AS (
+		SELECT id, NOT spent AND left_ AS requeue, CASE WHEN NOT left_ THEN $3::text WHEN spent THEN $2::text END AS code
+		FROM outcome
 	)
 	UPDATE rpc_requests r
 	SET expired = r.expired + 1,
 		state = CASE WHEN o.requeue THEN 'pending' ELSE 'done' END,
-		result_code = CASE WHEN o.requeue THEN NULL WHEN o.spent THEN $2::text ELSE $3::text END,
+		result_code = o.code,
 		claim = NULL, provider = NULL, lease = NULL, lease_until = NULL
-	FROM outcome o
+	FROM decided o
 	WHERE r.id = o.id
 	RETURNING r.id, r.name, NOT o.requeue`
 
