@@ -116,12 +116,15 @@ func counted(s *Stream) string {
 	return s.User.ID
 }
 
-// Opened counts a stream of this instance (the hub's Observer).
+// Opened counts a stream of this instance (the hub's Observer), and puts
+// its user online in the view at once: under the view's lock, so that a
+// read applied meanwhile counts the stream too (apply).
 func (p *Presence) Opened(s *Stream) {
 	u := counted(s)
 	if u == "" {
 		return
 	}
+	p.lock()
 	p.mu.Lock()
 	h := p.local[u]
 	if h == nil {
@@ -130,6 +133,8 @@ func (p *Presence) Opened(s *Stream) {
 	}
 	h.streams++
 	p.mu.Unlock()
+	p.cameOnline(u)
+	p.unlock()
 	signal(p.wake)
 }
 
@@ -205,6 +210,26 @@ func (p *Presence) Run(ctx context.Context) {
 	}
 }
 
+// localUsers returns this instance's users at now: with streams, or in
+// their grace.
+func (p *Presence) localUsers(now time.Time) map[string]bool {
+	users := make(map[string]bool)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for u, h := range p.local {
+		if h.present(now, p.cfg.LeaveGrace) {
+			users[u] = true
+		}
+	}
+	return users
+}
+
+// present says whether the holder's user is online here at now: with
+// streams, or in their grace.
+func (h *holder) present(now time.Time, grace time.Duration) bool {
+	return h.streams > 0 || now.Before(h.left.Add(grace))
+}
+
 // sync makes this instance's rows those of its users (with streams, or in
 // their grace): it adds and removes rows, renews every row when renew is
 // set, and announces a change of the rows on the Bus.
@@ -213,7 +238,7 @@ func (p *Presence) sync(ctx context.Context, renew bool) error {
 	keep := make(map[string]bool)
 	p.mu.Lock()
 	for u, h := range p.local {
-		if h.streams > 0 || now.Before(h.left.Add(p.cfg.LeaveGrace)) {
+		if h.present(now, p.cfg.LeaveGrace) {
 			keep[u] = true
 		} else {
 			delete(p.local, u)

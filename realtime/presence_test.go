@@ -93,7 +93,13 @@ type watcher struct {
 
 func (in *instance) watch(t *testing.T, sub string, serve serveFunc) *watcher {
 	t.Helper()
-	s, err := in.hub.Open(context.Background(), api.User{}, []api.Subscription{{Presence: sub}}, "")
+	return in.watchAs(t, api.User{}, sub, serve)
+}
+
+// watchAs is watch on a stream of user.
+func (in *instance) watchAs(t *testing.T, user api.User, sub string, serve serveFunc) *watcher {
+	t.Helper()
+	s, err := in.hub.Open(context.Background(), user, []api.Subscription{{Presence: sub}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +363,11 @@ type stalledOnline struct {
 	stalled chan struct{} // closed: reads block
 	entered chan struct{} // a read blocks
 	release chan struct{}
+	freed   sync.Once
 }
+
+// free lets the blocked read and every one after it through.
+func (s *stalledOnline) free() { s.freed.Do(func() { close(s.release) }) }
 
 func (s *stalledOnline) Online(ctx context.Context, now time.Time, users []string) ([]string, error) {
 	select {
@@ -377,22 +387,7 @@ func (s *stalledOnline) Online(ctx context.Context, now time.Time, users []strin
 // one of the few writers shared by every detached stream, and stalling it
 // would freeze them all. It used to wait up to 5 s for a fresh read.
 func TestPresenceWatchDoesNotWait(t *testing.T) {
-	store := newStore(t)
-	slow := &stalledOnline{Store: store, stalled: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
-		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
-	}, quiet)
-	p := realtime.NewPresence(slow, store.Bus(), realtime.AllowAll{}, realtime.PresenceConfig{
-		Instance: realtime.NewInstanceID(), Refresh: 20 * time.Millisecond,
-	}, quiet)
-	hub.SetPresence(p, p)
-	ctx, cancel := context.WithCancel(context.Background())
-	hubDone, presenceDone := make(chan struct{}), make(chan struct{})
-	go func() { hub.Run(ctx); close(hubDone) }()
-	go func() { p.Run(ctx); close(presenceDone) }()
-	t.Cleanup(func() { close(slow.release); hub.Drain(); cancel(); <-hubDone; <-presenceDone })
-	in := &instance{hub: hub, presence: p}
-
+	in, slow := newStalledInstance(t)
 	close(slow.stalled)
 	<-slow.entered // Run is stuck reading
 	for _, serve := range []serveFunc{writers["pool"], writers["goroutine"]} {
@@ -406,4 +401,56 @@ func TestPresenceWatchDoesNotWait(t *testing.T) {
 			t.Fatal("no state within 2 s: the subscription waits for the Store")
 		}
 	}
+}
+
+// TestPresenceOwnStream: a user's own stream finds them online in its
+// presence=USER and presence=* states, before the Store has their row (its
+// reads are stalled here), and its watchers get that as a change once;
+// the read that comes later changes nothing.
+func TestPresenceOwnStream(t *testing.T) {
+	in, slow := newStalledInstance(t)
+	all := in.watch(t, "*", writers["pool"])
+	close(slow.stalled)
+	<-slow.entered // Run is stuck reading
+	for i, serve := range []serveFunc{writers["pool"], writers["goroutine"]} {
+		dave := api.User{ID: fmt.Sprintf("dave%d", i)}
+		for _, sub := range []string{dave.ID, "*"} {
+			w := in.watchAs(t, dave, sub, serve)
+			if got := w.nextFrame(t); got != frame(dave.ID, true) && sub == dave.ID {
+				t.Errorf("presence=%s on %s's own stream starts with %s", sub, dave.ID, got)
+			}
+			if got := w.known(); !slices.Contains(got, dave.ID) {
+				t.Errorf("presence=%s on %s's own stream knows %q online", sub, dave.ID, got)
+			}
+		}
+		if got := all.nextFrame(t); got != frame(dave.ID, true) {
+			t.Errorf("presence=* of another stream got %s, want %s coming online", got, dave.ID)
+		}
+	}
+	slow.free() // reads go through again
+	all.noFrame(t, 300*time.Millisecond)
+	if all.bad != nil {
+		t.Errorf("presence=* got frames that changed nothing: %q", all.bad)
+	}
+}
+
+// newStalledInstance starts a hub with a presence service whose Store's
+// reads of the online set block while stalled is closed, until release
+// is.
+func newStalledInstance(t *testing.T) (*instance, *stalledOnline) {
+	store := newStore(t)
+	slow := &stalledOnline{Store: store, stalled: make(chan struct{}), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	hub := realtime.NewHub(store, store.Bus(), realtime.AllowAll{}, realtime.HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+	}, quiet)
+	p := realtime.NewPresence(slow, store.Bus(), realtime.AllowAll{}, realtime.PresenceConfig{
+		Instance: realtime.NewInstanceID(), Refresh: 20 * time.Millisecond,
+	}, quiet)
+	hub.SetPresence(p, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	hubDone, presenceDone := make(chan struct{}), make(chan struct{})
+	go func() { hub.Run(ctx); close(hubDone) }()
+	go func() { p.Run(ctx); close(presenceDone) }()
+	t.Cleanup(func() { slow.free(); hub.Drain(); cancel(); <-hubDone; <-presenceDone })
+	return &instance{hub: hub, presence: p}, slow
 }

@@ -92,15 +92,20 @@ func (p *Presence) Unwatch(w Watch) {
 	}
 }
 
-// apply makes online (in id order) the view, and pushes a frame for each
-// user who came or went to their watchers, in id order.
+// apply makes online (in id order), with this instance's own users
+// (local), the view, and pushes a frame for each user who came or went to
+// their watchers, in id order. The own users count whether or not the
+// read saw their rows: a read begun before their rows were written must
+// not take them offline.
 func (p *Presence) apply(online []string) {
 	p.lock()
 	defer p.unlock()
-	now := make(map[string]bool, len(online))
-	var changed []string
+	now := p.localUsers(time.Now())
 	for _, u := range online {
 		now[u] = true
+	}
+	var changed []string
+	for u := range now {
 		if !p.view[u] {
 			changed = append(changed, u)
 		}
@@ -113,13 +118,29 @@ func (p *Presence) apply(online []string) {
 	p.view = now
 	slices.Sort(changed)
 	for _, u := range changed {
-		frame := presenceFrame(u, now[u])
-		for w := range p.all {
-			w.Push(frame)
-		}
-		for w := range p.one[u] {
-			w.Push(frame)
-		}
+		p.push(u, now[u])
+	}
+}
+
+// cameOnline puts a user of this instance in the view at once, before
+// the Store has their row, so that a subscription that starts now (the
+// user's own, say) finds them online. The caller holds the view's lock.
+func (p *Presence) cameOnline(u string) {
+	if !p.view[u] {
+		p.view[u] = true
+		p.push(u, true)
+	}
+}
+
+// push sends a user's frame to their watchers. The caller holds the
+// view's lock.
+func (p *Presence) push(u string, online bool) {
+	frame := presenceFrame(u, online)
+	for w := range p.all {
+		w.Push(frame)
+	}
+	for w := range p.one[u] {
+		w.Push(frame)
 	}
 }
 
