@@ -6,6 +6,7 @@ import (
 	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -234,6 +235,24 @@ func TestMetricsMove(t *testing.T) {
 	if st, _, b := do(t, http.MethodPost, srv.URL+"/auth/login", "application/json", `{"user":"x"}`); st != http.StatusServiceUnavailable {
 		t.Fatalf("failed login: %d %s", st, b)
 	}
+	// Limits: a body too large (declared, and sent without a length), a
+	// record too large, a collection too large.
+	big := `"` + strings.Repeat("x", 70<<10) + `"`
+	if st, _, b := do(t, http.MethodPut, srv.URL+"/records/obs/big", "application/json", big); st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("PUT of 70 KiB: %d %s", st, b)
+	}
+	chunked, _ := http.NewRequest(http.MethodPut, srv.URL+"/records/obs/big", io.MultiReader(strings.NewReader(big)))
+	chunked.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(chunked); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("PUT of 70 KiB without a length: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	half := `"` + strings.Repeat("x", 40<<10) + `"`
+	put(t, srv.URL, "obs/half", `{"a":`+half+`}`)
+	if st, _, b := do(t, http.MethodPut, srv.URL+"/records/obs/half?path=b", "application/json", half); st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a path write past MAX_RECORD_BYTES: %d %s", st, b)
+	}
 	do(t, http.MethodGet, srv.URL+"/records/obs/raw-path-secret", "", "")
 	do(t, http.MethodGet, srv.URL+"/no/such/route", "", "")
 	slowConsumer(t, srv)
@@ -248,11 +267,13 @@ func TestMetricsMove(t *testing.T) {
 		`switchboard_auth_webhook_duration_seconds_count{result="refused"}`:                             1,
 		`switchboard_auth_webhook_duration_seconds_count{result="unavailable"}`:                         1,
 		"switchboard_auth_webhook_failures_total":                                                       1,
+		`switchboard_limit_refusals_total{limit="MAX_BODY_BYTES"}`:                                      2,
+		`switchboard_limit_refusals_total{limit="MAX_RECORD_BYTES"}`:                                    1,
 		`switchboard_rpc_call_duration_seconds_count{outcome="ok"}`:                                     1,
 		`switchboard_http_request_duration_seconds_count{method="POST",route="/rpc/*",status="200"}`:    1,
 		`switchboard_http_request_duration_seconds_count{method="GET",route="unmatched",status="404"}`:  1,
 		`switchboard_http_request_duration_seconds_count{method="GET",route="/records/*",status="404"}`: 1,
-		`switchboard_http_request_duration_seconds_count{method="PUT",route="/records/*",status="201"}`: 1,
+		`switchboard_http_request_duration_seconds_count{method="PUT",route="/records/*",status="201"}`: 2,
 		`switchboard_http_request_duration_seconds_count{method="PUT",route="/records/*",status="200"}`: 2,
 	} {
 		if got := after[name]; got != want {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/api"
+	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // drainGrace is how long a body still arriving when the server drains may
@@ -51,7 +52,7 @@ func (b *Bodies) Drain() {
 func (b *Bodies) limit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > b.max {
-			writeError(w, r, api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", b.max))
+			writeError(w, r, realtime.LimitBodyBytes.Refuse(api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", b.max)))
 			return
 		}
 		if r.ContentLength == 0 { // no body: GET streams and long polls keep no deadline
@@ -107,7 +108,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return nil, api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", tooBig.Limit)
+		return nil, realtime.LimitBodyBytes.Refuse(api.Errorf(api.CodePayloadTooLarge, "the body is larger than %d bytes", tooBig.Limit))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, api.Errorf(api.CodeInvalidJSON, "the body did not arrive in time")
 	case err != nil:

@@ -106,8 +106,8 @@ func (h *Hub) collectionTooLarge(ctx context.Context, prefix string) (bool, erro
 // errCollectionTooLarge is the answer to a GET /stream whose collection
 // is over the limit.
 func (h *Hub) errCollectionTooLarge(x api.Subscription) error {
-	return api.Errorf(api.CodePayloadTooLarge, "collection %q has more than %d records (MAX_COLLECTION_RECORDS)", x.Record, h.cfg.MaxCollection).
-		With("parameter", "record")
+	return LimitCollectionRecord.Refuse(api.Errorf(api.CodePayloadTooLarge, "collection %q has more than %d records (MAX_COLLECTION_RECORDS)", x.Record, h.cfg.MaxCollection).
+		With("parameter", "record"))
 }
 
 // checkCollections refuses, before anything is sent, a new stream with a

@@ -269,8 +269,8 @@ func (r *Records) checked(ctx context.Context, user api.User, name string, e edi
 // path write or patch can still make a record too large or too deep to send.
 func (r *Records) checkResult(name string, next json.RawMessage) error {
 	if len(next) > r.maxBytes {
-		return api.Errorf(api.CodePayloadTooLarge,
-			"record %q would be %d bytes after this write; a record is at most %d bytes (MAX_RECORD_BYTES)", name, len(next), r.maxBytes)
+		return LimitRecordBytes.Refuse(api.Errorf(api.CodePayloadTooLarge,
+			"record %q would be %d bytes after this write; a record is at most %d bytes (MAX_RECORD_BYTES)", name, len(next), r.maxBytes))
 	}
 	return api.CheckDepth(next, fmt.Sprintf("record %q after this write", name))
 }
@@ -337,7 +337,7 @@ func patcher(contentType string, patch json.RawMessage, maxBytes int) (func(json
 			out, err := p.ApplyWithOptions(doc, opts)
 			var tooBig *jsonpatch.AccumulatedCopySizeError
 			if errors.As(err, &tooBig) {
-				return nil, api.Errorf(api.CodePayloadTooLarge, "the JSON Patch copies more than %d bytes (MAX_RECORD_BYTES)", maxBytes)
+				return nil, LimitRecordBytes.Refuse(api.Errorf(api.CodePayloadTooLarge, "the JSON Patch copies more than %d bytes (MAX_RECORD_BYTES)", maxBytes))
 			}
 			if err != nil {
 				return nil, api.Errorf(api.CodePatchFailed, "JSON Patch: %v", err)

@@ -23,6 +23,7 @@ const (
 	LimitRPCInFlight      Limit = "MAX_RPC_IN_FLIGHT_PER_USER"
 	LimitRecordBytes      Limit = "MAX_RECORD_BYTES"
 	LimitCollectionRecord Limit = "MAX_COLLECTION_RECORDS"
+	LimitBodyBytes        Limit = "MAX_BODY_BYTES"
 )
 
 func (l Limit) Error() string { return "refused by " + string(l) }
