@@ -49,6 +49,40 @@ func (h *Hub) watchHangups(ctx context.Context) {
 	}
 }
 
+// reapWait bounds how long reap waits for the slots of the streams it
+// ended to come back (their writer lets go of them).
+const reapWait = 100 * time.Millisecond
+
+// reap looks at once, rather than at the next look of watchHangups, for
+// the detached streams that hold the slots that which says are taken (the
+// user's, or every stream's) and whose client has gone; it ends them,
+// waits until their slots come back (at most reapWait), and reports
+// whether it ended any. Open calls it before it refuses a stream for a
+// limit, so that a client that closed a stream and opens another at once
+// is not refused for the one it closed. One reap runs at a time: a
+// refusal that finds one under way does not wait for it.
+func (h *Hub) reap(which full, user string) bool {
+	if !h.reaping.TryLock() {
+		return false
+	}
+	defer h.reaping.Unlock()
+	l := newLook()
+	var gone []*Stream
+	for _, s := range h.pool.list(nil) {
+		if (which == fullInAll || s.User.ID == user) && !s.ended() && l.hungUp(s.det.conn) {
+			s.end(nil) // the client went: a normal end, as a look's is
+			gone = append(gone, s)
+		}
+	}
+	deadline := time.Now().Add(reapWait)
+	for _, s := range gone {
+		for s.slot.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return len(gone) > 0
+}
+
 // lookEvery is how often watchHangups looks: every hangupInterval, or more
 // often for a lifetime shorter than a few looks (in tests). A look goes
 // over the streams in half of it.

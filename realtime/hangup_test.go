@@ -29,10 +29,14 @@ type hangupFixture struct {
 }
 
 func newHangupFixture(t *testing.T) *hangupFixture {
-	feed := &testFeed{watched: make(map[*realtime.Stream][]realtime.Watch)}
-	f := newFixture(t, realtime.HubConfig{
+	return newHangupFixtureWith(t, realtime.HubConfig{
 		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
-	}, func(h *realtime.Hub) { h.SetPresence(feed, feed) })
+	})
+}
+
+func newHangupFixtureWith(t *testing.T, cfg realtime.HubConfig) *hangupFixture {
+	feed := &testFeed{watched: make(map[*realtime.Stream][]realtime.Watch)}
+	f := newFixture(t, cfg, func(h *realtime.Hub) { h.SetPresence(feed, feed) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,5 +170,47 @@ func TestHangupMany(t *testing.T) {
 		if got := next(t, c.frames, true); !strings.HasPrefix(got, `event {"name":"chat"`) {
 			t.Fatalf("a client that stayed read %q", got)
 		}
+	}
+}
+
+// TestHangupBeforeRefusal: a client that closes its stream and opens
+// another at once is not refused for the one it closed, by
+// MAX_STREAMS_PER_USER nor by MAX_STREAMS: the hub looks for streams whose
+// client went before it refuses, rather than at its next look (a second
+// away). A stream whose client stays still counts.
+func TestHangupBeforeRefusal(t *testing.T) {
+	f := newHangupFixtureWith(t, realtime.HubConfig{
+		Heartbeat: time.Hour, MaxLifetime: time.Hour, Retry: time.Second, BufferBytes: 1 << 20,
+		MaxStreams: 2, MaxStreamsPerUser: 1,
+	})
+	// reopen opens a stream of user within 50 ms (the client's close
+	// reaches the server's socket on its own time), or fails.
+	reopen := func(user string) *tcpClient {
+		t.Helper()
+		for range 10 {
+			s, err := f.hub.Open(context.Background(), api.User{ID: user}, []api.Subscription{{Event: "chat"}}, "")
+			if err == nil {
+				s.Abandon()
+				return f.open(t, user)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("a stream of %s was refused 50 ms after its client closed the last one", user)
+		return nil
+	}
+	alice := f.open(t, "alice")
+	if _, err := f.hub.Open(context.Background(), api.User{ID: "alice"}, nil, ""); api.ErrorCode(err) != api.CodeLimitExceeded {
+		t.Fatalf("alice's second stream: %v, want LIMIT_EXCEEDED", err)
+	}
+	alice.hangUp(t, false)
+	alice = reopen("alice") // MAX_STREAMS_PER_USER
+	f.open(t, "bob")
+	if _, err := f.hub.Open(context.Background(), api.User{ID: "carol"}, nil, ""); api.ErrorCode(err) != api.CodeUnavailable {
+		t.Fatalf("a third stream: %v, want UNAVAILABLE", err)
+	}
+	alice.hangUp(t, true)
+	reopen("carol") // MAX_STREAMS
+	if _, err := f.hub.Open(context.Background(), api.User{ID: "dave"}, nil, ""); api.ErrorCode(err) != api.CodeUnavailable {
+		t.Fatalf("a third stream while bob's and carol's clients stay: %v, want UNAVAILABLE", err)
 	}
 }

@@ -94,6 +94,7 @@ type Hub struct {
 	rulesGen atomic.Uint64 // counts RulesChanged calls (streamperm_reload.go)
 
 	streamSlots slots    // streams open or opening, in all and by user (slots.go)
+	reaping     sync.Mutex // one reap at a time (hangup.go)
 	measures    Measures // set by Measure before Run, then read-only
 }
 

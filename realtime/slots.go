@@ -120,7 +120,11 @@ func (s *slots) held(user string) (int, int) {
 func (h *Hub) Open(ctx context.Context, user api.User, subs []api.Subscription, token string) (*Stream, error) {
 	// The stream holds its slot with a flag (slot) rather than a
 	// function: an idle stream is a few hundred bytes.
-	switch h.streamSlots.hold(user.ID) {
+	full := h.streamSlots.hold(user.ID)
+	if full != roomLeft && h.reap(full, user.ID) {
+		full = h.streamSlots.hold(user.ID)
+	}
+	switch full {
 	case fullInAll:
 		return nil, LimitStreams.Refuse(api.Errorf(api.CodeUnavailable, "this instance serves at most %d streams: connect again, or to another instance", h.cfg.MaxStreams))
 	case fullForUser:
