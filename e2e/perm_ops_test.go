@@ -248,3 +248,54 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestPermFailedWritesTellNothing: a caller who may neither read nor
+// write a record learns nothing of it from a write: a JSON Patch test
+// that fails and one that passes, a stale If-Match, a path or a record
+// that is missing, all answer 403, never 409, 412 or 404. A caller who
+// may read it gets those answers as before.
+func TestPermFailedWritesTellNothing(t *testing.T) {
+	srv := startRulesServer(t, `
+record:
+  "vault/$id":
+    read: false
+    create: true
+    write: false
+  "shelf/$id":
+    read: true
+    create: true
+    write: false
+`)
+	u := userToken(t, "mallory", nil)
+	const jsonPatch = "application/json-patch+json"
+	for _, kind := range []string{"vault", "shelf"} {
+		base := srv.URL + "/records/" + kind
+		if st, b := u.send(t, "PUT", base+"/a", "application/json", `{"n":1}`); st != 201 {
+			t.Fatalf("create %s/a: %d %s", kind, st, b)
+		}
+		for _, c := range []struct {
+			what, method, target, contentType, body string
+			headers                                 []string
+			reader                                  int // the status for a caller who may read
+		}{
+			{"a JSON Patch test that fails", "PATCH", "/a", jsonPatch, `[{"op":"test","path":"/n","value":2}]`, nil, 409},
+			{"a JSON Patch test that passes", "PATCH", "/a", jsonPatch, `[{"op":"test","path":"/n","value":1}]`, nil, 403},
+			{"a stale If-Match", "PUT", "/a", "application/json", `{"n":0}`, []string{"If-Match", `"7"`}, 403},
+			{"a stale If-Match and a patch that fails", "PATCH", "/a", jsonPatch, `[{"op":"remove","path":"/x"}]`, []string{"If-Match", `"7"`}, 412},
+			{"a missing path", "DELETE", "/a?path=x", "", "", nil, 404},
+			{"a missing record", "PATCH", "/missing", "application/merge-patch+json", `{"n":2}`, nil, 404},
+		} {
+			want := c.reader
+			if kind == "vault" {
+				want = 403
+			}
+			st, b := u.send(t, c.method, base+c.target, c.contentType, c.body, c.headers...)
+			if st != want {
+				t.Errorf("%s on %s: %d %s, want %d", c.what, kind, st, b, want)
+			}
+			if want == 403 && strings.Contains(string(b), "currentVersion") {
+				t.Errorf("%s on %s: the refusal tells the version: %s", c.what, kind, b)
+			}
+		}
+	}
+}

@@ -245,10 +245,16 @@ func (r *Records) editOf(op Op) (api.Kind, edit, error) {
 
 // checked is the Apply of a write: the edit, then the bounds of what is
 // stored and the permission to write it, with the value before and after.
+// An edit that fails says something of the record (a JSON Patch test that
+// fails, a path or a record that is missing): to a caller who may read it
+// only, the others get the read's refusal.
 func (r *Records) checked(ctx context.Context, user api.User, name string, e edit) func(json.RawMessage, bool) (json.RawMessage, error) {
 	return func(cur json.RawMessage, exists bool) (json.RawMessage, error) {
 		next, err := e(cur, exists)
 		if err != nil {
+			if denied := r.access.Allow(ctx, Request{User: user, Action: ActRead, Section: SecRecord, Name: name, Data: cur}); denied != nil {
+				return nil, denied
+			}
 			return nil, err
 		}
 		if err := r.checkResult(name, next); err != nil {
