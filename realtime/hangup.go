@@ -11,7 +11,7 @@ import (
 // reading its socket: without this look it would learn that its client
 // went only when it next writes, at the next heartbeat or change, and
 // presence would keep a user who closed their last tab online until then.
-const hangupInterval = time.Second
+var hangupInterval = time.Second // a variable for tests
 
 // watchHangups ends, every hangupInterval, the detached streams whose
 // client has closed the connection (FIN or RST), as a failed write would:
@@ -49,46 +49,61 @@ func (h *Hub) watchHangups(ctx context.Context) {
 	}
 }
 
-// reapWait bounds how long reap waits for the slots of the streams it
-// ended to come back (their writer lets go of them).
-const reapWait = 100 * time.Millisecond
+const (
+	// reapWait bounds how long reap waits for the slots of ended streams
+	// to come back (their writer lets go of them).
+	reapWait = 100 * time.Millisecond
+	// reapAllEvery is how often at most reap looks at every stream (for
+	// MAX_STREAMS): a look at a socket is a system call, and a full
+	// instance may refuse many streams a second.
+	reapAllEvery = 100 * time.Millisecond
+)
 
 // reap looks at once, rather than at the next look of watchHangups, for
 // the detached streams that hold the slots that which says are taken (the
 // user's, or every stream's) and whose client has gone; it ends them,
-// waits until their slots come back (at most reapWait), and reports
-// whether it ended any. Open calls it before it refuses a stream for a
-// limit, so that a client that closed a stream and opens another at once
-// is not refused for the one it closed. One reap runs at a time: a
-// refusal that finds one under way does not wait for it.
+// waits until their slots and those of the streams that ended before it
+// looked come back (at most reapWait), and reports whether any did. Open
+// calls it before it refuses a stream for a limit, so that a client that
+// closed a stream and opens another at once is not refused for the one it
+// closed. One reap runs at a time (a refusal that finds one under way
+// does not wait for it), and one of every stream at most every
+// reapAllEvery.
 func (h *Hub) reap(which full, user string) bool {
 	if !h.reaping.TryLock() {
 		return false
 	}
 	defer h.reaping.Unlock()
+	if which == fullInAll {
+		now := monoNow()
+		if now < h.reapAll {
+			return false
+		}
+		h.reapAll = now + int64(reapAllEvery)
+	}
 	l := newLook()
-	var gone []*Stream
-	for _, s := range h.pool.list(nil) {
-		if (which == fullInAll || s.User.ID == user) && !s.ended() && l.hungUp(s.det.conn) {
+	var going []*Stream
+	for _, s := range h.pool.filter(func(s *Stream) bool { return which == fullInAll || s.User.ID == user }) {
+		if !s.ended() && l.hungUp(s.det.conn) {
 			s.end(nil) // the client went: a normal end, as a look's is
-			gone = append(gone, s)
+		}
+		if s.ended() && s.slot.Load() {
+			going = append(going, s)
 		}
 	}
 	deadline := time.Now().Add(reapWait)
-	for _, s := range gone {
+	for _, s := range going {
 		for s.slot.Load() && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	return len(gone) > 0
+	return len(going) > 0
 }
 
 // lookEvery is how often watchHangups looks: every hangupInterval, or more
 // often for a lifetime shorter than a few looks (in tests). A look goes
 // over the streams in half of it.
-func (h *Hub) lookEvery() time.Duration {
-	return min(hangupInterval, max(h.cfg.MaxLifetime/10, 10*time.Millisecond))
-}
+func (h *Hub) lookEvery() time.Duration { return h.lookEach }
 
 // look is the scratch of watchHangups, made once so that a look at a
 // connection allocates (almost) nothing. Not safe for concurrent use.

@@ -93,9 +93,11 @@ type Hub struct {
 
 	rulesGen atomic.Uint64 // counts RulesChanged calls (streamperm_reload.go)
 
-	streamSlots slots    // streams open or opening, in all and by user (slots.go)
-	reaping     sync.Mutex // one reap at a time (hangup.go)
-	measures    Measures // set by Measure before Run, then read-only
+	streamSlots slots         // streams open or opening, in all and by user (slots.go)
+	reaping     sync.Mutex    // one reap at a time (hangup.go)
+	reapAll     int64         // under reaping: the monotonic time before which no reap looks at every stream
+	lookEach    time.Duration // how often watchHangups looks: lookEvery
+	measures    Measures      // set by Measure before Run, then read-only
 }
 
 // NewHub returns a hub over store and bus.
@@ -114,6 +116,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		gone:     make(chan struct{}, 1),
 
 		streamSlots: slots{total: cfg.MaxStreams, perUser: cfg.MaxStreamsPerUser},
+		lookEach:    min(hangupInterval, max(cfg.MaxLifetime/10, 10*time.Millisecond)),
 	}
 }
 

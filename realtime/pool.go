@@ -143,6 +143,20 @@ func (p *pool) each(f func(*Stream)) {
 	}
 }
 
+// filter returns the detached streams that keep says to: a copy, so that
+// the caller works on them without the lock.
+func (p *pool) filter(keep func(*Stream) bool) []*Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*Stream
+	for s := range p.detached {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // list appends every detached stream to buf and returns it: a copy, so
 // that the caller works on them without the lock.
 func (p *pool) list(buf []*Stream) []*Stream {
