@@ -261,16 +261,32 @@ func (o Origins) trusts(r *http.Request, origin string) bool {
 
 // ownOrigin is the origin that a page served by this request's server
 // has: the request's scheme (https with TLS, or as a TLS-terminating proxy
-// says in X-Forwarded-Proto, which a browser's cross-origin request cannot
-// set without a preflight this server refuses) and its Host.
+// says in X-Forwarded-Proto or Forwarded's proto, which a browser's
+// cross-origin request cannot set without a preflight this server
+// refuses) and its Host.
 func ownOrigin(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	} else if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); strings.EqualFold(strings.TrimSpace(p), "https") {
+	if r.TLS != nil || forwardedHTTPS(r.Header) {
 		scheme = "https"
 	}
 	return scheme + "://" + strings.ToLower(r.Host)
+}
+
+// forwardedHTTPS says whether the nearest proxy's headers say that the
+// client came over HTTPS: X-Forwarded-Proto, or the proto of Forwarded
+// (RFC 7239), their first entries.
+func forwardedHTTPS(h http.Header) bool {
+	if p, _, _ := strings.Cut(h.Get("X-Forwarded-Proto"), ","); p != "" {
+		return strings.EqualFold(strings.TrimSpace(p), "https")
+	}
+	first, _, _ := strings.Cut(h.Get("Forwarded"), ",")
+	for pair := range strings.SplitSeq(first, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+		if strings.EqualFold(k, "proto") {
+			return strings.EqualFold(strings.Trim(v, `"`), "https")
+		}
+	}
+	return false
 }
 
 type cookieKey struct{}

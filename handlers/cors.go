@@ -62,6 +62,10 @@ func corsHeaders(o Origins) func(http.Handler) http.Handler {
 	}
 }
 
+// maxPreflightHeaders bounds the preflight header lists preflightHeaders
+// rewrites, in bytes: the allowed names, spaced and repeated, fit well.
+const maxPreflightHeaders = 1024
+
 // exposed is what a page may read of an answer besides the safelisted
 // headers: the version, a created record's place, when to try again, and
 // the id to quote in a bug report.
@@ -69,10 +73,19 @@ var exposed = []string{"ETag", "Location", "Retry-After", "X-Request-Id"}
 
 // preflightHeaders rewrites a preflight's Access-Control-Request-Headers
 // (in one field or several) as the Fetch standard has browsers send it:
-// lowercase, sorted, each name once, comma-separated.
+// lowercase, sorted, each name once, comma-separated. A list longer than
+// any this server allows is left as it came (rs/cors refuses it), so that
+// no request makes it sort a megabyte.
 func preflightHeaders(h http.Header) {
 	values, ok := h["Access-Control-Request-Headers"]
 	if !ok {
+		return
+	}
+	n := 0
+	for _, v := range values {
+		n += len(v)
+	}
+	if n > maxPreflightHeaders {
 		return
 	}
 	var names []string

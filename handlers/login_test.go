@@ -205,13 +205,16 @@ func TestTokenCookie(t *testing.T) {
 	}{
 		{"", "", false}, {"localhost:8080", "", false}, {"example.com", "", false}, {"switchboard:8080", "", false},
 		{"example.com", "https", true}, {"localhost", "https", true}, {"example.com", "http", false},
+		{"example.com", "Forwarded: for=192.0.2.1;proto=https", true}, {"example.com", `Forwarded: proto="http"`, false},
 	} {
 		host, secure := c.host+" "+c.proto, c.secure
 		req, _ := http.NewRequest("POST", s.URL+"/auth/login?cookie=true", strings.NewReader(`{}`))
 		if c.host != "" {
 			req.Host = c.host
 		}
-		if c.proto != "" {
+		if f, ok := strings.CutPrefix(c.proto, "Forwarded: "); ok {
+			req.Header.Set("Forwarded", f)
+		} else if c.proto != "" {
 			req.Header.Set("X-Forwarded-Proto", c.proto)
 		}
 		resp, err := http.DefaultClient.Do(req)

@@ -242,6 +242,7 @@ func (p *Presence) sync(ctx context.Context, renew bool) error {
 			keep[u] = true
 		} else {
 			delete(p.local, u)
+			p.stale = true // the view has them online (Opened) even if no row was written
 		}
 	}
 	p.mu.Unlock()

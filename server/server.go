@@ -297,6 +297,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 	return shutdown(cfg, log, a, srv)
 }
 
+// drainListen is how long a draining server keeps listening at least (a
+// tenth of SHUTDOWN_TIMEOUT when that is shorter).
+const drainListen = time.Second
+
 // shutdown drains: /readyz answers 503 and new streams, calls and polls
 // are refused, every stream ends with its retry: hint (spread, so that
 // clients do not all come back at once), and the server keeps listening
@@ -309,10 +313,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 // All of it has 90% of SHUTDOWN_TIMEOUT; what is left then is cut, so
 // that the rest (the fan-out, presence, the store) closes within it and
 // the process exits 0 before the platform kills it.
-// drainListen is how long a draining server keeps listening at least (a
-// tenth of SHUTDOWN_TIMEOUT when that is shorter).
-const drainListen = time.Second
-
 func shutdown(cfg Config, log *slog.Logger, a *app, srv *http.Server) error {
 	a.hub.Drain()
 	a.rpc.Drain()
