@@ -280,16 +280,22 @@ func TestLoginCookieFlow(t *testing.T) {
 		t.Errorf("PUT with only the cookie: %d %s", st, b)
 	}
 
-	// The Host a browser used names the origin; another Host is Secure.
-	req, _ := http.NewRequest("POST", srv.URL+"/auth/login?cookie=true", strings.NewReader(`{}`))
-	req.Host = "example.com"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if c := tokenCookie(resp.Header); resp.StatusCode != 200 || !strings.Contains(c, "Secure") {
-		t.Errorf("login with Host example.com: %d Set-Cookie %q, want Secure", resp.StatusCode, c)
+	// Over plain HTTP the cookie is not Secure whatever the Host (a
+	// container's name, say); through a proxy that says HTTPS, it is.
+	for proto, secure := range map[string]bool{"": false, "https": true} {
+		req, _ := http.NewRequest("POST", srv.URL+"/auth/login?cookie=true", strings.NewReader(`{}`))
+		req.Host = "example.com"
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if c := tokenCookie(resp.Header); resp.StatusCode != 200 || strings.Contains(c, "Secure") != secure {
+			t.Errorf("login with Host example.com, X-Forwarded-Proto %q: %d Set-Cookie %q, want Secure %v", proto, resp.StatusCode, c, secure)
+		}
 	}
 
 	refresh := func(name string, headers ...string) (int, http.Header, loginAnswer) {

@@ -174,9 +174,14 @@ func TestPGRPCFailoverAcrossInstances(t *testing.T) {
 	// left to end the lease it handed out; A's reaper does.
 	res = rpcCall(t, context.Background(), a.URL, "job?timeout=15s", `"orphan"`)
 	orphan := rpcPollOne(t, b.URL, "name=job&provider=on-b")
-	b.Stop(t)
+	// A's provider polls while B stops (which takes a second at least, a
+	// drain's): it is the provider left when the lease runs out.
 	start = time.Now()
-	req := rpcPollOne(t, a.URL, "name=job&provider=alive")
+	polled := make(chan rpcRequest, 1)
+	go func() { polled <- rpcPollOne(t, a.URL, "name=job&provider=alive") }()
+	waitSample(t, a.URL, "switchboard_rpc_polls_waiting", 1)
+	b.Stop(t)
+	req := <-polled
 	if string(req.Data) != `"orphan"` {
 		t.Fatalf("provider on A got %+v, want the request that B's provider held", req)
 	}

@@ -73,22 +73,36 @@ func TestRPCLateAnswer(t *testing.T) {
 
 // TestRPCMaxAttempts: after RPC_MAX_ATTEMPTS providers took a request and
 // died, the requester gets 504 RPC_TIMEOUT at once, long before its own
-// timeout, and no further provider gets it.
+// timeout, though a third provider polls, and that one never gets it.
+// With no provider left when the last one dies, that is 503 (as at every
+// presumed death: TestRPCDeadEnd).
 func TestRPCMaxAttempts(t *testing.T) {
 	srv := startRPCServer(t, map[string]string{"RPC_ACK_TIMEOUT": "500ms", "RPC_MAX_ATTEMPTS": "2"})
-	for _, p := range []string{"p1", "p2", "p3"} {
+	for _, p := range []string{"p1", "p2"} {
 		registerProvider(t, srv.URL, "flaky", p)
 	}
 	res := rpcCall(t, context.Background(), srv.URL, "flaky?timeout=30s", `1`)
 	rpcPollOne(t, srv.URL, "name=flaky&provider=p1")
 	rpcPollOne(t, srv.URL, "name=flaky&provider=p2")
+	third := make(chan int, 1)
+	go func() { st, _ := rpcPoll(t, srv.URL, "name=flaky&provider=p3&wait=5s"); third <- st }()
 	got := waitResult(t, res)
 	wantCode(t, got, http.StatusGatewayTimeout, "RPC_TIMEOUT")
 	if got.Elapsed > 5*time.Second || !strings.Contains(string(got.Body), "2 providers") {
 		t.Fatalf("after 2 dead providers: %v", got)
 	}
-	if st, _ := rpcPoll(t, srv.URL, "name=flaky&provider=p3&wait=300ms"); st != http.StatusNoContent {
+	if st := <-third; st != http.StatusNoContent {
 		t.Fatalf("a third provider polled: %d, want 204", st)
+	}
+
+	registerProvider(t, srv.URL, "flaky", "p1")
+	res = rpcCall(t, context.Background(), srv.URL, "flaky?timeout=30s", `2`)
+	rpcPollOne(t, srv.URL, "name=flaky&provider=p1")
+	rpcPollOne(t, srv.URL, "name=flaky&provider=p2")
+	got = waitResult(t, res)
+	wantCode(t, got, http.StatusServiceUnavailable, "NO_RPC_PROVIDER")
+	if got.Elapsed < time.Second {
+		t.Fatalf("503 after %v, before the two leases of 500ms ran out", got.Elapsed)
 	}
 }
 
