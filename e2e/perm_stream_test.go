@@ -171,3 +171,25 @@ func TestPermStreamCollection(t *testing.T) {
 		t.Errorf("%d delete frames, want 1 (doc/b's):\n%s", n, got)
 	}
 }
+
+// TestPermEventSubscribeOnPayload: a subscribe rule that reads data is
+// decided on each event's payload: the events it refuses are left out,
+// with no denied frame, and the subscription goes on.
+func TestPermEventSubscribeOnPayload(t *testing.T) {
+	file := writeRules(t, `
+event:
+  "feed/$x":
+    publish: true
+    subscribe: "data.public == true"
+`)
+	srv := startServer(t, map[string]string{"PERMISSIONS_FILE": file})
+	read := rawStream(t, srv.URL+"/stream?event=feed/a")
+	waitFor(t, read, "event: ready")
+	publishEvent(t, srv.URL, "feed/a", `{"public":true,"v":"shown"}`)
+	publishEvent(t, srv.URL, "feed/a", `{"public":false,"v":"SECRET"}`)
+	publishEvent(t, srv.URL, "feed/a", `{"public":true,"v":"after"}`)
+	got := waitFor(t, read, `"shown"`, `"after"`)
+	if strings.Contains(got, "SECRET") || strings.Contains(got, "denied") {
+		t.Errorf("the stream carried a refused event or a denial:\n%s", got)
+	}
+}
