@@ -493,3 +493,71 @@ func TestPGSequencerAnswers(t *testing.T) {
 		t.Errorf("the write after it: forwarded %v, then %v", before, n)
 	}
 }
+
+// TestPGSequencerFeeds: with PEER_URL, the sequencer sends the
+// announcements of its commits over the followers' feeds, and once every
+// instance takes them from one, its commits need no NOTIFY (its count of
+// notify transactions stops moving while its announced groups grow);
+// streams on every follower still get each event at once. A follower that
+// stops ends its feed: the commits are notified again until the
+// sequencer sees its listener gone, and the other follower gets every
+// event meanwhile.
+func TestPGSequencerFeeds(t *testing.T) {
+	_, servers, seq := sequencerServers(t, 3, nil)
+	var followers []*testServer
+	var streams []*sseClient
+	for i, s := range servers {
+		if i != seq {
+			followers = append(followers, s)
+			c := openSSE(t, s.URL+"/stream?event=news", "")
+			c.Expect(t, "ready")
+			streams = append(streams, c)
+		}
+	}
+	seqURL := servers[seq].URL
+	// publish publishes an event on the sequencer, checks that each
+	// stream in on gets it within 5 s, and reports whether the sequencer
+	// sent a NOTIFY for it.
+	publish := func(on []*sseClient) bool {
+		t.Helper()
+		m := metrics(t, seqURL)
+		groups, notes := m["switchboard_notified_groups_total"], m["switchboard_notify_transactions_total"]
+		id := publishEvent(t, seqURL, "news", `1`)
+		for _, c := range on {
+			for {
+				f, ok := c.TryNext(5 * time.Second)
+				if !ok {
+					t.Fatalf("event %s did not reach a follower's stream within 5 s", id)
+				}
+				if f.Event == "event" && f.Decode(t)["id"] == id {
+					break
+				}
+			}
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			m := metrics(t, seqURL)
+			if m["switchboard_notified_groups_total"] > groups {
+				return m["switchboard_notify_transactions_total"] > notes
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("event %s was not announced within 5 s", id)
+			}
+		}
+	}
+	quiet := func(on []*sseClient) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); publish(on); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("every commit of the sequencer still sends a NOTIFY after 15 s")
+			}
+		}
+	}
+	quiet(streams)
+	for range 20 {
+		if publish(streams) {
+			t.Fatal("a commit sent a NOTIFY while every follower has a feed")
+		}
+	}
+	followers[1].Stop(t)
+	quiet(streams[:1])
+}

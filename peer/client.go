@@ -110,7 +110,7 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 		l = &link{ready: make(chan struct{}), pending: map[uint64]*call{}}
 		c.links[key] = l
 		go func() {
-			conn, br, err := dial(url, secret, c.TLS)
+			conn, br, err := dial(url, secret, c.TLS, Protocol, "")
 			l.mu.Lock()
 			if l.err != nil && conn != nil { // retired or closed meanwhile
 				conn.Close()
@@ -147,8 +147,8 @@ func (c *Client) link(ctx context.Context, url, secret string) (*link, error) {
 }
 
 // dial connects to the sequencer at url and upgrades the connection to
-// a link.
-func dial(rawURL, secret string, tlsConfig *tls.Config) (net.Conn, *bufio.Reader, error) {
+// protocol: a link, or a feed for the listener's backend pid.
+func dial(rawURL, secret string, tlsConfig *tls.Config, protocol, pid string) (net.Conn, *bufio.Reader, error) {
 	u, err := neturl.Parse(rawURL)
 	if err != nil {
 		return nil, nil, err
@@ -185,14 +185,17 @@ func dial(rawURL, secret string, tlsConfig *tls.Config) (net.Conn, *bufio.Reader
 		return nil, nil, err
 	}
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", Protocol)
+	req.Header.Set("Upgrade", protocol)
 	req.Header.Set(SecretHeader, secret)
+	if pid != "" {
+		req.Header.Set(ListenerHeader, pid)
+	}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	if err = req.Write(conn); err == nil {
 		var resp *http.Response
 		if resp, err = http.ReadResponse(br, req); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != Protocol {
+			if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != protocol {
 				err = fmt.Errorf("the sequencer refused a link: %s", resp.Status)
 			}
 		}

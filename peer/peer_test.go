@@ -39,7 +39,15 @@ func sequencer(t *testing.T, apply Apply) (string, *Server) {
 // test server too (its client trusts its certificate).
 func sequencerServer(t *testing.T, apply Apply, overTLS bool) (string, *Server, *httptest.Server) {
 	t.Helper()
-	s := &Server{Peer: func(s string) bool { return s == secret }, Apply: apply, Log: slog.New(slog.DiscardHandler)}
+	return serveLinks(t, &Server{Apply: apply}, overTLS)
+}
+
+// serveLinks serves s's links on a real HTTP server, as the handlers
+// mount it, with the secret and a log set, and returns its URL, s and
+// the test server.
+func serveLinks(t *testing.T, s *Server, overTLS bool) (string, *Server, *httptest.Server) {
+	t.Helper()
+	s.Peer, s.Log = func(s string) bool { return s == secret }, slog.New(slog.DiscardHandler)
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != Path {
 			http.NotFound(w, r)

@@ -26,6 +26,9 @@ type Server struct {
 	Peer  func(secret string) bool
 	Apply Apply
 	Log   *slog.Logger
+	// Feed starts a feed (feed.go) to the instance whose listener's
+	// backend is pid; nil: feeds are refused.
+	Feed func(pid uint32, send func(notes []string)) (stop func())
 
 	mu      sync.Mutex
 	links   map[net.Conn]struct{}
@@ -34,12 +37,16 @@ type Server struct {
 	serving sync.WaitGroup // links being served (track)
 }
 
-// Link serves a request for a link. One that is not an upgrade to
-// Protocol with the lease's secret is answered NOT_FOUND, as a path that
+// Link serves a request for a link or a feed (feed.go). One that is not
+// an upgrade to Protocol (or FeedProtocol, naming a listener, when Feed
+// is set) with the lease's secret is answered NOT_FOUND, as a path that
 // does not exist; otherwise Link takes the connection over and serves
 // its frames until it closes.
 func (s *Server) Link(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), Protocol) || !s.Peer(r.Header.Get(SecretHeader)) {
+	upgrade := r.Header.Get("Upgrade")
+	pid, feed := feedOf(r)
+	if r.Method != http.MethodGet || !s.Peer(r.Header.Get(SecretHeader)) ||
+		!(strings.EqualFold(upgrade, Protocol) || feed && s.Feed != nil) {
 		return api.Errorf(api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
@@ -52,6 +59,11 @@ func (s *Server) Link(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	defer s.untrack(conn)
+	if feed {
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+FeedProtocol+"\r\n\r\n")
+		s.serveFeed(conn, brw.Reader, pid)
+		return nil
+	}
 	io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+Protocol+"\r\n\r\n")
 	s.serve(r.Context(), conn, brw.Reader)
 	return nil

@@ -121,6 +121,7 @@ type app struct {
 
 	demo *demo.Provider      // DEMO=true: the demo's provider; else nil
 	seq  *postgres.Sequencer // PEER_URL: the sequencer's lease; else nil
+	pg   *postgres.Store     // with seq: its store
 	// With PEER_URL: peers forwards writes to the sequencer, and links
 	// takes other instances' writes when this one is it; else nil.
 	peers *peer.Client
@@ -185,11 +186,11 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 	records, events := realtime.NewRecords(store, access, int(cfg.MaxRecordBytes)), realtime.NewEvents(store, access)
 	var seq handlers.Sequencer // a nil interface when there is none
 	if pg, ok := store.(*postgres.Store); ok && cfg.PeerURL != "" {
-		a.seq = pg.Sequencer(cfg.PeerURL)
+		a.seq, a.pg = pg.Sequencer(cfg.PeerURL), pg
 		seq = a.seq
 		metrics.RegisterSequencer(seq)
 		a.peers = &peer.Client{}
-		a.links = &peer.Server{Peer: a.seq.Peer, Apply: peer.Local(records, events), Log: log}
+		a.links = &peer.Server{Peer: a.seq.Peer, Apply: peer.Local(records, events), Log: log, Feed: pg.Feed}
 	}
 	observe(metrics, a, bus, login, log)
 	a.handler = handlers.Routes(handlers.Deps{
@@ -269,6 +270,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		seqDone := make(chan struct{})
 		go func() { a.seq.Run(seqCtx); close(seqDone) }()
 		defer func() { stopSeq(); <-seqDone }()
+		// The feed outlives ctx: the draining streams take changes until they end.
+		feeding, stopFeed := context.WithCancel(bg)
+		followed := make(chan struct{})
+		go func() { follow(feeding, a.seq, a.pg, log); close(followed) }()
+		defer func() { stopFeed(); <-followed }()
 	}
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.DebugAddr != "" {

@@ -35,39 +35,52 @@ const (
 // other instances, which learn of its group from the next notification
 // or their check of the head (Store.watchHead).
 type announcer struct {
-	send     func(notes []string) error // must not keep notes
-	interval atomic.Int64               // a time.Duration
+	// send sends notes, of groups that saw first to last listeners begun
+	// (relay.go), and says whether a transaction carried them; it must
+	// not keep notes.
+	send     func(notes []string, first, last int64) (notified bool, err error)
+	interval atomic.Int64 // a time.Duration
 
 	// mu guards the fields below and is held across a send, so that
 	// sends go in order.
 	mu    sync.Mutex
 	held  []string
-	last  time.Time   // when the last send began
+	first int64       // the listeners begun that held's first group saw
+	last  int64       // and its last
+	sent  time.Time   // when the last send began
 	timer *time.Timer // sends what is held when interval is over; nil: not armed
 	armed uint64      // counts the timers armed: a timer that fired late finds another number
 
-	// groups counts the notifications sent, and sends the transactions
-	// that carried them (Store.Notifications).
+	// groups counts the notifications sent (to the feeds alone, or with
+	// a NOTIFY), and sends the transactions that carried them
+	// (Store.Notifications).
 	groups, sends atomic.Int64
 }
 
-func newAnnouncer(send func(notes []string) error) *announcer { return &announcer{send: send} }
+func newAnnouncer(send func(notes []string, first, last int64) (bool, error)) *announcer {
+	return &announcer{send: send}
+}
 
 // done takes the notification of a group that the committer's loop has
-// just answered ("" when it committed nothing); successor says whether
+// just answered ("" when it committed nothing), with the listeners begun
+// that its statement saw; successor says whether
 // the next group waits already, at least as large. The loop sends on its
 // own round trip whatever is due, so that a group left to its successor
 // waits for one group at most.
-func (a *announcer) done(note string, successor bool) {
+func (a *announcer) done(note string, listeners int64, successor bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if note != "" {
+		if len(a.held) == 0 {
+			a.first = listeners
+		}
 		a.held = append(a.held, note)
+		a.last = listeners
 	}
 	if len(a.held) == 0 {
 		return
 	}
-	if wait := time.Duration(a.interval.Load()) - time.Since(a.last); wait > 0 && len(a.held) < maxHeld {
+	if wait := time.Duration(a.interval.Load()) - time.Since(a.sent); wait > 0 && len(a.held) < maxHeld {
 		if a.timer == nil {
 			a.armed++
 			armed := a.armed
@@ -107,18 +120,20 @@ func (a *announcer) sendLocked() {
 	if len(a.held) == 0 {
 		return
 	}
-	a.last = time.Now()
-	if a.send(a.held) == nil {
+	a.sent = time.Now()
+	if notified, err := a.send(a.held, a.first, a.last); err == nil {
 		a.groups.Add(int64(len(a.held)))
-		a.sends.Add(1)
+		if notified {
+			a.sends.Add(1)
+		}
 	}
 	clear(a.held)
 	a.held = a.held[:0]
 }
 
 // Notifications returns how many committed groups this instance has
-// announced to the others, and in how many transactions: what
-// NOTIFY_INTERVAL and the gathering of notifications save.
+// announced to the others, and in how many NOTIFY transactions: what
+// NOTIFY_INTERVAL, the gathering of notifications and the feeds save.
 func (s *Store) Notifications() (groups, transactions int64) {
 	return s.announcer.groups.Load(), s.announcer.sends.Load()
 }
@@ -127,9 +142,14 @@ func (s *Store) Notifications() (groups, transactions int64) {
 // notification transactions (see announcer); 0: none.
 func (s *Store) SetNotifyInterval(d time.Duration) { s.announcer.interval.Store(int64(d)) }
 
-// notify sends notes in one transaction, in order. It writes no WAL and
-// needs no flush: synchronous_commit is off for it. A failure is logged.
-func (s *Store) notify(notes []string) error {
+// notify sends notes to the feeds (relay.go) and, unless every listener
+// takes them from one, in one transaction, in order. It writes no WAL
+// and needs no flush: synchronous_commit is off for it. A failure is
+// logged.
+func (s *Store) notify(notes []string, first, last int64) (bool, error) {
+	if s.relayed(notes, first, last) {
+		return false, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 	defer cancel()
 	// A target list is evaluated left to right: the notes go in order.
@@ -145,5 +165,5 @@ func (s *Store) notify(notes []string) error {
 	if err != nil {
 		s.log.Warn("notification of committed changes not sent", "err", err, "groups", len(notes))
 	}
-	return err
+	return err == nil, err
 }

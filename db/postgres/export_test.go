@@ -18,6 +18,14 @@ func SetHeadCheck(t interface{ Cleanup(func()) }, d time.Duration) {
 	t.Cleanup(func() { headCheck = old })
 }
 
+// SetRecheck sets how long after a check of the feeds that failed the
+// next one may begin, for the Stores opened after it, until the test ends.
+func SetRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := recheck
+	recheck = d
+	t.Cleanup(func() { recheck = old })
+}
+
 // SetBeforeFlush makes the store's write groups call f between their
 // commit and their WAL flush; call it while no write is under way.
 func (s *Store) SetBeforeFlush(f func()) { s.beforeFlush = f }
@@ -31,9 +39,9 @@ func SetFlushAfter(t interface{ Cleanup(func()) }, d time.Duration) {
 	t.Cleanup(func() { flushAfter = old })
 }
 
-// Settle waits until the store's listener is connected and the read of
-// the log's head that its connection set off is done: until then, that
-// read (and its flush) may make a write durable behind a test's back.
+// Settle waits until the store's listener is connected and has been
+// counted as begun (Store.began): until then, that statement (and its
+// flush) may make a write durable behind a test's back.
 func (s *Store) Settle(ctx context.Context) {
 	for s.bus.Ready(ctx) != nil || s.headReads.Load() == 0 {
 		time.Sleep(5 * time.Millisecond)

@@ -16,7 +16,8 @@ import (
 )
 
 // notifying is a store on a database of its own, whose watchHead wakes no
-// one, with a connection that listens to its notifications of changes.
+// one, with a connection that listens to its notifications of changes as
+// another instance's listener does (so that the store notifies it).
 type notifying struct {
 	w     *postgres.Store
 	heads chan int64 // the positions the store's own handlers are woken for
@@ -30,7 +31,26 @@ func newNotifying(t *testing.T) *notifying {
 	ctx := t.Context()
 	n.w.Settle(ctx)
 	t.Cleanup(n.w.Bus().SubscribeWake(api.TopicChanges, func(head int64) { n.heads <- head }))
-	conn, err := pgx.Connect(ctx, url)
+	conn := listenAsInstance(t, url)
+	n.conn = conn
+	for len(n.heads) > 0 { // wake-ups of the subscription's start
+		<-n.heads
+	}
+	return n
+}
+
+// listenAsInstance returns a connection that listens to the
+// notifications of changes as another instance's listener: named as one,
+// and counted as begun once it listens (Store.began), so that the stores
+// notify it rather than count on a feed.
+func listenAsInstance(t *testing.T, url string) *pgx.Conn {
+	ctx := t.Context()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = postgres.ListenerName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +58,10 @@ func newNotifying(t *testing.T) *notifying {
 	if _, err := conn.Exec(ctx, `LISTEN "switchboard.changes"`); err != nil {
 		t.Fatal(err)
 	}
-	n.conn = conn
-	for len(n.heads) > 0 { // wake-ups of the subscription's start
-		<-n.heads
+	if _, err := conn.Exec(ctx, `UPDATE log_head SET listeners = listeners + 1`); err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return conn
 }
 
 // receive returns the next notification's payload, or an error after within.

@@ -60,6 +60,8 @@ type listener struct {
 	// everConnected: a connection after the first is a reconnect.
 	everConnected bool
 	reconnects    atomic.Int64
+	// pid is the backend of the connection that listens; 0: none.
+	pid atomic.Uint32
 
 	// deferred is the highest position announced by notifications read
 	// since the listener last read its socket, whose wake-up waits for
@@ -204,6 +206,8 @@ func (l *listener) session() (connected bool, err error) {
 		defer cancel()
 		conn.Close(ctx)
 	}()
+	l.pid.Store(conn.PgConn().PID())
+	defer l.pid.Store(0)
 	listening := make(map[string]bool)
 	netConn := conn.PgConn().Conn()
 	interrupt := func() { netConn.SetReadDeadline(time.Now()) }

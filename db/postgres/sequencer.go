@@ -211,6 +211,18 @@ func (q *Sequencer) Holder() (url, token string, ok bool) {
 	return q.url, q.tok, true
 }
 
+// Lease returns the holder of the lease and its secret, when another
+// instance holds it as this one last read it (within followFor): the
+// one to take a feed from (relay.go), whether or not writes go to it.
+func (q *Sequencer) Lease() (url, token string, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.mine || q.url == "" || time.Now().After(q.stale) {
+		return "", "", false
+	}
+	return q.url, q.tok, true
+}
+
 // Holds reports whether this instance holds the lease.
 func (q *Sequencer) Holds() bool {
 	q.mu.Lock()

@@ -112,6 +112,9 @@
 // while no notification comes (Store.watchHead). The Bus's listener
 // (listener.go) reconnects with backoff, empties the tail and then wakes
 // every handler with nil, and readers catch up from the log by position.
+// With PEER_URL, the other instances take the sequencer's announcements
+// from feeds instead, and its groups go without a NOTIFY once every
+// listener is seen to have one (relay.go).
 package postgres
 
 import (
@@ -151,7 +154,7 @@ type Store struct {
 	flushAfter  time.Duration                  // see flushAfter
 	flushes     flushes                        // the reads' own flushes (Store.flushFor)
 	reconnected chan struct{}                  // the listener reconnected (Store.lost): watchHead reads the head
-	headReads   atomic.Int64                   // the reads of the head that watchHead made for reconnects (tests wait for them)
+	headReads   atomic.Int64                   // the listener's beginnings that watchHead counted (tests wait for them)
 	closeOnce   sync.Once
 	unlisten    func()             // ends the tail's own subscription to the changes topic
 	stopWatch   context.CancelFunc // ends watchHead
@@ -162,8 +165,10 @@ type Store struct {
 	// round trip of its own.
 	beforeFlush func()
 
-	// announcer sends the notifications of committed groups.
+	// announcer sends the notifications of committed groups, and relay
+	// to the feeds.
 	announcer *announcer
+	relay     relay
 }
 
 // headCheck is how long an instance hears no notification of changes
@@ -196,7 +201,7 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{pool: pool, log: log, flushAfter: flushAfter, reconnected: make(chan struct{}, 1)}
+	s := &Store{pool: pool, log: log, flushAfter: flushAfter, reconnected: make(chan struct{}, 1), relay: relay{fed: -1, recheck: recheck}}
 	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.lost)
 	if err != nil {
 		pool.Close()
@@ -228,22 +233,30 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 // lost (notify.go) reaches them within about two headChecks, and a busy
 // instance, which learns of such a commit from the next notification,
 // never asks. It asks only while the listener is connected: a reconnect
-// wakes the handlers anyway.
+// wakes the handlers anyway. After each connect of the listener, it
+// counts the listener as begun (Store.began), at once and then every
+// headCheck until that succeeds.
 func (s *Store) watchHead(ctx context.Context) {
 	defer close(s.watched)
 	t := time.NewTicker(headCheck)
 	defer t.Stop()
+	begin := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.reconnected:
-			if err := s.durableHead(ctx); err != nil {
-				s.log.Debug("read the log's head", "err", err)
-			}
-			s.headReads.Add(1)
-			continue
+			begin = true
 		case <-t.C:
+		}
+		if begin {
+			if err := s.began(ctx); err != nil {
+				s.log.Debug("count the listener as begun", "err", err)
+			} else {
+				begin = false
+				s.headReads.Add(1)
+			}
+			continue
 		}
 		if noted, known := s.tail.announced(); noted || s.bus.l.ready() != nil {
 			continue
@@ -261,7 +274,8 @@ func (s *Store) watchHead(ctx context.Context) {
 
 // lost is the listener's word that it reconnected: what was announced
 // meanwhile is unknown, so the tail forgets its changes, and watchHead
-// reads the log's head for the reads that wait for it (Store.durable).
+// counts the listener as begun (Store.began), which reads the log's head
+// for the reads that wait for it (Store.durable).
 func (s *Store) lost() {
 	s.tail.reset()
 	select {

@@ -66,9 +66,10 @@ const (
 func (s *Store) commitGroup(group []*request) {
 	var err error
 	var note string
+	var listeners int64
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-		note, err = s.tryCommit(ctx, group)
+		note, listeners, err = s.tryCommit(ctx, group)
 		cancel()
 		if err == nil || attempt == maxAttempts || !retryable(err) {
 			break
@@ -87,7 +88,7 @@ func (s *Store) commitGroup(group []*request) {
 		// This instance's handlers take it now, the others' once sent.
 		s.bus.l.changes(note[1:], false)
 	}
-	s.announcer.done(note, s.committer.Waiting() >= len(group))
+	s.announcer.done(note, listeners, s.committer.Waiting() >= len(group))
 }
 
 // retryable reports whether a group that failed with err may succeed when
@@ -108,17 +109,18 @@ func retryable(err error) bool {
 // touches; then, once the writes have run in Go, the record writes, the
 // statement that takes positions from log_head and appends to the log
 // (appendLog), COMMIT and flushWAL. It returns the text of the group's
-// notification, which commitGroup sends once the group is answered. So
+// notification, which commitGroup sends once the group is answered, and
+// the count of listeners begun that its statement saw (relay.go). So
 // log_head's lock is taken by the pipeline's last statement before COMMIT
 // and held for no client round trip nor WAL flush: the server runs COMMIT
 // as soon as that statement is done, and the commit does not wait for the
 // flush. An error in the second pipeline makes the server skip the rest of
 // it, COMMIT included, and the attempt rolls back. The group's changes
 // reach the tail (and so this instance's readers) only after the flush.
-func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, err error) {
+func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, listeners int64, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer func() { endTx(conn, err) }()
 
@@ -127,7 +129,7 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, e
 	b.Queue(markWriter)
 	locked := lockRecords(b, group)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return "", fmt.Errorf("lock records: %w", err)
+		return "", 0, fmt.Errorf("lock records: %w", err)
 	}
 	recs := commit.Records{
 		Read:    func(name string) (api.RecordState, error) { return locked[name], nil },
@@ -144,7 +146,7 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, e
 	b = &pgx.Batch{}
 	flush(b, locked, recs.Written)
 	if len(changes) > 0 {
-		appendLog(b, changes)
+		appendLog(b, changes, &listeners)
 	}
 	committed := false
 	b.Queue(commitWrite).Exec(func(tag pgconn.CommandTag) error {
@@ -171,13 +173,13 @@ func (s *Store) tryCommit(ctx context.Context, group []*request) (note string, e
 		_, err = s.pool.Exec(ctx, flushWAL)
 	}
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if len(changes) == 0 {
-		return "", nil
+		return "", 0, nil
 	}
 	s.committed(changes)
-	return noteText(changes, maxCarried), nil
+	return noteText(changes, maxCarried), listeners, nil
 }
 
 // endTx rolls back the transaction that a failed attempt left open and
@@ -202,8 +204,9 @@ const maxCarried = 7800
 // log_head (see the package comment), inserts them and adds their Size to
 // the log's running total (migrations/0004). It is the group's last
 // statement before COMMIT, in the same pipeline. Once the batch has run,
-// Seq and Time of each change are set.
-func appendLog(b *pgx.Batch, changes []*api.Change) {
+// Seq and Time of each change are set, and listeners is log_head's count
+// of listeners begun (relay.go), as of the lock the statement took.
+func appendLog(b *pgx.Batch, changes []*api.Change, listeners *int64) {
 	n := int64(len(changes))
 	sizes := make([]int64, n)
 	var bytes int64
@@ -221,18 +224,18 @@ func appendLog(b *pgx.Batch, changes []*api.Change) {
 	b.Queue(`
 		WITH h AS (
 			UPDATE log_head SET seq = seq + $1::bigint, bytes = bytes + $2::bigint, time = greatest(time, clock_timestamp())
-			RETURNING seq, time
+			RETURNING seq, time, listeners
 		), ins AS (
 			INSERT INTO log (seq, time, kind, name, version, data, publisher, size)
 			SELECT h.seq - $1::bigint + c.n, h.time, c.kind, c.name, c.version, nullif(c.data, '')::json, c.publisher, c.size
 			FROM h, unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[])
 				WITH ORDINALITY AS c(kind, name, version, data, publisher, size, n)
 		)
-		SELECT h.seq, h.time FROM h`,
+		SELECT h.seq, h.time, h.listeners FROM h`,
 		n, bytes, kinds, names, versions, data, publishers, sizes).QueryRow(func(row pgx.Row) error {
 		var head int64
 		var at time.Time
-		if err := row.Scan(&head, &at); err != nil {
+		if err := row.Scan(&head, &at, listeners); err != nil {
 			return fmt.Errorf("append to log: %w", err)
 		}
 		for i, c := range changes {

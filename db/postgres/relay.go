@@ -1,0 +1,222 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Announcements over feeds. PostgreSQL wakes every listening backend of
+// a database for any NOTIFY in it, whatever its channel, and each of
+// those backends wakes its instance: a group's notification costs the
+// database and every instance a wake-up. With PEER_URL the other
+// instances keep a feed from the sequencer (package peer), which sends
+// them the text of every notification of its groups; once every instance
+// that listens is seen to take them from a feed, its groups go without a
+// NOTIFY.
+//
+// Who listens is read from pg_stat_activity: each Store's listener
+// connects as ListenerName, and a feed names the backend of its
+// instance's listener (its pid). But that read can be late: an instance
+// that has just begun to listen (its first connection, or a reconnect) is
+// not in the read that found every listener fed. So each beginning
+// counts itself on log_head (migrations/0013), after its LISTEN and in a
+// statement that takes log_head's lock as a group's does, and every
+// group's statement returns that count. A group goes without a NOTIFY
+// only when the count it saw is the one that the check which found every
+// listener fed read in the same snapshot as pg_stat_activity:
+//
+//   - A listener that began after that check counted itself before any
+//     group that returns a larger count, and such groups are notified.
+//     What committed before its count it reads from the log: the count's
+//     statement returns the log's head, which it takes as announced
+//     (Store.began).
+//   - A listener that the check saw had a feed then, and still has: a
+//     feed that ends sets the check aside (relay.end) before any later
+//     group is sent, and groups are sent to every feed and judged under
+//     the same lock. A feed that the other end has lost but this end has
+//     not noticed yet takes groups that never arrive; the instance at
+//     the other end then reads the log's head as it opens a new feed
+//     (peer's follower), and the next group it hears of shows it the
+//     gap, as a lost notification does (notify.go).
+//
+// So a change reaches every instance by a notification, a feed, or a read
+// of the log that something after it causes (or Store.watchHead); the
+// log stays the truth, as with notifications alone.
+type relay struct {
+	mu    sync.Mutex
+	feeds map[*feed]struct{}
+	ended uint64 // counts the feeds ended: a check begun before one is void
+	// fed is the count of listeners begun (log_head.listeners) at which
+	// every listener was seen with a feed; -1: none.
+	fed      int64
+	checking bool
+	next     time.Time     // no check begins before, unless a feed begins
+	recheck  time.Duration // recheck, as the Store was opened
+}
+
+// feed is another instance's feed: its listener's backend, and how it
+// takes the texts of notifications. send is called under the relay's
+// lock, in order, and must not block.
+type feed struct {
+	pid  uint32
+	send func(notes []string)
+}
+
+// recheck is how long after a check that found a listener without a
+// feed the next one may begin, unless a feed begins meanwhile.
+var recheck = time.Second
+
+// Feed takes the announcements of this instance's groups to the
+// instance whose listener's backend is pid: send gets the text of each
+// notification, in order, called under a lock (it must not block). stop
+// ends the feed; once it returns, send is not called again.
+func (s *Store) Feed(pid uint32, send func(notes []string)) (stop func()) {
+	r := &s.relay
+	f := &feed{pid: pid, send: send}
+	r.mu.Lock()
+	if r.feeds == nil {
+		r.feeds = map[*feed]struct{}{}
+	}
+	r.feeds[f] = struct{}{}
+	r.next = time.Time{}
+	r.mu.Unlock()
+	s.checkFeeds()
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.feeds[f]; ok {
+			delete(r.feeds, f)
+			r.ended++
+			r.fed = -1
+		}
+	}
+}
+
+// relayed sends notes, of groups that saw first to last listeners begun,
+// to every feed, and reports whether they need no NOTIFY: every listener
+// takes them from a feed. When they do need one, a check begins (at most
+// one at a time, and not within recheck of one that failed).
+func (s *Store) relayed(notes []string, first, last int64) bool {
+	r := &s.relay
+	r.mu.Lock()
+	for f := range r.feeds {
+		f.send(notes)
+	}
+	fed := r.fed >= 0 && first == r.fed && last == r.fed
+	r.mu.Unlock()
+	if !fed {
+		s.checkFeeds()
+	}
+	return fed
+}
+
+// checkFeeds begins a check, unless one is under way or recheck has not
+// passed since one failed.
+func (s *Store) checkFeeds() {
+	r := &s.relay
+	r.mu.Lock()
+	if r.checking || time.Now().Before(r.next) {
+		r.mu.Unlock()
+		return
+	}
+	r.checking = true
+	ended := r.ended
+	r.mu.Unlock()
+	go s.check(ended)
+}
+
+// check reads who listens and the count of listeners begun, in one
+// snapshot, and takes that count as fed when every listener but this
+// instance's own has a feed, and no feed ended since the check began. It
+// trusts the read only when it finds this instance's own listener in it:
+// a listener connected through something that hides its name or its
+// backend would not be seen.
+func (s *Store) check(ended uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	own := s.bus.l.pid.Load()
+	var count int64
+	var pids []uint32
+	err := s.pool.QueryRow(ctx, `
+		SELECT (SELECT listeners FROM log_head LIMIT 1),
+			array(SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1)`,
+		ListenerName).Scan(&count, &pids)
+	if err != nil {
+		s.log.Debug("check the listeners' feeds", "err", err)
+	}
+	r := &s.relay
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checking = false
+	fed := err == nil && own != 0 && r.ended == ended && slices.Contains(pids, own)
+	for _, pid := range pids {
+		if !fed {
+			break
+		}
+		fed = pid == own || r.has(pid)
+	}
+	if fed {
+		r.fed = count
+		return
+	}
+	r.fed = -1
+	r.next = time.Now().Add(r.recheck)
+}
+
+// has reports whether a feed goes to pid; r.mu is held.
+func (r *relay) has(pid uint32) bool {
+	for f := range r.feeds {
+		if f.pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// Relayed returns the text of a notification that came by a feed (with
+// the Bus's "=" marker) to this instance, as if from the listener.
+func (s *Store) Relayed(note string) {
+	if len(note) > 0 && note[0] == '=' {
+		s.bus.l.changes(note[1:], false)
+	}
+}
+
+// ListenerPID returns the backend of this instance's listener (its
+// feed's name), 0 while it is not connected.
+func (s *Store) ListenerPID() uint32 { return s.bus.l.pid.Load() }
+
+// CatchUp reads the log's head and announces it to this instance's
+// handlers (who are woken only if it is beyond every position announced
+// to them): a feed has ended, and what it sent last may not have arrived.
+func (s *Store) CatchUp(ctx context.Context) error {
+	head, err := s.head(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.flushHead(ctx, head); err != nil {
+		return err
+	}
+	s.bus.l.changes(strconv.FormatInt(head, 10), false)
+	return nil
+}
+
+// began counts this instance's listener as begun (relay), once it
+// listens after a connect, and takes the log's head that the count's
+// statement saw, made durable, as announced: what committed before it
+// may have gone without a notification this listener could see.
+func (s *Store) began(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	var head int64
+	err := s.pool.QueryRow(ctx, `
+		WITH b AS (UPDATE log_head SET listeners = listeners + 1 RETURNING seq)
+		SELECT (SELECT seq FROM b), `+flushing).Scan(&head, nil, nil)
+	if err != nil {
+		return err
+	}
+	s.bus.l.changes(strconv.FormatInt(head, 10), false)
+	return nil
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/db/postgres"
+	"github.com/switchboard-dev/switchboard/peer"
+)
+
+// feedTick is how often follow looks at the lease and the listener, and
+// feedRetry the least time between two feeds it opens.
+const (
+	feedTick  = 100 * time.Millisecond
+	feedRetry = 500 * time.Millisecond
+)
+
+// follow keeps a feed from the sequencer while another instance holds
+// its lease (peer.Follow), naming this instance's listener, so that the
+// sequencer's commits need no NOTIFY (db/postgres's relay.go). A feed
+// whose sequencer or listener changes is closed and another opened. When
+// a feed ends, this instance reads the log's head, since what the feed
+// sent last may not have arrived. It returns once ctx has ended and its
+// feed with it.
+func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, log *slog.Logger) {
+	type target struct {
+		url, token string
+		pid        uint32
+	}
+	var (
+		cur    target
+		stop   context.CancelFunc
+		done   chan struct{} // closed once the feed has ended; nil: none open
+		opened time.Time
+	)
+	t := time.NewTicker(feedTick)
+	defer t.Stop()
+	for {
+		var want target
+		if url, token, ok := seq.Lease(); ok {
+			want = target{url, token, store.ListenerPID()}
+		}
+		if done != nil && want != cur {
+			stop()
+			<-done
+			done = nil
+		}
+		if done == nil && want.pid != 0 && time.Since(opened) >= feedRetry {
+			cur, opened = want, time.Now()
+			stop, done = openFeed(ctx, want.url, want.token, want.pid, store, log)
+		}
+		select {
+		case <-ctx.Done():
+			if done != nil {
+				stop()
+				<-done
+			}
+			return
+		case <-t.C:
+		case <-done: // nil when none: never ready
+			done = nil
+		}
+	}
+}
+
+// openFeed opens a feed on a goroutine of its own, and reads the log's
+// head once it has ended; done is closed then. stop ends it.
+func openFeed(ctx context.Context, url, token string, pid uint32, store *postgres.Store, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
+	feed, stop := context.WithCancel(ctx)
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		err := peer.Follow(feed, url, token, pid, nil, store.Relayed)
+		if feed.Err() == nil {
+			log.Debug("the feed from the sequencer ended", "err", err)
+		}
+		if err := store.CatchUp(ctx); err != nil && ctx.Err() == nil {
+			log.Debug("read the log's head after a feed", "err", err)
+		}
+	}()
+	return stop, done
+}
