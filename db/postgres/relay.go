@@ -38,9 +38,9 @@ import (
 //     group is sent, and groups are sent to every feed and judged under
 //     the same lock. A feed that the other end has lost but this end has
 //     not noticed yet takes groups that never arrive; the instance at
-//     the other end then reads the log's head as it opens a new feed
-//     (peer's follower), and the next group it hears of shows it the
-//     gap, as a lost notification does (notify.go).
+//     the other end, once it finds its feed ended, reads the log's head
+//     (CatchUp) and opens another, and the next group it hears of shows
+//     it the gap, as a lost notification does (notify.go).
 //
 // So a change reaches every instance by a notification, a feed, or a read
 // of the log that something after it causes (or Store.watchHead); the
@@ -54,6 +54,7 @@ type relay struct {
 	fed      int64
 	checking bool
 	next     time.Time     // no check begins before, unless a feed begins
+	failed   int           // the checks in a row that found a listener without a feed
 	recheck  time.Duration // recheck, as the Store was opened
 }
 
@@ -66,8 +67,13 @@ type feed struct {
 }
 
 // recheck is how long after a check that found a listener without a
-// feed the next one may begin, unless a feed begins meanwhile.
+// feed the next one may begin, unless a feed begins meanwhile; twice as
+// long after each such check in a row, up to maxRecheck. Instances
+// without PEER_URL never have a feed: each of them checks that often
+// while it commits, in case it is left alone.
 var recheck = time.Second
+
+const maxRecheck = 30 * time.Second
 
 // Feed takes the announcements of this instance's groups to the
 // instance whose listener's backend is pid: send gets the text of each
@@ -81,7 +87,7 @@ func (s *Store) Feed(pid uint32, send func(notes []string)) (stop func()) {
 		r.feeds = map[*feed]struct{}{}
 	}
 	r.feeds[f] = struct{}{}
-	r.next = time.Time{}
+	r.next, r.failed = time.Time{}, 0
 	r.mu.Unlock()
 	s.checkFeeds()
 	return func() {
@@ -159,11 +165,12 @@ func (s *Store) check(ended uint64) {
 		fed = pid == own || r.has(pid)
 	}
 	if fed {
-		r.fed = count
+		r.fed, r.failed = count, 0
 		return
 	}
 	r.fed = -1
-	r.next = time.Now().Add(r.recheck)
+	r.next = time.Now().Add(min(r.recheck<<min(r.failed, 5), maxRecheck))
+	r.failed++
 }
 
 // has reports whether a feed goes to pid; r.mu is held.
