@@ -498,10 +498,10 @@ func TestPGSequencerAnswers(t *testing.T) {
 // announcements of its commits over the followers' feeds, and once every
 // instance takes them from one, its commits need no NOTIFY (its count of
 // notify transactions stops moving while its announced groups grow);
-// streams on every follower still get each event at once. A follower that
-// stops ends its feed: the commits are notified again until the
-// sequencer sees its listener gone, and the other follower gets every
-// event meanwhile.
+// streams on every follower get each event, and each follower took it
+// from its feed. A follower that stops ends its feed: the commits are
+// notified again until the sequencer sees its listener gone, and the
+// other follower gets every event meanwhile.
 func TestPGSequencerFeeds(t *testing.T) {
 	_, servers, seq := sequencerServers(t, 3, nil)
 	var followers []*testServer
@@ -553,9 +553,17 @@ func TestPGSequencerFeeds(t *testing.T) {
 		}
 	}
 	quiet(streams)
-	for range 20 {
+	fed := func(s *testServer) float64 { return metrics(t, s.URL)["switchboard_feed_notifications_total"] }
+	before := []float64{fed(followers[0]), fed(followers[1])}
+	const n = 20
+	for range n {
 		if publish(streams) {
 			t.Fatal("a commit sent a NOTIFY while every follower has a feed")
+		}
+	}
+	for i, f := range followers {
+		if got := fed(f) - before[i]; got < n {
+			t.Errorf("follower %d took %v announcements from its feed for %d events", i, got, n)
 		}
 	}
 	followers[1].Stop(t)

@@ -225,9 +225,16 @@ func (m *Metrics) RegisterNotifications(notifications func() (groups, transactio
 			"Committed write groups this instance announced to the other instances (Postgres).",
 			func() int64 { g, _ := notifications(); return g }),
 		counter("switchboard_notify_transactions_total",
-			"Transactions that carried those announcements: groups per transaction is what NOTIFY_INTERVAL gathers.",
+			"NOTIFY transactions that carried those announcements: groups per transaction is what NOTIFY_INTERVAL gathers; groups that every instance takes from a feed need none.",
 			func() int64 { _, t := notifications(); return t }),
 	)
+}
+
+// RegisterFeed adds the count of the announcements this instance took
+// from its feed (Postgres with PEER_URL), read from taken when scraped.
+func (m *Metrics) RegisterFeed(taken func() int64) {
+	m.registry.MustRegister(counter("switchboard_feed_notifications_total",
+		"Announcements of the sequencer's commits that this instance took from its feed (Postgres with PEER_URL).", taken))
 }
 
 // Measures returns the engine's measures: each stream's end is logged

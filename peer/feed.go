@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // A feed carries the texts of the sequencer's notifications of its
@@ -19,9 +22,15 @@ import (
 // own, upgraded as a link is (GET Path, the lease's secret) but to
 // FeedProtocol, with the instance's listener's backend in
 // ListenerHeader. Its frames go one way, from the sequencer: each is a
-// 4-byte big-endian length and a notification's text. An instance whose
-// feed ends reads the log's head (the last texts sent may not have
-// arrived) and opens another.
+// 4-byte big-endian length and a notification's text, or an empty one,
+// a heartbeat, sent every heartbeat.
+//
+// A feed ends in order: the instance closes its side for writing; the
+// sequencer stops sending (so that its commits are notified again),
+// writes out what it had taken, and closes; the instance reads up to
+// that end. A feed that breaks (an error, or no frame for
+// heartbeatTimeout) may have lost texts: the instance reads the log's
+// head (the caller of Follow does) and opens another.
 
 // FeedProtocol is the Upgrade token of a feed.
 const FeedProtocol = "switchboard-feed/1"
@@ -34,6 +43,15 @@ const ListenerHeader = "X-Switchboard-Listener"
 // reads too slowly: past it the feed ends, and that instance reads the log.
 const maxBacklog = 16 << 20
 
+// heartbeat is how often a feed carries an empty frame, and
+// heartbeatTimeout how long an instance waits for a frame before it takes
+// its feed as broken (a connection whose other end is gone without a
+// word).
+var (
+	heartbeat        = 500 * time.Millisecond
+	heartbeatTimeout = 2 * time.Second
+)
+
 // feedOf returns the listener's backend that a request for a feed names;
 // feed is false when it is not one.
 func feedOf(r *http.Request) (pid uint32, feed bool) {
@@ -44,9 +62,10 @@ func feedOf(r *http.Request) (pid uint32, feed bool) {
 	return uint32(n), err == nil && n > 0
 }
 
-// serveFeed sends the sequencer's notifications to a feed until the
-// other end closes it, the server closes (Close's read deadline) or the
-// feed falls maxBacklog behind.
+// serveFeed sends the sequencer's notifications to a feed, with a
+// heartbeat, until the other end closes it (then in order: see above),
+// the server closes (Close's read deadline) or the feed falls maxBacklog
+// behind.
 func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 	w := newWriter(conn, func(error) { conn.Close() })
 	defer w.fail()
@@ -55,8 +74,28 @@ func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 			conn.Close()
 		}
 	})
-	defer stop()
-	io.Copy(io.Discard, br) // nothing comes the other way: this ends with the connection
+	beats := time.NewTicker(heartbeat)
+	defer beats.Stop()
+	ended := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, br) // nothing comes the other way: this ends with the connection
+		close(ended)
+	}()
+	for done := false; !done; {
+		select {
+		case <-beats.C:
+			w.queueTexts([]string{""}, maxBacklog)
+		case <-ended:
+			done = true
+		}
+	}
+	stop()
+	drained := time.NewTimer(closeGrace)
+	defer drained.Stop()
+	select {
+	case <-w.drained():
+	case <-drained.C:
+	}
 	conn.Close()
 }
 
@@ -85,26 +124,59 @@ func (w *writer) queueTexts(texts []string, limit int) bool {
 
 // Follow opens a feed from the sequencer at url, with its secret, for
 // the listener whose backend is pid, and hands each text to take, on
-// Follow's goroutine, until the feed fails or ctx ends. It returns why
-// it ended.
-func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.Config, take func(text string)) error {
+// Follow's goroutine, with more set when another has come already, until
+// the feed breaks or ctx ends; then it ends the feed in order (see
+// above). It returns whether the feed was opened, and why it ended:
+// ctx's error when it ended in order, else the feed may have lost texts.
+func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.Config, take func(text string, more bool)) (opened bool, err error) {
 	conn, br, err := dial(url, secret, tlsConfig, FeedProtocol, strconv.FormatUint(uint64(pid), 10))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	var mu sync.Mutex
+	closing := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closing = true
+		cw, ok := closeWriter(conn)
+		if !ok || cw.CloseWrite() != nil {
+			conn.Close()
+			return
+		}
+		conn.SetReadDeadline(time.Now().Add(heartbeatTimeout))
+	})
 	defer stop()
 	var buf []byte
+	var deadline time.Time
 	for {
+		// Moved on once half of it has passed, not at every frame.
+		mu.Lock()
+		if now := time.Now(); !closing && deadline.Sub(now) < heartbeatTimeout/2 {
+			deadline = now.Add(heartbeatTimeout)
+			conn.SetReadDeadline(deadline)
+		}
+		mu.Unlock()
 		msg, err := readFrame(br, buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if ctx.Err() != nil && errors.Is(err, io.EOF) {
+				return true, ctx.Err() // the sequencer's end of an orderly close
 			}
-			return err
+			return true, err
 		}
 		buf = msg
-		take(string(msg))
+		if len(msg) > 0 {
+			take(string(msg), complete(br))
+		}
 	}
+}
+
+// complete reports whether br holds a whole frame already.
+func complete(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	head, _ := br.Peek(4) // buffered: no read
+	return br.Buffered() >= 4+int(binary.BigEndian.Uint32(head))
 }

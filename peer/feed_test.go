@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +77,10 @@ func TestFeed(t *testing.T) {
 	got := make(chan string, 1000)
 	ctx, cancel := context.WithCancel(t.Context())
 	followed := make(chan error, 1)
-	go func() { followed <- Follow(ctx, url, secret, 7, nil, func(text string) { got <- text }) }()
+	go func() {
+		_, err := Follow(ctx, url, secret, 7, nil, func(text string, _ bool) { got <- text })
+		followed <- err
+	}()
 	send := f.to(t, 7)
 	var want []string
 	for i := range 300 {
@@ -102,7 +107,10 @@ func TestFeed(t *testing.T) {
 	}
 	f.waitEnded(t, 7, 1)
 
-	go func() { followed <- Follow(t.Context(), url, secret, 8, nil, func(string) {}) }()
+	go func() {
+		_, err := Follow(t.Context(), url, secret, 8, nil, func(string, bool) {})
+		followed <- err
+	}()
 	f.to(t, 8)
 	closing, stop := context.WithTimeout(t.Context(), 5*time.Second)
 	defer stop()
@@ -159,4 +167,80 @@ func TestFeedBacklog(t *testing.T) {
 		send(text)
 	}
 	f.waitEnded(t, 5, 1)
+}
+
+// TestFeedEndsInOrder: a feed that its instance closes ends in order: the
+// sequencer stops sending before it closes, and the instance reads every
+// text sent before that, so that Follow ends with its context's error
+// (nothing lost) once the feed has ended on the sequencer.
+func TestFeedEndsInOrder(t *testing.T) {
+	var f feeds
+	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
+	for round := range 20 {
+		pid := uint32(100 + round)
+		var got []string
+		ctx, cancel := context.WithCancel(t.Context())
+		followed := make(chan error, 1)
+		go func() {
+			_, err := Follow(ctx, url, secret, pid, nil, func(text string, _ bool) { got = append(got, text) })
+			followed <- err
+		}()
+		send := f.to(t, pid)
+		var want []string
+		for i := range 200 {
+			want = append(want, fmt.Sprintf("=%d/%d %s", round, i, strings.Repeat("z", i*37%3000)))
+			send(want[i : i+1])
+		}
+		cancel()
+		if err := <-followed; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: Follow ended with %v, want its context's end", round, err)
+		}
+		f.mu.Lock()
+		ended := f.ended[pid]
+		f.mu.Unlock()
+		if ended != 1 {
+			t.Fatalf("round %d: Follow returned before the feed ended on the sequencer", round)
+		}
+		if len(got) != len(want) || got[len(got)-1] != want[len(want)-1] {
+			t.Fatalf("round %d: %d texts taken of %d sent", round, len(got), len(want))
+		}
+	}
+}
+
+// TestFeedHeartbeat: an idle feed stays open on its heartbeats, and one
+// that carries nothing at all (its sequencer gone without a word) is
+// taken as broken within heartbeatTimeout.
+func TestFeedHeartbeat(t *testing.T) {
+	oldBeat, oldTimeout := heartbeat, heartbeatTimeout
+	heartbeat, heartbeatTimeout = 20*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(func() { heartbeat, heartbeatTimeout = oldBeat, oldTimeout })
+
+	var f feeds
+	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*heartbeatTimeout)
+	defer cancel()
+	if _, err := Follow(ctx, url, secret, 1, nil, func(string, bool) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("an idle feed ended with %v, want it open until its context ended", err)
+	}
+
+	mute := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+FeedProtocol+"\r\n\r\n")
+		io.Copy(io.Discard, conn) // until the other end gives up
+	}))
+	defer mute.Close()
+	start := time.Now()
+	ctx, cancel = context.WithTimeout(t.Context(), 10*heartbeatTimeout)
+	defer cancel()
+	opened, err := Follow(ctx, mute.URL, secret, 1, nil, func(string, bool) {})
+	if !opened || err == nil || ctx.Err() != nil {
+		t.Errorf("a feed without frames: opened %v, %v; want opened, and broken", opened, err)
+	}
+	if d := time.Since(start); d > 5*heartbeatTimeout {
+		t.Errorf("a feed without frames was taken as broken after %v", d)
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -19,8 +20,10 @@ const (
 // follow keeps a feed from the sequencer while another instance holds
 // its lease (peer.Follow), naming this instance's listener, so that the
 // sequencer's commits need no NOTIFY (db/postgres's relay.go). A feed
-// whose sequencer or listener changes is closed and another opened. When
-// a feed ends, this instance reads the log's head, since what the feed
+// whose sequencer or listener changes is closed and another opened; a
+// lease that is not known for a while (a read of it failed, or this
+// instance gave it up as it drains) leaves the feed as it is. When a
+// feed breaks, this instance reads the log's head, since what the feed
 // sent last may not have arrived. It returns once ctx has ended and its
 // feed with it.
 func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, log *slog.Logger) {
@@ -37,8 +40,12 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 	t := time.NewTicker(feedTick)
 	defer t.Stop()
 	for {
+		url, token, ok := seq.Lease()
+		if !ok && !seq.Holds() { // not known for a while: follow on
+			url, token, ok = cur.url, cur.token, cur.url != ""
+		}
 		var want target
-		if url, token, ok := seq.Lease(); ok {
+		if ok {
 			want = target{url, token, store.ListenerPID()}
 		}
 		if done != nil && want != cur {
@@ -59,22 +66,24 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 			return
 		case <-t.C:
 		case <-done: // nil when none: never ready
+			stop()
 			done = nil
 		}
 	}
 }
 
 // openFeed opens a feed on a goroutine of its own, and reads the log's
-// head once it has ended; done is closed then. stop ends it.
+// head if it broke; done is closed once it has ended. stop ends it.
 func openFeed(ctx context.Context, url, token string, pid uint32, store *postgres.Store, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
 	feed, stop := context.WithCancel(ctx)
 	done = make(chan struct{})
 	go func() {
 		defer close(done)
-		err := peer.Follow(feed, url, token, pid, nil, store.Relayed)
-		if feed.Err() == nil {
-			log.Debug("the feed from the sequencer ended", "err", err)
+		opened, err := peer.Follow(feed, url, token, pid, nil, store.Relayed)
+		if !opened || errors.Is(err, context.Canceled) {
+			return // nothing sent, or all of it read
 		}
+		log.Debug("the feed from the sequencer broke", "err", err)
 		if err := store.CatchUp(ctx); err != nil && ctx.Err() == nil {
 			log.Debug("read the log's head after a feed", "err", err)
 		}

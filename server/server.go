@@ -189,6 +189,7 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		a.seq, a.pg = pg.Sequencer(cfg.PeerURL), pg
 		seq = a.seq
 		metrics.RegisterSequencer(seq)
+		metrics.RegisterFeed(pg.FeedNotifications)
 		a.peers = &peer.Client{}
 		a.links = &peer.Server{Peer: a.seq.Peer, Apply: peer.Local(records, events), Log: log, Feed: pg.Feed}
 	}

@@ -48,6 +48,8 @@ func sameChanges(t *testing.T, got, want []api.Change) {
 func TestNotifiedChangesNeedNoRead(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	a, b := open(t, url), open(t, url)
+	a.Settle(t.Context())
+	b.Settle(t.Context()) // its count as a listener begun reads the database
 	onB := subscribe(t, b.Bus(), api.TopicChanges)
 	before, _, err := b.Snapshot(t.Context(), nil)
 	if err != nil {
@@ -93,6 +95,8 @@ func TestNotifiedChangesNeedNoRead(t *testing.T) {
 func TestLargeGroupReadsTheRest(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	a, b := open(t, url), open(t, url)
+	a.Settle(t.Context())
+	b.Settle(t.Context()) // its count as a listener begun reads the database
 	onB := subscribe(t, b.Bus(), api.TopicChanges)
 	before, _, err := b.Snapshot(t.Context(), nil)
 	if err != nil {
@@ -184,6 +188,7 @@ func TestBurstWakesOnce(t *testing.T) {
 	postgres.SetHeadCheck(t, time.Hour)
 	url := pgtest.NewDatabase(t)
 	b := open(t, url)
+	b.Settle(t.Context()) // its count as a listener begun wakes the handlers
 	heads := make(chan int64, 100)
 	t.Cleanup(b.Bus().SubscribeWake(api.TopicChanges, func(head int64) { heads <- head }))
 	select {

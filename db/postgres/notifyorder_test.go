@@ -150,6 +150,8 @@ func TestReconnectForgetsTheTail(t *testing.T) {
 	postgres.SetHeadCheck(t, time.Hour)
 	url := pgtest.NewDatabase(t)
 	a, b := open(t, url), open(t, url)
+	a.Settle(t.Context())
+	b.Settle(t.Context())
 	onB := subscribe(t, b.Bus(), api.TopicChanges)
 	cs, err := a.Write(t.Context(), []api.Write{event("first", `1`, ""), event("second", `2`, "")})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,13 +35,21 @@ import (
 //     statement returns the log's head, which it takes as announced
 //     (Store.began).
 //   - A listener that the check saw had a feed then, and still has: a
-//     feed that ends sets the check aside (relay.end) before any later
-//     group is sent, and groups are sent to every feed and judged under
-//     the same lock. A feed that the other end has lost but this end has
-//     not noticed yet takes groups that never arrive; the instance at
-//     the other end, once it finds its feed ended, reads the log's head
-//     (CatchUp) and opens another, and the next group it hears of shows
-//     it the gap, as a lost notification does (notify.go).
+//     feed that ends sets the check aside (the stop that Feed returns)
+//     before any later group is sent, and groups are sent to every feed
+//     and judged under the same lock. A feed that its instance closes
+//     ends in order (package peer): the sequencer stops sending, writes
+//     out what it took, and then closes, and the instance reads it all.
+//     A feed that breaks may lose what it took; the instance at the
+//     other end, once it finds its feed broken (heartbeats stop, or its
+//     connection fails), reads the log's head (CatchUp) and opens
+//     another, and the next group it hears of shows it the gap, as a
+//     lost notification does (notify.go).
+//   - A listener that does not count itself (an instance of an older
+//     version; one whose count keeps failing) is found by the next
+//     check, and while groups go without a NOTIFY a check runs every
+//     refresh: until then its instance learns of them from its own look
+//     at the head (Store.watchHead).
 //
 // So a change reaches every instance by a notification, a feed, or a read
 // of the log that something after it causes (or Store.watchHead); the
@@ -53,9 +62,12 @@ type relay struct {
 	// every listener was seen with a feed; -1: none.
 	fed      int64
 	checking bool
+	checked  time.Time     // when the last check that found every listener fed began
 	next     time.Time     // no check begins before, unless a feed begins
 	failed   int           // the checks in a row that found a listener without a feed
 	recheck  time.Duration // recheck, as the Store was opened
+	checks   sync.WaitGroup
+	relayed  atomic.Int64 // the notifications taken from a feed (Store.Relayed)
 }
 
 // feed is another instance's feed: its listener's backend, and how it
@@ -73,7 +85,12 @@ type feed struct {
 // while it commits, in case it is left alone.
 var recheck = time.Second
 
-const maxRecheck = 30 * time.Second
+// maxRecheck bounds the wait between checks that fail, and refresh is
+// how often checks run while they pass.
+const (
+	maxRecheck = 30 * time.Second
+	refresh    = time.Second
+)
 
 // Feed takes the announcements of this instance's groups to the
 // instance whose listener's backend is pid: send gets the text of each
@@ -112,11 +129,20 @@ func (s *Store) relayed(notes []string, first, last int64) bool {
 		f.send(notes)
 	}
 	fed := r.fed >= 0 && first == r.fed && last == r.fed
+	stale := time.Since(r.checked) >= refresh
 	r.mu.Unlock()
-	if !fed {
+	if !fed || stale {
 		s.checkFeeds()
 	}
 	return fed
+}
+
+// unfed sets aside what the last check found: this instance's listener
+// connected again, so its backend, which the check left out, changed.
+func (r *relay) unfed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fed = -1
 }
 
 // checkFeeds begins a check, unless one is under way or recheck has not
@@ -130,8 +156,12 @@ func (s *Store) checkFeeds() {
 	}
 	r.checking = true
 	ended := r.ended
+	r.checks.Add(1)
 	r.mu.Unlock()
-	go s.check(ended)
+	go func() {
+		defer r.checks.Done()
+		s.check(ended)
+	}()
 }
 
 // check reads who listens and the count of listeners begun, in one
@@ -143,6 +173,7 @@ func (s *Store) checkFeeds() {
 func (s *Store) check(ended uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
+	began := time.Now()
 	own := s.bus.l.pid.Load()
 	var count int64
 	var pids []uint32
@@ -165,7 +196,7 @@ func (s *Store) check(ended uint64) {
 		fed = pid == own || r.has(pid)
 	}
 	if fed {
-		r.fed, r.failed = count, 0
+		r.fed, r.failed, r.checked = count, 0, began
 		return
 	}
 	r.fed = -1
@@ -183,13 +214,23 @@ func (r *relay) has(pid uint32) bool {
 	return false
 }
 
-// Relayed returns the text of a notification that came by a feed (with
-// the Bus's "=" marker) to this instance, as if from the listener.
-func (s *Store) Relayed(note string) {
+// Relayed hands the text of a notification that came by a feed (with
+// the Bus's "=" marker) to this instance, as if from the listener; more
+// says that another has come already, to which the handlers' wake-up is
+// left, as the listener leaves it to the last notification it has read.
+func (s *Store) Relayed(note string, more bool) {
 	if len(note) > 0 && note[0] == '=' {
-		s.bus.l.changes(note[1:], false)
+		s.relay.relayed.Add(1)
+		s.bus.l.changes(note[1:], true)
+	}
+	if !more {
+		s.bus.l.flushWakes()
 	}
 }
+
+// FeedNotifications returns how many notifications this instance took
+// from its feeds (Relayed).
+func (s *Store) FeedNotifications() int64 { return s.relay.relayed.Load() }
 
 // ListenerPID returns the backend of this instance's listener (its
 // feed's name), 0 while it is not connected.
@@ -213,15 +254,20 @@ func (s *Store) CatchUp(ctx context.Context) error {
 // began counts this instance's listener as begun (relay), once it
 // listens after a connect, and takes the log's head that the count's
 // statement saw, made durable, as announced: what committed before it
-// may have gone without a notification this listener could see.
+// may have gone without a notification this listener could see. The
+// count commits without waiting for its flush, so that log_head's lock
+// is let go at once, as a group's is; the flush follows.
 func (s *Store) began(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	var head int64
 	err := s.pool.QueryRow(ctx, `
 		WITH b AS (UPDATE log_head SET listeners = listeners + 1 RETURNING seq)
-		SELECT (SELECT seq FROM b), `+flushing).Scan(&head, nil, nil)
+		SELECT (SELECT seq FROM b), set_config('synchronous_commit', 'off', true)`).Scan(&head, nil)
 	if err != nil {
+		return err
+	}
+	if err := s.flushFor(ctx, head); err != nil {
 		return err
 	}
 	s.bus.l.changes(strconv.FormatInt(head, 10), false)

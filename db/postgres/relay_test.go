@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -62,8 +61,10 @@ func feedTo(t *testing.T, from, to *postgres.Store) (stop func()) {
 
 // feed feeds the announcements of from's groups to to, as a feed over
 // the network would (package peer), through a queue of its own, since a
-// feed's send must not block. stop ends it; to then reads the log's
-// head, as an instance whose feed ended does.
+// feed's send must not block. stop ends it in order, as package peer's
+// feeds end: from stops sending, then to takes what was sent. Nothing
+// reads the log's head after it: whatever from did not send, it must
+// have notified.
 func feed(t *testing.T, from, to *postgres.Store) (stop func()) {
 	var mu sync.Mutex
 	var queue []string
@@ -78,35 +79,32 @@ func feed(t *testing.T, from, to *postgres.Store) (stop func()) {
 		}
 	})
 	done, stopped := make(chan struct{}), make(chan struct{})
+	take := func() {
+		mu.Lock()
+		notes := queue
+		queue = nil
+		mu.Unlock()
+		for i, n := range notes {
+			to.Relayed(n, i < len(notes)-1)
+		}
+	}
 	go func() {
 		defer close(stopped)
 		for {
 			select {
 			case <-done:
+				take()
 				return
 			case <-more:
-			}
-			mu.Lock()
-			notes := queue
-			queue = nil
-			mu.Unlock()
-			for _, n := range notes {
-				to.Relayed(n)
+				take()
 			}
 		}
 	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			end()
-			close(done)
-			<-stopped
-			if err := to.CatchUp(context.Background()); err != nil {
-				t.Errorf("CatchUp: %v", err)
-			}
-		})
-	}
-	return stop
+	return sync.OnceFunc(func() {
+		end()
+		close(done)
+		<-stopped
+	})
 }
 
 // publish writes an event on s and returns its position.

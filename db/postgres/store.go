@@ -273,11 +273,13 @@ func (s *Store) watchHead(ctx context.Context) {
 }
 
 // lost is the listener's word that it reconnected: what was announced
-// meanwhile is unknown, so the tail forgets its changes, and watchHead
+// meanwhile is unknown, so the tail forgets its changes, the relay what
+// its last check found (it left this listener's backend out), and watchHead
 // counts the listener as begun (Store.began), which reads the log's head
 // for the reads that wait for it (Store.durable).
 func (s *Store) lost() {
 	s.tail.reset()
+	s.relay.unfed()
 	select {
 	case s.reconnected <- struct{}{}:
 	default:
@@ -430,6 +432,7 @@ func (s *Store) Close() error {
 		s.stopWatch()
 		<-s.watched
 		s.committer.Close()
+		s.relay.checks.Wait() // the last group's may have begun one
 		s.unlisten()
 		s.bus.close()
 		s.pool.Close()
