@@ -134,6 +134,7 @@ func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.
 		return false, err
 	}
 	defer conn.Close()
+	timeout := heartbeatTimeout
 	var mu sync.Mutex
 	closing := false
 	stop := context.AfterFunc(ctx, func() {
@@ -145,7 +146,7 @@ func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.
 			conn.Close()
 			return
 		}
-		conn.SetReadDeadline(time.Now().Add(heartbeatTimeout))
+		conn.SetReadDeadline(time.Now().Add(timeout))
 	})
 	defer stop()
 	var buf []byte
@@ -153,8 +154,8 @@ func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.
 	for {
 		// Moved on once half of it has passed, not at every frame.
 		mu.Lock()
-		if now := time.Now(); !closing && deadline.Sub(now) < heartbeatTimeout/2 {
-			deadline = now.Add(heartbeatTimeout)
+		if now := time.Now(); !closing && deadline.Sub(now) < timeout/2 {
+			deadline = now.Add(timeout)
 			conn.SetReadDeadline(deadline)
 		}
 		mu.Unlock()
