@@ -499,11 +499,11 @@ func TestPGSequencerAnswers(t *testing.T) {
 // instance takes them from one, its commits need no NOTIFY (its count of
 // notify transactions stops moving while its announced groups grow);
 // streams on every follower get each event, and each follower took it
-// from its feed. A follower that stops ends its feed: the commits are
-// notified again until the sequencer sees its listener gone, and the
-// other follower gets every event meanwhile.
+// from its feed. When the sequencer stops, one follower takes the lease
+// and the other follows it: its commits are notified until the other
+// has a feed from it, and then go without a NOTIFY again.
 func TestPGSequencerFeeds(t *testing.T) {
-	_, servers, seq := sequencerServers(t, 3, nil)
+	db, servers, seq := sequencerServers(t, 3, nil)
 	var followers []*testServer
 	var streams []*sseClient
 	for i, s := range servers {
@@ -566,6 +566,19 @@ func TestPGSequencerFeeds(t *testing.T) {
 			t.Errorf("follower %d took %v announcements from its feed for %d events", i, got, n)
 		}
 	}
-	followers[1].Stop(t)
-	quiet(streams[:1])
+
+	servers[seq].Stop(t)
+	next := waitSequencer(t, db, followers)
+	seqURL = followers[next].URL
+	other := followers[1-next]
+	quiet(streams[1-next : 2-next])
+	taken := fed(other)
+	for range n {
+		if publish(streams) {
+			t.Fatal("a commit of the new sequencer sent a NOTIFY while the other instance has a feed")
+		}
+	}
+	if got := fed(other) - taken; got < n {
+		t.Errorf("the new sequencer's follower took %v announcements from its feed for %d events", got, n)
+	}
 }
