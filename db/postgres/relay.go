@@ -57,7 +57,7 @@ import (
 type relay struct {
 	mu    sync.Mutex
 	feeds map[*feed]struct{}
-	ended uint64 // counts the feeds ended: a check begun before one is void
+	ended uint64 // counts the feeds ended (and unfed): a check begun before one is void
 	// fed is the count of listeners begun (log_head.listeners) at which
 	// every listener was seen with a feed; -1: none.
 	fed      int64
@@ -143,6 +143,7 @@ func (r *relay) unfed() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.fed = -1
+	r.ended++ // and a check under way
 }
 
 // checkFeeds begins a check, unless one is under way or recheck has not
