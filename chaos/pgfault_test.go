@@ -294,26 +294,30 @@ func TestPostgresConnectionLimit(t *testing.T) {
 		// Keep the instance out while its connections are cut and
 		// other clients take every slot, then let it try again: only
 		// max_connections stops it then.
-		run("ALTER ROLE chaos_app CONNECTION LIMIT 0")
-		run(cut)
-		for end := time.Now().Add(patience); backends() > 0; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatal("the instance's connections did not end")
+		shut := func() {
+			run("ALTER ROLE chaos_app CONNECTION LIMIT 0")
+			run(cut)
+			for end := time.Now().Add(patience); backends() > 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatal("the instance's connections did not end")
+				}
 			}
+			fill()
+			run("ALTER ROLE chaos_app CONNECTION LIMIT -1")
 		}
-		fill()
-		run("ALTER ROLE chaos_app CONNECTION LIMIT -1")
+		shut()
 		// A slot that another session frees after the fill (a connection
 		// of an earlier test ending late) may go to the instance: take it
-		// back and fill again, a few times.
+		// back and fill again, a few times, the instance kept out meanwhile
+		// as before (its writers retry at once, and would win the slot
+		// that the cut frees).
 		n := 0
 		for range 5 {
 			time.Sleep(time.Second)
 			if n = backends(); n == 0 {
 				break
 			}
-			run(cut)
-			fill()
+			shut()
 		}
 		if n > 0 {
 			t.Errorf("the instance holds %d connections with max_connections filled", n)

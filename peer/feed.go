@@ -21,16 +21,19 @@ import (
 // backend of the database and every instance. It is a connection of its
 // own, upgraded as a link is (GET Path, the lease's secret) but to
 // FeedProtocol, with the instance's listener's backend in
-// ListenerHeader. Its frames go one way, from the sequencer: each is a
-// 4-byte big-endian length and a notification's text, or an empty one,
-// a heartbeat, sent every heartbeat.
+// ListenerHeader. Its frames are a 4-byte big-endian length and a text:
+// from the sequencer, a notification's text; from either end, an empty
+// one, a heartbeat, every heartbeat; and from the sequencer, endText as
+// its last frame when it ends the feed in order.
 //
-// A feed ends in order: the instance closes its side for writing; the
-// sequencer stops sending (so that its commits are notified again),
-// writes out what it had taken, and closes; the instance reads up to
-// that end. A feed that breaks (an error, or no frame for
-// heartbeatTimeout) may have lost texts: the instance reads the log's
-// head (the caller of Follow does) and opens another.
+// A feed ends in order when either end ends it: the instance closes its
+// side for writing (or the sequencer's server closes); the sequencer
+// stops sending (so that its commits are notified again), writes out
+// what it took and endText, and closes; the instance reads up to that
+// end, and has lost nothing. A feed that ends otherwise (an error, no
+// frame for heartbeatTimeout, no endText) may have lost texts: the
+// instance must count its listener as begun again (db/postgres's
+// CatchUp) before it opens another.
 
 // FeedProtocol is the Upgrade token of a feed.
 const FeedProtocol = "switchboard-feed/1"
@@ -43,14 +46,24 @@ const ListenerHeader = "X-Switchboard-Listener"
 // reads too slowly: past it the feed ends, and that instance reads the log.
 const maxBacklog = 16 << 20
 
-// heartbeat is how often a feed carries an empty frame, and
-// heartbeatTimeout how long an instance waits for a frame before it takes
-// its feed as broken (a connection whose other end is gone without a
-// word).
+// heartbeat is how often each end of a feed sends an empty frame, and
+// heartbeatTimeout how long an end waits for a frame before it takes the
+// feed as broken (the other end is gone without a word): from
+// heartbeatTimeout-heartbeat to heartbeatTimeout.
 var (
 	heartbeat        = 500 * time.Millisecond
 	heartbeatTimeout = 2 * time.Second
 )
+
+// endText is the sequencer's last frame of a feed it ends in order, and
+// feedGrace how long it waits for the frames before it to be written.
+const (
+	endText   = "."
+	feedGrace = time.Second
+)
+
+// beat is a heartbeat's frame.
+var beat = []byte{0, 0, 0, 0}
 
 // feedOf returns the listener's backend that a request for a feed names;
 // feed is false when it is not one.
@@ -63,38 +76,55 @@ func feedOf(r *http.Request) (pid uint32, feed bool) {
 }
 
 // serveFeed sends the sequencer's notifications to a feed, with a
-// heartbeat, until the other end closes it (then in order: see above),
-// the server closes (Close's read deadline) or the feed falls maxBacklog
-// behind.
+// heartbeat, until the other end closes it or stops beating, the server
+// closes (Close's read deadline), or the feed falls maxBacklog behind;
+// then it ends the feed in order (see above) if it can.
 func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 	w := newWriter(conn, func(error) { conn.Close() })
 	defer w.fail()
-	stop := s.Feed(pid, func(notes []string) {
+	stop := s.Feed(pid, func(notes []string) bool {
 		if !w.queueTexts(notes, maxBacklog) {
 			conn.Close()
+			return false
 		}
+		return true
 	})
-	beats := time.NewTicker(heartbeat)
-	defer beats.Stop()
+	defer stop()
+	period, timeout := heartbeat, heartbeatTimeout
 	ended := make(chan struct{})
 	go func() {
-		io.Copy(io.Discard, br) // nothing comes the other way: this ends with the connection
-		close(ended)
+		defer close(ended)
+		var buf []byte
+		var deadline time.Time
+		for {
+			if now := time.Now(); deadline.Sub(now) < timeout-period && !s.closing() {
+				deadline = now.Add(timeout)
+				conn.SetReadDeadline(deadline)
+			}
+			msg, err := readFrame(br, buf)
+			if err != nil {
+				return
+			}
+			buf = msg
+		}
 	}()
-	for done := false; !done; {
+	beats := time.NewTicker(period)
+	defer beats.Stop()
+	for waiting := true; waiting; {
 		select {
 		case <-beats.C:
 			w.queueTexts([]string{""}, maxBacklog)
 		case <-ended:
-			done = true
+			waiting = false
 		}
 	}
 	stop()
-	drained := time.NewTimer(closeGrace)
-	defer drained.Stop()
+	w.queueTexts([]string{endText}, maxBacklog+len(endText)+4)
+	grace := time.NewTimer(feedGrace)
+	defer grace.Stop()
 	select {
 	case <-w.drained():
-	case <-drained.C:
+	case <-grace.C:
 	}
 	conn.Close()
 }
@@ -105,7 +135,7 @@ func (w *writer) queueTexts(texts []string, limit int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failed {
-		return true // the feed is ending
+		return false
 	}
 	n := len(w.out)
 	for _, t := range texts {
@@ -124,51 +154,79 @@ func (w *writer) queueTexts(texts []string, limit int) bool {
 
 // Follow opens a feed from the sequencer at url, with its secret, for
 // the listener whose backend is pid, and hands each text to take, on
-// Follow's goroutine, with more set when another has come already, until
-// the feed breaks or ctx ends; then it ends the feed in order (see
-// above). It returns whether the feed was opened, and why it ended:
-// ctx's error when it ended in order, else the feed may have lost texts.
+// Follow's goroutine, with more set when another has come already (a
+// call with an empty text takes nothing but says that), until the feed
+// ends or ctx ends; then it ends the feed in order (see above). It
+// returns whether the feed was opened, and nil if it ended in order:
+// otherwise it may have lost texts.
 func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.Config, take func(text string, more bool)) (opened bool, err error) {
 	conn, br, err := dial(url, secret, tlsConfig, FeedProtocol, strconv.FormatUint(uint64(pid), 10))
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	timeout := heartbeatTimeout
-	var mu sync.Mutex
+	period, timeout := heartbeat, heartbeatTimeout
+	var mu sync.Mutex // serialises the heartbeats' writes and the close
 	closing := false
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		closing = true
-		cw, ok := closeWriter(conn)
-		if !ok || cw.CloseWrite() != nil {
-			conn.Close()
-			return
-		}
 		conn.SetReadDeadline(time.Now().Add(timeout))
+		if cw, ok := closeWriter(conn); !ok || cw.CloseWrite() != nil {
+			conn.Close()
+		}
 	})
 	defer stop()
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			if !closing {
+				conn.SetWriteDeadline(time.Now().Add(timeout))
+				conn.Write(beat) // a failure shows on the reads
+			}
+			mu.Unlock()
+		}
+	}()
 	var buf []byte
 	var deadline time.Time
+	more, ended := false, false
+	defer func() {
+		if more { // a wake-up waits for a text that will not come
+			take("", false)
+		}
+	}()
 	for {
-		// Moved on once half of it has passed, not at every frame.
 		mu.Lock()
-		if now := time.Now(); !closing && deadline.Sub(now) < timeout/2 {
+		if now := time.Now(); !closing && deadline.Sub(now) < timeout-period {
 			deadline = now.Add(timeout)
 			conn.SetReadDeadline(deadline)
 		}
 		mu.Unlock()
 		msg, err := readFrame(br, buf)
-		if err != nil {
-			if ctx.Err() != nil && errors.Is(err, io.EOF) {
-				return true, ctx.Err() // the sequencer's end of an orderly close
-			}
+		switch {
+		case err != nil && ended && errors.Is(err, io.EOF):
+			return true, nil
+		case err != nil:
 			return true, err
 		}
 		buf = msg
-		if len(msg) > 0 {
-			take(string(msg), complete(br))
+		if string(msg) == endText {
+			ended = true
+			continue
+		}
+		if len(msg) > 0 || more {
+			more = complete(br)
+			take(string(msg), more)
 		}
 	}
 }

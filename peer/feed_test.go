@@ -2,7 +2,7 @@ package peer
 
 import (
 	"context"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,27 +17,27 @@ import (
 // store's relay does.
 type feeds struct {
 	mu    sync.Mutex
-	send  map[uint32]func([]string)
+	send  map[uint32]func([]string) bool
 	ended map[uint32]int
 }
 
-func (f *feeds) start(pid uint32, send func([]string)) (stop func()) {
+func (f *feeds) start(pid uint32, send func([]string) bool) (stop func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.send == nil {
-		f.send, f.ended = map[uint32]func([]string){}, map[uint32]int{}
+		f.send, f.ended = map[uint32]func([]string) bool{}, map[uint32]int{}
 	}
 	f.send[pid] = send
-	return func() {
+	return sync.OnceFunc(func() { // as the store's, a stop that comes twice ends the feed once
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		delete(f.send, pid)
 		f.ended[pid]++
-	}
+	})
 }
 
 // to returns the send of pid's feed, once it has begun (within 5 s).
-func (f *feeds) to(t *testing.T, pid uint32) func([]string) {
+func (f *feeds) to(t *testing.T, pid uint32) func([]string) bool {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		f.mu.Lock()
@@ -68,8 +68,8 @@ func (f *feeds) waitEnded(t *testing.T, pid uint32, n int) {
 // TestFeed: a feed carries the texts sent to it, in order and whole
 // (sent one by one and many at once, small and large), until the other
 // end closes it, which ends it on the sequencer too; the sequencer's
-// Close ends it on the other end. A feed needs the lease's secret and a
-// listener, and a server without Feed has none.
+// Close ends it on the other end. Both ends are in order. A feed needs
+// the lease's secret and a listener, and a server without Feed has none.
 func TestFeed(t *testing.T) {
 	var f feeds
 	url, s, _ := serveLinks(t, &Server{Feed: f.start}, false)
@@ -78,7 +78,11 @@ func TestFeed(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	followed := make(chan error, 1)
 	go func() {
-		_, err := Follow(ctx, url, secret, 7, nil, func(text string, _ bool) { got <- text })
+		_, err := Follow(ctx, url, secret, 7, nil, func(text string, _ bool) {
+			if text != "" { // a heartbeat that lets a wake-up go
+				got <- text
+			}
+		})
 		followed <- err
 	}()
 	send := f.to(t, 7)
@@ -102,8 +106,8 @@ func TestFeed(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-followed; !errors.Is(err, context.Canceled) {
-		t.Errorf("Follow ended with %v, want its context's end", err)
+	if err := <-followed; err != nil {
+		t.Errorf("Follow ended with %v, want an end in order", err)
 	}
 	f.waitEnded(t, 7, 1)
 
@@ -115,8 +119,8 @@ func TestFeed(t *testing.T) {
 	closing, stop := context.WithTimeout(t.Context(), 5*time.Second)
 	defer stop()
 	s.Close(closing)
-	if err := <-followed; err == nil {
-		t.Error("Follow ended without an error as the sequencer closed")
+	if err := <-followed; err != nil {
+		t.Errorf("Follow ended with %v as the sequencer closed, want an end in order", err)
 	}
 	f.waitEnded(t, 8, 1)
 
@@ -171,8 +175,8 @@ func TestFeedBacklog(t *testing.T) {
 
 // TestFeedEndsInOrder: a feed that its instance closes ends in order: the
 // sequencer stops sending before it closes, and the instance reads every
-// text sent before that, so that Follow ends with its context's error
-// (nothing lost) once the feed has ended on the sequencer.
+// text sent before that, so that Follow ends without an error (nothing
+// lost) once the feed has ended on the sequencer.
 func TestFeedEndsInOrder(t *testing.T) {
 	var f feeds
 	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
@@ -182,7 +186,11 @@ func TestFeedEndsInOrder(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		followed := make(chan error, 1)
 		go func() {
-			_, err := Follow(ctx, url, secret, pid, nil, func(text string, _ bool) { got = append(got, text) })
+			_, err := Follow(ctx, url, secret, pid, nil, func(text string, _ bool) {
+				if text != "" {
+					got = append(got, text)
+				}
+			})
 			followed <- err
 		}()
 		send := f.to(t, pid)
@@ -192,8 +200,8 @@ func TestFeedEndsInOrder(t *testing.T) {
 			send(want[i : i+1])
 		}
 		cancel()
-		if err := <-followed; !errors.Is(err, context.Canceled) {
-			t.Fatalf("round %d: Follow ended with %v, want its context's end", round, err)
+		if err := <-followed; err != nil {
+			t.Fatalf("round %d: Follow ended with %v, want an end in order", round, err)
 		}
 		f.mu.Lock()
 		ended := f.ended[pid]
@@ -207,20 +215,23 @@ func TestFeedEndsInOrder(t *testing.T) {
 	}
 }
 
-// TestFeedHeartbeat: an idle feed stays open on its heartbeats, and one
+// TestFeedHeartbeat: an idle feed stays open on its heartbeats; one
 // that carries nothing at all (its sequencer gone without a word) is
-// taken as broken within heartbeatTimeout.
+// taken as broken within heartbeatTimeout, and so is, by the sequencer,
+// one whose instance sends nothing.
 func TestFeedHeartbeat(t *testing.T) {
 	oldBeat, oldTimeout := heartbeat, heartbeatTimeout
-	heartbeat, heartbeatTimeout = 20*time.Millisecond, 200*time.Millisecond
+	heartbeat, heartbeatTimeout = 20*time.Millisecond, 500*time.Millisecond
 	t.Cleanup(func() { heartbeat, heartbeatTimeout = oldBeat, oldTimeout })
 
 	var f feeds
 	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*heartbeatTimeout)
 	defer cancel()
-	if _, err := Follow(ctx, url, secret, 1, nil, func(string, bool) {}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("an idle feed ended with %v, want it open until its context ended", err)
+	start := time.Now()
+	if _, err := Follow(ctx, url, secret, 1, nil, func(string, bool) {}); err != nil || ctx.Err() == nil {
+		t.Errorf("an idle feed ended with %v after %v, want it open until its context ended (%v), then in order",
+			err, time.Since(start), 5*heartbeatTimeout)
 	}
 
 	mute := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +244,7 @@ func TestFeedHeartbeat(t *testing.T) {
 		io.Copy(io.Discard, conn) // until the other end gives up
 	}))
 	defer mute.Close()
-	start := time.Now()
+	start = time.Now()
 	ctx, cancel = context.WithTimeout(t.Context(), 10*heartbeatTimeout)
 	defer cancel()
 	opened, err := Follow(ctx, mute.URL, secret, 1, nil, func(string, bool) {})
@@ -242,5 +253,60 @@ func TestFeedHeartbeat(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*heartbeatTimeout {
 		t.Errorf("a feed without frames was taken as broken after %v", d)
+	}
+
+	conn, _, err := dial(url, secret, nil, FeedProtocol, "2") // reads, but never beats
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go io.Copy(io.Discard, conn)
+	f.to(t, 2)
+	f.waitEnded(t, 2, 1)
+}
+
+// TestFeedMoreEndsOnAHeartbeat: a text read together with a heartbeat
+// after it is taken with more set, and the heartbeat then says that no
+// text follows (an empty take with more unset), so that the wake-up left
+// to the next text does not wait for one that is not coming.
+func TestFeedMoreEndsOnAHeartbeat(t *testing.T) {
+	oldTimeout := heartbeatTimeout
+	heartbeatTimeout = time.Minute // no end of the feed lets the wake-up go
+	t.Cleanup(func() { heartbeatTimeout = oldTimeout })
+	seq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		text := "=1 1 0 0\n"
+		frames := binary.BigEndian.AppendUint32(nil, uint32(len(text)))
+		frames = append(append(frames, text...), beat...)
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+FeedProtocol+"\r\n\r\n"+string(frames))
+		io.Copy(io.Discard, conn)
+	}))
+	defer seq.Close()
+	type call struct {
+		text string
+		more bool
+	}
+	calls := make(chan call, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go Follow(ctx, seq.URL, secret, 1, nil, func(text string, more bool) { calls <- call{text, more} })
+	var got []call
+	for {
+		select {
+		case c := <-calls:
+			got = append(got, c)
+			if !c.more {
+				if got[0].text != "=1 1 0 0\n" {
+					t.Errorf("takes %+v: the text first", got)
+				}
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("takes %+v, and none with more unset", got)
+		}
 	}
 }

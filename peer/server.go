@@ -27,8 +27,9 @@ type Server struct {
 	Apply Apply
 	Log   *slog.Logger
 	// Feed starts a feed (feed.go) to the instance whose listener's
-	// backend is pid; nil: feeds are refused.
-	Feed func(pid uint32, send func(notes []string)) (stop func())
+	// backend is pid: send reports whether it took the texts (the feed
+	// ends when it does not); nil: feeds are refused.
+	Feed func(pid uint32, send func(notes []string) bool) (stop func())
 
 	mu      sync.Mutex
 	links   map[net.Conn]struct{}

@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -17,6 +17,10 @@ const (
 	feedRetry = 500 * time.Millisecond
 )
 
+// closeWait bounds how long a server that has served its last stream
+// waits for its feed to end.
+const closeWait = 250 * time.Millisecond
+
 // follow keeps a feed from the sequencer while another instance holds
 // its lease (peer.Follow), naming this instance's listener, so that the
 // sequencer's commits need no NOTIFY (db/postgres's relay.go). A feed
@@ -26,7 +30,7 @@ const (
 // feed breaks, this instance reads the log's head, since what the feed
 // sent last may not have arrived. It returns once ctx has ended and its
 // feed with it.
-func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, log *slog.Logger) {
+func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, tlsConfig *tls.Config, log *slog.Logger) {
 	type target struct {
 		url, token string
 		pid        uint32
@@ -55,13 +59,16 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 		}
 		if done == nil && want.pid != 0 && time.Since(opened) >= feedRetry {
 			cur, opened = want, time.Now()
-			stop, done = openFeed(ctx, want.url, want.token, want.pid, store, log)
+			stop, done = openFeed(ctx, want.url, want.token, want.pid, store, tlsConfig, log)
 		}
 		select {
 		case <-ctx.Done():
-			if done != nil {
+			if done != nil { // the streams are gone: the end need not be orderly
 				stop()
-				<-done
+				select {
+				case <-done:
+				case <-time.After(closeWait):
+				}
 			}
 			return
 		case <-t.C:
@@ -72,20 +79,21 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 	}
 }
 
-// openFeed opens a feed on a goroutine of its own, and reads the log's
-// head if it broke; done is closed once it has ended. stop ends it.
-func openFeed(ctx context.Context, url, token string, pid uint32, store *postgres.Store, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
+// openFeed opens a feed on a goroutine of its own, and catches up if it
+// ended otherwise than in order; done is closed once it has ended. stop
+// ends it.
+func openFeed(ctx context.Context, url, token string, pid uint32, store *postgres.Store, tlsConfig *tls.Config, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
 	feed, stop := context.WithCancel(ctx)
 	done = make(chan struct{})
 	go func() {
 		defer close(done)
-		opened, err := peer.Follow(feed, url, token, pid, nil, store.Relayed)
-		if !opened || errors.Is(err, context.Canceled) {
+		opened, err := peer.Follow(feed, url, token, pid, tlsConfig, store.Relayed)
+		if !opened || err == nil {
 			return // nothing sent, or all of it read
 		}
 		log.Debug("the feed from the sequencer broke", "err", err)
 		if err := store.CatchUp(ctx); err != nil && ctx.Err() == nil {
-			log.Debug("read the log's head after a feed", "err", err)
+			log.Warn("catching up after a feed broke failed; changes reach this instance by its look at the log's head", "err", err)
 		}
 	}()
 	return stop, done

@@ -67,15 +67,24 @@ type relay struct {
 	failed   int           // the checks in a row that found a listener without a feed
 	recheck  time.Duration // recheck, as the Store was opened
 	checks   sync.WaitGroup
+	closed   bool         // the Store is closing: no check begins
 	relayed  atomic.Int64 // the notifications taken from a feed (Store.Relayed)
+}
+
+// close waits for the check under way, if any, and lets no other begin.
+func (r *relay) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.checks.Wait()
 }
 
 // feed is another instance's feed: its listener's backend, and how it
 // takes the texts of notifications. send is called under the relay's
-// lock, in order, and must not block.
+// lock, in order, and must not block; it reports whether it took them.
 type feed struct {
 	pid  uint32
-	send func(notes []string)
+	send func(notes []string) bool
 }
 
 // recheck is how long after a check that found a listener without a
@@ -94,9 +103,11 @@ const (
 
 // Feed takes the announcements of this instance's groups to the
 // instance whose listener's backend is pid: send gets the text of each
-// notification, in order, called under a lock (it must not block). stop
-// ends the feed; once it returns, send is not called again.
-func (s *Store) Feed(pid uint32, send func(notes []string)) (stop func()) {
+// notification, in order, called under a lock (it must not block), and
+// reports whether it took them: the feed ends when it does not, and the
+// groups it did not take are notified. stop ends the feed; once it
+// returns, send is not called again.
+func (s *Store) Feed(pid uint32, send func(notes []string) bool) (stop func()) {
 	r := &s.relay
 	f := &feed{pid: pid, send: send}
 	r.mu.Lock()
@@ -110,11 +121,16 @@ func (s *Store) Feed(pid uint32, send func(notes []string)) (stop func()) {
 	return func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if _, ok := r.feeds[f]; ok {
-			delete(r.feeds, f)
-			r.ended++
-			r.fed = -1
-		}
+		r.end(f)
+	}
+}
+
+// end ends a feed, and sets aside what the last check found; r.mu is held.
+func (r *relay) end(f *feed) {
+	if _, ok := r.feeds[f]; ok {
+		delete(r.feeds, f)
+		r.ended++
+		r.fed = -1
 	}
 }
 
@@ -126,10 +142,15 @@ func (s *Store) relayed(notes []string, first, last int64) bool {
 	r := &s.relay
 	r.mu.Lock()
 	for f := range r.feeds {
-		f.send(notes)
+		if !f.send(notes) {
+			r.end(f)
+		}
 	}
-	fed := r.fed >= 0 && first == r.fed && last == r.fed
-	stale := time.Since(r.checked) >= refresh
+	// A check found every listener fed, and is recent: a listener that
+	// does not count itself is found within about two refreshes.
+	since := time.Since(r.checked)
+	fed := r.fed >= 0 && first == r.fed && last == r.fed && since < 2*refresh
+	stale := since >= refresh
 	r.mu.Unlock()
 	if !fed || stale {
 		s.checkFeeds()
@@ -151,7 +172,7 @@ func (r *relay) unfed() {
 func (s *Store) checkFeeds() {
 	r := &s.relay
 	r.mu.Lock()
-	if r.checking || time.Now().Before(r.next) {
+	if r.checking || r.closed || time.Now().Before(r.next) {
 		r.mu.Unlock()
 		return
 	}
@@ -237,20 +258,12 @@ func (s *Store) FeedNotifications() int64 { return s.relay.relayed.Load() }
 // feed's name), 0 while it is not connected.
 func (s *Store) ListenerPID() uint32 { return s.bus.l.pid.Load() }
 
-// CatchUp reads the log's head and announces it to this instance's
-// handlers (who are woken only if it is beyond every position announced
-// to them): a feed has ended, and what it sent last may not have arrived.
-func (s *Store) CatchUp(ctx context.Context) error {
-	head, err := s.head(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.flushHead(ctx, head); err != nil {
-		return err
-	}
-	s.bus.l.changes(strconv.FormatInt(head, 10), false)
-	return nil
-}
+// CatchUp counts this instance's listener as begun again (began): a
+// feed from the sequencer ended otherwise than in order, and what it sent
+// last may not have arrived. The count makes every later group of the
+// sequencer's notified until a check finds a feed again, and the head it
+// reads covers every group before it.
+func (s *Store) CatchUp(ctx context.Context) error { return s.began(ctx) }
 
 // began counts this instance's listener as begun (relay), once it
 // listens after a connect, and takes the log's head that the count's

@@ -69,7 +69,7 @@ func feed(t *testing.T, from, to *postgres.Store) (stop func()) {
 	var mu sync.Mutex
 	var queue []string
 	more := make(chan struct{}, 1)
-	end := from.Feed(to.ListenerPID(), func(notes []string) {
+	end := from.Feed(to.ListenerPID(), func(notes []string) bool {
 		mu.Lock()
 		queue = append(queue, notes...)
 		mu.Unlock()
@@ -77,6 +77,7 @@ func feed(t *testing.T, from, to *postgres.Store) (stop func()) {
 		case more <- struct{}{}:
 		default:
 		}
+		return true
 	})
 	done, stopped := make(chan struct{}), make(chan struct{})
 	take := func() {
@@ -200,6 +201,16 @@ func TestFeedsTakeThePlaceOfNotify(t *testing.T) {
 	}
 	feedTo(t, a, b)
 	silent(t, a, onB)
+
+	// A feed that does not take a group (it fell behind, or broke) ends
+	// there, and that very group is notified.
+	var refuse atomic.Bool
+	t.Cleanup(a.Feed(b.ListenerPID(), func([]string) bool { return !refuse.Load() }))
+	silent(t, a, onB)
+	refuse.Store(true)
+	if !notifies(t, a, onB) {
+		t.Fatal("a group that a feed did not take sent no NOTIFY")
+	}
 }
 
 // Many writers race feeds that end and begin again and instances that

@@ -176,6 +176,10 @@ type Store struct {
 // a commit whose notification was lost reaches the other instances.
 var headCheck = time.Second
 
+// beginRetry is how long after a failed count of the listener as begun
+// watchHead tries again.
+const beginRetry = 200 * time.Millisecond
+
 // Open connects to the database at url (which may go through a pooler),
 // applies the migrations through directURL (a direct connection; "" means
 // url) and starts the Bus's listener on directURL. log may be nil.
@@ -235,23 +239,27 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 // never asks. It asks only while the listener is connected: a reconnect
 // wakes the handlers anyway. After each connect of the listener, it
 // counts the listener as begun (Store.began), at once and then every
-// headCheck until that succeeds.
+// beginRetry until that succeeds.
 func (s *Store) watchHead(ctx context.Context) {
 	defer close(s.watched)
 	t := time.NewTicker(headCheck)
 	defer t.Stop()
 	begin := false
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.reconnected:
 			begin = true
+		case <-retry:
 		case <-t.C:
 		}
+		retry = nil
 		if begin {
 			if err := s.began(ctx); err != nil {
 				s.log.Debug("count the listener as begun", "err", err)
+				retry = time.After(beginRetry)
 			} else {
 				begin = false
 				s.headReads.Add(1)
@@ -432,7 +440,7 @@ func (s *Store) Close() error {
 		s.stopWatch()
 		<-s.watched
 		s.committer.Close()
-		s.relay.checks.Wait() // the last group's may have begun one
+		s.relay.close() // the last group's may have begun a check
 		s.unlisten()
 		s.bus.close()
 		s.pool.Close()
