@@ -152,20 +152,28 @@ func silent(t *testing.T, s *postgres.Store, others ...*woken) {
 	}
 }
 
+// settledPair opens two stores on a database of their own, settled, with
+// watchHead off (only a NOTIFY or a feed wakes an instance) and checks
+// of the feeds that fail repeated after recheck, and follows b's
+// wake-ups.
+func settledPair(t *testing.T, recheck time.Duration) (url string, a, b *postgres.Store, onB *woken) {
+	postgres.SetHeadCheck(t, time.Hour)
+	postgres.SetRecheck(t, recheck)
+	url = pgtest.NewDatabase(t)
+	a, b = open(t, url), open(t, url)
+	a.Settle(t.Context())
+	b.Settle(t.Context())
+	return url, a, b, wakes(t, b)
+}
+
 // An instance's groups go without a NOTIFY once every other instance that
 // listens takes them from a feed, and every instance still learns of each
 // of them at once (watchHead, which would find a lost one within a
 // second, is off): one that begins to listen without a feed is notified
 // from its first group on, and so is one whose feed ends.
 func TestFeedsTakeThePlaceOfNotify(t *testing.T) {
-	postgres.SetHeadCheck(t, time.Hour)
-	postgres.SetRecheck(t, 50*time.Millisecond)
-	url := pgtest.NewDatabase(t)
+	url, a, b, onB := settledPair(t, 50*time.Millisecond)
 	ctx := t.Context()
-	a, b := open(t, url), open(t, url)
-	a.Settle(ctx)
-	b.Settle(ctx)
-	onB := wakes(t, b)
 	if !notifies(t, a, onB) {
 		t.Fatal("a write sent no NOTIFY while an instance without a feed listens")
 	}
@@ -218,14 +226,8 @@ func TestFeedsTakeThePlaceOfNotify(t *testing.T) {
 // its last position within a few seconds, with no check of the head to
 // find what a feed lost.
 func TestFeedsUnderChurn(t *testing.T) {
-	postgres.SetHeadCheck(t, time.Hour)
-	postgres.SetRecheck(t, 20*time.Millisecond)
-	url := pgtest.NewDatabase(t)
+	url, a, b, onB := settledPair(t, 20*time.Millisecond)
 	ctx := t.Context()
-	a, b := open(t, url), open(t, url)
-	a.Settle(ctx)
-	b.Settle(ctx)
-	onB := wakes(t, b)
 
 	churned := make(chan struct{})
 	done := make(chan struct{})
