@@ -37,19 +37,20 @@ import (
 //   - A listener that the check saw had a feed then, and still has: a
 //     feed that ends sets the check aside (the stop that Feed returns)
 //     before any later group is sent, and groups are sent to every feed
-//     and judged under the same lock. A feed that its instance closes
-//     ends in order (package peer): the sequencer stops sending, writes
-//     out what it took, and then closes, and the instance reads it all.
-//     A feed that breaks may lose what it took; the instance at the
-//     other end, once it finds its feed broken (heartbeats stop, or its
-//     connection fails), reads the log's head (CatchUp) and opens
-//     another, and the next group it hears of shows it the gap, as a
-//     lost notification does (notify.go).
+//     and judged under the same lock; a feed that does not take a group
+//     ends at that group, which is notified. A feed that either end
+//     closes ends in order (package peer): the sequencer stops sending,
+//     writes out what it took and a last frame, then closes, and the
+//     instance reads it all. A feed that ends otherwise (heartbeats stop,
+//     or its connection fails) may lose what it took: the instance at
+//     the other end counts its listener as begun again (CatchUp), which
+//     is the case above.
 //   - A listener that does not count itself (an instance of an older
 //     version; one whose count keeps failing) is found by the next
-//     check, and while groups go without a NOTIFY a check runs every
-//     refresh: until then its instance learns of them from its own look
-//     at the head (Store.watchHead).
+//     check: while groups go without a NOTIFY a check runs every
+//     refresh, and one older than two refreshes counts for nothing.
+//     Until then its instance learns of them from its own look at the
+//     head (Store.watchHead).
 //
 // So a change reaches every instance by a notification, a feed, or a read
 // of the log that something after it causes (or Store.watchHead); the
