@@ -153,7 +153,7 @@ type Store struct {
 	tail        tail                           // the last changes learnt of (notify.go)
 	flushAfter  time.Duration                  // see flushAfter
 	flushes     flushes                        // the reads' own flushes (Store.flushFor)
-	reconnected chan struct{}                  // the listener reconnected (Store.lost): watchHead reads the head
+	reconnected chan struct{}                  // the listener reconnected (Store.lost): watchHead counts it as begun
 	headReads   atomic.Int64                   // the listener's beginnings that watchHead counted (tests wait for them)
 	closeOnce   sync.Once
 	unlisten    func()             // ends the tail's own subscription to the changes topic
