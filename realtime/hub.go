@@ -86,8 +86,8 @@ type Hub struct {
 	started  chan struct{} // closed once Run has its start position; Open waits for it
 	draining chan struct{}
 	drain    sync.Once
-	gone     chan struct{}  // signalled when a stream is forgotten, for WaitStreams
-	touching sync.WaitGroup // the last touches of detached streams (cleanup), for WaitStreams
+	gone     chan struct{} // signalled when a stream is forgotten, for WaitStreams
+	touching inflight      // the last touches of detached streams (cleanup), for WaitStreams
 
 	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
 
@@ -201,10 +201,8 @@ func (h *Hub) Draining() bool {
 // client that takes nothing keeps its stream until ctx ends.
 func (h *Hub) WaitStreams(ctx context.Context) error {
 	defer func() {
-		touched := make(chan struct{})
-		go func() { h.touching.Wait(); close(touched) }()
 		select {
-		case <-touched:
+		case <-h.touching.idle():
 		case <-ctx.Done():
 		}
 	}()
@@ -600,4 +598,43 @@ func ParseToken(tok string) (id string, pos int64, ok bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return tok[:i], n, true
+}
+
+// inflight counts work under way, and tells when none is. Unlike a
+// sync.WaitGroup, work may begin while someone waits for none: streams
+// that WaitStreams gave up on still end, and touch, after it returns.
+type inflight struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // closed once n is 0; nil: nobody waits
+}
+
+func (p *inflight) add() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+}
+
+func (p *inflight) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n--; p.n == 0 && p.empty != nil {
+		close(p.empty)
+		p.empty = nil
+	}
+}
+
+// idle returns a channel closed once no work is under way.
+func (p *inflight) idle() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == 0 {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	if p.empty == nil {
+		p.empty = make(chan struct{})
+	}
+	return p.empty
 }

@@ -383,10 +383,10 @@ func (h *Hub) cleanup(s *Stream) {
 	h.pool.mu.Unlock()
 	// Counted before the stream is: WaitStreams, which sees the streams
 	// end, then waits for the touches.
-	h.touching.Add(1)
+	h.touching.add()
 	h.unregister(s)
 	go func() {
-		defer h.touching.Done()
+		defer h.touching.done()
 		s.touch(context.Background())
 	}()
 }
