@@ -567,12 +567,33 @@ func TestPGSequencerFeeds(t *testing.T) {
 		}
 	}
 
+	// A follower without a stream lets the sequencer gather its feed
+	// (peer.Pace) and still takes every announcement; once it has a
+	// stream again, its feed goes at once.
+	const pace = "switchboard_feed_pace_seconds"
+	waitMetric(t, followers[0].URL, pace, 0)
+	streams[0].Close()
+	waitMetric(t, followers[0].URL, pace, 0.02)
+	taken := fed(followers[0])
+	for range n {
+		publish(streams[1:])
+	}
+	for deadline := time.Now().Add(5 * time.Second); fed(followers[0])-taken < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("an idle follower took %v announcements from its feed for %d events", fed(followers[0])-taken, n)
+		}
+	}
+	streams[0] = openSSE(t, followers[0].URL+"/stream?event=news", "")
+	streams[0].Expect(t, "ready")
+	waitMetric(t, followers[0].URL, pace, 0)
+	publish(streams)
+
 	servers[seq].Stop(t)
 	next := waitSequencer(t, db, followers)
 	seqURL = followers[next].URL
 	other := followers[1-next]
 	quiet(streams[1-next : 2-next])
-	taken := fed(other)
+	taken = fed(other)
 	for range n {
 		if publish(streams) {
 			t.Fatal("a commit of the new sequencer sent a NOTIFY while the other instance has a feed")

@@ -231,10 +231,17 @@ func (m *Metrics) RegisterNotifications(notifications func() (groups, transactio
 }
 
 // RegisterFeed adds the count of the announcements this instance took
-// from its feed (Postgres with PEER_URL), read from taken when scraped.
-func (m *Metrics) RegisterFeed(taken func() int64) {
-	m.registry.MustRegister(counter("switchboard_feed_notifications_total",
-		"Announcements of the sequencer's commits that this instance took from its feed (Postgres with PEER_URL).", taken))
+// from its feed (Postgres with PEER_URL), and the pace it asks of the
+// feed, read from taken and pace when scraped.
+func (m *Metrics) RegisterFeed(taken func() int64, pace func() time.Duration) {
+	m.registry.MustRegister(
+		counter("switchboard_feed_notifications_total",
+			"Announcements of the sequencer's commits that this instance took from its feed (Postgres with PEER_URL).", taken),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_feed_pace_seconds",
+			Help: "How long the sequencer may gather this instance's feed before it writes it: 0 while the instance has a stream or a read waited for the feed within the last second, else 0.02 (Postgres with PEER_URL).",
+		}, func() float64 { return pace().Seconds() }),
+	)
 }
 
 // Measures returns the engine's measures: each stream's end is logged

@@ -23,8 +23,12 @@ import (
 // FeedProtocol, with the instance's listener's backend in
 // ListenerHeader. Its frames are a 4-byte big-endian length and a text:
 // from the sequencer, a notification's text; from either end, an empty
-// one, a heartbeat, every heartbeat; and from the sequencer, endText as
-// its last frame when it ends the feed in order.
+// one, a heartbeat, every heartbeat; from the sequencer, endText as its
+// last frame when it ends the feed in order; and from the instance, a
+// pace (paceText): how long the sequencer may gather texts before it
+// writes them, so that an instance that needs none of them soon (no
+// stream, no read waiting) wakes once for many. A sequencer ignores any
+// other text from the instance (an older one ignores paces too).
 //
 // A feed ends in order when either end ends it: the instance closes its
 // side for writing (or the sequencer's server closes); the sequencer
@@ -65,6 +69,73 @@ const (
 // beat is a heartbeat's frame.
 var beat = []byte{0, 0, 0, 0}
 
+// maxPace bounds the pace a sequencer takes from an instance: well
+// below heartbeatTimeout-heartbeat, since heartbeats wait as texts do.
+var maxPace = 100 * time.Millisecond
+
+// paceText is the text of a pace frame: "p" and the pace in
+// microseconds.
+func paceText(d time.Duration) string {
+	return "p" + strconv.FormatInt(d.Microseconds(), 10)
+}
+
+// paceOf returns the pace a frame's text asks for, at most maxPace; ok is
+// false when the text is not a pace.
+func paceOf(text []byte) (d time.Duration, ok bool) {
+	if len(text) < 2 || text[0] != 'p' {
+		return 0, false
+	}
+	us, err := strconv.ParseUint(string(text[1:]), 10, 63)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(min(us, uint64(maxPace.Microseconds()))) * time.Microsecond, true
+}
+
+// A Pace is how long an instance wants its feed's sequencer to gather
+// texts before it writes them: 0 (at first) for at once. The feeds
+// Follow opens with it send the sequencer each change. Its methods are
+// safe for concurrent use.
+type Pace struct {
+	mu      sync.Mutex
+	d       time.Duration
+	changed chan struct{} // closed by the next Set that changes d; nil if nobody waits
+}
+
+// Set sets the pace.
+func (p *Pace) Set(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d == p.d {
+		return
+	}
+	p.d = d
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
+	}
+}
+
+// Get returns the pace.
+func (p *Pace) Get() time.Duration {
+	d, _ := p.get()
+	return d
+}
+
+// get returns the pace, and a channel closed when it changes; a nil
+// Pace is 0, and never changes.
+func (p *Pace) get() (time.Duration, <-chan struct{}) {
+	if p == nil {
+		return 0, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+	}
+	return p.d, p.changed
+}
+
 // feedOf returns the listener's backend that a request for a feed names;
 // feed is false when it is not one.
 func feedOf(r *http.Request) (pid uint32, feed bool) {
@@ -76,9 +147,10 @@ func feedOf(r *http.Request) (pid uint32, feed bool) {
 }
 
 // serveFeed sends the sequencer's notifications to a feed, with a
-// heartbeat, until the other end closes it or stops beating, the server
-// closes (Close's read deadline), or the feed falls maxBacklog behind;
-// then it ends the feed in order (see above) if it can.
+// heartbeat, at the pace the other end asks for, until the other end
+// closes it or stops beating, the server closes (Close's read deadline),
+// or the feed falls maxBacklog behind; then it ends the feed in order
+// (see above) if it can.
 func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 	w := newWriter(conn, func(error) { conn.Close() })
 	defer w.fail()
@@ -105,6 +177,9 @@ func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 			if err != nil {
 				return
 			}
+			if d, ok := paceOf(msg); ok {
+				w.setPace(d)
+			}
 			buf = msg
 		}
 	}()
@@ -119,6 +194,7 @@ func (s *Server) serveFeed(conn net.Conn, br *bufio.Reader, pid uint32) {
 		}
 	}
 	stop()
+	w.setPace(0)
 	w.queueTexts([]string{endText}, maxBacklog+len(endText)+4)
 	grace := time.NewTimer(feedGrace)
 	defer grace.Stop()
@@ -148,18 +224,19 @@ func (w *writer) queueTexts(texts []string, limit int) bool {
 		w.out = binary.BigEndian.AppendUint32(w.out, uint32(len(t)))
 		w.out = append(w.out, t...)
 	}
-	w.signal()
+	w.signalPaced()
 	return true
 }
 
 // Follow opens a feed from the sequencer at url, with its secret, for
-// the listener whose backend is pid, and hands each text to take, on
+// the listener whose backend is pid, at pace (nil: 0, always), and
+// hands each text to take, on
 // Follow's goroutine, with more set when another has come already (a
 // call with an empty text takes nothing but says that), until the feed
 // ends or ctx ends; then it ends the feed in order (see above). It
 // returns whether the feed was opened, and nil if it ended in order:
 // otherwise it may have lost texts.
-func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.Config, take func(text string, more bool)) (opened bool, err error) {
+func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.Config, pace *Pace, take func(text string, more bool)) (opened bool, err error) {
 	conn, br, err := dial(url, secret, tlsConfig, FeedProtocol, strconv.FormatUint(uint64(pid), 10))
 	if err != nil {
 		return false, err
@@ -180,21 +257,32 @@ func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.
 	defer stop()
 	quit := make(chan struct{})
 	defer close(quit)
+	send := func(frame []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !closing {
+			conn.SetWriteDeadline(time.Now().Add(timeout))
+			conn.Write(frame) // a failure shows on the reads
+		}
+	}
 	go func() {
 		t := time.NewTicker(period)
 		defer t.Stop()
+		var sent time.Duration
 		for {
+			d, changed := pace.get()
+			if d != sent {
+				text := paceText(d)
+				send(append(binary.BigEndian.AppendUint32(nil, uint32(len(text))), text...))
+				sent = d
+			}
 			select {
 			case <-quit:
 				return
 			case <-t.C:
+				send(beat)
+			case <-changed:
 			}
-			mu.Lock()
-			if !closing {
-				conn.SetWriteDeadline(time.Now().Add(timeout))
-				conn.Write(beat) // a failure shows on the reads
-			}
-			mu.Unlock()
 		}
 	}()
 	var buf []byte

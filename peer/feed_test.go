@@ -78,7 +78,7 @@ func TestFeed(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	followed := make(chan error, 1)
 	go func() {
-		_, err := Follow(ctx, url, secret, 7, nil, func(text string, _ bool) {
+		_, err := Follow(ctx, url, secret, 7, nil, nil, func(text string, _ bool) {
 			if text != "" { // a heartbeat that lets a wake-up go
 				got <- text
 			}
@@ -112,7 +112,7 @@ func TestFeed(t *testing.T) {
 	f.waitEnded(t, 7, 1)
 
 	go func() {
-		_, err := Follow(t.Context(), url, secret, 8, nil, func(string, bool) {})
+		_, err := Follow(t.Context(), url, secret, 8, nil, nil, func(string, bool) {})
 		followed <- err
 	}()
 	f.to(t, 8)
@@ -186,7 +186,7 @@ func TestFeedEndsInOrder(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		followed := make(chan error, 1)
 		go func() {
-			_, err := Follow(ctx, url, secret, pid, nil, func(text string, _ bool) {
+			_, err := Follow(ctx, url, secret, pid, nil, nil, func(text string, _ bool) {
 				if text != "" {
 					got = append(got, text)
 				}
@@ -229,7 +229,7 @@ func TestFeedHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*heartbeatTimeout)
 	defer cancel()
 	start := time.Now()
-	if _, err := Follow(ctx, url, secret, 1, nil, func(string, bool) {}); err != nil || ctx.Err() == nil {
+	if _, err := Follow(ctx, url, secret, 1, nil, nil, func(string, bool) {}); err != nil || ctx.Err() == nil {
 		t.Errorf("an idle feed ended with %v after %v, want it open until its context ended (%v), then in order",
 			err, time.Since(start), 5*heartbeatTimeout)
 	}
@@ -247,7 +247,7 @@ func TestFeedHeartbeat(t *testing.T) {
 	start = time.Now()
 	ctx, cancel = context.WithTimeout(t.Context(), 10*heartbeatTimeout)
 	defer cancel()
-	opened, err := Follow(ctx, mute.URL, secret, 1, nil, func(string, bool) {})
+	opened, err := Follow(ctx, mute.URL, secret, 1, nil, nil, func(string, bool) {})
 	if !opened || err == nil || ctx.Err() != nil {
 		t.Errorf("a feed without frames: opened %v, %v; want opened, and broken", opened, err)
 	}
@@ -293,7 +293,7 @@ func TestFeedMoreEndsOnAHeartbeat(t *testing.T) {
 	calls := make(chan call, 10)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go Follow(ctx, seq.URL, secret, 1, nil, func(text string, more bool) { calls <- call{text, more} })
+	go Follow(ctx, seq.URL, secret, 1, nil, nil, func(text string, more bool) { calls <- call{text, more} })
 	var got []call
 	for {
 		select {
@@ -308,5 +308,74 @@ func TestFeedMoreEndsOnAHeartbeat(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("takes %+v, and none with more unset", got)
 		}
+	}
+}
+
+// TestFeedPace: a feed at a pace holds what the sequencer sends until
+// the pace has passed (here never: a minute), then hands it over at once
+// (one wake-up: more set on every text but the last) when the pace goes
+// back to 0. A pace frame is taken whatever its value, up to maxPace.
+func TestFeedPace(t *testing.T) {
+	oldPace, oldTimeout := maxPace, heartbeatTimeout
+	maxPace, heartbeatTimeout = time.Minute, 2*time.Minute // held texts hold the heartbeats too
+	t.Cleanup(func() { maxPace, heartbeatTimeout = oldPace, oldTimeout })
+	var f feeds
+	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
+	type take struct {
+		text string
+		more bool
+	}
+	got := make(chan take, 100)
+	var pace Pace
+	pace.Set(time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go Follow(ctx, url, secret, 3, nil, &pace, func(text string, more bool) { got <- take{text, more} })
+	send := f.to(t, 3)
+	// The pace frame follows the upgrade: until the sequencer has read it,
+	// a probe comes through at once.
+	var want []string
+	for probe := 0; ; probe++ {
+		if probe == 100 {
+			t.Fatal("the sequencer still sends at once after 100 probes")
+		}
+		want = []string{fmt.Sprintf("=probe %d", probe)}
+		send(want)
+		select {
+		case <-got:
+			continue
+		case <-time.After(50 * time.Millisecond):
+		}
+		break
+	}
+	for i := range 5 {
+		want = append(want, fmt.Sprintf("=%d", i))
+		send(want[len(want)-1:])
+		time.Sleep(2 * time.Millisecond)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("%+v came while the pace holds the feed", g)
+	case <-time.After(100 * time.Millisecond):
+	}
+	pace.Set(0)
+	for i, w := range want {
+		select {
+		case g := <-got:
+			if g.text != w || g.more != (i < len(want)-1) {
+				t.Fatalf("take %d: %+v, want %q with more %v", i, g, w, i < len(want)-1)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("text %d did not come once the pace was 0", i)
+		}
+	}
+	send([]string{"=after"})
+	select {
+	case g := <-got:
+		if g.text != "=after" {
+			t.Fatalf("%+v, want =after", g)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a text sent at pace 0 did not come")
 	}
 }

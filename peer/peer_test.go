@@ -463,6 +463,7 @@ func FuzzLink(f *testing.F) {
 	f.Add(ans)
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})
 	f.Add([]byte{0, 0, 0, 4, 'n', 'u', 'l', 'l'})
+	f.Add([]byte{0, 0, 0, 6, 'p', '2', '0', '0', '0', '0'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		br := bufio.NewReader(bytes.NewReader(b))
 		for {
@@ -476,6 +477,14 @@ func FuzzLink(f *testing.F) {
 			}
 			if a, err := decodeAnswer(msg); err == nil {
 				a.Result()
+			}
+			if d, ok := paceOf(msg); ok {
+				if d < 0 || d > maxPace {
+					t.Fatalf("paceOf(%q) = %v, beyond [0, %v]", msg, d, maxPace)
+				}
+				if back, ok := paceOf([]byte(paceText(d))); !ok || back != d {
+					t.Fatalf("paceOf(paceText(%v)) = %v, %v", d, back, ok)
+				}
 			}
 		}
 	})

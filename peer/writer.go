@@ -22,6 +22,9 @@ type writer struct {
 	failed bool
 	busy   bool          // a write is under way
 	idle   chan struct{} // closed once nothing is queued or being written (drained)
+	pace   time.Duration // how long frames queued by signalPaced may wait
+	timer  *time.Timer   // signals once they have waited pace; armed while they wait
+	armed  bool
 }
 
 // marker tells a sender whether its frame may have reached the other
@@ -94,6 +97,32 @@ func (w *writer) signal() {
 	}
 }
 
+// signalPaced signals once the frames queued have waited the writer's
+// pace; w.mu is held.
+func (w *writer) signalPaced() {
+	switch {
+	case w.pace == 0:
+		w.signal()
+	case w.armed:
+	case w.timer == nil:
+		w.timer, w.armed = time.AfterFunc(w.pace, w.signal), true
+	default:
+		w.timer.Reset(w.pace)
+		w.armed = true
+	}
+}
+
+// setPace sets how long the frames that signalPaced queues may wait
+// before they are written; 0 writes what waits at once.
+func (w *writer) setPace(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pace = d
+	if d == 0 && w.armed {
+		w.signal()
+	}
+}
+
 // writeTimeout fails a link whose other end stops reading.
 const writeTimeout = AnswerTimeout
 
@@ -107,6 +136,7 @@ func (w *writer) run() {
 		}
 		buf, sent := w.out, w.sent
 		w.out, w.sent, w.spare = w.spare[:0], nil, nil
+		w.armed = false // a timer still to fire finds nothing, or frames queued since
 		for _, m := range sent {
 			m.flag.Store(true)
 		}

@@ -17,6 +17,19 @@ const (
 	feedRetry = 500 * time.Millisecond
 )
 
+// idlePace is the pace (peer.Pace) at which the sequencer may gather
+// this instance's feed once it has had no stream, and no read that
+// waited for a position (postgres.Store.Waits), for idleAfter: nothing
+// here needs the sequencer's commits soon then, and a gathered feed wakes
+// it once for many commits rather than once for each. A read that waits
+// makes the feed go at once (its sequencer writes what it gathered), and
+// so does a stream within feedTick; until then its first changes may
+// wait up to idlePace.
+const (
+	idlePace  = 20 * time.Millisecond
+	idleAfter = time.Second
+)
+
 // closeWait bounds how long a server that has served its last stream
 // waits for its feed to end.
 const closeWait = 250 * time.Millisecond
@@ -28,9 +41,10 @@ const closeWait = 250 * time.Millisecond
 // lease that is not known for a while (a read of it failed, or this
 // instance gave it up as it drains) leaves the feed as it is. When a
 // feed breaks, this instance reads the log's head, since what the feed
-// sent last may not have arrived. It returns once ctx has ended and its
-// feed with it.
-func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, tlsConfig *tls.Config, log *slog.Logger) {
+// sent last may not have arrived. It sets pace, the feeds', to idlePace
+// while this instance is idle (streams tells how many streams it has),
+// else to 0. It returns once ctx has ended and its feed with it.
+func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, pace *peer.Pace, streams func() int, tlsConfig *tls.Config, log *slog.Logger) {
 	type target struct {
 		url, token string
 		pid        uint32
@@ -40,10 +54,19 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 		stop   context.CancelFunc
 		done   chan struct{} // closed once the feed has ended; nil: none open
 		opened time.Time
+		busy   = time.Now() // when this instance last needed its feed at once
 	)
 	t := time.NewTicker(feedTick)
 	defer t.Stop()
 	for {
+		if streams() > 0 {
+			busy = time.Now()
+		}
+		if time.Since(busy) < idleAfter {
+			pace.Set(0)
+		} else {
+			pace.Set(idlePace)
+		}
 		url, token, ok := seq.Lease()
 		if !ok && !seq.Holds() { // not known for a while: follow on
 			url, token, ok = cur.url, cur.token, cur.url != ""
@@ -59,7 +82,7 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 		}
 		if done == nil && want.pid != 0 && time.Since(opened) >= feedRetry {
 			cur, opened = want, time.Now()
-			stop, done = openFeed(ctx, want.url, want.token, want.pid, store, tlsConfig, log)
+			stop, done = openFeed(ctx, want.url, want.token, want.pid, pace, store, tlsConfig, log)
 		}
 		select {
 		case <-ctx.Done():
@@ -72,6 +95,8 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 			}
 			return
 		case <-t.C:
+		case <-store.Waits():
+			busy = time.Now()
 		case <-done: // nil when none: never ready
 			stop()
 			done = nil
@@ -82,12 +107,12 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 // openFeed opens a feed on a goroutine of its own, and catches up if it
 // ended otherwise than in order; done is closed once it has ended. stop
 // ends it.
-func openFeed(ctx context.Context, url, token string, pid uint32, store *postgres.Store, tlsConfig *tls.Config, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
+func openFeed(ctx context.Context, url, token string, pid uint32, pace *peer.Pace, store *postgres.Store, tlsConfig *tls.Config, log *slog.Logger) (stop context.CancelFunc, done chan struct{}) {
 	feed, stop := context.WithCancel(ctx)
 	done = make(chan struct{})
 	go func() {
 		defer close(done)
-		opened, err := peer.Follow(feed, url, token, pid, tlsConfig, store.Relayed)
+		opened, err := peer.Follow(feed, url, token, pid, tlsConfig, pace, store.Relayed)
 		if !opened || err == nil {
 			return // nothing sent, or all of it read
 		}

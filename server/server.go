@@ -126,6 +126,7 @@ type app struct {
 	// takes other instances' writes when this one is it; else nil.
 	peers *peer.Client
 	links *peer.Server
+	pace  *peer.Pace // with seq: the pace of this instance's feed (follow)
 }
 
 // wire builds the engine over store and bus, and the routes over it. rs
@@ -189,7 +190,8 @@ func wire(cfg Config, store api.Store, bus api.Bus, verifier handlers.Verifier, 
 		a.seq, a.pg = pg.Sequencer(cfg.PeerURL), pg
 		seq = a.seq
 		metrics.RegisterSequencer(seq)
-		metrics.RegisterFeed(pg.FeedNotifications)
+		a.pace = new(peer.Pace)
+		metrics.RegisterFeed(pg.FeedNotifications, a.pace.Get)
 		a.peers = &peer.Client{}
 		a.links = &peer.Server{Peer: a.seq.Peer, Apply: peer.Local(records, events), Log: log, Feed: pg.Feed}
 	}
@@ -274,7 +276,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		// The feed outlives ctx: the draining streams take changes until they end.
 		feeding, stopFeed := context.WithCancel(bg)
 		followed := make(chan struct{})
-		go func() { follow(feeding, a.seq, a.pg, a.peers.TLS, log); close(followed) }()
+		go func() { follow(feeding, a.seq, a.pg, a.pace, func() int { all, _ := a.hub.OpenStreams(""); return all }, a.peers.TLS, log); close(followed) }()
 		defer func() { stopFeed(); <-followed }()
 	}
 	go func() { errc <- srv.Serve(ln) }()

@@ -109,8 +109,9 @@ func (t *tail) current() int64 {
 }
 
 // waitHead waits until the head reaches h, for at most d; it reports
-// whether it did.
-func (t *tail) waitHead(ctx context.Context, h int64, d time.Duration) bool {
+// whether it did. If it has to wait, it puts a token in waits (never
+// blocking).
+func (t *tail) waitHead(ctx context.Context, h int64, d time.Duration, waits chan<- struct{}) bool {
 	var timeout <-chan time.Time
 	for {
 		t.mu.Lock()
@@ -124,6 +125,10 @@ func (t *tail) waitHead(ctx context.Context, h int64, d time.Duration) bool {
 		moved := t.moved
 		t.mu.Unlock()
 		if timeout == nil {
+			select {
+			case waits <- struct{}{}:
+			default:
+			}
 			timer := time.NewTimer(d)
 			defer timer.Stop()
 			timeout = timer.C

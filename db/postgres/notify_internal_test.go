@@ -200,6 +200,30 @@ func TestTailAnnouncedIsWhatWoke(t *testing.T) {
 	}
 }
 
+// TestTailWaitHeadTellsWaits: a wait for a position not yet announced
+// puts a token in waits (so that a gathered feed goes at once) and ends
+// once a notification announces it; a position announced already waits
+// for nothing and tells nothing.
+func TestTailWaitHeadTellsWaits(t *testing.T) {
+	var tl tail
+	waits := make(chan struct{}, 1)
+	tl.onChanges("3")
+	if !tl.waitHead(t.Context(), 3, time.Minute, waits) || len(waits) != 0 {
+		t.Fatalf("a wait for an announced position: %d tokens", len(waits))
+	}
+	waited := make(chan bool)
+	go func() { waited <- tl.waitHead(t.Context(), 5, time.Minute, waits) }()
+	select {
+	case <-waits:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a wait for position 5 put no token in waits")
+	}
+	tl.onChanges("5")
+	if !<-waited {
+		t.Fatal("the wait for position 5 did not end with its notification")
+	}
+}
+
 // TestTailTakesNotifications: a notification's changes are decoded into
 // the tail in place, following it, overlapping its end, after a gap or
 // all old, and a text it refuses leaves the tail as it was.

@@ -70,6 +70,8 @@ type relay struct {
 	checks   sync.WaitGroup
 	closed   bool         // the Store is closing: no check begins
 	relayed  atomic.Int64 // the notifications taken from a feed (Store.Relayed)
+	// waits has a token when a read waited for the tail (Store.Waits).
+	waits chan struct{}
 }
 
 // close waits for the check under way, if any, and lets no other begin.
@@ -254,6 +256,11 @@ func (s *Store) Relayed(note string, more bool) {
 // FeedNotifications returns how many notifications this instance took
 // from its feeds (Relayed).
 func (s *Store) FeedNotifications() int64 { return s.relay.relayed.Load() }
+
+// Waits returns a channel that has a token once a read waited for a
+// position to be announced (Store.durable) since it was last taken: a
+// feed that the sequencer gathers (peer.Pace) should go at once.
+func (s *Store) Waits() <-chan struct{} { return s.relay.waits }
 
 // ListenerPID returns the backend of this instance's listener (its
 // feed's name), 0 while it is not connected.

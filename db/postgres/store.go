@@ -205,7 +205,7 @@ func Open(ctx context.Context, url, directURL string, log *slog.Logger) (*Store,
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{pool: pool, log: log, flushAfter: flushAfter, reconnected: make(chan struct{}, 1), relay: relay{fed: -1, recheck: recheck}}
+	s := &Store{pool: pool, log: log, flushAfter: flushAfter, reconnected: make(chan struct{}, 1), relay: relay{fed: -1, recheck: recheck, waits: make(chan struct{}, 1)}}
 	bus, err := newBus(pool, directURL, log, s.tail.onChanges, s.lost)
 	if err != nil {
 		pool.Close()
@@ -346,9 +346,9 @@ var flushAfter = 50 * time.Millisecond
 // (sent after its group's flush) that moves the head there, and after
 // flushAfter (a notification lost, a reader far ahead of this instance's
 // listener), or at once while the listener is not connected, flushes the
-// WAL itself (flushFor).
+// WAL itself (flushFor). A wait is told to Waits.
 func (s *Store) durable(ctx context.Context, h int64) error {
-	if s.bus.l.ready() == nil && s.tail.waitHead(ctx, h, s.flushAfter) {
+	if s.bus.l.ready() == nil && s.tail.waitHead(ctx, h, s.flushAfter, s.relay.waits) {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
