@@ -276,7 +276,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		// The feed outlives ctx: the draining streams take changes until they end.
 		feeding, stopFeed := context.WithCancel(bg)
 		followed := make(chan struct{})
-		go func() { follow(feeding, a.seq, a.pg, a.pace, func() int { all, _ := a.hub.OpenStreams(""); return all }, a.peers.TLS, log); close(followed) }()
+		streams := func() int { all, _ := a.hub.OpenStreams(""); return all }
+		go func() { follow(feeding, a.seq, a.pg, a.pace, streams, a.peers.TLS, log); close(followed) }()
 		defer func() { stopFeed(); <-followed }()
 	}
 	go func() { errc <- srv.Serve(ln) }()
