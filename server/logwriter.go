@@ -18,50 +18,56 @@ const logFlushInterval = 100 * time.Millisecond
 
 // lineBuffer batches log lines: under load one write per interval rather
 // than one system call per request, which is a measurable share of a
-// publish. Close writes what is left.
+// publish. A line written into an empty buffer arms a timer that writes
+// the buffer out logFlushInterval later, so that a server with nothing
+// to log never wakes for it. Close writes what is left, and the lines
+// after it go out at once.
 type lineBuffer struct {
-	mu   sync.Mutex
-	buf  *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	buf    *bufio.Writer
+	timer  *time.Timer // nil until the first line
+	armed  bool        // the timer will write the buffer out
+	closed bool
 }
 
 func newLineBuffer(w io.Writer) *lineBuffer {
-	b := &lineBuffer{buf: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(logFlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				b.flush()
-			case <-b.stop:
-				return
-			}
-		}
-	}()
-	return b
+	return &lineBuffer{buf: bufio.NewWriterSize(w, 64<<10)}
 }
 
 func (b *lineBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	n, err := b.buf.Write(p)
+	switch {
+	case b.closed:
+		if ferr := b.buf.Flush(); err == nil {
+			err = ferr
+		}
+	case b.armed || b.buf.Buffered() == 0:
+	case b.timer == nil:
+		b.timer, b.armed = time.AfterFunc(logFlushInterval, b.flush), true
+	default:
+		b.timer.Reset(logFlushInterval)
+		b.armed = true
+	}
+	return n, err
 }
 
 func (b *lineBuffer) flush() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.armed = false
 	b.buf.Flush()
 }
 
-// Close stops the timer and writes what is buffered.
+// Close writes what is buffered; later lines are written at once.
 func (b *lineBuffer) Close() error {
-	close(b.stop)
-	<-b.done
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.closed, b.armed = true, false
 	return b.buf.Flush()
 }
 

@@ -32,23 +32,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// Lines reach the writer by the next tick without a Close, and Close
-// writes the rest at once.
+// Lines reach the writer within the interval without a Close, again
+// and again, and no timer waits once they have (an idle server does not
+// wake); Close writes the rest at once, and so is every line after it.
 func TestLineBuffer(t *testing.T) {
 	var out syncBuffer
 	b := newLineBuffer(&out)
-	b.Write([]byte("one\n"))
-	for deadline := time.Now().Add(5 * time.Second); out.String() != "one\n"; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 5s the writer holds %q, want the line written", out.String())
+	want := ""
+	for _, line := range []string{"one\n", "two\n"} {
+		b.Write([]byte(line))
+		want += line
+		for deadline := time.Now().Add(5 * time.Second); out.String() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 5s the writer holds %q, want %q", out.String(), want)
+			}
+		}
+		b.mu.Lock()
+		armed := b.armed
+		b.mu.Unlock()
+		if armed {
+			t.Fatal("the timer is still armed once the buffer was written out")
 		}
 	}
-	b.Write([]byte("two\n"))
+	b.Write([]byte("three\n"))
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); got != "one\ntwo\n" {
-		t.Errorf("after Close the writer holds %q, want both lines", got)
+	if got := out.String(); got != want+"three\n" {
+		t.Errorf("after Close the writer holds %q, want every line", got)
+	}
+	b.Write([]byte("four\n"))
+	if got := out.String(); got != want+"three\nfour\n" {
+		t.Errorf("a line after Close: the writer holds %q", got)
 	}
 }
 
