@@ -10,10 +10,14 @@ import (
 	"github.com/switchboard-dev/switchboard/peer"
 )
 
-// feedTick is how often follow looks at the lease and the listener, and
-// feedRetry the least time between two feeds it opens.
+// feedTick is how often follow looks at the lease, the listener and the
+// streams, and feedRetry the least time between two feeds it opens. The
+// Sequencer reads the lease once a second (a faster look would mostly
+// find nothing new, and wake an idle server for it), and a commit is
+// notified as long as some listener has no feed, so a feed that comes a
+// second later costs only NOTIFYs meanwhile.
 const (
-	feedTick  = 100 * time.Millisecond
+	feedTick  = time.Second
 	feedRetry = 500 * time.Millisecond
 )
 
@@ -22,9 +26,10 @@ const (
 // waited for a position (postgres.Store.Waits), for idleAfter: nothing
 // here needs the sequencer's commits soon then, and a gathered feed wakes
 // it once for many commits rather than once for each. A read that waits
-// makes the feed go at once (its sequencer writes what it gathered), and
-// so does a stream within feedTick; until then its first changes may
-// wait up to idlePace.
+// makes the feed go at once (its sequencer writes what it gathered): so
+// does a stream's start when it reads past what the feed brought, and
+// otherwise a stream within feedTick, until which its changes may wait
+// up to idlePace.
 const (
 	idlePace  = 20 * time.Millisecond
 	idleAfter = time.Second
