@@ -573,7 +573,7 @@ func TestPGSequencerFeeds(t *testing.T) {
 	const pace = "switchboard_feed_pace_seconds"
 	waitMetric(t, followers[0].URL, pace, 0)
 	streams[0].Close()
-	waitMetric(t, followers[0].URL, pace, 0.02)
+	waitMetric(t, followers[0].URL, pace, 0.05)
 	taken := fed(followers[0])
 	for range n {
 		publish(streams[1:])

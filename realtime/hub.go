@@ -87,6 +87,7 @@ type Hub struct {
 	draining chan struct{}
 	drain    sync.Once
 	gone     chan struct{} // signalled when a stream is forgotten, for WaitStreams
+	first    chan struct{} // signalled when a stream registers while none is (FirstStream)
 	touching inflight      // the last touches of detached streams (cleanup), for WaitStreams
 
 	revocations atomic.Pointer[Revocations] // the revoked tokens, once NewRevocations has the hub (hub_revoke.go)
@@ -111,6 +112,7 @@ func NewHub(store api.Store, bus api.Bus, access Access, cfg HubConfig, log *slo
 		streams:  make(map[string]*Stream),
 		pool:     newPool(cfg.Coalesce),
 		wake:     make(chan struct{}, 1),
+		first:    make(chan struct{}, 1),
 		started:  make(chan struct{}),
 		draining: make(chan struct{}),
 		gone:     make(chan struct{}, 1),
@@ -400,12 +402,20 @@ func (h *Hub) register(s *Stream) int64 {
 	for _, x := range s.subs {
 		h.index(s, x, 1)
 	}
-	h.Stats.Streams.Add(1)
+	if h.Stats.Streams.Add(1) == 1 {
+		signal(h.first)
+	}
 	pos := h.pos.Load()
 	h.mu.Unlock()
 	h.observe(s, true)
 	return pos
 }
+
+// FirstStream returns a channel that has a token once a stream opens
+// while no other is open, since it was last taken: an instance that
+// had its store's news gathered while it had no stream (server's
+// follow) wants them at once again.
+func (h *Hub) FirstStream() <-chan struct{} { return h.first }
 
 // KeepOpen marks every open stream of this instance updated now in the
 // store, so that a trim by age (which removes the streams not updated

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/db/postgres"
 	"github.com/switchboard-dev/switchboard/peer"
+	"github.com/switchboard-dev/switchboard/realtime"
 )
 
 // feedTick is how often follow looks at the lease, the listener and the
@@ -15,7 +16,8 @@ import (
 // Sequencer reads the lease once a second (a faster look would mostly
 // find nothing new, and wake an idle server for it), and a commit is
 // notified as long as some listener has no feed, so a feed that comes a
-// second later costs only NOTIFYs meanwhile.
+// second later costs only NOTIFYs meanwhile. What wants the feed at
+// once (a read that waits, a first stream) tells follow at once.
 const (
 	feedTick  = time.Second
 	feedRetry = 500 * time.Millisecond
@@ -26,12 +28,10 @@ const (
 // waited for a position (postgres.Store.Waits), for idleAfter: nothing
 // here needs the sequencer's commits soon then, and a gathered feed wakes
 // it once for many commits rather than once for each. A read that waits
-// makes the feed go at once (its sequencer writes what it gathered): so
-// does a stream's start when it reads past what the feed brought, and
-// otherwise a stream within feedTick, until which its changes may wait
-// up to idlePace.
+// makes the feed go at once (its sequencer writes what it gathered), and
+// so does the first stream that opens.
 const (
-	idlePace  = 20 * time.Millisecond
+	idlePace  = 50 * time.Millisecond
 	idleAfter = time.Second
 )
 
@@ -47,9 +47,9 @@ const closeWait = 250 * time.Millisecond
 // instance gave it up as it drains) leaves the feed as it is. When a
 // feed breaks, this instance reads the log's head, since what the feed
 // sent last may not have arrived. It sets pace, the feeds', to idlePace
-// while this instance is idle (streams tells how many streams it has),
-// else to 0. It returns once ctx has ended and its feed with it.
-func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, pace *peer.Pace, streams func() int, tlsConfig *tls.Config, log *slog.Logger) {
+// while this instance is idle (hub has no stream), else to 0. It returns
+// once ctx has ended and its feed with it.
+func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, hub *realtime.Hub, pace *peer.Pace, tlsConfig *tls.Config, log *slog.Logger) {
 	type target struct {
 		url, token string
 		pid        uint32
@@ -64,7 +64,7 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 	t := time.NewTicker(feedTick)
 	defer t.Stop()
 	for {
-		if streams() > 0 {
+		if hub.Stats.Streams.Load() > 0 {
 			busy = time.Now()
 		}
 		if time.Since(busy) < idleAfter {
@@ -101,6 +101,8 @@ func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store,
 			return
 		case <-t.C:
 		case <-store.Waits():
+			busy = time.Now()
+		case <-hub.FirstStream():
 			busy = time.Now()
 		case <-done: // nil when none: never ready
 			stop()

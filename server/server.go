@@ -276,8 +276,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, a *app) error {
 		// The feed outlives ctx: the draining streams take changes until they end.
 		feeding, stopFeed := context.WithCancel(bg)
 		followed := make(chan struct{})
-		streams := func() int { all, _ := a.hub.OpenStreams(""); return all }
-		go func() { follow(feeding, a.seq, a.pg, a.pace, streams, a.peers.TLS, log); close(followed) }()
+		go func() { follow(feeding, a.seq, a.pg, a.hub, a.pace, a.peers.TLS, log); close(followed) }()
 		defer func() { stopFeed(); <-followed }()
 	}
 	go func() { errc <- srv.Serve(ln) }()
