@@ -239,7 +239,7 @@ func (m *Metrics) RegisterFeed(taken func() int64, pace func() time.Duration) {
 			"Announcements of the sequencer's commits that this instance took from its feed (Postgres with PEER_URL).", taken),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_feed_pace_seconds",
-			Help: "How long the sequencer may gather this instance's feed before it writes it: 0 while the instance has a stream or a read waited for the feed within the last second, else 0.05 (Postgres with PEER_URL).",
+			Help: "How long the sequencer may gather this instance's feed before it writes it: 0 while the instance has a stream or a read waited for the feed within the last second or two, else 0.05 (Postgres with PEER_URL).",
 		}, func() float64 { return pace().Seconds() }),
 	)
 }

@@ -312,13 +312,15 @@ func TestFeedMoreEndsOnAHeartbeat(t *testing.T) {
 }
 
 // TestFeedPace: a feed at a pace holds what the sequencer sends until
-// the pace has passed (here never: a minute), then hands it over at once
-// (one wake-up: more set on every text but the last) when the pace goes
-// back to 0. A pace frame is taken whatever its value, up to maxPace.
+// the pace has passed, and hands it over in one go (one wake-up: more
+// set on every text but the last): at once when the pace goes back to
+// 0, and when a shorter pace than the one it waits for has passed. A
+// pace frame is taken whatever its value, up to maxPace.
 func TestFeedPace(t *testing.T) {
-	oldPace, oldTimeout := maxPace, heartbeatTimeout
-	maxPace, heartbeatTimeout = time.Minute, 2*time.Minute // held texts hold the heartbeats too
-	t.Cleanup(func() { maxPace, heartbeatTimeout = oldPace, oldTimeout })
+	oldPace, oldBeat, oldTimeout := maxPace, heartbeat, heartbeatTimeout
+	// No heartbeat within the test: held texts would hold them too.
+	maxPace, heartbeat, heartbeatTimeout = time.Hour, time.Hour, 2*time.Hour
+	t.Cleanup(func() { maxPace, heartbeat, heartbeatTimeout = oldPace, oldBeat, oldTimeout })
 	var f feeds
 	url, _, _ := serveLinks(t, &Server{Feed: f.start}, false)
 	type take struct {
@@ -327,55 +329,64 @@ func TestFeedPace(t *testing.T) {
 	}
 	got := make(chan take, 100)
 	var pace Pace
-	pace.Set(time.Hour)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go Follow(ctx, url, secret, 3, nil, &pace, func(text string, more bool) { got <- take{text, more} })
 	send := f.to(t, 3)
-	// The pace frame follows the upgrade: until the sequencer has read it,
-	// a probe comes through at once.
-	var want []string
-	for probe := 0; ; probe++ {
-		if probe == 100 {
-			t.Fatal("the sequencer still sends at once after 100 probes")
+	// hold sets the pace to an hour and sends probes until one is held
+	// (until the sequencer has read the pace, a probe comes through at
+	// once), then texts, which must not come; it returns what is held.
+	round := 0
+	hold := func() (held []string) {
+		t.Helper()
+		pace.Set(time.Hour)
+		for probe := 0; ; probe++ {
+			if probe == 50 {
+				t.Fatal("the sequencer still sends at once after 50 probes")
+			}
+			held = []string{fmt.Sprintf("=probe %d/%d", round, probe)}
+			send(held)
+			select {
+			case <-got:
+				continue
+			case <-time.After(500 * time.Millisecond):
+			}
+			break
 		}
-		want = []string{fmt.Sprintf("=probe %d", probe)}
-		send(want)
-		select {
-		case <-got:
-			continue
-		case <-time.After(50 * time.Millisecond):
+		for i := range 5 {
+			held = append(held, fmt.Sprintf("=%d/%d", round, i))
+			send(held[len(held)-1:])
+			time.Sleep(2 * time.Millisecond)
 		}
-		break
-	}
-	for i := range 5 {
-		want = append(want, fmt.Sprintf("=%d", i))
-		send(want[len(want)-1:])
-		time.Sleep(2 * time.Millisecond)
-	}
-	select {
-	case g := <-got:
-		t.Fatalf("%+v came while the pace holds the feed", g)
-	case <-time.After(100 * time.Millisecond):
-	}
-	pace.Set(0)
-	for i, w := range want {
 		select {
 		case g := <-got:
-			if g.text != w || g.more != (i < len(want)-1) {
-				t.Fatalf("take %d: %+v, want %q with more %v", i, g, w, i < len(want)-1)
+			t.Fatalf("%+v came while the pace holds the feed", g)
+		case <-time.After(100 * time.Millisecond):
+		}
+		round++
+		return held
+	}
+	// takeAll takes want, in one go.
+	takeAll := func(how string, want []string) {
+		t.Helper()
+		for i, w := range want {
+			select {
+			case g := <-got:
+				if g.text != w || g.more != (i < len(want)-1) {
+					t.Fatalf("%s, take %d: %+v, want %q with more %v", how, i, g, w, i < len(want)-1)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: text %d did not come", how, i)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("text %d did not come once the pace was 0", i)
 		}
 	}
+	held := hold()
+	pace.Set(0)
+	takeAll("at pace 0", held)
+	held = hold()
+	pace.Set(20 * time.Millisecond)
+	takeAll("at a pace of 20 ms", held)
+	pace.Set(0)
 	send([]string{"=after"})
-	select {
-	case g := <-got:
-		if g.text != "=after" {
-			t.Fatalf("%+v, want =after", g)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a text sent at pace 0 did not come")
-	}
+	takeAll("sent at pace 0", []string{"=after"})
 }

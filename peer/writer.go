@@ -113,14 +113,19 @@ func (w *writer) signalPaced() {
 }
 
 // setPace sets how long the frames that signalPaced queues may wait
-// before they are written; 0 writes what waits at once.
+// before they are written; 0 writes what waits at once, and a shorter
+// pace makes what waits wait no longer than it from now.
 func (w *writer) setPace(d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.pace = d
-	if d == 0 && w.armed {
+	switch {
+	case !w.armed:
+	case d == 0:
 		w.signal()
+	case d < w.pace:
+		w.timer.Reset(d)
 	}
+	w.pace = d
 }
 
 // writeTimeout fails a link whose other end stops reading.

@@ -25,7 +25,8 @@ const (
 
 // idlePace is the pace (peer.Pace) at which the sequencer may gather
 // this instance's feed once it has had no stream, and no read that
-// waited for a position (postgres.Store.Waits), for idleAfter: nothing
+// waited for a position (postgres.Store.Waits), for idleAfter (to
+// idleAfter+feedTick, as follow looks once a tick): nothing
 // here needs the sequencer's commits soon then, and a gathered feed wakes
 // it once for many commits rather than once for each. A read that waits
 // makes the feed go at once (its sequencer writes what it gathered), and
@@ -47,8 +48,9 @@ const closeWait = 250 * time.Millisecond
 // instance gave it up as it drains) leaves the feed as it is. When a
 // feed breaks, this instance reads the log's head, since what the feed
 // sent last may not have arrived. It sets pace, the feeds', to idlePace
-// while this instance is idle (hub has no stream), else to 0. It returns
-// once ctx has ended and its feed with it.
+// while this instance is idle (hub has no stream, and no read waited:
+// store.Waits), else to 0. It returns once ctx has ended and its feed
+// with it.
 func follow(ctx context.Context, seq *postgres.Sequencer, store *postgres.Store, hub *realtime.Hub, pace *peer.Pace, tlsConfig *tls.Config, log *slog.Logger) {
 	type target struct {
 		url, token string
