@@ -245,21 +245,6 @@ func TestPostgresConnectionLimit(t *testing.T) {
 			c.Close(context.Background())
 		}
 	}()
-	fill := func() {
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c, err := pgx.Connect(ctx, filler.String())
-			cancel()
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "53300" {
-				return
-			}
-			if err != nil {
-				t.Fatalf("filler connection %d: %v", len(fillers), err)
-			}
-			fillers = append(fillers, c)
-		}
-	}
 	// The test's own queries during the fault go through one connection
 	// opened before it. A new one could find no slot at all: every
 	// attempt of the instance to connect holds a slot for a moment
@@ -279,15 +264,49 @@ func TestPostgresConnectionLimit(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	backends := func() int {
+	query := func(sql string, v *int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
-		var n int
-		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = 'chaos_app'`).Scan(&n); err != nil {
-			t.Fatal(err)
+		if err := admin.QueryRow(ctx, sql).Scan(v); err != nil {
+			t.Fatalf("%s: %v", sql, err)
 		}
+	}
+	backends := func() (n int) {
+		t.Helper()
+		query(`SELECT count(*) FROM pg_stat_activity WHERE usename = 'chaos_app'`, &n)
 		return n
+	}
+	// fill takes every slot left to ordinary roles. A refusal does not
+	// say that they are all taken: an attempt of the instance holds one
+	// for a moment before it is refused itself, and it tries hundreds
+	// of times a second. So fill goes on until the client backends of
+	// other roles hold max_connections less the superusers' reserve.
+	var slots int
+	query(`SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int`, &slots)
+	fill := func() {
+		for end := time.Now().Add(patience); ; {
+			var others int
+			query(`SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'chaos_app'`, &others)
+			if others >= slots {
+				return
+			}
+			if time.Now().After(end) {
+				t.Fatalf("other roles hold %d connections of %d after %v", others, slots, patience)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := pgx.Connect(ctx, filler.String())
+			cancel()
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == "53300":
+				time.Sleep(5 * time.Millisecond)
+			case err != nil:
+				t.Fatalf("filler connection %d: %v", len(fillers), err)
+			default:
+				fillers = append(fillers, c)
+			}
+		}
 	}
 	const cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'chaos_app'"
 	pgFault(t, db, p, func() {
