@@ -221,11 +221,15 @@ func (w *writer) queueTexts(texts []string, limit int) bool {
 		return false
 	}
 	for _, t := range texts {
-		w.out = binary.BigEndian.AppendUint32(w.out, uint32(len(t)))
-		w.out = append(w.out, t...)
+		w.out = appendText(w.out, t)
 	}
 	w.signalPaced()
 	return true
+}
+
+// appendText appends the frame of a feed's text to buf.
+func appendText(buf []byte, text string) []byte {
+	return append(binary.BigEndian.AppendUint32(buf, uint32(len(text))), text...)
 }
 
 // Follow opens a feed from the sequencer at url, with its secret, for
@@ -272,8 +276,7 @@ func Follow(ctx context.Context, url, secret string, pid uint32, tlsConfig *tls.
 		for {
 			d, changed := pace.get()
 			if d != sent {
-				text := paceText(d)
-				send(append(binary.BigEndian.AppendUint32(nil, uint32(len(text))), text...))
+				send(appendText(nil, paceText(d)))
 				sent = d
 			}
 			select {
